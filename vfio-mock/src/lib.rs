@@ -1,0 +1,2 @@
+//! A simulated VFIO host and PCI devices that behave like Linux's vfio-pci.
+#![deny(missing_docs)]
