@@ -1,1 +1,174 @@
-fn main() {}
+//! Development automation for the VFIO workspace, run as `cargo xtask <command>`.
+//!
+//! - `guest`: run a static binary in a QEMU guest with the real vfio-pci driver;
+//! - `build-guest-bin`: build a workspace binary statically for that guest;
+//! - `ci`: the project's whole test pipeline.
+
+mod apt;
+mod build_guest_bin;
+mod ci;
+mod cmd;
+mod guest;
+mod paths;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  guest [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
+      Run a static x86-64 BINARY in a QEMU guest (Debian Linux 6.1, real vfio-pci,
+      QEMU edu at 0000:00:02.0 and NVMe at 0000:00:03.0, both bound to vfio-pci).
+      Lines the binary prints starting with `@@OUT@@ ` are appended (minus the prefix)
+      to FILE. Exits with the binary's exit code. Default timeout 300 s, 2 CPUs.
+  build-guest-bin PACKAGE BIN
+      Build a workspace binary statically for the guest and print its path.
+  ci
+      fmt, clippy, tests, docs, the guest smoke test and the fuzz corpus replay.
+";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("xtask: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let Some(command) = args.next() else {
+        eprint!("{USAGE}");
+        return Ok(ExitCode::FAILURE);
+    };
+    let rest: Vec<OsString> = args.collect();
+    match command.to_str() {
+        Some("guest") => {
+            let opts = parse_guest(rest)?;
+            let code = guest::run(&opts)?;
+            if code != 0 {
+                eprintln!("guest: {} exited with code {code}", opts.binary.display());
+            }
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Some("build-guest-bin") => {
+            let [package, bin] = rest.as_slice() else {
+                bail!("usage: cargo xtask build-guest-bin PACKAGE BIN");
+            };
+            let (Some(package), Some(bin)) = (package.to_str(), bin.to_str()) else {
+                bail!("package and binary names must be UTF-8");
+            };
+            let path = build_guest_bin::build(package, bin)?;
+            println!("{}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("ci") => {
+            if !rest.is_empty() {
+                bail!("`cargo xtask ci` takes no arguments");
+            }
+            ci::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown command {:?}", command);
+        }
+    }
+}
+
+/// Parses `guest` options up to `--` (or the first non-option), then BINARY and ARGS.
+fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
+    let mut output = None;
+    let mut timeout = guest::DEFAULT_TIMEOUT;
+    let mut cpus = guest::DEFAULT_CPUS;
+    let mut args = args.into_iter();
+    let binary = loop {
+        let Some(arg) = args.next() else {
+            bail!("usage: cargo xtask guest [--output FILE] [--timeout SECS] -- BINARY [ARGS...]");
+        };
+        let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
+        match arg.to_str() {
+            Some("--") => {
+                break args.next().context("missing BINARY after `--`")?;
+            }
+            Some("--output") => output = Some(PathBuf::from(value("--output")?)),
+            Some("--timeout") => {
+                let secs: f64 = value("--timeout")?
+                    .to_str()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                    .context("--timeout needs a positive number of seconds")?;
+                timeout = Duration::from_secs_f64(secs);
+            }
+            Some("--cpus") => {
+                cpus = value("--cpus")?
+                    .to_str()
+                    .and_then(|s| s.parse().ok())
+                    .filter(|n| (1..=8).contains(n))
+                    .context("--cpus needs a number from 1 to 8")?;
+            }
+            Some(flag) if flag.starts_with('-') => bail!("unknown guest option {flag}"),
+            _ => break arg,
+        }
+    };
+    Ok(guest::GuestOptions {
+        binary: PathBuf::from(binary),
+        args: args.collect(),
+        output,
+        timeout,
+        cpus,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_guest_options() {
+        let opts = parse_guest(os(&[
+            "--output",
+            "o.json",
+            "--timeout",
+            "12",
+            "--",
+            "bin",
+            "--x",
+            "y",
+        ]))
+        .unwrap();
+        assert_eq!(opts.binary, PathBuf::from("bin"));
+        assert_eq!(opts.args, os(&["--x", "y"]));
+        assert_eq!(opts.output, Some(PathBuf::from("o.json")));
+        assert_eq!(opts.timeout, Duration::from_secs(12));
+
+        let opts = parse_guest(os(&["bin", "--output"])).unwrap();
+        assert_eq!(opts.args, os(&["--output"]));
+        assert_eq!(opts.output, None);
+        assert_eq!(opts.timeout, guest::DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn rejects_bad_guest_options() {
+        assert!(parse_guest(os(&[])).is_err());
+        assert!(parse_guest(os(&["--timeout", "-1", "--", "b"])).is_err());
+        assert!(parse_guest(os(&["--bogus", "--", "b"])).is_err());
+        assert!(parse_guest(os(&["--"])).is_err());
+    }
+}

@@ -1,0 +1,209 @@
+//! `cargo xtask ci`: the project's single test command.
+//!
+//! A table of steps, run in order; each prints a header and its wall time, the first
+//! failure stops the run, and a summary of every step's time closes it. To add a step,
+//! add a row to [`STEPS`].
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::guest::{self, GuestOptions};
+use crate::{apt, build_guest_bin, cmd, paths};
+
+/// What a step did, when it did not fail.
+enum Outcome {
+    Passed,
+    Skipped(String),
+}
+
+/// One row of the pipeline.
+struct Step {
+    name: &'static str,
+    run: fn() -> Result<Outcome>,
+}
+
+/// The pipeline, in order.
+const STEPS: &[Step] = &[
+    Step {
+        name: "install missing tools",
+        run: install_tools,
+    },
+    Step {
+        name: "cargo fmt --check",
+        run: || cargo(&["fmt", "--all", "--", "--check"], &[]),
+    },
+    Step {
+        name: "cargo clippy",
+        run: || {
+            cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )
+        },
+    },
+    Step {
+        name: "cargo test",
+        run: || cargo(&["test", "--workspace"], &[]),
+    },
+    Step {
+        name: "cargo doc",
+        run: || {
+            cargo(
+                &["doc", "--workspace", "--no-deps"],
+                &[("RUSTDOCFLAGS", "-D warnings")],
+            )
+        },
+    },
+    Step {
+        name: "guest smoke test (real vfio-pci in QEMU)",
+        run: guest_smoke,
+    },
+    Step {
+        name: "fuzz corpus replay",
+        run: fuzz_replay,
+    },
+];
+
+/// The guest smoke binary.
+const SMOKE_PACKAGE: &str = "conformance-tests";
+const SMOKE_BIN: &str = "vfio-guest-smoke";
+
+/// Runs every step; fails at the first failing step.
+pub fn run() -> Result<()> {
+    let start = Instant::now();
+    let mut summary: Vec<(&str, String, Duration)> = Vec::new();
+    let mut failure = None;
+    for (i, step) in STEPS.iter().enumerate() {
+        println!("\n==> [{}/{}] {}", i + 1, STEPS.len(), step.name);
+        let step_start = Instant::now();
+        let result = (step.run)();
+        let elapsed = step_start.elapsed();
+        let status = match &result {
+            Ok(Outcome::Passed) => "ok".to_owned(),
+            Ok(Outcome::Skipped(why)) => format!("skipped ({why})"),
+            Err(_) => "FAILED".to_owned(),
+        };
+        println!("==> {}: {status} in {}", step.name, secs(elapsed));
+        summary.push((step.name, status, elapsed));
+        if let Err(err) = result {
+            failure = Some(err.context(format!("ci step `{}` failed", step.name)));
+            break;
+        }
+    }
+    println!("\n==> ci summary");
+    for (name, status, elapsed) in &summary {
+        println!("    {:>8}  {name}: {status}", secs(*elapsed));
+    }
+    for step in STEPS.iter().skip(summary.len()) {
+        println!("    {:>8}  {}: not run", "-", step.name);
+    }
+    println!("    {:>8}  total", secs(start.elapsed()));
+    match failure {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Runs cargo in the workspace root with extra environment.
+fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<Outcome> {
+    cargo_in(&paths::workspace_root(), args, env)
+}
+
+fn cargo_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Outcome> {
+    let mut command = Command::new(paths::cargo());
+    command.current_dir(dir).args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    println!("$ {}", cmd::display(&command));
+    cmd::run(&mut command)?;
+    Ok(Outcome::Passed)
+}
+
+fn install_tools() -> Result<Outcome> {
+    let mut did = Vec::new();
+    if cmd::which("qemu-system-x86_64").is_none() {
+        apt::install(&["qemu-system-x86", "busybox-static"])?;
+        did.push("qemu-system-x86, busybox-static");
+    } else {
+        println!("qemu-system-x86_64 is present");
+    }
+    let mut missing = Vec::new();
+    for component in ["fmt", "clippy"] {
+        let present = Command::new(paths::cargo())
+            .args([component, "--version"])
+            .output()
+            .map(|out| out.status.success())
+            .unwrap_or(false);
+        if !present {
+            missing.push(if component == "fmt" {
+                "rustfmt"
+            } else {
+                "clippy"
+            });
+        }
+    }
+    if missing.is_empty() {
+        println!("rustfmt and clippy are present");
+    } else {
+        if cmd::which("rustup").is_none() {
+            bail!(
+                "{} missing and rustup is not available to add them",
+                missing.join(" and ")
+            );
+        }
+        let mut rustup = Command::new("rustup");
+        rustup.args(["component", "add"]).args(&missing);
+        println!("$ {}", cmd::display(&rustup));
+        cmd::run(&mut rustup)?;
+        did.push("rustfmt/clippy");
+    }
+    if did.is_empty() {
+        Ok(Outcome::Skipped("all present".to_owned()))
+    } else {
+        Ok(Outcome::Passed)
+    }
+}
+
+fn guest_smoke() -> Result<Outcome> {
+    let binary = build_guest_bin::build(SMOKE_PACKAGE, SMOKE_BIN)?;
+    let output = paths::guest_dir().join("smoke.json");
+    let opts = GuestOptions {
+        binary,
+        args: Vec::new(),
+        output: Some(output.clone()),
+        timeout: guest::DEFAULT_TIMEOUT,
+        cpus: guest::DEFAULT_CPUS,
+    };
+    let code = guest::run(&opts)?;
+    if code != 0 {
+        bail!(
+            "{SMOKE_BIN} exited with code {code} in the guest (results: {})",
+            output.display()
+        );
+    }
+    Ok(Outcome::Passed)
+}
+
+fn fuzz_replay() -> Result<Outcome> {
+    let fuzz = paths::workspace_root().join("fuzz");
+    if !fuzz.join("Cargo.toml").is_file() {
+        println!("no fuzz/Cargo.toml yet: nothing to replay");
+        return Ok(Outcome::Skipped("no fuzz/ crate".to_owned()));
+    }
+    cargo(&["test", "--manifest-path", "fuzz/Cargo.toml"], &[]).context("replaying the fuzz corpus")
+}

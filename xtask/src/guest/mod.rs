@@ -1,0 +1,190 @@
+//! `cargo xtask guest`: run a static binary inside a QEMU guest whose kernel drives the
+//! emulated `edu` and NVMe devices with the real vfio-pci driver.
+//!
+//! The guest: Debian's Linux 6.1 (TCG, q35, emulated VT-d), a busybox initramfs whose
+//! `/init` loads the VFIO modules, binds both devices to vfio-pci, runs the binary as
+//! `/vfio-test` and reports its exit code over the serial console.
+
+mod assets;
+mod binary;
+mod console;
+mod init_script;
+mod initramfs;
+mod qemu;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{apt, paths};
+use console::Console;
+use init_script::Module;
+use initramfs::CpioWriter;
+use qemu::Machine;
+
+/// Where the test binary lives in the guest.
+pub const GUEST_TEST_PATH: &str = "/vfio-test";
+
+/// Default wall-time limit of a guest run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default number of virtual CPUs.
+pub const DEFAULT_CPUS: u32 = 2;
+
+/// Size of the sparse NVMe backing file.
+const NVME_IMAGE_BYTES: u64 = 64 << 20;
+
+/// A PCI device attached to the guest at a fixed slot on bus 0.
+#[derive(Debug, Clone, Copy)]
+pub struct GuestDevice {
+    /// Short name; the test sees `VFIO_GUEST_<NAME>` and `VFIO_GUEST_<NAME>_GROUP`.
+    pub name: &'static str,
+    /// PCI slot (device number) on bus 0, function 0.
+    pub slot: u8,
+    /// The QEMU `-device` value, without the address.
+    pub qemu: &'static str,
+}
+
+impl GuestDevice {
+    /// The guest's PCI address, e.g. `0000:00:02.0`.
+    pub fn bdf(&self) -> String {
+        format!("0000:00:{:02x}.0", self.slot)
+    }
+
+    /// The environment variable holding the address in the guest.
+    pub fn env_name(&self) -> String {
+        format!("VFIO_GUEST_{}", self.name.to_ascii_uppercase())
+    }
+
+    fn qemu_arg(&self) -> String {
+        format!("{},addr={:02x}.0", self.qemu, self.slot)
+    }
+}
+
+/// The devices every guest gets.
+pub const DEVICES: [GuestDevice; 2] = [
+    GuestDevice {
+        name: "edu",
+        slot: 2,
+        qemu: "edu",
+    },
+    GuestDevice {
+        name: "nvme",
+        slot: 3,
+        qemu: "nvme,serial=vfio0001,drive=nvm",
+    },
+];
+
+/// What to run in the guest, and how.
+#[derive(Debug)]
+pub struct GuestOptions {
+    /// The static binary to run.
+    pub binary: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Where `@@OUT@@ ` lines go, if anywhere.
+    pub output: Option<PathBuf>,
+    /// Wall-time limit for the whole guest run.
+    pub timeout: Duration,
+    /// Virtual CPUs.
+    pub cpus: u32,
+}
+
+/// Runs the binary in the guest and returns its exit code.
+pub fn run(opts: &GuestOptions) -> Result<i32> {
+    let test = binary::load(&opts.binary)?;
+    apt::ensure_program("qemu-system-x86_64", &["qemu-system-x86"])
+        .context("QEMU is missing and could not be installed")?;
+
+    let cache = paths::guest_dir();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let assets = assets::ensure(&cache)?;
+    let initrd = cache.join("initramfs.cpio");
+    write_initramfs(&initrd, &assets, &test, &opts.args)?;
+    let nvme_image = qemu::ensure_disk(&cache.join("nvme.img"), NVME_IMAGE_BYTES)?;
+
+    let machine = Machine {
+        kernel: &assets.kernel,
+        initrd: &initrd,
+        nvme_image: &nvme_image,
+        devices: &DEVICES,
+        cpus: opts.cpus,
+    };
+    let mut console = Console::new(opts.output.as_deref())?;
+    let boot = machine.boot(&mut console, opts.timeout)?;
+    eprintln!("guest: ran in {:.1} s", boot.elapsed.as_secs_f64());
+
+    if let Some(reason) = &console.setup_failed {
+        bail!(
+            "guest setup failed before the test ran: {reason}\nlast lines of console:\n{}",
+            console.tail()
+        );
+    }
+    match (console.exit_code, boot.status) {
+        (Some(code), _) => Ok(code),
+        (None, None) => bail!(
+            "guest timed out after {} s (QEMU killed) without printing the exit marker; \
+             last lines of console:\n{}",
+            opts.timeout.as_secs(),
+            console.tail()
+        ),
+        (None, Some(status)) => bail!(
+            "guest never printed the exit marker (QEMU exited: {status}; a kernel panic \
+             or a crashed /init reboots, which ends QEMU); last lines of console:\n{}",
+            console.tail()
+        ),
+    }
+}
+
+/// Writes the initramfs: busybox, `/init`, the modules and the test binary.
+fn write_initramfs(
+    path: &Path,
+    assets: &assets::Assets,
+    test: &[u8],
+    args: &[OsString],
+) -> Result<()> {
+    let busybox = std::fs::read(&assets.busybox)
+        .with_context(|| format!("reading {}", assets.busybox.display()))?;
+    let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut cpio = CpioWriter::new(BufWriter::new(file));
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp",
+    ] {
+        cpio.dir(dir)?;
+    }
+    // The kernel opens /dev/console for init before anything is mounted.
+    cpio.char_dev("dev/console", 0o600, 5, 1)?;
+    cpio.file("bin/busybox", 0o755, &busybox)?;
+    cpio.symlink("bin/sh", "busybox")?;
+
+    let mut modules = Vec::new();
+    for (name, source) in &assets.modules {
+        let path = match source {
+            Some(source) => {
+                let inside = format!("lib/modules/{name}.ko");
+                let data = std::fs::read(source)
+                    .with_context(|| format!("reading {}", source.display()))?;
+                cpio.file(&inside, 0o644, &data)?;
+                Some(format!("/{inside}"))
+            }
+            None => None,
+        };
+        modules.push(Module {
+            name: name.clone(),
+            path,
+        });
+    }
+    cpio.file(GUEST_TEST_PATH, 0o755, test)?;
+    cpio.file(
+        "init",
+        0o755,
+        &init_script::render(&modules, &DEVICES, args),
+    )?;
+    cpio.finish()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Booting the guest under QEMU (TCG), streaming its serial console and enforcing the
+//! timeout.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::GuestDevice;
+use super::console::Console;
+use crate::cmd;
+
+/// How long to wait for QEMU to exit after the guest printed its exit marker.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
+
+/// What to boot.
+#[derive(Debug)]
+pub struct Machine<'a> {
+    /// The kernel image.
+    pub kernel: &'a Path,
+    /// The initramfs (an uncompressed cpio archive).
+    pub initrd: &'a Path,
+    /// The backing file of the emulated NVMe drive.
+    pub nvme_image: &'a Path,
+    /// The PCI devices to attach, at their fixed slots.
+    pub devices: &'a [GuestDevice],
+    /// Number of virtual CPUs.
+    pub cpus: u32,
+}
+
+/// How a boot ended.
+#[derive(Debug)]
+pub struct Boot {
+    /// Wall time from starting QEMU until it exited (or was killed).
+    pub elapsed: Duration,
+    /// QEMU's exit status; `None` if it was killed on timeout.
+    pub status: Option<ExitStatus>,
+}
+
+impl Machine<'_> {
+    /// The full QEMU command line.
+    pub fn command(&self) -> Command {
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args([
+            "-accel",
+            "tcg",
+            "-M",
+            "q35,kernel-irqchip=split",
+            "-cpu",
+            "max",
+        ])
+        .arg("-smp")
+        .arg(self.cpus.to_string())
+        .args(["-m", "1024", "-nographic", "-no-reboot", "-vga", "none"])
+        // The IOMMU must come before the devices it translates for.
+        .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
+        .arg("-drive")
+        .arg(format!(
+            "file={},if=none,id=nvm,format=raw",
+            qemu_escape(self.nvme_image)
+        ));
+        for device in self.devices {
+            qemu.arg("-device").arg(device.qemu_arg());
+        }
+        qemu.arg("-kernel")
+            .arg(self.kernel)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .args(["-append", "console=ttyS0 intel_iommu=on panic=-1 quiet"]);
+        qemu
+    }
+
+    /// Boots the machine, feeding every console line to `console` and echoing it to
+    /// stdout, until QEMU exits or `timeout` passes.
+    pub fn boot(&self, console: &mut Console, timeout: Duration) -> Result<Boot> {
+        let mut qemu = self.command();
+        qemu.stdin(Stdio::null()).stdout(Stdio::piped());
+        eprintln!("xtask: {}", cmd::display(&qemu));
+        let start = Instant::now();
+        let mut child = qemu
+            .spawn()
+            .with_context(|| format!("could not start `{}`", cmd::display(&qemu)))?;
+        let stdout = child.stdout.take().context("QEMU has no stdout pipe")?;
+        let (lines, received) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match stdout.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if lines.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+
+        let result = pump(&mut child, &received, console, start + timeout);
+        let status = match result {
+            Ok(status) => status,
+            Err(err) => {
+                kill(&mut child);
+                return Err(err);
+            }
+        };
+        let elapsed = start.elapsed();
+        // QEMU has exited or been killed, so the pipe is closed and the reader ends.
+        let _ = reader.join();
+        Ok(Boot { elapsed, status })
+    }
+}
+
+/// Moves console lines from the reader thread to `console` and stdout until QEMU exits.
+/// Returns `None` if QEMU had to be killed at the deadline.
+fn pump(
+    child: &mut Child,
+    received: &mpsc::Receiver<Vec<u8>>,
+    console: &mut Console,
+    deadline: Instant,
+) -> Result<Option<ExitStatus>> {
+    let mut stdout = std::io::stdout();
+    let mut deadline = deadline;
+    let mut seen_exit = false;
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(wait) {
+            Ok(line) => {
+                stdout.write_all(&line)?;
+                stdout.flush()?;
+                let text = String::from_utf8_lossy(&line);
+                console.feed(text.trim_end_matches('\n'))?;
+                if !seen_exit && (console.exit_code.is_some() || console.setup_failed.is_some()) {
+                    seen_exit = true;
+                    deadline = deadline.min(Instant::now() + POWER_OFF_GRACE);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Ok(Some(child.wait().context("waiting for QEMU")?));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                kill(child);
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Escapes a path for a QEMU option value (commas are doubled).
+fn qemu_escape(path: &Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
+/// Creates the NVMe backing file (sparse, `size` bytes) unless it exists.
+pub fn ensure_disk(path: &Path, size: u64) -> Result<PathBuf> {
+    if !path.is_file() {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        file.set_len(size)
+            .with_context(|| format!("sizing {}", path.display()))?;
+    }
+    Ok(path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::DEVICES;
+
+    #[test]
+    fn command_line_puts_iommu_first_and_pins_slots() {
+        let machine = Machine {
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            nvme_image: Path::new("/a,b/nvme.img"),
+            devices: &DEVICES,
+            cpus: 2,
+        };
+        let line = cmd::display(&machine.command());
+        let iommu = line.find("intel-iommu").unwrap();
+        let edu = line.find("edu,addr=02.0").unwrap();
+        let nvme = line
+            .find("nvme,serial=vfio0001,drive=nvm,addr=03.0")
+            .unwrap();
+        assert!(iommu < edu && iommu < nvme, "{line}");
+        assert!(line.contains("file=/a,,b/nvme.img,if=none"), "{line}");
+        assert!(line.contains("-accel tcg"), "{line}");
+    }
+}
