@@ -5,6 +5,10 @@
 //! into a scratch directory; only the few files the guest needs are kept (decompressed,
 //! so busybox `insmod` can load them), then the scratch directory is removed. A `STAMP`
 //! file marks a complete cache.
+//!
+//! The kernel is also unpacked from its bzImage into a plain ELF `vmlinux`: QEMU boots
+//! that through the PVH entry point, which skips the in-guest xz decompression and
+//! halves the run (about 3.3 s instead of 7 s from start to power-off under TCG).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -19,6 +23,8 @@ use crate::{apt, cmd};
 pub const KERNEL_ABI: &str = "6.1.0-54-amd64";
 /// The package that carries it.
 pub const KERNEL_PACKAGE: &str = "linux-image-6.1.0-54-amd64-unsigned";
+/// Bump when the cache layout or contents change, to refetch.
+const CACHE_VERSION: u32 = 2;
 /// The package that carries a static busybox.
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// Modules to load, in this order.
@@ -34,7 +40,8 @@ pub const MODULES: [&str; 6] = [
 /// Paths to the cached guest assets.
 #[derive(Debug)]
 pub struct Assets {
-    /// The kernel image (`vmlinuz`).
+    /// The kernel image: the uncompressed `vmlinux` if it could be extracted, else
+    /// `vmlinuz`.
     pub kernel: PathBuf,
     /// The static busybox.
     pub busybox: PathBuf,
@@ -45,12 +52,17 @@ pub struct Assets {
 
 /// Returns the cached assets, fetching them first if the cache is incomplete.
 pub fn ensure(cache: &Path) -> Result<Assets> {
-    let dir = cache.join(format!("assets-{KERNEL_ABI}"));
+    let dir = cache.join(format!("assets-{KERNEL_ABI}-v{CACHE_VERSION}"));
     if !dir.join("STAMP").is_file() {
         fetch(cache, &dir).context("fetching the guest kernel and busybox")?;
     }
+    let vmlinux = dir.join("vmlinux");
     Ok(Assets {
-        kernel: dir.join("vmlinuz"),
+        kernel: if vmlinux.is_file() {
+            vmlinux
+        } else {
+            dir.join("vmlinuz")
+        },
         busybox: dir.join("busybox"),
         modules: MODULES
             .iter()
@@ -73,7 +85,7 @@ fn fetch(cache: &Path, dir: &Path) -> Result<()> {
         }
     }
     let scratch = cache.join("fetch-scratch");
-    let staging = cache.join(format!("assets-{KERNEL_ABI}.partial"));
+    let staging = dir.with_extension("partial");
     for stale in [&scratch, &staging, dir] {
         remove_if_exists(stale)?;
     }
@@ -83,10 +95,16 @@ fn fetch(cache: &Path, dir: &Path) -> Result<()> {
     let kernel_root = unpack(KERNEL_PACKAGE, &scratch)?;
     let vmlinuz = kernel_root.join(format!("boot/vmlinuz-{KERNEL_ABI}"));
     copy(&vmlinuz, &staging.join("vmlinuz"))?;
+    let extracted = extract_vmlinux(&vmlinuz, &staging.join("vmlinux"), &scratch)?;
+    if !extracted {
+        eprintln!("xtask: could not extract vmlinux; the guest boots the slower vmlinuz");
+    }
 
     let tree = kernel_root.join(format!("lib/modules/{KERNEL_ABI}/kernel"));
     let found = index_modules(&tree)?;
-    let mut stamp = format!("kernel: {KERNEL_PACKAGE}\nbusybox: {BUSYBOX_PACKAGE}\n");
+    let mut stamp = format!(
+        "kernel: {KERNEL_PACKAGE} (vmlinux extracted: {extracted})\nbusybox: {BUSYBOX_PACKAGE}\n"
+    );
     for name in MODULES {
         match found.get(&normalize(name)) {
             Some(source) => {
@@ -118,6 +136,33 @@ fn unpack(package: &str, scratch: &Path) -> Result<PathBuf> {
     cmd::run(Command::new("dpkg").arg("-x").arg(&deb).arg(&root))
         .with_context(|| format!("unpacking {}", deb.display()))?;
     Ok(root)
+}
+
+/// Extracts the ELF kernel from an xz-compressed bzImage (like the kernel's
+/// `scripts/extract-vmlinux`). Returns `false` when that is not possible.
+fn extract_vmlinux(vmlinuz: &Path, dest: &Path, scratch: &Path) -> Result<bool> {
+    const XZ_MAGIC: &[u8] = b"\xfd7zXZ\0";
+    if cmd::which("xz").is_none() {
+        return Ok(false);
+    }
+    let image = std::fs::read(vmlinuz).with_context(|| format!("reading {}", vmlinuz.display()))?;
+    let Some(at) = image.windows(XZ_MAGIC.len()).position(|w| w == XZ_MAGIC) else {
+        return Ok(false);
+    };
+    let payload = scratch.join("vmlinux.xz");
+    std::fs::write(&payload, &image[at..])?;
+    let out = File::create(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let unpacked = Command::new("xz")
+        .args(["-dc", "--single-stream"])
+        .arg(&payload)
+        .stdout(out)
+        .status()
+        .is_ok_and(|status| status.success());
+    let is_elf = unpacked && std::fs::read(dest).is_ok_and(|elf| elf.starts_with(b"\x7fELF"));
+    if !is_elf {
+        std::fs::remove_file(dest)?;
+    }
+    Ok(is_elf)
 }
 
 /// Maps each module name (with `-` as `_`) to its file under `tree`.

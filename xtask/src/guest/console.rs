@@ -61,6 +61,8 @@ pub struct Console {
     pub exit_code: Option<i32>,
     /// Why guest setup failed, if it did.
     pub setup_failed: Option<String>,
+    /// The kernel's first `Kernel panic` line, if it panicked.
+    pub panic: Option<String>,
 }
 
 impl Console {
@@ -83,6 +85,7 @@ impl Console {
             output,
             exit_code: None,
             setup_failed: None,
+            panic: None,
         })
     }
 
@@ -101,7 +104,11 @@ impl Console {
             }
             Line::Exit(code) => self.exit_code = Some(code),
             Line::SetupFailed(reason) => self.setup_failed = Some(reason.to_owned()),
-            Line::Other => {}
+            Line::Other => {
+                if self.panic.is_none() && line.contains("Kernel panic") {
+                    self.panic = Some(line.trim().to_owned());
+                }
+            }
         }
         Ok(())
     }
@@ -153,6 +160,17 @@ mod tests {
         console.feed("@@OUT@@ {\"a\":1}\r").unwrap();
         console.feed("@@OUT@@ {\"b\":2}").unwrap();
         console.feed("@@VFIO-GUEST-EXIT@@ 7").unwrap();
+        assert_eq!(console.panic, None);
+        console
+            .feed("[ 2.3] Kernel panic - not syncing: sysrq triggered crash")
+            .unwrap();
+        assert!(
+            console
+                .panic
+                .as_deref()
+                .unwrap()
+                .ends_with("sysrq triggered crash")
+        );
         assert_eq!(console.exit_code, Some(7));
         let tail = console.tail();
         assert_eq!(tail.lines().count(), TAIL_LINES);

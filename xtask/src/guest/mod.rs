@@ -124,20 +124,24 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
             console.tail()
         );
     }
-    match (console.exit_code, boot.status) {
-        (Some(code), _) => Ok(code),
-        (None, None) => bail!(
-            "guest timed out after {} s (QEMU killed) without printing the exit marker; \
-             last lines of console:\n{}",
-            opts.timeout.as_secs(),
-            console.tail()
-        ),
-        (None, Some(status)) => bail!(
-            "guest never printed the exit marker (QEMU exited: {status}; a kernel panic \
-             or a crashed /init reboots, which ends QEMU); last lines of console:\n{}",
-            console.tail()
-        ),
+    if let Some(code) = console.exit_code {
+        return Ok(code);
     }
+    let what = match (&console.panic, boot.status) {
+        (Some(panic), _) => format!("the guest kernel panicked ({panic})"),
+        (None, None) => format!(
+            "the guest timed out after {:.0} s and QEMU was killed",
+            opts.timeout.as_secs_f64()
+        ),
+        (None, Some(status)) => format!(
+            "QEMU exited ({status}) early: did the guest boot? (a crashed /init panics \
+             the kernel, which ends QEMU)"
+        ),
+    };
+    bail!(
+        "guest never printed the exit marker: {what}; last lines of console:\n{}",
+        console.tail()
+    )
 }
 
 /// Writes the initramfs: busybox, `/init`, the modules and the test binary.
