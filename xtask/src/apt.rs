@@ -72,7 +72,13 @@ pub fn download(package: &str, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let attempt = || -> Result<()> {
         eprintln!("xtask: apt-get download {package}");
-        cmd::run(apt_get()?.arg("download").arg(package).current_dir(dir))
+        // The download directory is usually not writable by apt's `_apt` sandbox user;
+        // downloading as the invoking user avoids apt's warning about it.
+        cmd::run(
+            apt_get()?
+                .args(["-o", "APT::Sandbox::User=root", "download", package])
+                .current_dir(dir),
+        )
     };
     if let Err(first) = attempt() {
         if UPDATED.load(Ordering::SeqCst) {
