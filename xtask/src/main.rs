@@ -10,6 +10,7 @@ mod ci;
 mod cmd;
 mod guest;
 mod paths;
+mod scratch;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

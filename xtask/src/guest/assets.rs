@@ -17,6 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::scratch::ScratchDir;
 use crate::{apt, cmd};
 
 /// The Debian kernel ABI the guest runs.
@@ -84,18 +85,19 @@ fn fetch(cache: &Path, dir: &Path) -> Result<()> {
             bail!("`{tool}` is missing: fetching the guest kernel needs a Debian-like host");
         }
     }
-    let scratch = cache.join("fetch-scratch");
-    let staging = dir.with_extension("partial");
-    for stale in [&scratch, &staging, dir] {
-        remove_if_exists(stale)?;
-    }
+    // Process-unique scratch and staging directories, so concurrent first runs do not
+    // trip over each other; whichever finishes first installs the cache.
+    let scratch_dir = ScratchDir::new(cache, "fetch-scratch")?;
+    let scratch = scratch_dir.path();
+    let staging_dir = ScratchDir::new(cache, "assets-staging")?;
+    let staging = staging_dir.path();
     std::fs::create_dir_all(staging.join("modules"))
         .with_context(|| format!("creating {}", staging.display()))?;
 
-    let kernel_root = unpack(KERNEL_PACKAGE, &scratch)?;
+    let kernel_root = unpack(KERNEL_PACKAGE, scratch)?;
     let vmlinuz = kernel_root.join(format!("boot/vmlinuz-{KERNEL_ABI}"));
     copy(&vmlinuz, &staging.join("vmlinuz"))?;
-    let extracted = extract_vmlinux(&vmlinuz, &staging.join("vmlinux"), &scratch)?;
+    let extracted = extract_vmlinux(&vmlinuz, &staging.join("vmlinux"), scratch)?;
     if !extracted {
         eprintln!("xtask: could not extract vmlinux; the guest boots the slower vmlinuz");
     }
@@ -120,13 +122,22 @@ fn fetch(cache: &Path, dir: &Path) -> Result<()> {
         }
     }
 
-    let busybox_root = unpack(BUSYBOX_PACKAGE, &scratch)?;
+    let busybox_root = unpack(BUSYBOX_PACKAGE, scratch)?;
     copy(&busybox_root.join("bin/busybox"), &staging.join("busybox"))?;
 
     std::fs::write(staging.join("STAMP"), stamp)?;
-    std::fs::rename(&staging, dir)
-        .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()))?;
-    remove_if_exists(&scratch)
+    if dir.exists() && !dir.join("STAMP").is_file() {
+        // Left over from an interrupted run of an older version.
+        remove_if_exists(dir)?;
+    }
+    if let Err(err) = std::fs::rename(staging, dir) {
+        if !dir.join("STAMP").is_file() {
+            return Err(err)
+                .with_context(|| format!("renaming {} to {}", staging.display(), dir.display()));
+        }
+        // Another xtask process installed the cache first; ours is dropped.
+    }
+    Ok(())
 }
 
 /// Downloads `package` and unpacks it with `dpkg -x`; returns the unpacked root.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use crate::scratch::ScratchDir;
 use crate::{apt, paths};
 use console::Console;
 use init_script::Module;
@@ -103,9 +104,13 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
     let cache = paths::guest_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
     let assets = assets::ensure(&cache)?;
-    let initrd = cache.join("initramfs.cpio");
+    // Per-run files, so concurrent runs neither share an initramfs nor fight over the
+    // disk image's lock, and every run starts from a blank NVMe disk.
+    let run_dir = ScratchDir::new(&cache, "run")?;
+    let initrd = run_dir.path().join("initramfs.cpio");
     write_initramfs(&initrd, &assets, &test, &opts.args)?;
-    let nvme_image = qemu::ensure_disk(&cache.join("nvme.img"), NVME_IMAGE_BYTES)?;
+    let nvme_image = run_dir.path().join("nvme.img");
+    qemu::create_disk(&nvme_image, NVME_IMAGE_BYTES)?;
 
     let machine = Machine {
         kernel: &assets.kernel,

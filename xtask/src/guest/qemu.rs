@@ -2,7 +2,7 @@
 //! timeout.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -168,15 +168,12 @@ fn qemu_escape(path: &Path) -> String {
     path.to_string_lossy().replace(',', ",,")
 }
 
-/// Creates the NVMe backing file (sparse, `size` bytes) unless it exists.
-pub fn ensure_disk(path: &Path, size: u64) -> Result<PathBuf> {
-    if !path.is_file() {
-        let file =
-            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        file.set_len(size)
-            .with_context(|| format!("sizing {}", path.display()))?;
-    }
-    Ok(path.to_path_buf())
+/// Creates the NVMe backing file: blank and sparse, `size` bytes.
+pub fn create_disk(path: &Path, size: u64) -> Result<()> {
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.set_len(size)
+        .with_context(|| format!("sizing {}", path.display()))
 }
 
 #[cfg(test)]
