@@ -1,0 +1,153 @@
+//! Offset, width and alignment checks shared by every register accessor.
+
+use crate::backend::{Device, VfioBackend};
+use crate::error::{Error, ErrorKind, Operation, Result};
+
+/// Checks a `width`-byte access at `offset` into something `len` bytes long:
+/// in bounds (with checked arithmetic) and aligned to `width`. Returns the
+/// offset as a `usize` ready for indexing.
+pub fn check_register_access(op: Operation, len: u64, offset: u64, width: u64) -> Result<usize> {
+    debug_assert!(width.is_power_of_two());
+    let end = offset.checked_add(width);
+    if end.is_none_or(|end| end > len) {
+        return Err(Error::new(op, ErrorKind::OutOfRange).with_detail(format_args!(
+            "{width}-byte access at offset {offset:#x} is past the end of a {len:#x}-byte region"
+        )));
+    }
+    if offset % width != 0 {
+        return Err(
+            Error::new(op, ErrorKind::Misaligned).with_detail(format_args!(
+                "offset {offset:#x} is not aligned to {width} bytes"
+            )),
+        );
+    }
+    usize::try_from(offset).map_err(|_| {
+        Error::new(op, ErrorKind::OutOfRange)
+            .with_detail(format_args!("offset {offset:#x} does not fit in usize"))
+    })
+}
+
+/// Checks that `[offset, offset + size)` lies within `len` bytes.
+pub fn check_range(op: Operation, len: u64, offset: u64, size: u64) -> Result<()> {
+    match offset.checked_add(size) {
+        Some(end) if end <= len => Ok(()),
+        _ => Err(
+            Error::new(op, ErrorKind::OutOfRange).with_detail(format_args!(
+                "{size:#x} bytes at offset {offset:#x} run past the end of a {len:#x}-byte object"
+            )),
+        ),
+    }
+}
+
+/// Reads exactly `buf.len()` bytes of region `index` at `offset`; a read the
+/// kernel cuts short at the region's end is an [`ErrorKind::OutOfRange`] error.
+pub fn read_exact<B: VfioBackend, D: Device<B> + ?Sized>(
+    device: &D,
+    index: u32,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset.saturating_add(done as u64);
+        let n = device.read_region(index, at, &mut buf[done..])?;
+        if n == 0 {
+            return Err(short(
+                Operation::RegionRead,
+                device.name(),
+                index,
+                offset,
+                buf.len(),
+                done,
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Writes all of `data` to region `index` at `offset`; a write the kernel
+/// cuts short at the region's end is an [`ErrorKind::OutOfRange`] error.
+pub fn write_all<B: VfioBackend, D: Device<B> + ?Sized>(
+    device: &D,
+    index: u32,
+    offset: u64,
+    data: &[u8],
+) -> Result<()> {
+    let mut done = 0;
+    while done < data.len() {
+        let at = offset.saturating_add(done as u64);
+        let n = device.write_region(index, at, &data[done..])?;
+        if n == 0 {
+            return Err(short(
+                Operation::RegionWrite,
+                device.name(),
+                index,
+                offset,
+                data.len(),
+                done,
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+fn short(op: Operation, name: &str, index: u32, offset: u64, want: usize, got: usize) -> Error {
+    Error::new(op, ErrorKind::OutOfRange)
+        .with_target(name)
+        .with_detail(format_args!(
+            "region {index}: only {got} of {want} bytes at offset {offset:#x} lie inside the region"
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const OP: Operation = Operation::RegisterRead;
+
+    #[test]
+    fn in_bounds_aligned_access_is_accepted() {
+        assert_eq!(check_register_access(OP, 0x1000, 0xffc, 4).unwrap(), 0xffc);
+        assert_eq!(check_register_access(OP, 8, 0, 8).unwrap(), 0);
+    }
+
+    #[test]
+    fn past_the_end_is_out_of_range() {
+        let e = check_register_access(OP, 0x1000, 0x1000, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        let e = check_register_access(OP, 0x1000, 0xffe, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn overflowing_offset_is_out_of_range_not_a_panic() {
+        let e = check_register_access(OP, u64::MAX, u64::MAX - 1, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn misaligned_access_is_reported() {
+        let e = check_register_access(OP, 0x1000, 2, 4).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Misaligned);
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_accesses_are_in_bounds_and_aligned(len in any::<u64>(), off in any::<u64>(), w in prop::sample::select(vec![1u64, 2, 4, 8])) {
+            if let Ok(o) = check_register_access(OP, len, off, w) {
+                prop_assert_eq!(o as u64, off);
+                prop_assert!(off + w <= len);
+                prop_assert_eq!(off % w, 0);
+            }
+        }
+
+        #[test]
+        fn check_range_agrees_with_wide_arithmetic(len in any::<u64>(), off in any::<u64>(), size in any::<u64>()) {
+            let ok = (off as u128) + (size as u128) <= len as u128;
+            prop_assert_eq!(check_range(OP, len, off, size).is_ok(), ok);
+        }
+    }
+}

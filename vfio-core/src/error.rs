@@ -1,0 +1,358 @@
+//! The typed error every backend returns.
+//!
+//! An [`Error`] says which [`Operation`] failed, on what (a device name, a
+//! group, a path), what [`ErrorKind`] of failure it was, and carries the
+//! errno or I/O error underneath as its `source()`. Two backends failing "the
+//! same way" means equal [`Error::kind`] and equal [`Error::errno`].
+
+use nix::errno::Errno;
+use std::fmt;
+
+/// The result type of this crate family.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, independent of which backend noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object does not exist (ENOENT, ENODEV, ENXIO).
+    NotFound,
+    /// The object is in use or in a state that forbids the call (EBUSY).
+    Busy,
+    /// The kernel or backend rejected an argument (EINVAL).
+    InvalidArgument,
+    /// An offset or index lies outside the object it addresses.
+    OutOfRange,
+    /// An access is not aligned to its width.
+    Misaligned,
+    /// The operation is not supported here (ENOTTY, EOPNOTSUPP, ENOSYS).
+    Unsupported,
+    /// The caller lacks the right to do this (EPERM, EACCES).
+    PermissionDenied,
+    /// The object already exists (EEXIST), e.g. an overlapping DMA mapping.
+    AlreadyExists,
+    /// A resource is exhausted (ENOSPC, ENOMEM).
+    NoSpace,
+    /// A wait ran out of time.
+    TimedOut,
+    /// Data read from the kernel, a device or the host did not parse.
+    Malformed,
+    /// Any other I/O failure.
+    Io,
+}
+
+impl ErrorKind {
+    /// The kind a kernel errno stands for.
+    pub fn from_errno(errno: Errno) -> Self {
+        match errno {
+            Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => Self::NotFound,
+            Errno::EBUSY => Self::Busy,
+            Errno::EINVAL => Self::InvalidArgument,
+            Errno::EFAULT | Errno::ERANGE => Self::OutOfRange,
+            Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::ENOSYS => Self::Unsupported,
+            Errno::EPERM | Errno::EACCES => Self::PermissionDenied,
+            Errno::EEXIST => Self::AlreadyExists,
+            Errno::ENOSPC | Errno::ENOMEM => Self::NoSpace,
+            Errno::ETIMEDOUT => Self::TimedOut,
+            _ => Self::Io,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::NotFound => "not found",
+            Self::Busy => "busy",
+            Self::InvalidArgument => "invalid argument",
+            Self::OutOfRange => "out of range",
+            Self::Misaligned => "misaligned",
+            Self::Unsupported => "unsupported",
+            Self::PermissionDenied => "permission denied",
+            Self::AlreadyExists => "already exists",
+            Self::NoSpace => "no space",
+            Self::TimedOut => "timed out",
+            Self::Malformed => "malformed",
+            Self::Io => "I/O error",
+        };
+        f.write_str(s)
+    }
+}
+
+/// The VFIO operation that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Opening the container (`/dev/vfio/vfio`).
+    OpenContainer,
+    /// `VFIO_GET_API_VERSION`.
+    ApiVersion,
+    /// `VFIO_CHECK_EXTENSION`.
+    CheckExtension,
+    /// `VFIO_SET_IOMMU`.
+    SetIommu,
+    /// `VFIO_IOMMU_GET_INFO`.
+    IommuInfo,
+    /// Allocating DMA-able memory.
+    AllocDma,
+    /// Accessing DMA-able memory from the CPU.
+    DmaAccess,
+    /// `VFIO_IOMMU_MAP_DMA`.
+    MapDma,
+    /// `VFIO_IOMMU_UNMAP_DMA`.
+    UnmapDma,
+    /// Opening a group (`/dev/vfio/N`).
+    OpenGroup,
+    /// `VFIO_GROUP_GET_STATUS`.
+    GroupStatus,
+    /// `VFIO_GROUP_SET_CONTAINER`.
+    SetContainer,
+    /// `VFIO_GROUP_UNSET_CONTAINER`.
+    UnsetContainer,
+    /// `VFIO_GROUP_GET_DEVICE_FD`.
+    OpenDevice,
+    /// The downstream keep-alive ioctl.
+    KeepAlive,
+    /// `VFIO_DEVICE_GET_INFO`.
+    DeviceInfo,
+    /// `VFIO_DEVICE_GET_REGION_INFO`.
+    RegionInfo,
+    /// `VFIO_DEVICE_GET_IRQ_INFO`.
+    IrqInfo,
+    /// `VFIO_DEVICE_RESET`.
+    Reset,
+    /// Reading a region through the device file.
+    RegionRead,
+    /// Writing a region through the device file.
+    RegionWrite,
+    /// Mapping a region into memory.
+    MapRegion,
+    /// A register read from a mapped region.
+    RegisterRead,
+    /// A register write to a mapped region.
+    RegisterWrite,
+    /// `VFIO_DEVICE_SET_IRQS`.
+    SetIrqs,
+    /// Creating an interrupt eventfd.
+    CreateInterrupt,
+    /// Waiting on or consuming an interrupt eventfd.
+    WaitInterrupt,
+    /// Looking up a device's IOMMU group in sysfs.
+    LookupGroup,
+    /// Looking up a vector's Linux irq in /proc/interrupts.
+    LookupIrq,
+    /// Reading a module parameter.
+    ModuleParameter,
+    /// Parsing data from the kernel or a device.
+    Parse,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::OpenContainer => "open container",
+            Self::ApiVersion => "get API version",
+            Self::CheckExtension => "check extension",
+            Self::SetIommu => "set IOMMU type",
+            Self::IommuInfo => "get IOMMU info",
+            Self::AllocDma => "allocate DMA memory",
+            Self::DmaAccess => "access DMA memory",
+            Self::MapDma => "map DMA",
+            Self::UnmapDma => "unmap DMA",
+            Self::OpenGroup => "open group",
+            Self::GroupStatus => "get group status",
+            Self::SetContainer => "set container",
+            Self::UnsetContainer => "unset container",
+            Self::OpenDevice => "open device",
+            Self::KeepAlive => "set keep-alive",
+            Self::DeviceInfo => "get device info",
+            Self::RegionInfo => "get region info",
+            Self::IrqInfo => "get IRQ info",
+            Self::Reset => "reset device",
+            Self::RegionRead => "read region",
+            Self::RegionWrite => "write region",
+            Self::MapRegion => "map region",
+            Self::RegisterRead => "read register",
+            Self::RegisterWrite => "write register",
+            Self::SetIrqs => "set IRQs",
+            Self::CreateInterrupt => "create interrupt",
+            Self::WaitInterrupt => "wait for interrupt",
+            Self::LookupGroup => "look up IOMMU group",
+            Self::LookupIrq => "look up irq",
+            Self::ModuleParameter => "read module parameter",
+            Self::Parse => "parse",
+        };
+        f.write_str(s)
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A failed VFIO operation.
+///
+/// `Display` names the operation, the target and the detail; the errno or
+/// I/O error that caused it is the [`source`](std::error::Error::source), not
+/// repeated in the message.
+#[derive(Debug)]
+pub struct Error {
+    op: Operation,
+    kind: ErrorKind,
+    target: Option<String>,
+    detail: Option<String>,
+    errno: Option<Errno>,
+    source: Option<Source>,
+}
+
+impl Error {
+    /// An error of `kind` with no underlying errno.
+    pub fn new(op: Operation, kind: ErrorKind) -> Self {
+        Self {
+            op,
+            kind,
+            target: None,
+            detail: None,
+            errno: None,
+            source: None,
+        }
+    }
+
+    /// An error the kernel (or a backend imitating it) reported as `errno`.
+    pub fn from_errno(op: Operation, errno: Errno) -> Self {
+        Self {
+            errno: Some(errno),
+            source: Some(Box::new(errno)),
+            ..Self::new(op, ErrorKind::from_errno(errno))
+        }
+    }
+
+    /// An error from a failed file-system or other I/O call.
+    pub fn from_io(op: Operation, err: std::io::Error) -> Self {
+        let errno = err.raw_os_error().map(Errno::from_raw);
+        let kind = match errno {
+            Some(e) => ErrorKind::from_errno(e),
+            None => match err.kind() {
+                std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+                std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+                std::io::ErrorKind::InvalidInput => ErrorKind::InvalidArgument,
+                std::io::ErrorKind::InvalidData => ErrorKind::Malformed,
+                std::io::ErrorKind::TimedOut => ErrorKind::TimedOut,
+                _ => ErrorKind::Io,
+            },
+        };
+        Self {
+            errno,
+            source: Some(Box::new(err)),
+            ..Self::new(op, kind)
+        }
+    }
+
+    /// Names what the operation was applied to (device, group, path).
+    #[must_use]
+    pub fn with_target(mut self, target: impl fmt::Display) -> Self {
+        self.target = Some(target.to_string());
+        self
+    }
+
+    /// Adds a sentence on what exactly was wrong.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl fmt::Display) -> Self {
+        self.detail = Some(detail.to_string());
+        self
+    }
+
+    /// Attaches an underlying cause (e.g. a parse error).
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// The operation that failed.
+    pub fn operation(&self) -> Operation {
+        self.op
+    }
+
+    /// What kind of failure this was.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The errno reported by the kernel (or imitated by a mock), if any.
+    pub fn errno(&self) -> Option<Errno> {
+        self.errno
+    }
+
+    /// What the operation was applied to, if recorded.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// The detail sentence, if any.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} failed", self.op)?;
+        if let Some(target) = &self.target {
+            write!(f, " for {target}")?;
+        }
+        write!(f, " ({})", self.kind)?;
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn errno_maps_to_kind_and_is_the_source() {
+        let e = Error::from_errno(Operation::OpenDevice, Errno::ENODEV).with_target("0000:00:02.0");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.errno(), Some(Errno::ENODEV));
+        assert_eq!(
+            e.to_string(),
+            "open device failed for 0000:00:02.0 (not found)"
+        );
+        let src = e.source().expect("errno is the source");
+        assert_eq!(src.to_string(), Errno::ENODEV.to_string());
+    }
+
+    #[test]
+    fn io_error_keeps_its_errno() {
+        let io = std::io::Error::from_raw_os_error(libc_eacces());
+        let e = Error::from_io(Operation::OpenGroup, io);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert_eq!(e.errno(), Some(Errno::EACCES));
+    }
+
+    fn libc_eacces() -> i32 {
+        Errno::EACCES as i32
+    }
+
+    #[test]
+    fn display_includes_detail_not_source() {
+        let e = Error::new(Operation::RegisterRead, ErrorKind::Misaligned)
+            .with_detail("offset 0x3 is not aligned to 4 bytes");
+        assert_eq!(
+            e.to_string(),
+            "read register failed (misaligned): offset 0x3 is not aligned to 4 bytes"
+        );
+        assert!(e.source().is_none());
+    }
+}

@@ -1,0 +1,43 @@
+//! The backend-neutral core of a VFIO stack for userspace PCI drivers.
+//!
+//! A driver is written once, generic over [`VfioBackend`], and runs on the
+//! real kernel (`vfio-linux`) or on a simulated device (`vfio-mock`) with the
+//! same results and the same errors. This crate holds the trait family, the
+//! shared types, the typed [`Error`], the host-path lookups and the
+//! bounds-checked parsers for what the kernel and devices hand back. It makes
+//! no VFIO calls of its own and contains no unsafe code.
+//!
+//! ```
+//! use vfio_core::{Device, Group, MappedRegion, Result, VfioBackend, region};
+//!
+//! /// Reads a device's vendor ID from config space, on any backend.
+//! fn vendor_id<B: VfioBackend>(group: &B::Group, name: &str) -> Result<u16> {
+//!     let device = group.open_device(name)?;
+//!     Ok(u16::from_le_bytes(device.read_config::<2>(0)?))
+//! }
+//! ```
+#![deny(missing_docs)]
+
+pub mod access;
+mod backend;
+pub mod clock;
+mod error;
+pub mod host;
+mod info;
+mod interrupt;
+mod irq;
+pub mod parse;
+mod pci_address;
+pub mod retry;
+
+pub use backend::{Container, Device, DmaMemory, Group, MappedRegion, VfioBackend};
+pub use clock::{Clock, SystemClock};
+pub use error::{Error, ErrorKind, Operation, Result};
+pub use host::HostPaths;
+pub use info::{
+    DeviceFlags, DeviceInfo, DmaFlags, Extension, GroupStatus, IommuInfo, IommuType, IovaRange,
+    IrqFlags, IrqIndex, IrqInfo, RegionCap, RegionFlags, RegionInfo, SparseArea, region,
+};
+pub use interrupt::{EventFdInterrupt, Interrupt};
+pub use irq::{IrqAction, IrqData};
+pub use pci_address::{PciAddress, PciAddressError};
