@@ -1,0 +1,86 @@
+//! The VFIO container: an IOMMU context devices' DMA is translated through.
+
+use crate::LinuxBackend;
+use crate::memory::LinuxDmaMemory;
+use crate::sys;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use vfio_core::access::check_range;
+use vfio_core::parse::vfio_caps;
+use vfio_core::{
+    Container, DmaFlags, DmaMemory, Error, ErrorKind, Extension, IommuInfo, IommuType, Operation,
+    Result,
+};
+
+/// An open `/dev/vfio/vfio`.
+#[derive(Debug)]
+pub struct LinuxContainer {
+    file: File,
+}
+
+impl LinuxContainer {
+    pub(crate) fn new(file: File) -> Self {
+        Self { file }
+    }
+}
+
+impl AsFd for LinuxContainer {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Container<LinuxBackend> for LinuxContainer {
+    fn api_version(&self) -> Result<i32> {
+        sys::get_api_version(self.as_fd()).map_err(|e| Error::from_errno(Operation::ApiVersion, e))
+    }
+
+    fn check_extension(&self, extension: Extension) -> Result<u32> {
+        sys::check_extension(self.as_fd(), extension.0)
+            .map_err(|e| Error::from_errno(Operation::CheckExtension, e))
+    }
+
+    fn set_iommu(&self, iommu: IommuType) -> Result<()> {
+        sys::set_iommu(self.as_fd(), iommu.raw()).map_err(|e| {
+            Error::from_errno(Operation::SetIommu, e).with_target(format_args!("{iommu:?}"))
+        })
+    }
+
+    fn iommu_info(&self) -> Result<IommuInfo> {
+        let buf = sys::iommu_get_info(self.as_fd())
+            .map_err(|e| Error::from_errno(Operation::IommuInfo, e))?;
+        let header: sys::IommuInfoHeader = zerocopy::FromBytes::read_from_prefix(&buf)
+            .map(|(h, _)| h)
+            .map_err(|_| Error::new(Operation::IommuInfo, ErrorKind::Malformed))?;
+        let caps = vfio_caps::iommu_caps(&buf, header.cap_offset)
+            .map_err(|e| Error::new(Operation::IommuInfo, ErrorKind::Malformed).with_source(e))?;
+        Ok(IommuInfo {
+            iova_pgsizes: header.iova_pgsizes,
+            iova_ranges: caps.iova_ranges,
+            dma_avail: caps.dma_avail,
+        })
+    }
+
+    fn map_dma(
+        &self,
+        memory: &LinuxDmaMemory,
+        offset: usize,
+        size: u64,
+        iova: u64,
+        flags: DmaFlags,
+    ) -> Result<()> {
+        check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)?;
+        let vaddr = (memory.addr() + offset) as u64;
+        sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()).map_err(|e| {
+            Error::from_errno(Operation::MapDma, e)
+                .with_target(format_args!("iova {iova:#x}+{size:#x}"))
+        })
+    }
+
+    fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64> {
+        sys::iommu_unmap_dma(self.as_fd(), iova, size).map_err(|e| {
+            Error::from_errno(Operation::UnmapDma, e)
+                .with_target(format_args!("iova {iova:#x}+{size:#x}"))
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! An opened vfio device: info, region I/O, mmap, reset and interrupts.
+
+use crate::memory::LinuxRegion;
+use crate::mmap::Mapping;
+use crate::{LinuxBackend, sys};
+use nix::sys::uio::{pread, pwrite};
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use vfio_bindings::bindings::vfio::{
+    VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK,
+    VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
+};
+use vfio_core::parse::vfio_caps;
+use vfio_core::{
+    Device, DeviceFlags, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqFlags, IrqIndex,
+    IrqInfo, Operation, RegionFlags, RegionInfo, Result,
+};
+
+/// A device fd from `VFIO_GROUP_GET_DEVICE_FD`.
+#[derive(Debug)]
+pub struct LinuxDevice {
+    file: File,
+    name: String,
+    /// Region infos read once at open: offsets and sizes do not change while
+    /// the device is open, and reading them per access would cost an ioctl.
+    /// `None` where the kernel refused the query (vfio-pci answers EINVAL for
+    /// the VGA region of a device that is not VGA).
+    regions: Vec<Option<RegionInfo>>,
+}
+
+impl LinuxDevice {
+    pub(crate) fn new(file: File, name: String) -> Result<Self> {
+        let mut device = Self {
+            file,
+            name,
+            regions: Vec::new(),
+        };
+        let info = device.info()?;
+        device.regions = (0..info.num_regions)
+            .map(|i| match device.query_region_info(i) {
+                Ok(region) => Ok(Some(region)),
+                Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect::<Result<_>>()?;
+        Ok(device)
+    }
+
+    fn err(&self, op: Operation, errno: nix::errno::Errno) -> Error {
+        Error::from_errno(op, errno).with_target(&self.name)
+    }
+
+    fn query_region_info(&self, index: u32) -> Result<RegionInfo> {
+        let buf = sys::device_get_region_info(self.as_fd(), index)
+            .map_err(|e| self.err(Operation::RegionInfo, e))?;
+        let (header, _) = <sys::RegionInfoHeader as zerocopy::FromBytes>::read_from_prefix(&buf)
+            .map_err(|_| {
+                Error::new(Operation::RegionInfo, ErrorKind::Malformed).with_target(&self.name)
+            })?;
+        let flags = RegionFlags(header.flags);
+        let caps = if flags.contains(RegionFlags::CAPS) {
+            vfio_caps::region_caps(&buf, header.cap_offset).map_err(|e| {
+                Error::new(Operation::RegionInfo, ErrorKind::Malformed)
+                    .with_target(&self.name)
+                    .with_source(e)
+            })?
+        } else {
+            Vec::new()
+        };
+        Ok(RegionInfo {
+            index,
+            flags,
+            size: header.size,
+            offset: header.offset,
+            caps,
+        })
+    }
+
+    /// The file offset of `offset` within region `index`, refusing offsets at
+    /// or past the region's end (they would alias the next region).
+    fn file_offset(&self, op: Operation, index: u32, offset: u64) -> Result<u64> {
+        let region = self
+            .regions
+            .get(index as usize)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| {
+                Error::new(op, ErrorKind::InvalidArgument)
+                    .with_target(&self.name)
+                    .with_detail(format_args!("no region {index}"))
+            })?;
+        if offset >= region.size {
+            return Err(Error::new(op, ErrorKind::OutOfRange)
+                .with_target(&self.name)
+                .with_detail(format_args!(
+                    "offset {offset:#x} is past the end of region {index} ({:#x} bytes)",
+                    region.size
+                )));
+        }
+        region
+            .offset
+            .checked_add(offset)
+            .ok_or_else(|| Error::new(op, ErrorKind::OutOfRange).with_target(&self.name))
+    }
+}
+
+impl AsFd for LinuxDevice {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// The `VFIO_IRQ_SET_DATA_*` flag and payload bytes for `data`.
+fn irq_payload(data: &IrqData<'_>) -> (u32, Vec<u8>) {
+    match data {
+        IrqData::None { .. } => (VFIO_IRQ_SET_DATA_NONE, Vec::new()),
+        IrqData::Bool(flags) => (
+            VFIO_IRQ_SET_DATA_BOOL,
+            flags.iter().map(|&b| u8::from(b)).collect(),
+        ),
+        IrqData::Eventfds(fds) => (
+            VFIO_IRQ_SET_DATA_EVENTFD,
+            fds.iter()
+                .flat_map(|fd| fd.map_or(-1, |fd| fd.as_raw_fd()).to_ne_bytes())
+                .collect(),
+        ),
+    }
+}
+
+impl Device<LinuxBackend> for LinuxDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn info(&self) -> Result<DeviceInfo> {
+        let info =
+            sys::device_get_info(self.as_fd()).map_err(|e| self.err(Operation::DeviceInfo, e))?;
+        Ok(DeviceInfo {
+            flags: DeviceFlags(info.flags),
+            num_regions: info.num_regions,
+            num_irqs: info.num_irqs,
+        })
+    }
+
+    fn region_info(&self, index: u32) -> Result<RegionInfo> {
+        match self.regions.get(index as usize) {
+            Some(Some(info)) => Ok(info.clone()),
+            // Refused at open or past the table: let the kernel give its answer.
+            _ => self.query_region_info(index),
+        }
+    }
+
+    fn irq_info(&self, index: IrqIndex) -> Result<IrqInfo> {
+        let info = sys::device_get_irq_info(self.as_fd(), index.0)
+            .map_err(|e| self.err(Operation::IrqInfo, e))?;
+        Ok(IrqInfo {
+            index,
+            flags: IrqFlags(info.flags),
+            count: info.count,
+        })
+    }
+
+    fn reset(&self) -> Result<()> {
+        sys::device_reset(self.as_fd()).map_err(|e| self.err(Operation::Reset, e))
+    }
+
+    fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let at = self.file_offset(Operation::RegionRead, index, offset)?;
+        let at = i64::try_from(at)
+            .map_err(|_| Error::new(Operation::RegionRead, ErrorKind::OutOfRange))?;
+        pread(&self.file, buf, at).map_err(|e| self.err(Operation::RegionRead, e))
+    }
+
+    fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize> {
+        let at = self.file_offset(Operation::RegionWrite, index, offset)?;
+        let at = i64::try_from(at)
+            .map_err(|_| Error::new(Operation::RegionWrite, ErrorKind::OutOfRange))?;
+        pwrite(&self.file, buf, at).map_err(|e| self.err(Operation::RegionWrite, e))
+    }
+
+    fn map_region(&self, index: u32) -> Result<LinuxRegion> {
+        let region = self.region_info(index)?;
+        if !region.flags.contains(RegionFlags::MMAP) {
+            return Err(Error::new(Operation::MapRegion, ErrorKind::Unsupported)
+                .with_target(&self.name)
+                .with_detail(format_args!("region {index} cannot be mmapped")));
+        }
+        let len = usize::try_from(region.size)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| {
+                Error::new(Operation::MapRegion, ErrorKind::InvalidArgument)
+                    .with_target(&self.name)
+                    .with_detail(format_args!("region {index} has size {:#x}", region.size))
+            })?;
+        let writable = region.flags.contains(RegionFlags::WRITE);
+        let map = Mapping::map_file(self.as_fd(), region.offset, len, writable)
+            .map_err(|e| self.err(Operation::MapRegion, e))?;
+        Ok(LinuxRegion::new(map, writable))
+    }
+
+    fn set_irqs(
+        &self,
+        index: IrqIndex,
+        action: IrqAction,
+        start: u32,
+        data: IrqData<'_>,
+    ) -> Result<()> {
+        let count = u32::try_from(data.count()).map_err(|_| {
+            Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument).with_target(&self.name)
+        })?;
+        let action = match action {
+            IrqAction::Mask => VFIO_IRQ_SET_ACTION_MASK,
+            IrqAction::Unmask => VFIO_IRQ_SET_ACTION_UNMASK,
+            IrqAction::Trigger => VFIO_IRQ_SET_ACTION_TRIGGER,
+        };
+        let (data_flag, payload) = irq_payload(&data);
+        let header = sys::IrqSetHeader {
+            argsz: 0,
+            flags: action | data_flag,
+            index: index.0,
+            start,
+            count,
+        };
+        sys::device_set_irqs(self.as_fd(), header, &payload).map_err(|e| {
+            self.err(Operation::SetIrqs, e).with_detail(format_args!(
+                "{index} vectors {start}..{}",
+                u64::from(start) + u64::from(count)
+            ))
+        })
+    }
+}

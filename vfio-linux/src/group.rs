@@ -1,0 +1,88 @@
+//! VFIO groups: the unit of IOMMU isolation, and where devices are opened.
+
+use crate::device::LinuxDevice;
+use crate::{LinuxBackend, LinuxContainer, sys};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use vfio_core::retry::retry_once_on_enodev;
+use vfio_core::{Clock, Error, ErrorKind, Group, GroupStatus, Operation, Result};
+
+/// An open `/dev/vfio/N` (or `/dev/vfio/noiommu-N`).
+#[derive(Debug)]
+pub struct LinuxGroup {
+    file: File,
+    number: u32,
+    clock: Arc<dyn Clock>,
+}
+
+impl LinuxGroup {
+    pub(crate) fn new(file: File, number: u32, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            file,
+            number,
+            clock,
+        }
+    }
+
+    fn device_name(op: Operation, name: &str) -> Result<CString> {
+        CString::new(name).map_err(|_| {
+            Error::new(op, ErrorKind::InvalidArgument)
+                .with_target(name.escape_debug())
+                .with_detail("device name contains a NUL byte")
+        })
+    }
+}
+
+impl AsFd for LinuxGroup {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+impl Group<LinuxBackend> for LinuxGroup {
+    fn number(&self) -> u32 {
+        self.number
+    }
+
+    fn status(&self) -> Result<GroupStatus> {
+        sys::group_get_status(self.as_fd())
+            .map(GroupStatus)
+            .map_err(|e| {
+                Error::from_errno(Operation::GroupStatus, e)
+                    .with_target(format_args!("group {}", self.number))
+            })
+    }
+
+    fn set_container(&self, container: &LinuxContainer) -> Result<()> {
+        sys::group_set_container(self.as_fd(), container.as_fd()).map_err(|e| {
+            Error::from_errno(Operation::SetContainer, e)
+                .with_target(format_args!("group {}", self.number))
+        })
+    }
+
+    fn unset_container(&self) -> Result<()> {
+        sys::group_unset_container(self.as_fd()).map_err(|e| {
+            Error::from_errno(Operation::UnsetContainer, e)
+                .with_target(format_args!("group {}", self.number))
+        })
+    }
+
+    fn open_device(&self, name: &str) -> Result<LinuxDevice> {
+        let cname = Self::device_name(Operation::OpenDevice, name)?;
+        let fd = retry_once_on_enodev(&*self.clock, || {
+            sys::group_get_device_fd(self.as_fd(), &cname)
+                .map_err(|e| Error::from_errno(Operation::OpenDevice, e).with_target(name))
+        })?;
+        LinuxDevice::new(File::from(fd), name.to_owned())
+    }
+
+    fn set_keep_alive(&self, name: &str) -> Result<()> {
+        let cname = Self::device_name(Operation::KeepAlive, name)?;
+        retry_once_on_enodev(&*self.clock, || {
+            sys::group_set_keep_alive(self.as_fd(), &cname)
+                .map_err(|e| Error::from_errno(Operation::KeepAlive, e).with_target(name))
+        })
+    }
+}

@@ -1,0 +1,195 @@
+//! Mapped device regions and DMA buffers, as the vfio-core traits see them.
+
+use crate::mmap::{Mapping, Primitive};
+use std::num::NonZeroUsize;
+use vfio_core::access::{check_range, check_register_access};
+use vfio_core::{DmaMemory, Error, ErrorKind, MappedRegion, Operation, Result};
+
+/// A device region mapped with mmap: register access is one bounds check and
+/// one volatile load or store.
+#[derive(Debug)]
+pub struct LinuxRegion {
+    map: Mapping,
+    writable: bool,
+}
+
+impl LinuxRegion {
+    pub(crate) fn new(map: Mapping, writable: bool) -> Self {
+        Self { map, writable }
+    }
+
+    #[inline]
+    fn read<T: Primitive>(&self, offset: u64) -> Result<T> {
+        let at = check_register_access(
+            Operation::RegisterRead,
+            self.map.len() as u64,
+            offset,
+            size_of::<T>() as u64,
+        )?;
+        Ok(self.map.read(at))
+    }
+
+    #[inline]
+    fn write<T: Primitive>(&self, offset: u64, value: T) -> Result<()> {
+        let at = check_register_access(
+            Operation::RegisterWrite,
+            self.map.len() as u64,
+            offset,
+            size_of::<T>() as u64,
+        )?;
+        if !self.writable {
+            return Err(
+                Error::new(Operation::RegisterWrite, ErrorKind::PermissionDenied)
+                    .with_detail("the region was mapped read-only"),
+            );
+        }
+        self.map.write(at, value);
+        Ok(())
+    }
+}
+
+impl MappedRegion for LinuxRegion {
+    fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+    fn read_u8(&self, offset: u64) -> Result<u8> {
+        self.read(offset)
+    }
+    fn read_u16(&self, offset: u64) -> Result<u16> {
+        self.read(offset).map(u16::from_le)
+    }
+    fn read_u32(&self, offset: u64) -> Result<u32> {
+        self.read(offset).map(u32::from_le)
+    }
+    fn read_u64(&self, offset: u64) -> Result<u64> {
+        self.read(offset).map(u64::from_le)
+    }
+    fn write_u8(&self, offset: u64, value: u8) -> Result<()> {
+        self.write(offset, value)
+    }
+    fn write_u16(&self, offset: u64, value: u16) -> Result<()> {
+        self.write(offset, value.to_le())
+    }
+    fn write_u32(&self, offset: u64, value: u32) -> Result<()> {
+        self.write(offset, value.to_le())
+    }
+    fn write_u64(&self, offset: u64, value: u64) -> Result<()> {
+        self.write(offset, value.to_le())
+    }
+}
+
+/// Anonymous shared memory for DMA, page-granular.
+#[derive(Debug)]
+pub struct LinuxDmaMemory {
+    map: Mapping,
+}
+
+impl LinuxDmaMemory {
+    pub(crate) fn alloc(size: usize) -> Result<Self> {
+        let page = page_size();
+        let len = size
+            .checked_next_multiple_of(page)
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| {
+                Error::new(Operation::AllocDma, ErrorKind::InvalidArgument)
+                    .with_detail(format_args!("cannot allocate {size} bytes of DMA memory"))
+            })?;
+        let map = Mapping::anonymous(len).map_err(|e| Error::from_errno(Operation::AllocDma, e))?;
+        Ok(Self { map })
+    }
+
+    /// The process address of the buffer, as handed to `VFIO_IOMMU_MAP_DMA`.
+    pub(crate) fn addr(&self) -> usize {
+        self.map.addr()
+    }
+}
+
+impl DmaMemory for LinuxDmaMemory {
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
+        check_range(
+            Operation::DmaAccess,
+            self.map.len() as u64,
+            offset as u64,
+            buf.len() as u64,
+        )?;
+        self.map.copy_out(offset, buf);
+        Ok(())
+    }
+
+    fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
+        check_range(
+            Operation::DmaAccess,
+            self.map.len() as u64,
+            offset as u64,
+            data.len() as u64,
+        )?;
+        self.map.copy_in(offset, data);
+        Ok(())
+    }
+}
+
+/// The system page size (4 KiB when it cannot be read).
+pub(crate) fn page_size() -> usize {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| usize::try_from(v).ok())
+        .filter(|v| v.is_power_of_two())
+        .unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dma_memory_rounds_up_to_a_page_and_checks_bounds() {
+        let m = LinuxDmaMemory::alloc(100).unwrap();
+        assert_eq!(m.len(), page_size());
+        m.write_at(10, b"hello").unwrap();
+        let mut buf = [0u8; 5];
+        m.read_at(10, &mut buf).unwrap();
+        assert_eq!(&buf, b"hello");
+        let e = m.read_at(m.len() - 2, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+        let e = m.write_at(usize::MAX, b"x").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    }
+
+    #[test]
+    fn zero_sized_dma_memory_is_invalid() {
+        assert_eq!(
+            LinuxDmaMemory::alloc(0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn region_access_is_checked_before_touching_memory() {
+        let r = LinuxRegion::new(
+            Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap(),
+            true,
+        );
+        r.write_u32(0x10, 0x0100_00ed).unwrap();
+        assert_eq!(r.read_u32(0x10).unwrap(), 0x0100_00ed);
+        assert_eq!(r.read_u16(0x12).unwrap(), 0x0100);
+        assert_eq!(r.read_u32(4096).unwrap_err().kind(), ErrorKind::OutOfRange);
+        assert_eq!(r.read_u64(4).unwrap_err().kind(), ErrorKind::Misaligned);
+        assert_eq!(
+            r.write_u16(u64::MAX, 0).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        let ro = LinuxRegion::new(
+            Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap(),
+            false,
+        );
+        assert_eq!(
+            ro.write_u8(0, 1).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
+    }
+}
