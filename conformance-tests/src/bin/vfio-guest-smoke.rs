@@ -1,0 +1,21 @@
+//! Runs the conformance suite on the real kernel's vfio-pci.
+//!
+//! Built static and run inside the QEMU guest by `cargo xtask guest`; also
+//! runs on any host whose `edu` and NVMe devices are at 00:02.0 and 00:03.0
+//! and bound to vfio-pci. Prints a line per case, then the JSON report on a
+//! line prefixed `@@OUT@@ ` for the host to collect. Exits 1 if any case fails.
+
+use conformance_tests::{Env, cases, report};
+use vfio_linux::LinuxBackend;
+
+fn main() {
+    let cases = cases::all::<LinuxBackend>();
+    let report = report::run_suite("vfio-linux", &cases, &|| Ok(Env::new(LinuxBackend::new())));
+    let (passed, failed) = report.counts();
+    match serde_json::to_string(&report) {
+        Ok(json) => println!("@@OUT@@ {json}"),
+        Err(e) => eprintln!("cannot encode the report: {e}"),
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(i32::from(failed != 0));
+}

@@ -1,0 +1,179 @@
+//! Device behaviours: info, regions, config space, mmap and register access.
+
+use crate::Env;
+use anyhow::{Result, ensure};
+use vfio_core::{Device, DeviceFlags, ErrorKind, MappedRegion, RegionFlags, VfioBackend, region};
+
+/// Offset of `edu`'s identification register in BAR0.
+const EDU_ID: u64 = 0x00;
+/// Offset of `edu`'s liveness-check register in BAR0.
+const EDU_LIVENESS: u64 = 0x04;
+
+/// vfio-pci reports a PCI device with 9 regions (BAR0-5, ROM, config, VGA)
+/// and 5 IRQ indexes (INTx, MSI, MSI-X, ERR, REQ).
+pub fn edu_device_info_is_pci_with_nine_regions_and_five_irqs<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.device.info()?;
+    ensure!(
+        info.flags.contains(DeviceFlags::PCI),
+        "flags {:?}",
+        info.flags
+    );
+    ensure!(info.num_regions == 9, "num_regions {}", info.num_regions);
+    ensure!(info.num_irqs == 5, "num_irqs {}", info.num_irqs);
+    Ok(())
+}
+
+/// `edu`'s BAR0 is 1 MiB of MMIO, readable, writable and mmappable.
+pub fn edu_bar0_is_one_mib_readable_writable_mmappable<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let r = o.device.region_info(region::BAR0)?;
+    ensure!(r.size == 1 << 20, "size {:#x}", r.size);
+    let want = RegionFlags::READ | RegionFlags::WRITE | RegionFlags::MMAP;
+    ensure!(r.flags == want, "flags {:?}", r.flags);
+    Ok(())
+}
+
+/// BARs a device does not implement report size 0 and no flags.
+pub fn absent_bars_have_no_size_and_no_flags<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    for index in 1..=5 {
+        let r = o.device.region_info(index)?;
+        ensure!(
+            r.size == 0 && r.flags == RegionFlags::EMPTY,
+            "BAR{index}: {r:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Config space is region 7: readable and writable through the device file,
+/// never mmappable, and mapping it is refused.
+pub fn config_region_is_readable_writable_and_never_mmapped<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let r = o.device.region_info(region::CONFIG)?;
+    ensure!(
+        r.flags == RegionFlags::READ | RegionFlags::WRITE,
+        "flags {:?}",
+        r.flags
+    );
+    ensure!(r.size == 256 || r.size == 4096, "size {:#x}", r.size);
+    let e = o
+        .device
+        .map_region(region::CONFIG)
+        .expect_err("mmap of config space");
+    ensure!(e.kind() == ErrorKind::Unsupported, "{e}");
+    Ok(())
+}
+
+fn config_ids<B: VfioBackend>(device: &B::Device) -> Result<(u16, u16)> {
+    let vendor = u16::from_le_bytes(device.read_config::<2>(0)?);
+    let id = u16::from_le_bytes(device.read_config::<2>(2)?);
+    Ok((vendor, id))
+}
+
+/// `edu` is vendor 0x1234, device 0x11e8.
+pub fn edu_config_space_has_qemu_ids<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let ids = config_ids::<B>(&o.device)?;
+    ensure!(ids == (0x1234, 0x11e8), "ids {ids:04x?}");
+    Ok(())
+}
+
+/// QEMU's NVMe controller is vendor 0x1b36 (Red Hat), device 0x0010.
+pub fn nvme_config_space_has_qemu_ids<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    let ids = config_ids::<B>(&o.device)?;
+    ensure!(ids == (0x1b36, 0x0010), "ids {ids:04x?}");
+    Ok(())
+}
+
+/// `edu`'s identification register reads 0x010000ed (version 1.0, "ed").
+pub fn edu_identification_register_reads_through_mmap<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    ensure!(bar0.len() == 1 << 20, "mapped {:#x} bytes", bar0.len());
+    let id = bar0.read_u32(EDU_ID)?;
+    ensure!(id == 0x0100_00ed, "id {id:#010x}");
+    Ok(())
+}
+
+/// `edu`'s liveness register reads back the bitwise inverse of what was written.
+pub fn edu_liveness_register_inverts_what_is_written<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    for v in [0u32, 0x1234_5678, 0xffff_ffff] {
+        bar0.write_u32(EDU_LIVENESS, v)?;
+        let got = bar0.read_u32(EDU_LIVENESS)?;
+        ensure!(got == !v, "wrote {v:#x}, read {got:#x}");
+    }
+    Ok(())
+}
+
+/// A mapped region refuses accesses past its end or not aligned to their
+/// width, with a typed error and without touching the device.
+pub fn mmap_access_past_the_end_or_misaligned_is_refused<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    let len = bar0.len();
+    let e = bar0.read_u32(len).expect_err("read at the end");
+    ensure!(e.kind() == ErrorKind::OutOfRange, "{e}");
+    let e = bar0.read_u64(len - 4).expect_err("read straddling the end");
+    ensure!(e.kind() == ErrorKind::OutOfRange, "{e}");
+    let e = bar0.write_u32(2, 0).expect_err("misaligned write");
+    ensure!(e.kind() == ErrorKind::Misaligned, "{e}");
+    let e = bar0.read_u16(u64::MAX).expect_err("overflowing offset");
+    ensure!(e.kind() == ErrorKind::OutOfRange, "{e}");
+    Ok(())
+}
+
+/// Reading a region through the device file at or past its end is out of range.
+pub fn region_read_past_the_end_is_out_of_range<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let size = o.device.region_info(region::CONFIG)?.size;
+    let mut buf = [0u8; 4];
+    let e = o
+        .device
+        .read_region(region::CONFIG, size, &mut buf)
+        .expect_err("read at the end");
+    ensure!(e.kind() == ErrorKind::OutOfRange, "{e}");
+    Ok(())
+}
+
+/// vfio-pci refuses region info for the VGA region of a device that is not
+/// VGA, and for any index past the regions it reports, with EINVAL.
+pub fn vga_region_of_a_non_vga_device_and_indexes_past_the_table_are_invalid<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    for index in [region::VGA, 9, 1000] {
+        let e = o.device.region_info(index).expect_err("region info");
+        ensure!(
+            e.kind() == ErrorKind::InvalidArgument,
+            "region {index}: {e} ({:?})",
+            e.errno()
+        );
+    }
+    Ok(())
+}
+
+/// IRQ info for an index past the five vfio-pci has is EINVAL.
+pub fn irq_info_past_the_last_index_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let e = o
+        .device
+        .irq_info(vfio_core::IrqIndex(5))
+        .expect_err("irq info 5");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! Group behaviours: status, container attachment, opening devices.
+
+use crate::Env;
+use anyhow::{Result, ensure};
+use vfio_core::{ErrorKind, Group, GroupStatus, VfioBackend};
+
+/// A group whose devices are all bound to vfio-pci is viable, and a freshly
+/// opened group has no container.
+pub fn group_is_viable_and_unattached_when_opened<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    for dev in [env.targets.edu, env.targets.nvme] {
+        let group = env.backend.open_group(env.group_of(&dev)?)?;
+        let status = group.status()?;
+        ensure!(status == GroupStatus::VIABLE, "{dev}: status {status:?}");
+    }
+    Ok(())
+}
+
+/// `SET_CONTAINER` sets the container flag.
+pub fn set_container_marks_the_group_attached<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    let c = env.backend.open_container()?;
+    group.set_container(&c)?;
+    let status = group.status()?;
+    ensure!(
+        status == GroupStatus::VIABLE | GroupStatus::CONTAINER_SET,
+        "status {status:?}"
+    );
+    Ok(())
+}
+
+/// `UNSET_CONTAINER` clears it again, and a second unset is invalid.
+pub fn unset_container_detaches_the_group<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    let c = env.backend.open_container()?;
+    group.set_container(&c)?;
+    group.unset_container()?;
+    let status = group.status()?;
+    ensure!(status == GroupStatus::VIABLE, "status {status:?}");
+    let e = group
+        .unset_container()
+        .expect_err("unset without a container");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}
+
+/// A group can be open only once at a time.
+pub fn opening_a_group_twice_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let n = env.group_of(&env.targets.edu)?;
+    let _first = env.backend.open_group(n)?;
+    let e = env.backend.open_group(n).expect_err("second open");
+    ensure!(e.kind() == ErrorKind::Busy, "{e} ({:?})", e.errno());
+    Ok(())
+}
+
+/// A group number with no `/dev/vfio` node is not found.
+pub fn missing_group_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let e = env
+        .backend
+        .open_group(4242)
+        .expect_err("open of group 4242");
+    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    Ok(())
+}
+
+/// A device cannot be opened until its container has an IOMMU type.
+pub fn open_device_before_set_iommu_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    let c = env.backend.open_container()?;
+    group.set_container(&c)?;
+    let e = group
+        .open_device(&env.targets.edu.to_string())
+        .expect_err("open before set_iommu");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}
+
+/// A name that is not a device of the group is not found (after the retry).
+pub fn unknown_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let opened = env.open_edu()?;
+    let e = opened
+        .group
+        .open_device("0000:00:1f.7")
+        .expect_err("open of unknown device");
+    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    Ok(())
+}
+
+/// A name with an interior NUL is refused before reaching the kernel.
+pub fn device_name_with_nul_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let opened = env.open_edu()?;
+    let e = opened
+        .group
+        .open_device("0000:00:02.0\0x")
+        .expect_err("open with NUL");
+    ensure!(e.kind() == ErrorKind::InvalidArgument, "{e}");
+    Ok(())
+}
+
+/// The keep-alive ioctl is a downstream addition: upstream answers ENOTTY.
+pub fn keep_alive_is_unsupported_upstream<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let opened = env.open_edu()?;
+    let e = opened
+        .group
+        .set_keep_alive(&env.targets.edu.to_string())
+        .expect_err("keep-alive");
+    ensure!(e.kind() == ErrorKind::Unsupported, "{e} ({:?})", e.errno());
+    Ok(())
+}

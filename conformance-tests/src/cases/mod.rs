@@ -1,0 +1,64 @@
+//! The conformance cases, grouped by what they exercise.
+//!
+//! [`for_each_case!`](crate::for_each_case) lists every case once; the runner
+//! and the per-backend `#[test]` instantiations are both generated from it.
+
+pub mod container;
+pub mod device;
+pub mod dma;
+pub mod group;
+pub mod irq;
+
+use crate::Case;
+use vfio_core::VfioBackend;
+
+/// Calls `$callback! { module::case, ... }` with every case of the suite.
+#[macro_export]
+macro_rules! for_each_case {
+    ($callback:ident) => {
+        $callback! {
+            container::api_version_is_zero,
+            container::type1_extensions_are_offered_and_noiommu_is_not,
+            container::set_iommu_without_a_group_is_invalid,
+            container::set_iommu_twice_is_invalid,
+            group::group_is_viable_and_unattached_when_opened,
+            group::set_container_marks_the_group_attached,
+            group::unset_container_detaches_the_group,
+            group::opening_a_group_twice_is_busy,
+            group::missing_group_is_not_found,
+            group::open_device_before_set_iommu_is_invalid,
+            group::unknown_device_name_is_not_found,
+            group::device_name_with_nul_is_invalid,
+            group::keep_alive_is_unsupported_upstream,
+            device::edu_device_info_is_pci_with_nine_regions_and_five_irqs,
+            device::edu_bar0_is_one_mib_readable_writable_mmappable,
+            device::absent_bars_have_no_size_and_no_flags,
+            device::config_region_is_readable_writable_and_never_mmapped,
+            device::edu_config_space_has_qemu_ids,
+            device::nvme_config_space_has_qemu_ids,
+            device::edu_identification_register_reads_through_mmap,
+            device::edu_liveness_register_inverts_what_is_written,
+            device::mmap_access_past_the_end_or_misaligned_is_refused,
+            device::region_read_past_the_end_is_out_of_range,
+            device::vga_region_of_a_non_vga_device_and_indexes_past_the_table_are_invalid,
+            device::irq_info_past_the_last_index_is_invalid,
+            dma::dma_map_then_unmap_returns_the_size,
+            irq::nvme_msix_has_65_vectors_and_noresize,
+            irq::msix_loopback_trigger_reaches_only_the_triggered_vector,
+            irq::unbind_range_leaves_other_vectors_bound,
+            irq::data_none_trigger_fires_bound_vectors_instead_of_unbinding,
+            irq::bound_vectors_appear_in_proc_interrupts,
+        }
+    };
+}
+
+macro_rules! case_list {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        /// Every case of the suite, instantiated for backend `B`.
+        pub fn all<B: VfioBackend>() -> Vec<Case<B>> {
+            vec![$(Case { name: stringify!($name), run: $module::$name::<B> }),*]
+        }
+    };
+}
+
+for_each_case!(case_list);

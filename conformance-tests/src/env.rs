@@ -1,0 +1,87 @@
+//! What a case is given: a backend and the devices to exercise.
+
+use anyhow::{Context, Result};
+use vfio_core::{Container, Group, IommuType, PciAddress, VfioBackend};
+
+/// The devices the suite drives. In the QEMU guest these are QEMU's `edu` at
+/// 00:02.0 and an NVMe controller at 00:03.0, both bound to vfio-pci; the
+/// simulated host models the same two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Targets {
+    /// QEMU's `edu` educational device.
+    pub edu: PciAddress,
+    /// QEMU's NVMe controller.
+    pub nvme: PciAddress,
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Self {
+            edu: PciAddress::new(0, 0, 2, 0).expect("valid address"),
+            nvme: PciAddress::new(0, 0, 3, 0).expect("valid address"),
+        }
+    }
+}
+
+/// A case's environment: a fresh backend and the target devices.
+#[derive(Debug)]
+pub struct Env<B: VfioBackend> {
+    /// The backend under test.
+    pub backend: B,
+    /// The devices to use.
+    pub targets: Targets,
+}
+
+/// A device opened the usual way, with the container and group it needs.
+/// Fields drop in declaration order: device, then group, then container.
+#[derive(Debug)]
+pub struct Opened<B: VfioBackend> {
+    /// The open device.
+    pub device: B::Device,
+    /// Its group, attached to `container`.
+    pub group: B::Group,
+    /// A container set to Type1v2.
+    pub container: B::Container,
+}
+
+impl<B: VfioBackend> Env<B> {
+    /// An environment over `backend` with the default targets.
+    pub fn new(backend: B) -> Self {
+        Self {
+            backend,
+            targets: Targets::default(),
+        }
+    }
+
+    /// The IOMMU group number of `device`, from sysfs.
+    pub fn group_of(&self, device: &PciAddress) -> Result<u32> {
+        self.backend
+            .host_paths()
+            .iommu_group(device)
+            .with_context(|| format!("IOMMU group of {device}"))
+    }
+
+    /// Opens the group of `device`, attaches a new Type1v2 container and opens the device.
+    pub fn open(&self, device: &PciAddress) -> Result<Opened<B>> {
+        let group = self.backend.open_group(self.group_of(device)?)?;
+        let container = self.backend.open_container()?;
+        group.set_container(&container)?;
+        container.set_iommu(IommuType::Type1v2)?;
+        let device = group.open_device(&device.to_string())?;
+        Ok(Opened {
+            device,
+            group,
+            container,
+        })
+    }
+
+    /// Opens the `edu` device.
+    pub fn open_edu(&self) -> Result<Opened<B>> {
+        self.open(&self.targets.edu)
+    }
+
+    /// Opens the NVMe device.
+    pub fn open_nvme(&self) -> Result<Opened<B>> {
+        self.open(&self.targets.nvme)
+    }
+}
