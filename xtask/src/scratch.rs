@@ -22,6 +22,28 @@ impl ScratchDir {
         Ok(Self { path })
     }
 
+    /// Removes `<parent>/<stem>-<pid>` directories whose process is gone (left behind
+    /// by an interrupted run).
+    pub fn sweep(parent: &Path, stem: &str) {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        let prefix = format!("{stem}-");
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|name| name.strip_prefix(&prefix))
+                .and_then(|pid| pid.parse::<u32>().ok());
+            if let Some(pid) = pid {
+                let alive = Path::new("/proc").join(pid.to_string()).exists();
+                if !alive {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -45,5 +67,20 @@ mod tests {
         std::fs::write(path.join("f"), b"x").unwrap();
         drop(dir);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn sweep_removes_dirs_of_dead_processes_only() {
+        let parent = ScratchDir::new(&std::env::temp_dir(), "xtask-sweep-test").unwrap();
+        let dead = parent.path().join("run-4294967295");
+        let mine = ScratchDir::new(parent.path(), "run").unwrap();
+        let other = parent.path().join("runner-1");
+        for dir in [&dead, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        ScratchDir::sweep(parent.path(), "run");
+        assert!(!dead.exists());
+        assert!(mine.path().exists());
+        assert!(other.exists());
     }
 }

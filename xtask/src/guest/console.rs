@@ -19,6 +19,36 @@ pub const EXIT_MARKER: &str = "@@VFIO-GUEST-EXIT@@";
 /// Marker printed by `/init` when it cannot prepare the guest, followed by the reason.
 pub const SETUP_FAILED_MARKER: &str = "@@VFIO-GUEST-SETUP-FAILED@@";
 
+/// Removes terminal control sequences (SeaBIOS resets and clears the screen with
+/// `ESC c` and `ESC [2J`) so echoing the console does not wipe the user's terminal.
+pub fn strip_control(line: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut bytes = line.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if b != 0x1b {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            // CSI: parameters and intermediates up to a final byte in 0x40..=0x7e.
+            Some(b'[') => {
+                for c in bytes.by_ref() {
+                    if (0x40..=0x7e).contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // Character-set selection takes one more byte.
+            Some(b'(' | b')') => {
+                bytes.next();
+            }
+            // Any other two-byte escape (ESC c, ESC 7, ...).
+            _ => {}
+        }
+    }
+    out
+}
+
 /// How many console lines to keep for error messages.
 const TAIL_LINES: usize = 20;
 
@@ -128,6 +158,17 @@ impl Console {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strips_terminal_control() {
+        assert_eq!(
+            strip_control(b"\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\n"),
+            b"SeaBIOS (version 1.16)\n"
+        );
+        assert_eq!(strip_control(b"\x1b(Bplain"), b"plain");
+        assert_eq!(strip_control(b"no escapes"), b"no escapes");
+        assert_eq!(strip_control(b"trailing\x1b"), b"trailing");
+    }
 
     #[test]
     fn classifies_markers() {

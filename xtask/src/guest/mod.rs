@@ -4,6 +4,18 @@
 //! The guest: Debian's Linux 6.1 (TCG, q35, emulated VT-d), a busybox initramfs whose
 //! `/init` loads the VFIO modules, binds both devices to vfio-pci, runs the binary as
 //! `/vfio-test` and reports its exit code over the serial console.
+//!
+//! # What the test binary sees
+//! - Runs as root (pid > 1, a child of `/init`) in `/`, stdin `/dev/null`, stdout and
+//!   stderr on the serial console; `PATH=/bin:/sbin:/usr/bin:/usr/sbin` (busybox applets).
+//! - Mounted: `/proc`, `/sys`, `/dev` (devtmpfs), `/tmp` (tmpfs); `/` is the writable
+//!   initramfs. No network, no libc (hence static binaries).
+//! - `VFIO_GUEST_EDU=0000:00:02.0` and `VFIO_GUEST_NVME=0000:00:03.0`, both bound to
+//!   vfio-pci, with their IOMMU group numbers in `VFIO_GUEST_EDU_GROUP` and
+//!   `VFIO_GUEST_NVME_GROUP` (`/dev/vfio/<group>` exists before the binary starts).
+//! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
+//! - The NVMe disk is blank on every run; kernel messages logged while the binary ran are
+//!   echoed after it exits, prefixed `guest dmesg:`.
 
 mod assets;
 mod binary;
@@ -103,6 +115,10 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
 
     let cache = paths::guest_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    // Leftovers of interrupted runs (Ctrl-C skips the cleanup).
+    for stem in ["run", "fetch-scratch", "assets-staging"] {
+        ScratchDir::sweep(&cache, stem);
+    }
     let assets = assets::ensure(&cache)?;
     // Per-run files, so concurrent runs neither share an initramfs nor fight over the
     // disk image's lock, and every run starts from a blank NVMe disk.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::GuestDevice;
-use super::console::Console;
+use super::console::{Console, strip_control};
 use crate::cmd;
 
 /// How long to wait for QEMU to exit after the guest printed its exit marker.
@@ -138,6 +138,7 @@ fn pump(
         let wait = deadline.saturating_duration_since(Instant::now());
         match received.recv_timeout(wait) {
             Ok(line) => {
+                let line = strip_control(&line);
                 stdout.write_all(&line)?;
                 stdout.flush()?;
                 let text = String::from_utf8_lossy(&line);
