@@ -38,3 +38,54 @@ impl IrqData<'_> {
         }
     }
 }
+
+/// Checks that every fd of a `DATA_EVENTFD` payload is an eventfd, before any
+/// backend acts on it.
+///
+/// Linux 6.1 checks each fd only when it reaches that vector, and on a bad one
+/// unbinds the vectors of the call it had already processed: a failed bind
+/// would leave the previous bindings half torn down. Checking first makes the
+/// failure change nothing. The check reads this process's `/proc/self/fd`
+/// links; where procfs is not mounted it is skipped and the kernel decides.
+pub fn check_eventfds(fds: &[Option<BorrowedFd<'_>>]) -> crate::Result<()> {
+    use crate::error::{Error, Operation};
+    use std::os::fd::AsRawFd;
+    for (i, fd) in fds.iter().enumerate() {
+        let Some(fd) = fd else { continue };
+        let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        match std::fs::read_link(&link) {
+            Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {}
+            Ok(target) => {
+                return Err(
+                    Error::from_errno(Operation::SetIrqs, nix::errno::Errno::EINVAL).with_detail(
+                        format_args!(
+                            "fd {} (entry {i}) is {}, not an eventfd",
+                            fd.as_raw_fd(),
+                            target.display()
+                        ),
+                    ),
+                );
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn eventfds_pass_and_other_files_are_invalid() {
+        let irq = crate::EventFdInterrupt::new().unwrap();
+        assert!(check_eventfds(&[Some(irq.as_fd()), None]).is_ok());
+        let dir = std::fs::File::open("/").unwrap();
+        let e = check_eventfds(&[Some(irq.as_fd()), Some(dir.as_fd())]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.errno(), Some(nix::errno::Errno::EINVAL));
+        assert!(e.to_string().contains("entry 1"), "{e}");
+    }
+}

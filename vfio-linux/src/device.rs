@@ -214,6 +214,9 @@ impl Device<LinuxBackend> for LinuxDevice {
             IrqAction::Unmask => VFIO_IRQ_SET_ACTION_UNMASK,
             IrqAction::Trigger => VFIO_IRQ_SET_ACTION_TRIGGER,
         };
+        if let IrqData::Eventfds(fds) = &data {
+            vfio_core::check_eventfds(fds).map_err(|e| e.with_target(&self.name))?;
+        }
         let (data_flag, payload) = irq_payload(&data);
         let header = sys::IrqSetHeader {
             argsz: 0,

@@ -59,3 +59,77 @@ pub fn set_iommu_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     );
     Ok(())
 }
+
+/// Choosing an IOMMU type no loaded driver offers fails with ENODEV
+/// (no-IOMMU mode is not built into the reference kernel).
+pub fn set_iommu_to_a_type_no_driver_offers_is_not_found<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    let c = env.backend.open_container()?;
+    group.set_container(&c)?;
+    let e = c
+        .set_iommu(IommuType::NoIommu)
+        .expect_err("set_iommu(NoIommu)");
+    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    Ok(())
+}
+
+/// IOMMU ioctls on a container without an IOMMU type are invalid.
+pub fn iommu_calls_before_set_iommu_are_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let c = env.backend.open_container()?;
+    let e = c.iommu_info().expect_err("iommu_info before set_iommu");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "info: {e} ({:?})",
+        e.errno()
+    );
+    let e = c
+        .unmap_dma(0x10_0000, 4096)
+        .expect_err("unmap before set_iommu");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "unmap: {e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}
+
+/// A second group joins a container that already has an IOMMU type.
+pub fn second_group_joins_a_container_with_an_iommu<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let nvme = env.backend.open_group(env.group_of(&env.targets.nvme)?)?;
+    nvme.set_container(&o.container)?;
+    let status = nvme.status()?;
+    ensure!(
+        status.contains(vfio_core::GroupStatus::CONTAINER_SET),
+        "status {status:?}"
+    );
+    let device = nvme.open_device(&env.targets.nvme.to_string())?;
+    vfio_core::Device::info(&device)?;
+    Ok(())
+}
+
+/// Type1 reports a page-size bitmap that includes 4 KiB, and the usable IOVA
+/// ranges, which leave out the x86 MSI window at 0xfee00000.
+pub fn iommu_info_reports_4k_pages_and_ranges_without_the_msi_window<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.container.iommu_info()?;
+    ensure!(
+        info.iova_pgsizes & 0x1000 != 0,
+        "pgsizes {:#x}",
+        info.iova_pgsizes
+    );
+    let ranges = info.iova_ranges.as_deref().unwrap_or_default();
+    ensure!(!ranges.is_empty(), "no IOVA ranges: {info:?}");
+    ensure!(
+        ranges
+            .iter()
+            .all(|r| r.end < 0xfee0_0000 || r.start > 0xfeef_ffff),
+        "ranges include the MSI window: {ranges:x?}"
+    );
+    ensure!(info.dma_avail.is_some(), "no DMA limit reported: {info:?}");
+    Ok(())
+}

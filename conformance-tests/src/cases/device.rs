@@ -177,3 +177,133 @@ pub fn irq_info_past_the_last_index_is_invalid<B: VfioBackend>(env: &Env<B>) -> 
     );
     Ok(())
 }
+
+/// `edu` has no expansion ROM: its ROM region is empty.
+pub fn edu_rom_region_is_empty<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let r = o.device.region_info(region::ROM)?;
+    ensure!(r.size == 0, "{r:?}");
+    Ok(())
+}
+
+/// The NVMe controller's BAR0 holds its registers and the MSI-X table; vfio-pci
+/// marks the table mappable with a capability.
+pub fn nvme_bar0_is_mmappable_with_the_msix_mappable_capability<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_nvme()?;
+    let r = o.device.region_info(region::BAR0)?;
+    let want = RegionFlags::READ | RegionFlags::WRITE | RegionFlags::MMAP | RegionFlags::CAPS;
+    ensure!(r.flags == want, "flags {:?} ({r:?})", r.flags);
+    ensure!(r.size == 0x4000, "size {:#x}", r.size);
+    ensure!(
+        r.caps == [vfio_core::RegionCap::MsixMappable],
+        "caps {:?}",
+        r.caps
+    );
+    let cfg = o.device.region_info(region::CONFIG)?;
+    ensure!(cfg.size == 4096, "config size {:#x}", cfg.size);
+    Ok(())
+}
+
+/// Config space offsets of the regions follow vfio-pci's `index << 40` layout.
+pub fn region_offsets_are_index_shifted_by_40<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    for index in [region::BAR0, region::ROM, region::CONFIG] {
+        let r = o.device.region_info(index)?;
+        ensure!(
+            r.offset == u64::from(index) << 40,
+            "region {index}: offset {:#x}",
+            r.offset
+        );
+    }
+    Ok(())
+}
+
+/// Writes to read-only config registers (vendor and device ID) are dropped.
+pub fn config_writes_to_read_only_ids_are_ignored<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    o.device.write_config(0, &[0xaa, 0xbb, 0xcc, 0xdd])?;
+    let ids = config_ids::<B>(&o.device)?;
+    ensure!(ids == (0x1234, 0x11e8), "ids {ids:04x?}");
+    Ok(())
+}
+
+/// A BAR read through the device file sees the same registers as the mapping.
+pub fn bar_read_through_the_device_file_matches_the_mapping<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let mut buf = [0u8; 4];
+    let n = o.device.read_region(region::BAR0, EDU_ID, &mut buf)?;
+    ensure!(
+        n == 4 && u32::from_le_bytes(buf) == 0x0100_00ed,
+        "read {n} bytes: {buf:x?}"
+    );
+    o.device
+        .write_region(region::BAR0, EDU_LIVENESS, &0x55u32.to_le_bytes())?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    ensure!(
+        bar0.read_u32(EDU_LIVENESS)? == !0x55,
+        "liveness through mmap"
+    );
+    Ok(())
+}
+
+/// A BAR read that straddles the region's end is cut short at the end.
+pub fn bar_read_straddling_the_end_is_cut_short<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let size = o.device.region_info(region::BAR0)?.size;
+    let mut buf = [0u8; 8];
+    let n = o.device.read_region(region::BAR0, size - 4, &mut buf)?;
+    ensure!(n == 4, "read {n} bytes");
+    Ok(())
+}
+
+/// A config read that straddles the end of config space is not cut short:
+/// vfio-pci fails it with EFAULT.
+pub fn config_read_straddling_the_end_faults<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let size = o.device.region_info(region::CONFIG)?.size;
+    let mut buf = [0u8; 8];
+    let e = o
+        .device
+        .read_region(region::CONFIG, size - 2, &mut buf)
+        .expect_err("straddling read");
+    ensure!(
+        e.errno() == Some(vfio_core::Errno::EFAULT) && e.kind() == ErrorKind::OutOfRange,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}
+
+/// Whether `edu` advertises reset, and what a reset request answers, agree.
+pub fn edu_reset_matches_the_reset_flag<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let can_reset = o.device.info()?.flags.contains(DeviceFlags::RESET);
+    match o.device.reset() {
+        Ok(()) => ensure!(can_reset, "reset succeeded without the RESET flag"),
+        Err(e) => {
+            ensure!(!can_reset, "reset failed with the RESET flag: {e}");
+            ensure!(
+                e.kind() == ErrorKind::InvalidArgument,
+                "{e} ({:?})",
+                e.errno()
+            );
+        }
+    }
+    ensure!(!can_reset, "edu is expected not to advertise reset");
+    Ok(())
+}
+
+/// The NVMe controller can be reset (it has function-level reset).
+pub fn nvme_advertises_reset_and_resets<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    ensure!(
+        o.device.info()?.flags.contains(DeviceFlags::RESET),
+        "no RESET flag"
+    );
+    o.device.reset()?;
+    Ok(())
+}

@@ -114,3 +114,39 @@ pub fn keep_alive_is_unsupported_upstream<B: VfioBackend>(env: &Env<B>) -> Resul
     ensure!(e.kind() == ErrorKind::Unsupported, "{e} ({:?})", e.errno());
     Ok(())
 }
+
+/// A group already attached cannot be attached again.
+pub fn set_container_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    let c = env.backend.open_container()?;
+    group.set_container(&c)?;
+    let other = env.backend.open_container()?;
+    let e = group
+        .set_container(&other)
+        .expect_err("second set_container");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}
+
+/// Unsetting the container of a group with an open device is busy.
+pub fn unset_container_with_an_open_device_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let e = o
+        .group
+        .unset_container()
+        .expect_err("unset with open device");
+    ensure!(e.kind() == ErrorKind::Busy, "{e} ({:?})", e.errno());
+    Ok(())
+}
+
+/// The same device can be opened a second time while the first is open.
+pub fn a_device_can_be_opened_twice<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let second = o.group.open_device(&env.targets.edu.to_string())?;
+    vfio_core::Device::info(&second)?;
+    Ok(())
+}
