@@ -190,6 +190,21 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
         Ok(buf)
     }
 
+    /// Sets or clears Bus Master Enable (bit 2 of the PCI command register).
+    /// A device can neither DMA nor send MSI/MSI-X messages without it, and
+    /// vfio-pci leaves it to the driver.
+    fn set_bus_master(&self, enable: bool) -> Result<()> {
+        const COMMAND: u64 = 0x04;
+        const BUS_MASTER: u16 = 1 << 2;
+        let cmd = u16::from_le_bytes(self.read_config::<2>(COMMAND)?);
+        let cmd = if enable {
+            cmd | BUS_MASTER
+        } else {
+            cmd & !BUS_MASTER
+        };
+        self.write_config(COMMAND, &cmd.to_le_bytes())
+    }
+
     /// Writes `bytes` to config space at `offset`.
     fn write_config(&self, offset: u64, bytes: &[u8]) -> Result<()> {
         crate::access::write_all(self, crate::info::region::CONFIG, offset, bytes)

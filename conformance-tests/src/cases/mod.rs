@@ -6,6 +6,7 @@
 pub mod container;
 pub mod device;
 pub mod dma;
+pub mod driver;
 pub mod group;
 pub mod irq;
 
@@ -84,6 +85,9 @@ macro_rules! for_each_case {
             irq::edu_intx_binds_fires_unmasks_and_stays_listed_until_disabled,
             irq::binding_a_non_eventfd_is_invalid_and_changes_nothing,
             irq::closing_the_device_releases_its_vectors,
+            driver::edu_driver_computes_factorials_with_completion_interrupts,
+            driver::edu_driver_dma_round_trip_through_the_iommu,
+            driver::nvme_controller_enable_sets_ready,
         }
     };
 }
