@@ -1,0 +1,32 @@
+//! Fuzz target bodies for the VFIO stack.
+//!
+//! Each target is a plain `pub fn name(data: &[u8])` that panics when a
+//! property is violated, so it builds on stable and runs three ways: under
+//! libFuzzer (`fuzz_targets/<name>.rs`, nightly, `--features libfuzzer`),
+//! in the stable replay test over the committed corpus (`tests/replay.rs`),
+//! and from any other harness that can call a function.
+//!
+//! The inputs are hostile on purpose: the kernel's info buffers, a device's
+//! config space, `/proc/interrupts` and sysfs text are all things the parsers
+//! must survive rather than trust.
+
+pub mod pci_caps;
+pub mod proc_interrupts;
+pub mod sysfs;
+pub mod vfio_caps;
+
+pub use pci_caps::pci_caps;
+pub use proc_interrupts::proc_interrupts;
+pub use sysfs::sysfs;
+pub use vfio_caps::vfio_caps;
+
+/// A target: the function a fuzz target or the replay test feeds bytes to.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, as `fuzz_targets/` and `corpus/` name them.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("vfio_caps", vfio_caps),
+    ("pci_caps", pci_caps),
+    ("proc_interrupts", proc_interrupts),
+    ("sysfs", sysfs),
+];
