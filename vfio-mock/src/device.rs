@@ -1,0 +1,200 @@
+//! An opened device (`VFIO_GROUP_GET_DEVICE_FD`): info, region I/O, mmap,
+//! reset and interrupts.
+
+use crate::group::GroupFile;
+use crate::host::{HostInner, MockBackend};
+use crate::pci_device::PciDevice;
+use crate::region::MockRegion;
+use nix::errno::Errno;
+use nix::sys::eventfd::EventFd;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use vfio_core::{
+    Device, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqIndex, IrqInfo, Operation,
+    RegionFlags, RegionInfo, Result,
+};
+
+/// One open device file. Mapped regions hold it too (a mapping keeps the
+/// file open), and it holds the group file.
+#[derive(Debug)]
+pub(crate) struct OpenDevice {
+    pub device: Arc<PciDevice>,
+    pub group: Arc<GroupFile>,
+}
+
+impl Drop for OpenDevice {
+    fn drop(&mut self) {
+        self.device.close_fd();
+        self.group.core.device_closed();
+    }
+}
+
+/// A device opened through a [`MockGroup`](crate::MockGroup).
+///
+/// Dropping the last handle (and every region mapped from it) releases the
+/// device as the kernel does: interrupts are disabled and their vectors
+/// leave `/proc/interrupts`.
+#[derive(Debug)]
+pub struct MockDevice {
+    open: Arc<OpenDevice>,
+    name: String,
+    /// A real fd, so the device is `AsFd` like a kernel device fd.
+    fd: EventFd,
+    host: Arc<HostInner>,
+}
+
+impl MockDevice {
+    pub(crate) fn new(
+        open: Arc<OpenDevice>,
+        name: String,
+        fd: EventFd,
+        host: Arc<HostInner>,
+    ) -> Self {
+        Self {
+            open,
+            name,
+            fd,
+            host,
+        }
+    }
+
+    fn dev(&self) -> &PciDevice {
+        &self.open.device
+    }
+
+    fn err(&self, op: Operation, errno: Errno) -> Error {
+        Error::from_errno(op, errno).with_target(&self.name)
+    }
+
+    /// The injected fault for `op`, or ENODEV once the device was removed.
+    fn enter(&self, op: Operation) -> Result<()> {
+        if let Some(errno) = self.host.faults.take(op) {
+            return Err(self.err(op, errno));
+        }
+        if self.dev().is_removed() {
+            return Err(self.err(op, Errno::ENODEV));
+        }
+        Ok(())
+    }
+
+    /// vfio-linux's own check before `pread`/`pwrite`: the region exists
+    /// and `offset` is inside it.
+    fn check_offset(&self, op: Operation, index: u32, offset: u64) -> Result<()> {
+        let size = self.dev().region_size(index).ok_or_else(|| {
+            Error::new(op, ErrorKind::InvalidArgument)
+                .with_target(&self.name)
+                .with_detail(format_args!("no region {index}"))
+        })?;
+        if offset >= size {
+            return Err(Error::new(op, ErrorKind::OutOfRange)
+                .with_target(&self.name)
+                .with_detail(format_args!(
+                    "offset {offset:#x} is past the end of region {index} ({size:#x} bytes)"
+                )));
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for MockDevice {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl Device<MockBackend> for MockDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn info(&self) -> Result<DeviceInfo> {
+        self.enter(Operation::DeviceInfo)?;
+        Ok(self.dev().info())
+    }
+
+    fn region_info(&self, index: u32) -> Result<RegionInfo> {
+        self.enter(Operation::RegionInfo)?;
+        self.dev()
+            .region_info(index)
+            .map_err(|e| self.err(Operation::RegionInfo, e))
+    }
+
+    fn irq_info(&self, index: IrqIndex) -> Result<IrqInfo> {
+        self.enter(Operation::IrqInfo)?;
+        self.dev()
+            .irq_info(index)
+            .map_err(|e| self.err(Operation::IrqInfo, e))
+    }
+
+    fn reset(&self) -> Result<()> {
+        self.enter(Operation::Reset)?;
+        self.dev()
+            .reset()
+            .map_err(|e| self.err(Operation::Reset, e))
+    }
+
+    fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.check_offset(Operation::RegionRead, index, offset)?;
+        self.enter(Operation::RegionRead)?;
+        self.dev()
+            .read_region(index, offset, buf)
+            .map_err(|e| self.err(Operation::RegionRead, e))
+    }
+
+    fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize> {
+        self.check_offset(Operation::RegionWrite, index, offset)?;
+        self.enter(Operation::RegionWrite)?;
+        self.dev()
+            .write_region(index, offset, buf)
+            .map_err(|e| self.err(Operation::RegionWrite, e))
+    }
+
+    fn map_region(&self, index: u32) -> Result<MockRegion> {
+        let region = self.region_info(index)?;
+        if !region.flags.contains(RegionFlags::MMAP) {
+            return Err(Error::new(Operation::MapRegion, ErrorKind::Unsupported)
+                .with_target(&self.name)
+                .with_detail(format_args!("region {index} cannot be mmapped")));
+        }
+        if region.size == 0 {
+            return Err(Error::new(Operation::MapRegion, ErrorKind::InvalidArgument)
+                .with_target(&self.name)
+                .with_detail(format_args!("region {index} has size {:#x}", region.size)));
+        }
+        self.enter(Operation::MapRegion)?;
+        let writable = region.flags.contains(RegionFlags::WRITE);
+        Ok(MockRegion::new(
+            self.open.clone(),
+            index,
+            region.size,
+            writable,
+        ))
+    }
+
+    fn set_irqs(
+        &self,
+        index: IrqIndex,
+        action: IrqAction,
+        start: u32,
+        data: IrqData<'_>,
+    ) -> Result<()> {
+        if u32::try_from(data.count()).is_err() {
+            return Err(
+                Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument).with_target(&self.name)
+            );
+        }
+        self.enter(Operation::SetIrqs)?;
+        let (result, written) = self.dev().set_irqs(index, action, start, data);
+        result.map_err(|e| {
+            self.err(Operation::SetIrqs, e).with_detail(format_args!(
+                "{index} vectors {start}..{}",
+                u64::from(start) + data.count() as u64
+            ))
+        })?;
+        written.map_err(|e| {
+            Error::from_io(Operation::SetIrqs, e)
+                .with_target(&self.name)
+                .with_detail("the mock could not rewrite its /proc/interrupts")
+        })
+    }
+}

@@ -1,0 +1,455 @@
+//! The simulated host: its devices and groups, the fake `/sys`, `/proc`
+//! and `/dev` trees, fault injection, and the [`MockBackend`] drivers use.
+
+use crate::MockDevice;
+use crate::builder::{BuildError, PciDeviceBuilder};
+use crate::clock::MockClock;
+use crate::container::{ContainerSlot, MockContainer};
+use crate::fault::{Faults, UnconsumedFaults};
+use crate::group::{GroupCore, MockGroup};
+use crate::memory::MockDmaMemory;
+use crate::model::DeviceContext;
+use crate::pci_device::{Driver, PciDevice};
+use crate::procfs::ProcInterrupts;
+use crate::region::MockRegion;
+use crate::sysfs::{self, NoIommuMode};
+use nix::errno::Errno;
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tempfile::TempDir;
+use vfio_core::{Error, EventFdInterrupt, HostPaths, Operation, PciAddress, Result, VfioBackend};
+
+/// How the host answers the downstream keep-alive ioctl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepAlive {
+    /// Upstream Linux has no such ioctl: ENOTTY (reported as unsupported).
+    #[default]
+    Upstream,
+    /// A downstream kernel that implements it: success for any device of
+    /// the group (ENODEV for other names).
+    Downstream,
+}
+
+/// The state shared by every handle of one host.
+#[derive(Debug)]
+pub(crate) struct HostInner {
+    /// Owns the fake tree; deleted with the last handle.
+    _dir: TempDir,
+    pub paths: HostPaths,
+    pub clock: Arc<MockClock>,
+    pub faults: Arc<Faults>,
+    pub keep_alive: KeepAlive,
+    pub noiommu_mode: bool,
+    pub groups: BTreeMap<u32, Arc<GroupCore>>,
+    pub procfs: Arc<ProcInterrupts>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl HostInner {
+    fn device(&self, address: &PciAddress) -> Option<(&Arc<GroupCore>, &Arc<PciDevice>)> {
+        self.groups.values().find_map(|g| {
+            g.devices
+                .iter()
+                .find(|d| d.address == *address)
+                .map(|d| (g, d))
+        })
+    }
+}
+
+/// A simulated VFIO host: a cheaply cloneable handle.
+///
+/// Made by [`MockHost::builder`]; drivers use its [`backend`](Self::backend);
+/// tests use it to inject faults, unplug devices and act as a device.
+#[derive(Debug, Clone)]
+pub struct MockHost {
+    inner: Arc<HostInner>,
+}
+
+/// The [`VfioBackend`] of a [`MockHost`].
+#[derive(Debug, Clone)]
+pub struct MockBackend {
+    inner: Arc<HostInner>,
+}
+
+struct Entry {
+    address: PciAddress,
+    group: u32,
+    device: PciDeviceBuilder,
+    driver: Driver,
+    noiommu: bool,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("address", &self.address)
+            .field("group", &self.group)
+            .field("driver", &self.driver)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Describes a [`MockHost`].
+#[derive(Debug)]
+pub struct MockHostBuilder {
+    entries: Vec<Entry>,
+    keep_alive: KeepAlive,
+    noiommu: NoIommuMode,
+    cpus: usize,
+    clock: Option<Arc<MockClock>>,
+}
+
+impl Default for MockHostBuilder {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+            keep_alive: KeepAlive::Upstream,
+            noiommu: NoIommuMode::Unsupported,
+            cpus: 2,
+            clock: None,
+        }
+    }
+}
+
+impl MockHostBuilder {
+    /// Adds `device` at `address` in IOMMU group `group`, bound to vfio-pci.
+    #[must_use]
+    pub fn device(self, address: PciAddress, group: u32, device: PciDeviceBuilder) -> Self {
+        self.device_bound_to(address, group, device, Driver::VfioPci)
+    }
+
+    /// Adds a device bound to `driver`. A device bound to another driver
+    /// makes its group non-viable.
+    #[must_use]
+    pub fn device_bound_to(
+        mut self,
+        address: PciAddress,
+        group: u32,
+        device: PciDeviceBuilder,
+        driver: Driver,
+    ) -> Self {
+        self.entries.push(Entry {
+            address,
+            group,
+            device,
+            driver,
+            noiommu: false,
+        });
+        self
+    }
+
+    /// Adds a vfio-pci device without an IOMMU, in no-IOMMU group `group`
+    /// (`/dev/vfio/noiommu-<group>`). Needs [`NoIommuMode::Enabled`].
+    #[must_use]
+    pub fn noiommu_device(
+        mut self,
+        address: PciAddress,
+        group: u32,
+        device: PciDeviceBuilder,
+    ) -> Self {
+        self.entries.push(Entry {
+            address,
+            group,
+            device,
+            driver: Driver::VfioPci,
+            noiommu: true,
+        });
+        self
+    }
+
+    /// The keep-alive behaviour (default [`KeepAlive::Upstream`]).
+    #[must_use]
+    pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// Whether no-IOMMU mode exists (default [`NoIommuMode::Unsupported`],
+    /// like the reference kernel).
+    #[must_use]
+    pub fn noiommu_mode(mut self, mode: NoIommuMode) -> Self {
+        self.noiommu = mode;
+        self
+    }
+
+    /// CPU columns in `/proc/interrupts` (default 2, like the guest).
+    #[must_use]
+    pub fn cpus(mut self, cpus: usize) -> Self {
+        self.cpus = cpus.clamp(1, 1024);
+        self
+    }
+
+    /// Shares a clock (default: a fresh [`MockClock`]).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<MockClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Checks the description and creates the host and its file trees.
+    pub fn build(self) -> std::result::Result<MockHost, BuildError> {
+        let dir = tempfile::Builder::new()
+            .prefix("vfio-mock-")
+            .tempdir()
+            .map_err(|e| BuildError::io("cannot create the host's temporary directory", e))?;
+        let paths = HostPaths::under(dir.path());
+        let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
+        let faults = Arc::new(Faults::default());
+        let noiommu_mode = self.noiommu == NoIommuMode::Enabled;
+
+        let mut groups: BTreeMap<u32, (bool, ContainerSlot, Vec<Arc<PciDevice>>)> = BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, entry) in self.entries.into_iter().enumerate() {
+            if !seen.insert(entry.address) {
+                return Err(BuildError::new(format!("two devices at {}", entry.address)));
+            }
+            if entry.noiommu && !noiommu_mode {
+                return Err(BuildError::new(format!(
+                    "{} is a no-IOMMU device but no-IOMMU mode is not enabled",
+                    entry.address
+                )));
+            }
+            let k = k as u64;
+            let windows = [
+                0xc000_0000u64.saturating_add(k.saturating_mul(0x0400_0000)),
+                0x80_0000_0000u64.saturating_add(k.saturating_mul(0x10_0000_0000)),
+                0xc000u64.saturating_add(k.saturating_mul(0x100)),
+            ];
+            let spec = entry
+                .device
+                .finish(windows)
+                .map_err(|e| BuildError::new(format!("{}: {e}", entry.address)))?;
+            let group = groups
+                .entry(entry.group)
+                .or_insert_with(|| (entry.noiommu, ContainerSlot::default(), Vec::new()));
+            if group.0 != entry.noiommu {
+                return Err(BuildError::new(format!(
+                    "group {} mixes no-IOMMU and IOMMU devices",
+                    entry.group
+                )));
+            }
+            let has_pin = spec.interrupt_pin != 0;
+            let device = PciDevice::new(
+                entry.address,
+                entry.driver,
+                entry.device,
+                spec,
+                procfs.clone(),
+                group.1.clone(),
+                faults.clone(),
+            );
+            if has_pin {
+                procfs.add_fixed(
+                    device.intx_irq,
+                    "IR-IO-APIC",
+                    format!("{}-fasteoi", device.intx_irq),
+                );
+            }
+            group.2.push(Arc::new(device));
+        }
+        let groups: BTreeMap<u32, Arc<GroupCore>> = groups
+            .into_iter()
+            .map(|(n, (noiommu, slot, devices))| {
+                (n, Arc::new(GroupCore::new(n, noiommu, devices, slot)))
+            })
+            .collect();
+        let list: Vec<_> = groups.values().cloned().collect();
+        sysfs::create(&paths, &list, self.noiommu)
+            .map_err(|e| BuildError::io("cannot create the fake sysfs and devfs", e))?;
+        procfs
+            .write_initial()
+            .map_err(|e| BuildError::io("cannot write the fake /proc/interrupts", e))?;
+        Ok(MockHost {
+            inner: Arc::new(HostInner {
+                _dir: dir,
+                paths,
+                clock: self.clock.unwrap_or_default(),
+                faults,
+                keep_alive: self.keep_alive,
+                noiommu_mode,
+                groups,
+                procfs,
+                errors: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+}
+
+impl MockHost {
+    /// An empty host description.
+    pub fn builder() -> MockHostBuilder {
+        MockHostBuilder::default()
+    }
+
+    /// The backend drivers are given.
+    pub fn backend(&self) -> MockBackend {
+        MockBackend {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// The fake `/sys`, `/proc` and `/dev` roots.
+    pub fn paths(&self) -> &HostPaths {
+        &self.inner.paths
+    }
+
+    /// The virtual clock the open-device retry sleeps on.
+    pub fn clock(&self) -> &Arc<MockClock> {
+        &self.inner.clock
+    }
+
+    /// Makes the next `count` calls of `operation` fail with `errno`, after
+    /// any failures already planned for it.
+    ///
+    /// Every operation the mock performs can fail: container, group and
+    /// device ioctls, region I/O and mapping, register access through a
+    /// mapped region (`RegisterRead`/`RegisterWrite`), DMA allocation and
+    /// CPU access (`AllocDma`, `DmaAccess`) and `CreateInterrupt`. The
+    /// lookups vfio-core does itself from the fake files (`LookupGroup`,
+    /// `LookupIrq`, `ModuleParameter`) and waits on an interrupt
+    /// (`WaitInterrupt`) never consult this plan.
+    pub fn fail_next(&self, operation: Operation, errno: Errno, count: u32) {
+        self.inner.faults.fail_next(operation, errno, count);
+    }
+
+    /// `Ok` when every planned fault was used and the host kept its fake
+    /// files up to date; otherwise what is left over.
+    pub fn done(&self) -> std::result::Result<(), UnconsumedFaults> {
+        let pending = self.inner.faults.pending();
+        let mut host_errors = self.inner.errors.lock().clone();
+        host_errors.extend(self.inner.procfs.errors());
+        if pending.is_empty() && host_errors.is_empty() {
+            Ok(())
+        } else {
+            Err(UnconsumedFaults {
+                pending,
+                host_errors,
+            })
+        }
+    }
+
+    /// Panics (this is a test assertion) unless [`done`](Self::done) is `Ok`.
+    #[track_caller]
+    pub fn assert_faults_consumed(&self) {
+        if let Err(e) = self.done() {
+            panic!("{e}");
+        }
+    }
+
+    /// Hot-unplugs the device at `address`.
+    ///
+    /// The REQ eventfd (if the user bound one) is signalled, as the kernel
+    /// does to ask for the device back, and then the device is gone at
+    /// once: its interrupts are torn down (its vectors leave
+    /// `/proc/interrupts`), it leaves sysfs (and its group's `/dev/vfio`
+    /// node goes when no vfio-pci device is left), every later ioctl or
+    /// region read/write on an open handle fails with ENODEV, accesses
+    /// through a mapped region fail as [`ErrorKind::NotFound`](vfio_core::ErrorKind::NotFound),
+    /// opening it fails with ENODEV, and the device model sees DMA fail.
+    /// Returns false if there is no such device or it is already gone.
+    pub fn remove_device(&self, address: PciAddress) -> bool {
+        let Some((group, device)) = self.inner.device(&address) else {
+            return false;
+        };
+        if device.is_removed() {
+            return false;
+        }
+        device.remove();
+        if let Err(e) = sysfs::remove_device(&self.inner.paths, group, device) {
+            self.inner
+                .errors
+                .lock()
+                .push(format!("cannot remove {address} from the fake sysfs: {e}"));
+        }
+        true
+    }
+
+    /// Acts as the device at `address`: raise interrupts, DMA, touch BAR
+    /// memory (what its model could do). `None` if there is no such device.
+    pub fn with_device<R>(
+        &self,
+        address: PciAddress,
+        f: impl FnOnce(&DeviceContext<'_>) -> R,
+    ) -> Option<R> {
+        let (_, device) = self.inner.device(&address)?;
+        Some(f(&DeviceContext { device }))
+    }
+}
+
+impl From<&MockHost> for MockBackend {
+    fn from(host: &MockHost) -> Self {
+        host.backend()
+    }
+}
+
+impl MockBackend {
+    /// The host this backend belongs to.
+    pub fn host(&self) -> MockHost {
+        MockHost {
+            inner: self.inner.clone(),
+        }
+    }
+
+    fn fault(&self, op: Operation) -> Result<()> {
+        match self.inner.faults.take(op) {
+            Some(errno) => Err(Error::from_errno(op, errno)),
+            None => Ok(()),
+        }
+    }
+
+    /// `vfio_group_fops_open` for IOMMU or no-IOMMU group `number`.
+    fn open_group_node(&self, number: u32, noiommu: bool) -> Result<MockGroup> {
+        self.fault(Operation::OpenGroup)?;
+        let path = if noiommu {
+            self.inner.paths.noiommu_group_path(number)
+        } else {
+            self.inner.paths.group_path(number)
+        };
+        let err = |e| Error::from_errno(Operation::OpenGroup, e).with_target(path.display());
+        // No node unless a device of the group is bound to vfio-pci.
+        let group = self
+            .inner
+            .groups
+            .get(&number)
+            .filter(|g| g.noiommu == noiommu && g.has_vfio_device())
+            .ok_or_else(|| err(Errno::ENOENT))?;
+        group.open().map_err(err)?;
+        Ok(MockGroup::new(group.clone(), self.inner.clone()))
+    }
+}
+
+impl VfioBackend for MockBackend {
+    type Container = MockContainer;
+    type Group = MockGroup;
+    type Device = MockDevice;
+    type Region = MockRegion;
+    type DmaMemory = MockDmaMemory;
+    type Interrupt = EventFdInterrupt;
+
+    fn host_paths(&self) -> &HostPaths {
+        &self.inner.paths
+    }
+
+    fn open_container(&self) -> Result<MockContainer> {
+        self.fault(Operation::OpenContainer)?;
+        Ok(MockContainer::new(self.inner.clone()))
+    }
+
+    fn open_group(&self, number: u32) -> Result<MockGroup> {
+        self.open_group_node(number, false)
+    }
+
+    fn open_noiommu_group(&self, number: u32) -> Result<MockGroup> {
+        self.open_group_node(number, true)
+    }
+
+    fn new_interrupt(&self) -> Result<EventFdInterrupt> {
+        self.fault(Operation::CreateInterrupt)?;
+        EventFdInterrupt::new()
+    }
+
+    fn alloc_dma(&self, size: usize) -> Result<MockDmaMemory> {
+        MockDmaMemory::alloc(size, self.inner.faults.clone())
+    }
+}

@@ -1,0 +1,567 @@
+//! `VFIO_DEVICE_SET_IRQS` and interrupt delivery, as Linux 6.1's vfio-pci
+//! (`vfio_pci_intrs.c`) does them.
+//!
+//! One interrupt mode is active at a time (none, INTx, MSI or MSI-X). MSI and
+//! MSI-X vectors get a Linux irq each when the index is enabled; binding an
+//! eventfd to a vector is `request_irq`, which names the action in
+//! `/proc/interrupts`. ERR and REQ are single eventfds with no irq.
+
+use crate::model::{Delivery, Irq};
+use crate::procfs::{Edit, ProcInterrupts};
+use crate::trigger::Trigger;
+use nix::errno::Errno;
+use vfio_core::{IrqAction, IrqData, IrqIndex, PciAddress};
+
+/// vfio-pci's number of IRQ indexes (`VFIO_PCI_NUM_IRQS`).
+pub(crate) const NUM_IRQS: u32 = 5;
+
+/// What `set_irqs` needs to know about the device.
+#[derive(Debug)]
+pub(crate) struct IrqEnv<'a> {
+    /// The device, for action names and MSI hwirq numbers.
+    pub address: &'a PciAddress,
+    /// Vectors per index, as `vfio_pci_get_irq_count` reports them.
+    pub counts: [u32; NUM_IRQS as usize],
+    /// The device's INTx line (a fixed IO-APIC irq).
+    pub intx_irq: u32,
+    /// The irq table.
+    pub procfs: &'a ProcInterrupts,
+}
+
+/// One MSI or MSI-X vector: its Linux irq and the eventfd bound to it.
+#[derive(Debug)]
+struct Vector {
+    irq: u32,
+    trigger: Option<Trigger>,
+}
+
+/// The INTx context.
+#[derive(Debug)]
+struct Intx {
+    trigger: Option<Trigger>,
+    masked: bool,
+}
+
+/// The enabled interrupt mode (`vdev->irq_type`).
+#[derive(Debug, Default)]
+enum Mode {
+    #[default]
+    None,
+    Intx(Intx),
+    Msi(Vec<Vector>),
+    Msix(Vec<Vector>),
+}
+
+/// A device's interrupt state.
+#[derive(Debug, Default)]
+pub(crate) struct IrqState {
+    mode: Mode,
+    /// The device's INTx line is asserted (level-triggered).
+    level: bool,
+    err: Option<Trigger>,
+    req: Option<Trigger>,
+}
+
+/// Which interrupt mode is enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Enabled {
+    None,
+    Intx,
+    Msi,
+    Msix,
+}
+
+impl IrqState {
+    /// The enabled mode.
+    pub(crate) fn enabled(&self) -> Enabled {
+        match self.mode {
+            Mode::None => Enabled::None,
+            Mode::Intx(_) => Enabled::Intx,
+            Mode::Msi(_) => Enabled::Msi,
+            Mode::Msix(_) => Enabled::Msix,
+        }
+    }
+
+    /// `VFIO_DEVICE_SET_IRQS`, validated as `vfio_set_irqs_validate_and_prepare`
+    /// and dispatched as `vfio_pci_set_irqs_ioctl`.
+    pub(crate) fn set_irqs(
+        &mut self,
+        env: &IrqEnv<'_>,
+        index: IrqIndex,
+        action: IrqAction,
+        start: u32,
+        data: IrqData<'_>,
+    ) -> (Result<(), Errno>, std::io::Result<()>) {
+        env.procfs
+            .edit(|p| self.set_irqs_locked(env, p, index, action, start, data))
+    }
+
+    fn set_irqs_locked(
+        &mut self,
+        env: &IrqEnv<'_>,
+        p: &mut Edit<'_>,
+        index: IrqIndex,
+        action: IrqAction,
+        start: u32,
+        data: IrqData<'_>,
+    ) -> Result<(), Errno> {
+        let count = u32::try_from(data.count()).map_err(|_| Errno::EINVAL)?;
+        // vfio_set_irqs_validate_and_prepare: index, overflow, then the range
+        // against the index's vector count (so any call on an index with
+        // no vectors is EINVAL).
+        if index.0 >= NUM_IRQS || count >= u32::MAX - start {
+            return Err(Errno::EINVAL);
+        }
+        let max = env.counts.get(index.0 as usize).copied().unwrap_or(0);
+        if start >= max || start + count > max {
+            return Err(Errno::EINVAL);
+        }
+        // vfio_pci_set_irqs_ioctl: actions with no handler are ENOTTY.
+        match (index, action) {
+            (IrqIndex::INTX, IrqAction::Mask) => self.intx_mask(start, count, data),
+            (IrqIndex::INTX, IrqAction::Unmask) => self.intx_unmask(start, count, data),
+            (IrqIndex::INTX, IrqAction::Trigger) => self.intx_trigger(env, p, start, count, data),
+            (IrqIndex::MSI | IrqIndex::MSIX, IrqAction::Trigger) => {
+                self.msi_trigger(env, p, index == IrqIndex::MSIX, start, count, data)
+            }
+            // "XXX Need masking support exported": MSI/MSI-X mask and unmask.
+            (IrqIndex::MSI | IrqIndex::MSIX, _) => Err(Errno::ENOTTY),
+            (IrqIndex::ERR, IrqAction::Trigger) => {
+                single_trigger(&mut self.err, start, count, data)
+            }
+            (IrqIndex::REQ, IrqAction::Trigger) => {
+                single_trigger(&mut self.req, start, count, data)
+            }
+            _ => Err(Errno::ENOTTY),
+        }
+    }
+
+    // ---- INTx (vfio_pci_set_intx_*) ----
+
+    fn intx_mask(&mut self, start: u32, count: u32, data: IrqData<'_>) -> Result<(), Errno> {
+        let Mode::Intx(intx) = &mut self.mode else {
+            return Err(Errno::EINVAL);
+        };
+        if start != 0 || count != 1 {
+            return Err(Errno::EINVAL);
+        }
+        match data {
+            IrqData::None { .. } => intx.masked = true,
+            IrqData::Bool(b) => {
+                if b.first() == Some(&true) {
+                    intx.masked = true;
+                }
+            }
+            // 6.1: "XXX implement me".
+            IrqData::Eventfds(_) => return Err(Errno::ENOTTY),
+        }
+        Ok(())
+    }
+
+    fn intx_unmask(&mut self, start: u32, count: u32, data: IrqData<'_>) -> Result<(), Errno> {
+        if !matches!(self.mode, Mode::Intx(_)) || start != 0 || count != 1 {
+            return Err(Errno::EINVAL);
+        }
+        match data {
+            IrqData::None { .. } => self.unmask_intx(),
+            IrqData::Bool(b) => {
+                if b.first() == Some(&true) {
+                    self.unmask_intx();
+                }
+            }
+            // An unmask eventfd (virqfd) needs the kernel to poll it; the
+            // mock does not implement that.
+            IrqData::Eventfds(_) => return Err(Errno::EOPNOTSUPP),
+        }
+        Ok(())
+    }
+
+    /// `vfio_pci_intx_unmask`: if the line is still asserted the interrupt
+    /// stays masked and the eventfd is signalled again (no new hardware
+    /// interrupt, so no count in /proc/interrupts); otherwise it unmasks.
+    fn unmask_intx(&mut self) {
+        let level = self.level;
+        if let Mode::Intx(intx) = &mut self.mode {
+            if intx.masked {
+                if level {
+                    if let Some(t) = &intx.trigger {
+                        t.signal();
+                    }
+                } else {
+                    intx.masked = false;
+                }
+            }
+        }
+    }
+
+    fn intx_trigger(
+        &mut self,
+        env: &IrqEnv<'_>,
+        p: &mut Edit<'_>,
+        start: u32,
+        count: u32,
+        data: IrqData<'_>,
+    ) -> Result<(), Errno> {
+        let is_intx = matches!(self.mode, Mode::Intx(_));
+        if is_intx && count == 0 && matches!(data, IrqData::None { .. }) {
+            self.disable(env.intx_irq, p);
+            return Ok(());
+        }
+        if !(is_intx || matches!(self.mode, Mode::None)) || start != 0 || count != 1 {
+            return Err(Errno::EINVAL);
+        }
+        if let IrqData::Eventfds(fds) = data {
+            let fd = fds.first().copied().flatten();
+            if !is_intx {
+                // vfio_intx_enable: unmasked, no trigger yet.
+                self.mode = Mode::Intx(Intx {
+                    trigger: None,
+                    masked: false,
+                });
+            }
+            let r = self.intx_set_signal(env, p, fd);
+            if r.is_err() && !is_intx {
+                self.disable(env.intx_irq, p);
+            }
+            return r;
+        }
+        let Mode::Intx(intx) = &self.mode else {
+            return Err(Errno::EINVAL);
+        };
+        // Loopback: vfio_send_intx_eventfd, no hardware interrupt.
+        let fire = match data {
+            IrqData::Bool(b) => b.first() == Some(&true),
+            _ => true,
+        };
+        if fire {
+            if let Some(t) = &intx.trigger {
+                t.signal();
+            }
+        }
+        Ok(())
+    }
+
+    /// `vfio_intx_set_signal`: drops the old trigger, then (for a real fd)
+    /// takes the new one and requests the irq. With fd -1 INTx stays
+    /// enabled with no trigger, as in 6.1.
+    fn intx_set_signal(
+        &mut self,
+        env: &IrqEnv<'_>,
+        p: &mut Edit<'_>,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<(), Errno> {
+        let Mode::Intx(intx) = &mut self.mode else {
+            return Err(Errno::EINVAL);
+        };
+        if intx.trigger.take().is_some() {
+            p.set_action(env.intx_irq, None);
+        }
+        let Some(fd) = fd else {
+            return Ok(());
+        };
+        intx.trigger = Some(Trigger::from_fd(fd)?);
+        p.set_action(env.intx_irq, Some(format!("vfio-intx({})", env.address)));
+        // A line already asserted interrupts as soon as the irq is requested.
+        self.service_intx(env, p);
+        Ok(())
+    }
+
+    /// Delivers INTx if the line is asserted, a trigger is bound and it is
+    /// not masked: `vfio_intx_handler` masks it and signals the eventfd.
+    fn service_intx(&mut self, env: &IrqEnv<'_>, p: &mut Edit<'_>) -> Delivery {
+        let level = self.level;
+        let Mode::Intx(intx) = &mut self.mode else {
+            return Delivery::NotBound;
+        };
+        let Some(t) = &intx.trigger else {
+            return Delivery::NotBound;
+        };
+        if intx.masked {
+            return Delivery::Masked;
+        }
+        if !level {
+            return Delivery::NotBound;
+        }
+        intx.masked = true;
+        p.fire(env.intx_irq);
+        t.signal();
+        Delivery::Signalled
+    }
+
+    // ---- MSI / MSI-X (vfio_pci_set_msi_trigger) ----
+
+    fn msi_trigger(
+        &mut self,
+        env: &IrqEnv<'_>,
+        p: &mut Edit<'_>,
+        msix: bool,
+        start: u32,
+        count: u32,
+        data: IrqData<'_>,
+    ) -> Result<(), Errno> {
+        let this = if msix { Enabled::Msix } else { Enabled::Msi };
+        let enabled = self.enabled();
+        if enabled == this && count == 0 && matches!(data, IrqData::None { .. }) {
+            self.disable(env.intx_irq, p);
+            return Ok(());
+        }
+        if !(enabled == this || enabled == Enabled::None) {
+            return Err(Errno::EINVAL);
+        }
+        if let IrqData::Eventfds(fds) = data {
+            if enabled == this {
+                return self.set_block(env, p, msix, start, fds);
+            }
+            // vfio_msi_enable(start + count): allocating zero vectors fails
+            // in pci_alloc_irq_vectors with ERANGE.
+            let nvec = start + count;
+            if nvec == 0 {
+                return Err(Errno::ERANGE);
+            }
+            let vectors = (0..nvec)
+                .map(|v| Vector {
+                    irq: p.alloc("IR-PCI-MSI", msi_hwirq(env.address, v)),
+                    trigger: None,
+                })
+                .collect();
+            self.mode = if msix {
+                Mode::Msix(vectors)
+            } else {
+                Mode::Msi(vectors)
+            };
+            let r = self.set_block(env, p, msix, start, fds);
+            if r.is_err() {
+                self.disable(env.intx_irq, p);
+            }
+            return r;
+        }
+        let vectors = match &self.mode {
+            Mode::Msi(v) | Mode::Msix(v) if enabled == this => v,
+            _ => return Err(Errno::EINVAL),
+        };
+        if start as usize + count as usize > vectors.len() {
+            return Err(Errno::EINVAL);
+        }
+        // Loopback: eventfd_signal on the bound vectors, no hardware
+        // interrupt (so no count in /proc/interrupts), nothing unbound.
+        for (i, v) in vectors
+            .iter()
+            .enumerate()
+            .skip(start as usize)
+            .take(count as usize)
+        {
+            let fire = match data {
+                IrqData::Bool(b) => b.get(i - start as usize) == Some(&true),
+                _ => true,
+            };
+            if let (true, Some(t)) = (fire, &v.trigger) {
+                t.signal();
+            }
+        }
+        Ok(())
+    }
+
+    /// `vfio_msi_set_block`: binds `fds` to vectors from `start`; on the
+    /// first failure unbinds every vector from `start` up to and including
+    /// the one that failed, and returns the error.
+    fn set_block(
+        &mut self,
+        env: &IrqEnv<'_>,
+        p: &mut Edit<'_>,
+        msix: bool,
+        start: u32,
+        fds: &[Option<std::os::fd::BorrowedFd<'_>>],
+    ) -> Result<(), Errno> {
+        let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &mut self.mode else {
+            return Err(Errno::EINVAL);
+        };
+        let start = start as usize;
+        if start >= vectors.len() || start + fds.len() > vectors.len() {
+            return Err(Errno::EINVAL);
+        }
+        let name = if msix { "vfio-msix" } else { "vfio-msi" };
+        let mut failed = None;
+        for (i, fd) in fds.iter().enumerate() {
+            let Some(v) = vectors.get_mut(start + i) else {
+                break;
+            };
+            if let Err(e) = set_vector_signal(p, v, *fd, || {
+                format!("{name}[{}]({})", start + i, env.address)
+            }) {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        let Some((at, e)) = failed else {
+            return Ok(());
+        };
+        for v in vectors.iter_mut().skip(start).take(at + 1) {
+            let _ = set_vector_signal(p, v, None, String::new);
+        }
+        Err(e)
+    }
+
+    /// Disables whatever mode is enabled (`vfio_intx_disable` /
+    /// `vfio_msi_disable`): every trigger dropped, MSI irqs freed.
+    fn disable(&mut self, intx_irq: u32, p: &mut Edit<'_>) {
+        match std::mem::take(&mut self.mode) {
+            Mode::None => {}
+            Mode::Intx(intx) => {
+                if intx.trigger.is_some() {
+                    p.set_action(intx_irq, None);
+                }
+            }
+            Mode::Msi(vectors) | Mode::Msix(vectors) => {
+                for v in vectors {
+                    p.set_action(v.irq, None);
+                    p.free(v.irq);
+                }
+            }
+        }
+    }
+
+    /// What closing the last device fd does (`vfio_pci_core_disable` and
+    /// `close_device`): the enabled mode is disabled and the ERR and REQ
+    /// eventfds are released.
+    pub(crate) fn release(&mut self, env: &IrqEnv<'_>) -> std::io::Result<()> {
+        let (_, written) = env.procfs.edit(|p| self.disable(env.intx_irq, p));
+        self.err = None;
+        self.req = None;
+        written
+    }
+
+    /// Disables interrupts after a hot-unplug: like a release, and the
+    /// device's INTx line drops.
+    pub(crate) fn unplug(&mut self, env: &IrqEnv<'_>) -> std::io::Result<()> {
+        self.level = false;
+        self.release(env)
+    }
+
+    /// Signals the REQ eventfd, as the kernel does to ask the user to
+    /// release a device that is going away. True if one was bound.
+    pub(crate) fn request_release(&self) -> bool {
+        match &self.req {
+            Some(t) => {
+                t.signal();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The device raises `irq` (a hardware interrupt): counted in
+    /// /proc/interrupts and signalled if an eventfd is bound. For INTx this
+    /// asserts the line (level-triggered) until [`lower_intx`](Self::lower_intx).
+    pub(crate) fn raise(&mut self, env: &IrqEnv<'_>, irq: Irq) -> (Delivery, std::io::Result<()>) {
+        env.procfs.edit(|p| match irq {
+            Irq::Intx => {
+                self.level = true;
+                self.service_intx(env, p)
+            }
+            Irq::Msi(v) | Irq::Msix(v) => {
+                let want = if matches!(irq, Irq::Msix(_)) {
+                    Enabled::Msix
+                } else {
+                    Enabled::Msi
+                };
+                if self.enabled() != want {
+                    return Delivery::NotBound;
+                }
+                let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &self.mode else {
+                    return Delivery::NotBound;
+                };
+                match vectors.get(v as usize) {
+                    Some(Vector {
+                        irq,
+                        trigger: Some(t),
+                    }) => {
+                        p.fire(*irq);
+                        t.signal();
+                        Delivery::Signalled
+                    }
+                    _ => Delivery::NotBound,
+                }
+            }
+        })
+    }
+
+    /// The device deasserts its INTx line.
+    pub(crate) fn lower_intx(&mut self) {
+        self.level = false;
+    }
+}
+
+/// `vfio_msi_set_vector_signal`: frees the vector's irq action and trigger,
+/// then for a real fd takes a reference to it and requests the irq.
+fn set_vector_signal(
+    p: &mut Edit<'_>,
+    v: &mut Vector,
+    fd: Option<std::os::fd::BorrowedFd<'_>>,
+    name: impl FnOnce() -> String,
+) -> Result<(), Errno> {
+    if v.trigger.take().is_some() {
+        p.set_action(v.irq, None);
+    }
+    let Some(fd) = fd else {
+        return Ok(());
+    };
+    let trigger = Trigger::from_fd(fd)?;
+    v.trigger = Some(trigger);
+    p.set_action(v.irq, Some(name()));
+    Ok(())
+}
+
+/// `vfio_pci_set_ctx_trigger_single` (ERR and REQ).
+fn single_trigger(
+    slot: &mut Option<Trigger>,
+    start: u32,
+    count: u32,
+    data: IrqData<'_>,
+) -> Result<(), Errno> {
+    if start != 0 || count > 1 {
+        return Err(Errno::EINVAL);
+    }
+    match data {
+        IrqData::None { .. } => {
+            let Some(t) = slot else {
+                return Err(Errno::EINVAL);
+            };
+            if count > 0 {
+                t.signal();
+            } else {
+                *slot = None;
+            }
+            Ok(())
+        }
+        IrqData::Bool(b) => {
+            if count == 0 {
+                return Err(Errno::EINVAL);
+            }
+            if let (Some(true), Some(t)) = (b.first(), slot.as_ref()) {
+                t.signal();
+            }
+            Ok(())
+        }
+        IrqData::Eventfds(fds) => {
+            if count == 0 {
+                return Err(Errno::EINVAL);
+            }
+            match fds.first().copied().flatten() {
+                None => *slot = None,
+                Some(fd) => *slot = Some(Trigger::from_fd(fd)?),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The hwirq x86's PCI/MSI irq domain gives a vector in 6.1
+/// (`pci_msi_domain_calc_hwirq`: index | requester id << 11 | domain << 27),
+/// printed with its `edge` handler.
+fn msi_hwirq(address: &PciAddress, vector: u32) -> String {
+    let devfn = (u64::from(address.device()) << 3) | u64::from(address.function());
+    let rid = (u64::from(address.bus()) << 8) | devfn;
+    let hwirq =
+        u64::from(vector) | (rid << 11) | ((u64::from(address.domain()) & 0xffff_ffff) << 27);
+    format!("{hwirq}-edge")
+}

@@ -1,0 +1,162 @@
+//! Registers with side effects: the [`DeviceModel`] hook and the
+//! [`DeviceContext`] it acts through.
+
+use crate::pci_device::PciDevice;
+use std::fmt;
+use vfio_core::PciAddress;
+
+/// Behaviour behind a device's BARs.
+///
+/// Every BAR access, through a mapped region or `read_region` /
+/// `write_region`, first asks the model; an access the model does not
+/// handle falls through to plain memory. Accesses are naturally aligned and
+/// 1, 2, 4 or 8 bytes wide (the `read_region` path splits longer ones into
+/// 4-, 2- and 1-byte pieces, as vfio-pci does). The model may be called from
+/// many threads at once, so it keeps its state behind its own locks or
+/// atomics, and must not panic on any offset or value: the driver under
+/// test is the one choosing them.
+pub trait DeviceModel: Send + Sync + fmt::Debug + 'static {
+    /// A read of `width` bytes at `offset` of BAR `bar`: `Some(value)` if
+    /// the model handles it, `None` to read plain memory.
+    fn read(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64>;
+
+    /// A write of the low `width` bytes of `value`: true if the model
+    /// handled it, false to store it in plain memory.
+    fn write(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8, value: u64) -> bool;
+
+    /// Returns the model to its power-on state (a device reset, or the
+    /// reset vfio-pci does when the device is opened or released, for
+    /// devices that can reset).
+    fn reset(&self);
+}
+
+/// An interrupt the device raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Irq {
+    /// Asserts the INTx line (level-triggered: it stays asserted until
+    /// [`DeviceContext::lower_intx`]).
+    Intx,
+    /// MSI vector `n`.
+    Msi(u32),
+    /// MSI-X vector `n`.
+    Msix(u32),
+}
+
+/// What became of a raised interrupt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The eventfd bound to the vector was signalled and the irq counted in
+    /// `/proc/interrupts`.
+    Signalled,
+    /// INTx is masked (automasked after the last delivery, or masked by the
+    /// user): it is held pending and fires when unmasked if still asserted.
+    Masked,
+    /// No eventfd is bound to that vector, or that interrupt type is not
+    /// enabled: the interrupt is lost, as on hardware.
+    NotBound,
+}
+
+/// Why a DMA by the device failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaFault {
+    /// Bus Master Enable is clear in the command register, so the device
+    /// cannot issue DMA at all.
+    BusMasterDisabled,
+    /// The device's group has no container with an IOMMU type: every DMA is blocked.
+    NoIommu,
+    /// No mapping covers this IOVA (an IOMMU fault on real hardware).
+    Unmapped {
+        /// The first IOVA that is not mapped.
+        iova: u64,
+    },
+    /// The mapping covering this IOVA does not allow the access (READ for
+    /// device reads, WRITE for device writes).
+    Permission {
+        /// The first IOVA the access was refused at.
+        iova: u64,
+    },
+    /// The device has been removed.
+    Removed,
+}
+
+impl fmt::Display for DmaFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BusMasterDisabled => f.write_str("bus mastering is disabled"),
+            Self::NoIommu => f.write_str("the device's group has no IOMMU domain"),
+            Self::Unmapped { iova } => write!(f, "IOVA {iova:#x} is not mapped"),
+            Self::Permission { iova } => write!(
+                f,
+                "the mapping at IOVA {iova:#x} does not permit this access"
+            ),
+            Self::Removed => f.write_str("the device has been removed"),
+        }
+    }
+}
+
+impl std::error::Error for DmaFault {}
+
+/// What a [`DeviceModel`] may do to the rest of the simulated machine.
+pub struct DeviceContext<'a> {
+    pub(crate) device: &'a PciDevice,
+}
+
+impl fmt::Debug for DeviceContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceContext")
+            .field("device", &self.device.address)
+            .finish()
+    }
+}
+
+impl DeviceContext<'_> {
+    /// The device's PCI address.
+    pub fn address(&self) -> PciAddress {
+        self.device.address
+    }
+
+    /// Raises an interrupt: signals the eventfd bound to it (writing 1, as
+    /// the kernel's handler does) and counts it in `/proc/interrupts`. INTx
+    /// is level-triggered and automasked: see [`Delivery`].
+    pub fn raise(&self, irq: Irq) -> Delivery {
+        self.device.raise(irq)
+    }
+
+    /// Deasserts the INTx line.
+    pub fn lower_intx(&self) {
+        self.device.lower_intx();
+    }
+
+    /// True while the user has MSI enabled (`VFIO_DEVICE_SET_IRQS` on the
+    /// MSI index), as the device sees the MSI Enable bit.
+    pub fn msi_enabled(&self) -> bool {
+        self.device.irq_mode() == crate::irq::Enabled::Msi
+    }
+
+    /// True while the user has MSI-X enabled.
+    pub fn msix_enabled(&self) -> bool {
+        self.device.irq_mode() == crate::irq::Enabled::Msix
+    }
+
+    /// Reads guest memory at `iova` through the IOMMU (the container's
+    /// DMA mappings).
+    pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaFault> {
+        self.device.dma(iova, crate::iommu::Access::Read(buf))
+    }
+
+    /// Writes guest memory at `iova` through the IOMMU.
+    pub fn dma_write(&self, iova: u64, data: &[u8]) -> Result<(), DmaFault> {
+        self.device.dma(iova, crate::iommu::Access::Write(data))
+    }
+
+    /// Reads the plain memory of BAR `bar` (what a read the model does not
+    /// handle would return); 0 when the access does not fit.
+    pub fn bar_read(&self, bar: u32, offset: u64, width: u8) -> u64 {
+        self.device.plain_read(bar, offset, width)
+    }
+
+    /// Writes the plain memory of BAR `bar`; dropped when it does not fit.
+    pub fn bar_write(&self, bar: u32, offset: u64, width: u8, value: u64) {
+        self.device.plain_write(bar, offset, width, value);
+    }
+}

@@ -1,0 +1,225 @@
+//! QEMU's NVMe controller (`hw/nvme/ctrl.c`, QEMU 7.2 defaults) as
+//! vfio-pci presents it: the controller registers, with enable and ready
+//! handshake. Commands are not processed: doorbell writes are accepted and
+//! dropped, so admin and I/O queues never complete.
+
+use crate::builder::{BarSpec, PciDeviceBuilder};
+use crate::model::{DeviceContext, DeviceModel};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// Size of BAR0: registers, doorbells, MSI-X table and PBA, rounded up to
+/// a power of two (`nvme_bar_size` with 64 I/O queue pairs and 65 vectors).
+pub const BAR0_SIZE: u64 = 16 << 10;
+/// Offset of the MSI-X table in BAR0 (after the 4 KiB register block and
+/// the doorbells, 4 KiB-aligned). TODO-verify with the guest conformance case.
+pub const MSIX_TABLE_OFFSET: u32 = 0x2000;
+/// Offset of the MSI-X pending-bit array in BAR0. TODO-verify likewise.
+pub const MSIX_PBA_OFFSET: u32 = 0x3000;
+/// MSI-X vectors (`msix_qsize` default).
+pub const MSIX_VECTORS: u16 = 65;
+
+/// Controller Capabilities: MQES 0x7ff, CQR, TO 0xf (7.5 s), DSTRD 0,
+/// CSS NVM + I/O command sets + admin-only, MPSMIN 0 (4 KiB), MPSMAX 4 (64 KiB).
+pub const CAP: u64 = 0x7ff | (1 << 16) | (0xf << 24) | ((0x1 | 0x40 | 0x80) << 37) | (4 << 52);
+/// Version: NVMe 1.4.
+pub const VS: u32 = 0x0001_0400;
+
+/// Register offsets.
+pub mod reg {
+    /// Controller Capabilities (u64).
+    pub const CAP: u64 = 0x00;
+    /// Version.
+    pub const VS: u64 = 0x08;
+    /// Interrupt Mask Set.
+    pub const INTMS: u64 = 0x0c;
+    /// Interrupt Mask Clear.
+    pub const INTMC: u64 = 0x10;
+    /// Controller Configuration.
+    pub const CC: u64 = 0x14;
+    /// Controller Status.
+    pub const CSTS: u64 = 0x1c;
+    /// NVM Subsystem Reset.
+    pub const NSSR: u64 = 0x20;
+    /// Admin Queue Attributes.
+    pub const AQA: u64 = 0x24;
+    /// Admin Submission Queue base (u64).
+    pub const ASQ: u64 = 0x28;
+    /// Admin Completion Queue base (u64).
+    pub const ACQ: u64 = 0x30;
+}
+
+/// CC.EN.
+pub const CC_EN: u32 = 1;
+/// CSTS.RDY.
+pub const CSTS_RDY: u32 = 1;
+/// CSTS.CFS (controller fatal status: the enable was refused).
+pub const CSTS_CFS: u32 = 2;
+
+/// The register block (0x00..0x40), little-endian.
+#[derive(Debug)]
+struct Regs([u8; 0x40]);
+
+impl Regs {
+    fn power_on() -> Self {
+        let mut r = Self([0; 0x40]);
+        r.set(reg::CAP, 8, CAP);
+        r.set(reg::VS, 4, u64::from(VS));
+        r
+    }
+
+    fn get(&self, offset: u64, width: u8) -> u64 {
+        let mut v = [0u8; 8];
+        let (Ok(at), w) = (usize::try_from(offset), usize::from(width)) else {
+            return 0;
+        };
+        if let (Some(d), Some(s)) = (
+            v.get_mut(..w),
+            at.checked_add(w).and_then(|end| self.0.get(at..end)),
+        ) {
+            d.copy_from_slice(s);
+        }
+        u64::from_le_bytes(v)
+    }
+
+    fn set(&mut self, offset: u64, width: u8, value: u64) {
+        let (Ok(at), w) = (usize::try_from(offset), usize::from(width)) else {
+            return;
+        };
+        if let (Some(d), Some(s)) = (
+            at.checked_add(w).and_then(|end| self.0.get_mut(at..end)),
+            value.to_le_bytes().get(..w),
+        ) {
+            d.copy_from_slice(s);
+        }
+    }
+}
+
+/// The NVMe controller-register model. Clones share state.
+#[derive(Debug, Clone)]
+pub struct NvmeModel {
+    regs: Arc<Mutex<Regs>>,
+}
+
+impl Default for NvmeModel {
+    fn default() -> Self {
+        Self {
+            regs: Arc::new(Mutex::new(Regs::power_on())),
+        }
+    }
+}
+
+impl NvmeModel {
+    /// A controller at power-on (CC.EN and CSTS.RDY clear).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `nvme_start_ctrl`'s checks: admin queues set, page-aligned, sized;
+    /// page size and command set within CAP.
+    fn can_start(r: &Regs, cc: u32) -> bool {
+        let mps = (cc >> 7) & 0xf;
+        let css = (cc >> 4) & 0x7;
+        let mpsmin = ((CAP >> 48) & 0xf) as u32;
+        let mpsmax = ((CAP >> 52) & 0xf) as u32;
+        let page = 1u64 << (12 + mps.min(20));
+        let asq = r.get(reg::ASQ, 8);
+        let acq = r.get(reg::ACQ, 8);
+        let aqa = r.get(reg::AQA, 4);
+        let css_supported = (CAP >> 37) & 0xff & (1 << css) != 0;
+        asq != 0
+            && acq != 0
+            && asq % page == 0
+            && acq % page == 0
+            && (mpsmin..=mpsmax).contains(&mps)
+            && css_supported
+            && aqa & 0xfff != 0
+            && (aqa >> 16) & 0xfff != 0
+    }
+}
+
+impl DeviceModel for NvmeModel {
+    fn read(&self, _ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64> {
+        if bar != 0 || offset >= 0x2000 {
+            return None;
+        }
+        // Registers past the block and the doorbells read as 0.
+        Some(self.regs.lock().get(offset, width))
+    }
+
+    fn write(
+        &self,
+        _ctx: &DeviceContext<'_>,
+        bar: u32,
+        offset: u64,
+        width: u8,
+        value: u64,
+    ) -> bool {
+        if bar != 0 || offset >= 0x2000 {
+            return false;
+        }
+        let mut r = self.regs.lock();
+        let v = value as u32;
+        match offset {
+            reg::INTMS => {
+                let mask = r.get(reg::INTMS, 4) as u32 | v;
+                r.set(reg::INTMS, 4, mask.into());
+                r.set(reg::INTMC, 4, mask.into());
+            }
+            reg::INTMC => {
+                let mask = r.get(reg::INTMS, 4) as u32 & !v;
+                r.set(reg::INTMS, 4, mask.into());
+                r.set(reg::INTMC, 4, mask.into());
+            }
+            reg::CC => {
+                let old = r.get(reg::CC, 4) as u32;
+                r.set(reg::CC, 4, v.into());
+                if v & CC_EN != 0 && old & CC_EN == 0 {
+                    let csts = if Self::can_start(&r, v) {
+                        CSTS_RDY
+                    } else {
+                        CSTS_CFS
+                    };
+                    r.set(reg::CSTS, 4, csts.into());
+                } else if v & CC_EN == 0 && old & CC_EN != 0 {
+                    // Controller reset: not ready, no fatal status.
+                    r.set(reg::CSTS, 4, 0);
+                }
+            }
+            reg::AQA => r.set(reg::AQA, 4, u64::from(v & 0x0fff_0fff)),
+            reg::ASQ | reg::ACQ => r.set(offset, width.min(8), value),
+            o if o == reg::ASQ + 4 || o == reg::ACQ + 4 => r.set(offset, 4, v.into()),
+            // CAP, VS, CSTS, NSSR and the rest are read-only or
+            // unsupported; doorbells are accepted and dropped.
+            _ => {}
+        }
+        true
+    }
+
+    fn reset(&self) {
+        *self.regs.lock() = Regs::power_on();
+    }
+}
+
+/// QEMU's NVMe controller as the guest has it: vendor 0x1b36 device
+/// 0x0010, subsystem 0x1af4:0x1100, class 0x010802, revision 2, PCI
+/// Express (4 KiB config space) with PM at 0x60, the PCIe capability at
+/// 0x80 and MSI-X at 0x40 (list order MSI-X, PCIe, PM), BAR0 16 KiB 64-bit
+/// non-prefetchable MMIO holding the registers, the MSI-X table and the
+/// PBA, 65 MSI-X vectors, no MSI, INTA#, and FLR (vfio-pci can reset it;
+/// TODO-verify).
+pub fn nvme() -> PciDeviceBuilder {
+    PciDeviceBuilder::new(0x1b36, 0x0010)
+        .subsystem(0x1af4, 0x1100)
+        .class(0x010802)
+        .revision(2)
+        .interrupt_pin(1)
+        .pm()
+        .at(0x60)
+        .pcie()
+        .at(0x80)
+        .bar(0, BarSpec::memory64(BAR0_SIZE))
+        .msix(MSIX_VECTORS, 0, MSIX_TABLE_OFFSET, 0, MSIX_PBA_OFFSET)
+        .can_reset(true)
+        .model(NvmeModel::new())
+}

@@ -1,0 +1,172 @@
+//! The fake sysfs and devfs trees: enough of `/sys` and `/dev/vfio` for
+//! vfio-core's lookups ([`HostPaths`]) to work unchanged.
+
+use crate::group::GroupCore;
+use crate::pci_device::PciDevice;
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use vfio_core::HostPaths;
+
+/// Whether the kernel has no-IOMMU mode, and whether it is turned on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NoIommuMode {
+    /// Built without `CONFIG_VFIO_NOIOMMU` (the reference kernel): the
+    /// `enable_unsafe_noiommu_mode` parameter does not exist.
+    #[default]
+    Unsupported,
+    /// Built with it, parameter `N`.
+    Disabled,
+    /// Built with it, parameter `Y`: no-IOMMU groups can be used.
+    Enabled,
+}
+
+/// `/sys/devices/pci<domain>:<bus>/<address>`, the device's real directory.
+fn device_dir(paths: &HostPaths, d: &PciDevice) -> PathBuf {
+    paths
+        .sysfs()
+        .join("devices")
+        .join(format!(
+            "pci{:04x}:{:02x}",
+            d.address.domain(),
+            d.address.bus()
+        ))
+        .join(d.address.to_string())
+}
+
+fn device_target(d: &PciDevice) -> String {
+    format!(
+        "devices/pci{:04x}:{:02x}/{}",
+        d.address.domain(),
+        d.address.bus(),
+        d.address
+    )
+}
+
+fn write_param(paths: &HostPaths, module: &str, name: &str, value: &str) -> io::Result<()> {
+    let dir = paths.sysfs().join("module").join(module).join("parameters");
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join(name), format!("{value}\n"))
+}
+
+/// Creates the whole tree.
+pub(crate) fn create(
+    paths: &HostPaths,
+    groups: &[std::sync::Arc<GroupCore>],
+    noiommu: NoIommuMode,
+) -> io::Result<()> {
+    let sys = paths.sysfs();
+    fs::create_dir_all(sys.join("bus/pci/devices"))?;
+    fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci"))?;
+    fs::create_dir_all(sys.join("kernel/iommu_groups"))?;
+    match noiommu {
+        NoIommuMode::Unsupported => {}
+        NoIommuMode::Disabled => write_param(paths, "vfio", "enable_unsafe_noiommu_mode", "N")?,
+        NoIommuMode::Enabled => write_param(paths, "vfio", "enable_unsafe_noiommu_mode", "Y")?,
+    }
+    write_param(paths, "vfio_iommu_type1", "allow_unsafe_interrupts", "N")?;
+    write_param(
+        paths,
+        "vfio_iommu_type1",
+        "dma_entry_limit",
+        &crate::iommu::DMA_ENTRY_LIMIT.to_string(),
+    )?;
+    write_param(paths, "vfio_pci", "ids", "")?;
+    write_param(paths, "vfio_pci", "nointxmask", "N")?;
+    write_param(paths, "vfio_pci", "disable_idle_d3", "N")?;
+    fs::create_dir_all(paths.procfs())?;
+    let vfio_dev = paths.dev().join("vfio");
+    fs::create_dir_all(&vfio_dev)?;
+    fs::write(paths.container_path(), b"")?;
+
+    for group in groups {
+        let group_dir = sys
+            .join("kernel/iommu_groups")
+            .join(group.number.to_string());
+        fs::create_dir_all(group_dir.join("devices"))?;
+        if group.has_vfio_device() {
+            let node = if group.noiommu {
+                paths.noiommu_group_path(group.number)
+            } else {
+                paths.group_path(group.number)
+            };
+            fs::write(node, b"")?;
+        }
+        for d in &group.devices {
+            let dir = device_dir(paths, d);
+            fs::create_dir_all(&dir)?;
+            let (vendor, device, sub_vendor, sub_device, class, revision) = d.ids();
+            for (name, value) in [
+                ("vendor", format!("0x{vendor:04x}")),
+                ("device", format!("0x{device:04x}")),
+                ("subsystem_vendor", format!("0x{sub_vendor:04x}")),
+                ("subsystem_device", format!("0x{sub_device:04x}")),
+                ("class", format!("0x{class:06x}")),
+                ("revision", format!("0x{revision:02x}")),
+                ("irq", d.intx_irq.to_string()),
+            ] {
+                fs::write(dir.join(name), format!("{value}\n"))?;
+            }
+            fs::write(dir.join("config"), d.config_bytes())?;
+            symlink(
+                format!("../../../kernel/iommu_groups/{}", group.number),
+                dir.join("iommu_group"),
+            )?;
+            symlink(
+                format!("../../../../{}", device_target(d)),
+                group_dir.join("devices").join(d.address.to_string()),
+            )?;
+            symlink(
+                format!("../../../{}", device_target(d)),
+                sys.join("bus/pci/devices").join(d.address.to_string()),
+            )?;
+            if let Some(driver) = d.driver.name() {
+                let driver_dir = sys.join("bus/pci/drivers").join(driver);
+                fs::create_dir_all(&driver_dir)?;
+                symlink(
+                    format!("../../../bus/pci/drivers/{driver}"),
+                    dir.join("driver"),
+                )?;
+                symlink(
+                    format!("../../../../{}", device_target(d)),
+                    driver_dir.join(d.address.to_string()),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a hot-unplugged device from sysfs, and the group's `/dev/vfio`
+/// node when no vfio-pci device is left in it.
+pub(crate) fn remove_device(paths: &HostPaths, group: &GroupCore, d: &PciDevice) -> io::Result<()> {
+    let sys = paths.sysfs();
+    let name = d.address.to_string();
+    let ignore_missing = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    ignore_missing(fs::remove_file(sys.join("bus/pci/devices").join(&name)))?;
+    ignore_missing(fs::remove_file(
+        sys.join("kernel/iommu_groups")
+            .join(group.number.to_string())
+            .join("devices")
+            .join(&name),
+    ))?;
+    if let Some(driver) = d.driver.name() {
+        ignore_missing(fs::remove_file(
+            sys.join("bus/pci/drivers").join(driver).join(&name),
+        ))?;
+    }
+    ignore_missing(fs::remove_dir_all(device_dir(paths, d)))?;
+    if !group.has_vfio_device() {
+        let node = if group.noiommu {
+            paths.noiommu_group_path(group.number)
+        } else {
+            paths.group_path(group.number)
+        };
+        ignore_missing(fs::remove_file(node))?;
+    }
+    Ok(())
+}
