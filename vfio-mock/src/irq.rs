@@ -194,6 +194,11 @@ impl IrqState {
         }
     }
 
+    /// `vfio_pci_set_intx_trigger` with the persistent INTx handler that
+    /// 6.1 stable carries (backport of "vfio/pci: Create persistent INTx
+    /// handler"): the irq is requested, and named in /proc/interrupts, from
+    /// enable to disable; binding an eventfd only swaps the trigger, and fd
+    /// -1 leaves INTx enabled with no trigger.
     fn intx_trigger(
         &mut self,
         env: &IrqEnv<'_>,
@@ -211,19 +216,27 @@ impl IrqState {
             return Err(Errno::EINVAL);
         }
         if let IrqData::Eventfds(fds) = data {
-            let fd = fds.first().copied().flatten();
-            if !is_intx {
-                // vfio_intx_enable: unmasked, no trigger yet.
-                self.mode = Mode::Intx(Intx {
-                    trigger: None,
-                    masked: false,
-                });
+            // The fd is looked up before anything changes.
+            let trigger = fds
+                .first()
+                .copied()
+                .flatten()
+                .map(Trigger::from_fd)
+                .transpose()?;
+            match &mut self.mode {
+                Mode::Intx(intx) => intx.trigger = trigger,
+                _ => {
+                    // vfio_intx_enable: unmasked, irq requested.
+                    self.mode = Mode::Intx(Intx {
+                        trigger,
+                        masked: false,
+                    });
+                    p.set_action(env.intx_irq, Some(format!("vfio-intx({})", env.address)));
+                    // A line already asserted interrupts as soon as the irq is requested.
+                    self.service_intx(env, p);
+                }
             }
-            let r = self.intx_set_signal(env, p, fd);
-            if r.is_err() && !is_intx {
-                self.disable(env.intx_irq, p);
-            }
-            return r;
+            return Ok(());
         }
         let Mode::Intx(intx) = &self.mode else {
             return Err(Errno::EINVAL);
@@ -241,39 +254,12 @@ impl IrqState {
         Ok(())
     }
 
-    /// `vfio_intx_set_signal`: drops the old trigger, then (for a real fd)
-    /// takes the new one and requests the irq. With fd -1 INTx stays
-    /// enabled with no trigger, as in 6.1.
-    fn intx_set_signal(
-        &mut self,
-        env: &IrqEnv<'_>,
-        p: &mut Edit<'_>,
-        fd: Option<std::os::fd::BorrowedFd<'_>>,
-    ) -> Result<(), Errno> {
-        let Mode::Intx(intx) = &mut self.mode else {
-            return Err(Errno::EINVAL);
-        };
-        if intx.trigger.take().is_some() {
-            p.set_action(env.intx_irq, None);
-        }
-        let Some(fd) = fd else {
-            return Ok(());
-        };
-        intx.trigger = Some(Trigger::from_fd(fd)?);
-        p.set_action(env.intx_irq, Some(format!("vfio-intx({})", env.address)));
-        // A line already asserted interrupts as soon as the irq is requested.
-        self.service_intx(env, p);
-        Ok(())
-    }
-
-    /// Delivers INTx if the line is asserted, a trigger is bound and it is
-    /// not masked: `vfio_intx_handler` masks it and signals the eventfd.
+    /// Takes the INTx interrupt if the line is asserted and INTx is enabled
+    /// and unmasked: `vfio_intx_handler` runs (counted in /proc/interrupts),
+    /// masks it, and signals the trigger if one is bound.
     fn service_intx(&mut self, env: &IrqEnv<'_>, p: &mut Edit<'_>) -> Delivery {
         let level = self.level;
         let Mode::Intx(intx) = &mut self.mode else {
-            return Delivery::NotBound;
-        };
-        let Some(t) = &intx.trigger else {
             return Delivery::NotBound;
         };
         if intx.masked {
@@ -284,8 +270,13 @@ impl IrqState {
         }
         intx.masked = true;
         p.fire(env.intx_irq);
-        t.signal();
-        Delivery::Signalled
+        match &intx.trigger {
+            Some(t) => {
+                t.signal();
+                Delivery::Signalled
+            }
+            None => Delivery::NotBound,
+        }
     }
 
     // ---- MSI / MSI-X (vfio_pci_set_msi_trigger) ----
@@ -406,11 +397,7 @@ impl IrqState {
     fn disable(&mut self, intx_irq: u32, p: &mut Edit<'_>) {
         match std::mem::take(&mut self.mode) {
             Mode::None => {}
-            Mode::Intx(intx) => {
-                if intx.trigger.is_some() {
-                    p.set_action(intx_irq, None);
-                }
-            }
+            Mode::Intx(_) => p.set_action(intx_irq, None),
             Mode::Msi(vectors) | Mode::Msix(vectors) => {
                 for v in vectors {
                     p.set_action(v.irq, None);

@@ -423,14 +423,9 @@ impl PciDevice {
             }
             region::CONFIG => {
                 let c = self.config.lock();
-                let count = c
-                    .len()
-                    .saturating_sub(usize::try_from(offset).unwrap_or(usize::MAX))
-                    .min(buf.len());
-                if let Some(b) = buf.get_mut(..count) {
-                    c.read(offset as usize, b);
-                }
-                Ok(count)
+                let at = config_range(c.len(), offset, buf.len())?;
+                c.read(at, buf);
+                Ok(buf.len())
             }
             _ => Err(Errno::EINVAL),
         }
@@ -447,16 +442,11 @@ impl PciDevice {
             0..=5 => self.bar_rw(index, offset, Rw::Write(data)),
             region::CONFIG => {
                 let mut c = self.config.lock();
-                let count = c
-                    .len()
-                    .saturating_sub(usize::try_from(offset).unwrap_or(usize::MAX))
-                    .min(data.len());
-                if let Some(d) = data.get(..count) {
-                    c.write(offset as usize, d);
-                }
+                let at = config_range(c.len(), offset, data.len())?;
+                c.write(at, data);
                 self.command
                     .store(c.u16_at(reg::COMMAND), Ordering::Release);
-                Ok(count)
+                Ok(data.len())
             }
             // The ROM is read-only.
             _ => Err(Errno::EINVAL),
@@ -629,6 +619,16 @@ impl PciDevice {
         self.removed.store(true, Ordering::Release);
         let env = self.irq_env();
         let _written = self.irqs.lock().unplug(&env);
+    }
+}
+
+/// `vfio_config_do_rw`'s bounds check: an access that does not lie wholly
+/// inside config space fails with EFAULT (it is not cut short, unlike BARs).
+fn config_range(len: usize, offset: u64, count: usize) -> Result<usize, Errno> {
+    let at = usize::try_from(offset).map_err(|_| Errno::EFAULT)?;
+    match at.checked_add(count) {
+        Some(end) if end <= len => Ok(at),
+        _ => Err(Errno::EFAULT),
     }
 }
 
