@@ -9,6 +9,8 @@
 
 pub mod cases;
 mod env;
+pub mod guest;
+pub mod mock;
 pub mod report;
 
 pub use env::{Env, Opened, Targets};

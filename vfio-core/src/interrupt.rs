@@ -95,6 +95,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(miri, ignore = "eventfd and poll are syscalls Miri does not model")]
     fn consume_returns_none_until_signalled_then_the_count() {
         let irq = EventFdInterrupt::new().unwrap();
         assert_eq!(irq.try_consume().unwrap(), None);
@@ -105,12 +106,14 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "eventfd and poll are syscalls Miri does not model")]
     fn wait_times_out_when_nothing_fires() {
         let irq = EventFdInterrupt::new().unwrap();
         assert_eq!(irq.wait(Some(Duration::from_millis(5))).unwrap(), None);
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "eventfd and poll are syscalls Miri does not model")]
     fn wait_wakes_when_another_thread_signals() {
         let irq = std::sync::Arc::new(EventFdInterrupt::new().unwrap());
         let other = irq.clone();

@@ -1,9 +1,10 @@
 //! Runs the conformance suite on the real kernel's vfio-pci.
 //!
-//! Built static and run inside the QEMU guest by `cargo xtask guest`; also
-//! runs on any host whose `edu` and NVMe devices are at 00:02.0 and 00:03.0
-//! and bound to vfio-pci. Prints a line per case, then the JSON report on a
-//! line prefixed `@@OUT@@ ` for the host to collect. Exits 1 if any case fails.
+//! Built static and run inside the QEMU guest by the conformance runner (and
+//! `cargo xtask ci`); also runs on any host whose `edu` and NVMe devices are at
+//! 00:02.0 and 00:03.0 and bound to vfio-pci. Prints a line per case, then the
+//! JSON report on a line prefixed `@@OUT@@ ` for the host to collect, then a
+//! `N passed, N failed` line. Exits 1 if any case fails.
 
 use conformance_tests::{Env, cases, report};
 use vfio_linux::LinuxBackend;

@@ -1,0 +1,75 @@
+//! Running the suite on the real kernel in the QEMU guest, from the host.
+
+use crate::report::Report;
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The guest binary's package and name.
+const GUEST_BIN: (&str, &str) = ("conformance-tests", "conformance-guest");
+
+/// Why the guest cannot run here, if it cannot: QEMU is missing.
+pub fn unavailable() -> Option<String> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").is_file()))
+        .unwrap_or(false);
+    (!found).then(|| {
+        "qemu-system-x86_64 is not installed: `apt-get install qemu-system-x86` \
+         (or run `cargo xtask ci`, which installs it)"
+            .to_owned()
+    })
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds the static guest binary, boots the guest with it, and returns the
+/// kernel's report. `workspace` is the workspace root; the report is also left
+/// in `<workspace>/target/guest/conformance.json`.
+pub fn run(workspace: &Path) -> Result<Report> {
+    let out = cargo()
+        .current_dir(workspace)
+        .args(["xtask", "build-guest-bin", GUEST_BIN.0, GUEST_BIN.1])
+        .output()
+        .context("running `cargo xtask build-guest-bin`")?;
+    if !out.status.success() {
+        bail!(
+            "building the guest binary failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    let json = workspace.join("target/guest/conformance.json");
+    let run = cargo()
+        .current_dir(workspace)
+        .args(["xtask", "guest", "--output"])
+        .arg(&json)
+        .arg("--")
+        .arg(&binary)
+        .output()
+        .context("running `cargo xtask guest`")?;
+    let console =
+        String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
+    let timing = console
+        .lines()
+        .filter(|l| l.starts_with("guest: ran in"))
+        .last()
+        .unwrap_or("");
+    let text = std::fs::read_to_string(&json).unwrap_or_default();
+    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+        let tail: Vec<&str> = console.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the guest returned no report (exit status {}): it did not boot or the suite \
+             crashed. Last lines of its console:\n{}",
+            run.status,
+            tail.join("\n")
+        );
+    };
+    if !timing.is_empty() {
+        println!("{timing}");
+    }
+    serde_json::from_str(line)
+        .with_context(|| format!("the guest's report in {} does not parse", json.display()))
+}

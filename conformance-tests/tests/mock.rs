@@ -1,0 +1,28 @@
+//! The conformance suite on the simulated backend: one `#[test]` per case,
+//! the same functions the real kernel runs in the QEMU guest.
+
+use conformance_tests::cases::*;
+use conformance_tests::mock;
+
+macro_rules! mock_tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let env = mock::env().expect("mock host");
+                $module::$name(&env).expect(stringify!($name));
+                env.backend.host().done().expect("no faults or host errors left over");
+            }
+        )*
+    };
+}
+
+conformance_tests::for_each_case!(mock_tests);
+
+#[test]
+fn mock_only_cases_pass() {
+    for c in mock::only_cases() {
+        let env = mock::env().expect("mock host");
+        (c.case.run)(&env).unwrap_or_else(|e| panic!("{}: {e:#}", c.case.name));
+    }
+}
