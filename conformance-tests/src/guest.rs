@@ -53,8 +53,7 @@ pub fn run(workspace: &Path) -> Result<Report> {
         String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
     let timing = console
         .lines()
-        .filter(|l| l.starts_with("guest: ran in"))
-        .last()
+        .rfind(|l| l.starts_with("guest: ran in"))
         .unwrap_or("");
     let text = std::fs::read_to_string(&json).unwrap_or_default();
     let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {

@@ -81,10 +81,10 @@ fn check_host(targets: &Targets) -> Result<()> {
             bail!("no PCI device {dev} on this host (see /sys/bus/pci/devices)");
         }
         let driver = std::fs::read_link(paths.pci_device_dir(&dev).join("driver")).ok();
-        if !driver
+        if driver
             .as_deref()
             .and_then(Path::file_name)
-            .is_some_and(|d| d == "vfio-pci")
+            .is_none_or(|d| d != "vfio-pci")
         {
             bail!(
                 "{dev} is not bound to vfio-pci: echo vfio-pci > /sys/bus/pci/devices/{dev}/driver_override, then echo {dev} > /sys/bus/pci/drivers_probe"

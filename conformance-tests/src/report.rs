@@ -120,11 +120,10 @@ pub struct Row {
 impl Row {
     /// True when the case passed everywhere it was meant to run.
     pub fn agrees(&self) -> bool {
-        match (&self.mock, &self.kernel, &self.only) {
-            (Some(Outcome::Pass), Some(Outcome::Pass), None) => true,
-            (Some(Outcome::Pass), None, Some(_)) => true,
-            _ => false,
-        }
+        matches!(
+            (&self.mock, &self.kernel, &self.only),
+            (Some(Outcome::Pass), Some(Outcome::Pass), None) | (Some(Outcome::Pass), None, Some(_))
+        )
     }
 }
 
