@@ -183,10 +183,7 @@ impl DmaMap {
             }
         }
         let mut unmapped = 0u64;
-        loop {
-            let Some((start, m)) = self.first_overlap(iova, size) else {
-                break;
-            };
+        while let Some((start, m)) = self.first_overlap(iova, size) {
             if start > last {
                 break;
             }

@@ -1,4 +1,46 @@
-//! A simulated VFIO host and PCI devices that behave like Linux 6.1's vfio-pci.
+//! A simulated VFIO host and PCI devices that behave like Linux 6.1's
+//! vfio-pci, errors included, so drivers written against
+//! [`vfio_core::VfioBackend`] run in CI without hardware.
+//!
+//! A [`MockHost`] holds simulated PCI functions ([`PciDeviceBuilder`]) in
+//! IOMMU groups, a temporary directory with fake `sys/`, `proc/` and `dev/`
+//! trees (so vfio-core's [`HostPaths`](vfio_core::HostPaths) lookups work
+//! unchanged), and a plan of injected faults. Its [`MockBackend`] is the
+//! `VfioBackend`: containers with type1 DMA bookkeeping, groups with
+//! viability and container rules, devices with region and IRQ info as
+//! vfio-pci reports them, memory-backed BARs with an optional
+//! [`DeviceModel`] for registers with side effects, and interrupts
+//! delivered by signalling the very eventfd the driver bound. Every rule
+//! says in a comment which kernel behaviour it mirrors; the shared
+//! conformance suite holds the mock to the real kernel.
+//!
+//! [`profiles`] has QEMU's `edu` and NVMe devices and the project's QEMU
+//! guest topology:
+//!
+//! ```
+//! use vfio_core::{Container, Device, Group, IommuType, MappedRegion, VfioBackend};
+//! use vfio_mock::profiles;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = profiles::qemu_guest().build()?;
+//! let backend = host.backend();
+//! let edu = profiles::edu_address();
+//! let group = backend.open_group(backend.host_paths().iommu_group(&edu)?)?;
+//! let container = backend.open_container()?;
+//! group.set_container(&container)?;
+//! container.set_iommu(IommuType::Type1v2)?;
+//! let device = group.open_device(&edu.to_string())?;
+//! let bar0 = device.map_region(0)?;
+//! assert_eq!(bar0.read_u32(0)?, 0x0100_00ed);
+//! host.assert_faults_consumed();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Fault injection follows embedded-hal-mock: [`MockHost::fail_next`]
+//! makes the next calls of an operation fail with an errno,
+//! [`MockHost::done`] checks they all happened, and
+//! [`MockHost::remove_device`] unplugs a device.
 #![deny(missing_docs)]
 
 mod bar;

@@ -198,12 +198,10 @@ impl DeviceModel for EduModel {
         let mut s = self.state.lock();
         match offset {
             0x04 => s.liveness = !v32,
-            0x08 => {
-                if s.status & STATUS_COMPUTING == 0 {
-                    s.fact = factorial(v32);
-                    if s.status & STATUS_IRQ_FACT != 0 {
-                        Self::raise(ctx, &mut s, IRQ_FACT);
-                    }
+            0x08 if s.status & STATUS_COMPUTING == 0 => {
+                s.fact = factorial(v32);
+                if s.status & STATUS_IRQ_FACT != 0 {
+                    Self::raise(ctx, &mut s, IRQ_FACT);
                 }
             }
             0x20 => s.status = (s.status & !STATUS_IRQ_FACT) | (v32 & STATUS_IRQ_FACT),

@@ -1,0 +1,288 @@
+//! Host semantics: sysfs, groups, containers, fault injection, removal.
+
+mod common;
+
+use common::{guest, open};
+use nix::errno::Errno;
+use std::time::Duration;
+use vfio_core::retry::ENODEV_RETRY_DELAY;
+use vfio_core::{
+    Container, Device, ErrorKind, Extension, Group, GroupStatus, IommuType, IrqIndex, MappedRegion,
+    Operation, VfioBackend,
+};
+use vfio_mock::{Driver, KeepAlive, MockHost, NoIommuMode, PciDeviceBuilder, profiles};
+
+#[test]
+fn sysfs_gives_groups_drivers_ids_and_module_parameters() {
+    let (host, b) = guest();
+    let paths = b.host_paths();
+    assert_eq!(
+        paths.iommu_group(&profiles::edu_address()).unwrap(),
+        profiles::QEMU_GUEST_GROUPS.0
+    );
+    assert_eq!(
+        paths.iommu_group(&profiles::nvme_address()).unwrap(),
+        profiles::QEMU_GUEST_GROUPS.1
+    );
+    let dir = paths.pci_device_dir(&profiles::nvme_address());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("vendor")).unwrap(),
+        "0x1b36\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("class")).unwrap(),
+        "0x010802\n"
+    );
+    let driver = std::fs::read_link(dir.join("driver")).unwrap();
+    assert!(driver.ends_with("vfio-pci"));
+    assert!(dir.join("iommu_group").canonicalize().unwrap().is_dir());
+    assert!(paths.group_path(1).exists() && paths.container_path().exists());
+    assert_eq!(
+        paths
+            .module_parameter("vfio_iommu_type1", "dma_entry_limit")
+            .unwrap(),
+        "65535"
+    );
+    // The reference kernel has no CONFIG_VFIO_NOIOMMU, so no parameter.
+    assert_eq!(
+        paths
+            .module_parameter("vfio", "enable_unsafe_noiommu_mode")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    host.assert_faults_consumed();
+}
+
+#[test]
+fn enodev_on_open_is_retried_once_after_250_virtual_ms() {
+    let (host, b) = guest();
+    let o = open(&b, profiles::edu_address());
+    drop(o.device);
+    host.fail_next(Operation::OpenDevice, Errno::ENODEV, 1);
+    let start = std::time::Instant::now();
+    o.group.open_device("0000:00:02.0").unwrap();
+    assert!(start.elapsed() < Duration::from_millis(200));
+    assert_eq!(host.clock().now(), ENODEV_RETRY_DELAY);
+    assert_eq!(host.clock().sleeps(), vec![Duration::from_millis(250)]);
+    host.fail_next(Operation::OpenDevice, Errno::ENODEV, 2);
+    let e = o.group.open_device("0000:00:02.0").unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::ENODEV));
+    assert_eq!(host.clock().now(), ENODEV_RETRY_DELAY * 2);
+    host.assert_faults_consumed();
+}
+
+#[test]
+fn injected_faults_hit_the_next_calls_and_leftovers_are_reported() {
+    let (host, b) = guest();
+    let o = open(&b, profiles::nvme_address());
+    let bar = o.device.map_region(0).unwrap();
+    host.fail_next(Operation::RegisterRead, Errno::EIO, 1);
+    host.fail_next(Operation::MapDma, Errno::ENOMEM, 1);
+    host.fail_next(Operation::Reset, Errno::EBUSY, 3);
+    assert_eq!(bar.read_u32(0).unwrap_err().errno(), Some(Errno::EIO));
+    assert!(bar.read_u32(0).is_ok());
+    let mem = b.alloc_dma(4096).unwrap();
+    let e = o
+        .container
+        .map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSpace);
+    assert_eq!(o.device.reset().unwrap_err().errno(), Some(Errno::EBUSY));
+    let left = host.done().unwrap_err();
+    assert_eq!(left.pending.len(), 1);
+    assert_eq!(left.pending[0].remaining, 2);
+    assert!(left.to_string().contains("reset device"), "{left}");
+}
+
+#[test]
+fn a_removed_device_fails_like_a_hot_unplug() {
+    let (host, b) = guest();
+    let nvme = profiles::nvme_address();
+    let o = open(&b, nvme);
+    let req = b.new_interrupt().unwrap();
+    o.device.bind_interrupts(IrqIndex::REQ, 0, &[&req]).unwrap();
+    let msix = b.new_interrupt().unwrap();
+    o.device
+        .bind_interrupts(IrqIndex::MSIX, 0, &[&msix])
+        .unwrap();
+    let bar = o.device.map_region(0).unwrap();
+    assert!(host.remove_device(nvme));
+    assert!(!host.remove_device(nvme));
+    use vfio_core::Interrupt;
+    assert_eq!(
+        req.try_consume().unwrap(),
+        Some(1),
+        "the kernel asks for the device back"
+    );
+    assert_eq!(o.device.info().unwrap_err().errno(), Some(Errno::ENODEV));
+    assert_eq!(bar.read_u32(0).unwrap_err().kind(), ErrorKind::NotFound);
+    let mut buf = [0u8; 4];
+    assert_eq!(
+        o.device.read_region(0, 0, &mut buf).unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+    assert_eq!(
+        b.host_paths()
+            .vector_irq(&nvme, IrqIndex::MSIX, 0)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        b.host_paths().iommu_group(&nvme).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        o.group.open_device("0000:00:03.0").unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+    drop(bar);
+    drop(o);
+    assert_eq!(
+        b.open_group(profiles::QEMU_GUEST_GROUPS.1)
+            .unwrap_err()
+            .errno(),
+        Some(Errno::ENOENT)
+    );
+    host.assert_faults_consumed();
+}
+
+#[test]
+fn a_group_with_a_device_on_another_driver_is_not_viable() {
+    let a: vfio_core::PciAddress = "0000:05:00.0".parse().unwrap();
+    let c: vfio_core::PciAddress = "0000:05:00.1".parse().unwrap();
+    let host = MockHost::builder()
+        .device(a, 9, PciDeviceBuilder::new(0x8086, 0x1521))
+        .device_bound_to(
+            c,
+            9,
+            PciDeviceBuilder::new(0x8086, 0x1521),
+            Driver::Other("igb".into()),
+        )
+        .build()
+        .unwrap();
+    let b = host.backend();
+    let group = b.open_group(9).unwrap();
+    assert_eq!(group.status().unwrap(), GroupStatus::EMPTY);
+    let container = b.open_container().unwrap();
+    assert_eq!(
+        group.set_container(&container).unwrap_err().errno(),
+        Some(Errno::EPERM)
+    );
+    assert_eq!(
+        group.open_device(&a.to_string()).unwrap_err().errno(),
+        Some(Errno::EINVAL)
+    );
+    assert_eq!(
+        group.open_device(&c.to_string()).unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+}
+
+#[test]
+fn containers_follow_type1_rules() {
+    let (_host, b) = guest();
+    let c = b.open_container().unwrap();
+    assert_eq!(c.check_extension(Extension::UNMAP_ALL).unwrap(), 1);
+    assert_eq!(c.check_extension(Extension::DMA_CC_IOMMU).unwrap(), 0);
+    assert_eq!(c.iommu_info().unwrap_err().errno(), Some(Errno::EINVAL));
+    let g1 = b.open_group(profiles::QEMU_GUEST_GROUPS.0).unwrap();
+    let g2 = b.open_group(profiles::QEMU_GUEST_GROUPS.1).unwrap();
+    g1.set_container(&c).unwrap();
+    assert_eq!(
+        c.set_iommu(IommuType::NoIommu).unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+    c.set_iommu(IommuType::Type1v2).unwrap();
+    g2.set_container(&c).unwrap();
+    let info = c.iommu_info().unwrap();
+    assert_eq!(info.iova_pgsizes, 0x4020_1000);
+    assert_eq!(info.dma_avail, Some(65535));
+    let ranges = info.iova_ranges.unwrap();
+    assert_eq!((ranges[0].end, ranges[1].start), (0xfedf_ffff, 0xfef0_0000));
+    // When the last group leaves, the container forgets its IOMMU type and mappings.
+    let mem = b.alloc_dma(4096).unwrap();
+    c.map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
+        .unwrap();
+    g1.unset_container().unwrap();
+    assert_eq!(c.unmap_dma(0x1000, 4096).unwrap(), 4096);
+    c.map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
+        .unwrap();
+    drop(g2);
+    assert_eq!(
+        c.unmap_dma(0x1000, 4096).unwrap_err().errno(),
+        Some(Errno::EINVAL)
+    );
+}
+
+#[test]
+fn keep_alive_succeeds_on_a_downstream_kernel_and_noiommu_mode_can_exist() {
+    let host = profiles::qemu_guest()
+        .keep_alive(KeepAlive::Downstream)
+        .noiommu_mode(NoIommuMode::Enabled)
+        .noiommu_device("0000:00:04.0".parse().unwrap(), 5, profiles::edu())
+        .build()
+        .unwrap();
+    let b = host.backend();
+    let o = open(&b, profiles::edu_address());
+    o.group.set_keep_alive("0000:00:02.0").unwrap();
+    assert_eq!(
+        o.group.set_keep_alive("0000:00:09.0").unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+    assert_eq!(
+        b.host_paths()
+            .module_parameter("vfio", "enable_unsafe_noiommu_mode")
+            .unwrap(),
+        "Y"
+    );
+    let c = b.open_container().unwrap();
+    assert_eq!(c.check_extension(Extension::NOIOMMU_IOMMU).unwrap(), 1);
+    assert_eq!(b.open_group(5).unwrap_err().errno(), Some(Errno::ENOENT));
+    let g = b.open_noiommu_group(5).unwrap();
+    g.set_container(&c).unwrap();
+    assert_eq!(
+        c.set_iommu(IommuType::Type1v2).unwrap_err().errno(),
+        Some(Errno::ENODEV)
+    );
+    c.set_iommu(IommuType::NoIommu).unwrap();
+    let d = g.open_device("0000:00:04.0").unwrap();
+    assert_eq!(d.map_region(0).unwrap().read_u32(0).unwrap(), 0x0100_00ed);
+}
+
+#[test]
+fn builder_mistakes_are_errors_not_panics() {
+    let bad = [
+        PciDeviceBuilder::new(1, 2).bar(0, vfio_mock::BarSpec::memory32(3000)),
+        PciDeviceBuilder::new(1, 2).bar(5, vfio_mock::BarSpec::memory64(4096)),
+        PciDeviceBuilder::new(1, 2).bar(9, vfio_mock::BarSpec::memory32(4096)),
+        PciDeviceBuilder::new(1, 2).msix(4, 0, 0, 0, 0x100),
+        PciDeviceBuilder::new(1, 2)
+            .bar(0, vfio_mock::BarSpec::memory32(4096))
+            .msix(300, 0, 0, 0, 0x800),
+        PciDeviceBuilder::new(1, 2).msi(3, false, false),
+        PciDeviceBuilder::new(1, 2).pm().at(0x41),
+        PciDeviceBuilder::new(1, 2).pcie().pcie(),
+        PciDeviceBuilder::new(1, 2).interrupt_pin(9),
+    ];
+    for (i, d) in bad.into_iter().enumerate() {
+        let r = MockHost::builder()
+            .device("0000:00:01.0".parse().unwrap(), 1, d)
+            .build();
+        assert!(r.is_err(), "case {i} built");
+    }
+    let dup = MockHost::builder()
+        .device(
+            "0000:00:01.0".parse().unwrap(),
+            1,
+            PciDeviceBuilder::new(1, 2),
+        )
+        .device(
+            "0000:00:01.0".parse().unwrap(),
+            2,
+            PciDeviceBuilder::new(1, 2),
+        )
+        .build();
+    assert!(dup.unwrap_err().to_string().contains("two devices"));
+}
