@@ -184,6 +184,12 @@ impl Device<MockBackend> for MockDevice {
             );
         }
         self.enter(Operation::SetIrqs)?;
+        // Like vfio-linux: refuse a block with a non-eventfd before acting, so
+        // a failed bind leaves the earlier bindings as they were (6.1 itself
+        // would tear down the vectors it had already reached).
+        if let IrqData::Eventfds(fds) = &data {
+            vfio_core::check_eventfds(fds).map_err(|e| e.with_target(&self.name))?;
+        }
         let (result, written) = self.dev().set_irqs(index, action, start, data);
         result.map_err(|e| {
             self.err(Operation::SetIrqs, e).with_detail(format_args!(
