@@ -4,14 +4,20 @@ use anyhow::{Context, Result};
 use vfio_core::{Container, Group, IommuType, PciAddress, VfioBackend};
 
 /// The devices the suite drives. In the QEMU guest these are QEMU's `edu` at
-/// 00:02.0 and an NVMe controller at 00:03.0, both bound to vfio-pci; the
-/// simulated host models the same two.
+/// 00:02.0 and an NVMe controller at 00:03.0, both bound to vfio-pci, and
+/// behind a PCI bridge (so sharing one IOMMU group) a second `edu` bound to
+/// vfio-pci and an i6300esb watchdog bound to its own driver, which makes that
+/// group not viable. The simulated host models the same four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Targets {
     /// QEMU's `edu` educational device.
     pub edu: PciAddress,
     /// QEMU's NVMe controller.
     pub nvme: PciAddress,
+    /// An `edu` bound to vfio-pci in a group with a device on another driver.
+    pub shared_edu: PciAddress,
+    /// The device on another driver (an i6300esb watchdog) in that group.
+    pub watchdog: PciAddress,
 }
 
 impl Default for Targets {
@@ -19,7 +25,29 @@ impl Default for Targets {
         Self {
             edu: PciAddress::new(0, 0, 2, 0).expect("valid address"),
             nvme: PciAddress::new(0, 0, 3, 0).expect("valid address"),
+            shared_edu: PciAddress::new(0, 1, 1, 0).expect("valid address"),
+            watchdog: PciAddress::new(0, 1, 2, 0).expect("valid address"),
         }
+    }
+}
+
+impl Targets {
+    /// The defaults, overridden by the addresses the guest exports
+    /// (`VFIO_GUEST_EDU`, `VFIO_GUEST_NVME`, `VFIO_GUEST_SHARED_EDU`,
+    /// `VFIO_GUEST_WATCHDOG`) where set.
+    pub fn from_env() -> Result<Self> {
+        let mut t = Self::default();
+        for (var, slot) in [
+            ("VFIO_GUEST_EDU", &mut t.edu),
+            ("VFIO_GUEST_NVME", &mut t.nvme),
+            ("VFIO_GUEST_SHARED_EDU", &mut t.shared_edu),
+            ("VFIO_GUEST_WATCHDOG", &mut t.watchdog),
+        ] {
+            if let Ok(value) = std::env::var(var) {
+                *slot = value.parse().with_context(|| format!("{var}={value}"))?;
+            }
+        }
+        Ok(t)
     }
 }
 

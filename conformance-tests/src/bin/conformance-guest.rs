@@ -6,12 +6,25 @@
 //! JSON report on a line prefixed `@@OUT@@ ` for the host to collect, then a
 //! `N passed, N failed` line. Exits 1 if any case fails.
 
-use conformance_tests::{Env, cases, report};
+use conformance_tests::{Env, Targets, cases, report};
 use vfio_linux::LinuxBackend;
 
 fn main() {
+    let targets = match Targets::from_env() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("conformance-guest: {e:#}");
+            std::process::exit(2);
+        }
+    };
     let cases = cases::all::<LinuxBackend>();
-    let report = report::run_suite("vfio-linux", &cases, &|| Ok(Env::new(LinuxBackend::new())));
+    let factory = || {
+        Ok(Env {
+            backend: LinuxBackend::new(),
+            targets,
+        })
+    };
+    let report = report::run_suite("vfio-linux", &cases, &factory);
     let (passed, failed) = report.counts();
     match serde_json::to_string(&report) {
         Ok(json) => println!("@@OUT@@ {json}"),

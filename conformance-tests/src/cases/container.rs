@@ -133,3 +133,65 @@ pub fn iommu_info_reports_4k_pages_and_ranges_without_the_msi_window<B: VfioBack
     ensure!(info.dma_avail.is_some(), "no DMA limit reported: {info:?}");
     Ok(())
 }
+
+/// The answer of every known extension, on a fresh container and on one set
+/// to Type1v2. `UPDATE_VADDR` is only offered once an IOMMU is set.
+pub fn extension_answers_match_type1<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    // (extension, fresh container, Type1v2 container)
+    let table = [
+        (Extension::TYPE1_IOMMU, 1, 1),
+        (Extension::SPAPR_TCE_IOMMU, 0, 0),
+        (Extension::TYPE1V2_IOMMU, 1, 1),
+        (Extension::DMA_CC_IOMMU, 0, 0),
+        (Extension::EEH, 0, 0),
+        (Extension::TYPE1_NESTING_IOMMU, 1, 1),
+        (Extension::SPAPR_TCE_V2_IOMMU, 0, 0),
+        (Extension::NOIOMMU_IOMMU, 0, 0),
+        (Extension::UNMAP_ALL, 1, 1),
+        (Extension::UPDATE_VADDR, 0, 1),
+        (Extension(4242), 0, 0),
+    ];
+    let fresh = env.backend.open_container()?;
+    let o = env.open_edu()?;
+    for (which, c, column) in [("fresh", &fresh, 0), ("type1v2", &o.container, 1)] {
+        let got: Vec<(u32, u32)> = table
+            .iter()
+            .map(|(e, ..)| Ok((e.0, c.check_extension(*e)?)))
+            .collect::<vfio_core::Result<_>>()?;
+        let want: Vec<(u32, u32)> = table
+            .iter()
+            .map(|&(e, f, t)| (e.0, if column == 0 { f } else { t }))
+            .collect();
+        ensure!(got == want, "{which} container: {got:?}");
+    }
+    Ok(())
+}
+
+/// The exact IOMMU geometry of the guest's VT-d: 4 KiB, 2 MiB and 1 GiB
+/// pages, a 39-bit address width with the MSI window cut out, and 65535
+/// mappings available on a fresh container.
+pub fn iommu_info_reports_the_vtd_geometry<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.container.iommu_info()?;
+    ensure!(
+        info.iova_pgsizes == 0x4020_1000,
+        "pgsizes {:#x}",
+        info.iova_pgsizes
+    );
+    let ranges: Vec<(u64, u64)> = info
+        .iova_ranges
+        .iter()
+        .flatten()
+        .map(|r| (r.start, r.end))
+        .collect();
+    ensure!(
+        ranges == [(0, 0xfedf_ffff), (0xfef0_0000, (1 << 39) - 1)],
+        "ranges {ranges:x?}"
+    );
+    ensure!(
+        info.dma_avail == Some(65535),
+        "dma_avail {:?}",
+        info.dma_avail
+    );
+    Ok(())
+}

@@ -150,3 +150,41 @@ pub fn a_device_can_be_opened_twice<B: VfioBackend>(env: &Env<B>) -> Result<()> 
     vfio_core::Device::info(&second)?;
     Ok(())
 }
+
+/// Both devices behind the PCI bridge report the same IOMMU group in sysfs.
+pub fn devices_behind_a_pci_bridge_share_a_group<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let a = env.group_of(&env.targets.shared_edu)?;
+    let b = env.group_of(&env.targets.watchdog)?;
+    ensure!(a == b, "groups {a} and {b}");
+    ensure!(
+        a != env.group_of(&env.targets.edu)?,
+        "shares a group with the lone edu"
+    );
+    Ok(())
+}
+
+/// A group with a device bound to another kernel driver is not viable, and
+/// cannot be attached to a container (Linux 6.1: the other driver owns its DMA).
+pub fn group_with_a_device_on_another_driver_is_not_viable<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let group = env
+        .backend
+        .open_group(env.group_of(&env.targets.shared_edu)?)?;
+    let status = group.status()?;
+    ensure!(status == GroupStatus::EMPTY, "status {status:?}");
+    let c = env.backend.open_container()?;
+    let e = group
+        .set_container(&c)
+        .expect_err("attach a non-viable group");
+    ensure!(e.kind() == ErrorKind::Busy, "{e} ({:?})", e.errno());
+    let e = group
+        .open_device(&env.targets.shared_edu.to_string())
+        .expect_err("open a device of a non-viable group");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument,
+        "{e} ({:?})",
+        e.errno()
+    );
+    Ok(())
+}

@@ -8,14 +8,33 @@ pub use edu::{EduModel, edu};
 pub use nvme::{NvmeModel, nvme};
 
 use crate::host::MockHostBuilder;
+use crate::{BarSpec, Driver, PciDeviceBuilder};
 use vfio_core::PciAddress;
 
-/// The IOMMU groups of the guest's devices, `(edu, nvme)`.
-///
-/// TODO-verify: the guest (q35, `-vga none`, intel-iommu) numbers groups in
-/// probe order: host bridge 0, 00:02.0 1, 00:03.0 2; the xtask guest runner
-/// prints the real numbers (`VFIO_GUEST_EDU_GROUP`, `VFIO_GUEST_NVME_GROUP`).
+/// The IOMMU groups of the guest's devices, `(edu, nvme)`, as the guest
+/// (q35, intel-iommu) numbers them: host bridge 0, 00:02.0 1, 00:03.0 2.
 pub const QEMU_GUEST_GROUPS: (u32, u32) = (1, 2);
+
+/// The IOMMU group shared by the devices behind the guest's PCI bridge.
+pub const QEMU_GUEST_SHARED_GROUP: u32 = 4;
+
+/// Where the guest has the `edu` behind its PCI bridge: 0000:01:01.0.
+pub fn shared_edu_address() -> PciAddress {
+    PciAddress::new(0, 1, 1, 0).expect("bus 1 slot 1 is a valid address")
+}
+
+/// Where the guest has the i6300esb watchdog behind its PCI bridge: 0000:01:02.0.
+pub fn watchdog_address() -> PciAddress {
+    PciAddress::new(0, 1, 2, 0).expect("bus 1 slot 2 is a valid address")
+}
+
+/// An Intel 6300ESB watchdog (8086:25ab), as QEMU's `i6300esb` presents it:
+/// a small memory BAR and nothing else a VFIO user needs.
+pub fn i6300esb() -> PciDeviceBuilder {
+    PciDeviceBuilder::new(0x8086, 0x25ab)
+        .class(0x08_80_00)
+        .bar(0, BarSpec::memory32(4096))
+}
 
 /// Where the guest has QEMU's `edu` device: 0000:00:02.0.
 pub fn edu_address() -> PciAddress {
@@ -27,12 +46,22 @@ pub fn nvme_address() -> PciAddress {
     PciAddress::new(0, 0, 3, 0).expect("slot 3 function 0 is a valid address")
 }
 
-/// The project's QEMU guest: [`edu`] at 0000:00:02.0 and [`nvme`] at
-/// 0000:00:03.0, each alone in its IOMMU group ([`QEMU_GUEST_GROUPS`]),
-/// both bound to vfio-pci, on a 2-CPU host.
+/// The project's QEMU guest, on a 2-CPU host: [`edu`] at 0000:00:02.0 and
+/// [`nvme`] at 0000:00:03.0, each alone in its IOMMU group
+/// ([`QEMU_GUEST_GROUPS`]) and bound to vfio-pci; and behind a PCI bridge,
+/// sharing group [`QEMU_GUEST_SHARED_GROUP`], a second `edu` bound to
+/// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
+/// that group not viable.
 pub fn qemu_guest() -> MockHostBuilder {
     crate::MockHost::builder()
         .cpus(2)
         .device(edu_address(), QEMU_GUEST_GROUPS.0, edu())
         .device(nvme_address(), QEMU_GUEST_GROUPS.1, nvme())
+        .device(shared_edu_address(), QEMU_GUEST_SHARED_GROUP, edu())
+        .device_bound_to(
+            watchdog_address(),
+            QEMU_GUEST_SHARED_GROUP,
+            i6300esb(),
+            Driver::Other("i6300esb".into()),
+        )
 }
