@@ -9,18 +9,36 @@
 
 pub mod cases;
 mod env;
+pub mod generic;
 pub mod guest;
 pub mod mock;
 pub mod report;
 
 pub use env::{Env, Opened, Targets};
 
+/// The body of a case.
+pub type CaseFn<B> = Box<dyn Fn(&Env<B>) -> anyhow::Result<()> + Send + Sync>;
+
 /// One conformance case.
 pub struct Case<B: vfio_core::VfioBackend> {
-    /// What the case proves, as a snake_case sentence.
-    pub name: &'static str,
+    /// What the case proves, as a snake_case sentence (device-agnostic cases
+    /// carry the device they ran on, e.g. `region_table_is_consistent[nvme]`).
+    pub name: String,
     /// The case body.
-    pub run: fn(&Env<B>) -> anyhow::Result<()>,
+    pub run: CaseFn<B>,
+}
+
+impl<B: vfio_core::VfioBackend> Case<B> {
+    /// A case from a name and a body.
+    pub fn new(
+        name: impl Into<String>,
+        run: impl Fn(&Env<B>) -> anyhow::Result<()> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            run: Box::new(run),
+        }
+    }
 }
 
 impl<B: vfio_core::VfioBackend> std::fmt::Debug for Case<B> {

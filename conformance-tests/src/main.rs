@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run -p conformance-tests [-- OPTIONS]
 //!
+//!   --device ADDR       run the device-agnostic cases on ADDR, a device bound
+//!                       to vfio-pci on this host (needs root), and nothing else
 //!   --mock-only         run on the simulated backend only
 //!   --host              run the kernel side on this host (root, QEMU's edu and
 //!                       NVMe devices bound to vfio-pci at --edu/--nvme) instead
@@ -29,6 +31,7 @@ use vfio_linux::LinuxBackend;
 
 #[derive(Debug, Default)]
 struct Options {
+    device: Option<PciAddress>,
     mock_only: bool,
     host: bool,
     require_kernel: bool,
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Options> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
+            "--device" => o.device = Some(address(&value("--device")?)?),
             "--mock-only" => o.mock_only = true,
             "--host" => o.host = true,
             "--require-kernel" => o.require_kernel = true,
@@ -72,11 +76,11 @@ fn address(s: &str) -> Result<PciAddress> {
     Ok(s.parse()?)
 }
 
-/// Checks that this host can run the kernel side directly, with a clear
-/// message naming what is missing.
-fn check_host(targets: &Targets) -> Result<()> {
+/// Checks that this host can run the kernel side directly on `devices`, with
+/// a clear message naming what is missing.
+fn check_host(devices: &[PciAddress]) -> Result<()> {
     let paths = vfio_core::HostPaths::default();
-    for dev in [targets.edu, targets.nvme] {
+    for &dev in devices {
         if !paths.pci_device_dir(&dev).exists() {
             bail!("no PCI device {dev} on this host (see /sys/bus/pci/devices)");
         }
@@ -111,7 +115,7 @@ fn kernel_report(o: &Options, workspace: &Path) -> Result<Option<Report>> {
         return Ok(None);
     }
     if o.host {
-        check_host(&o.targets)?;
+        check_host(&[o.targets.edu, o.targets.nvme])?;
         let cases = cases::all::<LinuxBackend>();
         let targets = o.targets;
         let factory = move || {
@@ -138,8 +142,30 @@ fn kernel_report(o: &Options, workspace: &Path) -> Result<Option<Report>> {
     guest::run(workspace).map(Some)
 }
 
+/// `--device ADDR`: the device-agnostic cases on a device of this host.
+fn run_on_device(device: PciAddress) -> Result<bool> {
+    check_host(&[device])?;
+    println!("== device-agnostic cases on {device} (this host's vfio-pci)");
+    let cases: Vec<_> = conformance_tests::generic::all::<LinuxBackend>()
+        .into_iter()
+        .map(|g| {
+            let run = g.run;
+            conformance_tests::Case::new(g.name, move |env: &Env<LinuxBackend>| run(env, &device))
+        })
+        .collect();
+    let report = report::run_suite("vfio-linux (host)", &cases, &|| {
+        Ok(Env::new(LinuxBackend::new()))
+    });
+    let (passed, failed) = report.counts();
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
 fn run() -> Result<bool> {
     let o = parse_args()?;
+    if let Some(device) = o.device {
+        return run_on_device(device);
+    }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?

@@ -31,7 +31,7 @@ const REMOVAL: &str = "hot-unplug on demand";
 pub fn only_cases() -> Vec<MockOnly> {
     macro_rules! list {
         ($($name:ident: $why:expr),* $(,)?) => {
-            vec![$(MockOnly { case: Case { name: stringify!($name), run: $name }, why: $why }),*]
+            vec![$(MockOnly { case: Case::new(stringify!($name), $name), why: $why }),*]
         };
     }
     list![

@@ -75,7 +75,7 @@ pub fn run_case<B: VfioBackend>(
         )),
     };
     CaseResult {
-        name: case.name.to_owned(),
+        name: case.name.clone(),
         outcome,
         micros: start.elapsed().as_micros() as u64,
     }

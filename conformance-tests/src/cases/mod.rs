@@ -98,11 +98,32 @@ macro_rules! for_each_case {
 
 macro_rules! case_list {
     ($($module:ident :: $name:ident),* $(,)?) => {
-        /// Every case of the suite, instantiated for backend `B`.
-        pub fn all<B: VfioBackend>() -> Vec<Case<B>> {
-            vec![$(Case { name: stringify!($name), run: $module::$name::<B> }),*]
+        /// The cases written for the guest's devices, instantiated for backend `B`.
+        pub fn specific<B: VfioBackend>() -> Vec<Case<B>> {
+            vec![$(Case::new(stringify!($name), $module::$name::<B>)),*]
         }
     };
+}
+
+/// Every case of the suite for backend `B`: the device-specific cases, then
+/// each device-agnostic case on `edu` and on the NVMe controller.
+pub fn all<B: VfioBackend>() -> Vec<Case<B>> {
+    let mut cases = specific::<B>();
+    for (label, pick) in [
+        (
+            "edu",
+            (|t: &crate::Targets| t.edu) as fn(&crate::Targets) -> vfio_core::PciAddress,
+        ),
+        ("nvme", |t: &crate::Targets| t.nvme),
+    ] {
+        for g in crate::generic::all::<B>() {
+            let run = g.run;
+            cases.push(Case::new(format!("{}[{label}]", g.name), move |env| {
+                run(env, &pick(&env.targets))
+            }));
+        }
+    }
+    cases
 }
 
 for_each_case!(case_list);
