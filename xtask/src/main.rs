@@ -24,8 +24,14 @@ usage: cargo xtask <command>
 
 commands:
   guest [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
-      Run a static x86-64 BINARY in a QEMU guest (Debian Linux 6.1, real vfio-pci,
-      QEMU edu at 0000:00:02.0 and NVMe at 0000:00:03.0, both bound to vfio-pci).
+      Run a static x86-64 BINARY in a QEMU guest (Debian Linux 6.1, real vfio-pci).
+      Devices, with their addresses and IOMMU groups in VFIO_GUEST_<NAME>[_GROUP]:
+        EDU         0000:00:02.0  group 1  vfio-pci
+        NVME        0000:00:03.0  group 2  vfio-pci
+        SHARED_EDU  0000:01:01.0  group 3  vfio-pci        (behind the PCI bridge
+        WATCHDOG    0000:01:02.0  group 3  i6300ESB timer   at 0000:00:04.0, group 3)
+      Group 3 is not viable: its watchdog has a kernel driver, so attaching the group
+      to a container fails (EPERM).
       Lines the binary prints starting with `@@OUT@@ ` are appended (minus the prefix)
       to FILE. Exits with the binary's exit code. Default timeout 300 s, 2 CPUs.
   build-guest-bin PACKAGE BIN

@@ -25,17 +25,20 @@ pub const KERNEL_ABI: &str = "6.1.0-54-amd64";
 /// The package that carries it.
 pub const KERNEL_PACKAGE: &str = "linux-image-6.1.0-54-amd64-unsigned";
 /// Bump when the cache layout or contents change, to refetch.
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 3;
 /// The package that carries a static busybox.
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
-/// Modules to load, in this order.
-pub const MODULES: [&str; 6] = [
+/// Modules to load, in this order (each after the modules it depends on): VFIO, then
+/// the watchdog core and the i6300esb driver, which claims the guest's watchdog device.
+pub const MODULES: [&str; 8] = [
     "irqbypass",
     "vfio",
     "vfio_iommu_type1",
     "vfio_virqfd",
     "vfio-pci-core",
     "vfio-pci",
+    "watchdog",
+    "i6300esb",
 ];
 
 /// Paths to the cached guest assets.

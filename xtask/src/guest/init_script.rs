@@ -1,5 +1,6 @@
 //! The guest's `/init`: a busybox shell script that prepares the machine, binds the test
-//! devices to vfio-pci, runs the test binary and powers off.
+//! devices to their drivers (vfio-pci, or a kernel driver), runs the test binary and
+//! powers off.
 //!
 //! Everything the host needs to learn comes back over the serial console as marker lines
 //! (see [`super::console`]).
@@ -8,7 +9,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 use super::console::EXIT_MARKER;
-use super::{GUEST_TEST_PATH, GuestDevice};
+use super::{BRIDGE, GUEST_TEST_PATH, GuestDevice, Slot};
 
 /// A kernel module to load, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +39,21 @@ pub fn render(modules: &[Module], devices: &[GuestDevice], args: &[OsString]) ->
             )),
         }
     }
-    s.push_str("stamp \"binding devices to vfio-pci\"\n");
+    s.push_str("stamp \"binding devices\"\n");
     for device in devices {
+        let bdf = match device.slot {
+            Slot::Root(slot) => super::root_bdf(slot),
+            Slot::Bridged(slot) => {
+                s.push_str(&format!(
+                    "d=$(bridged {bridge} {slot:02x}) || setup_failed \"no PCI bridge at {bridge}\"\n",
+                    bridge = BRIDGE.bdf()
+                ));
+                "$d".to_owned()
+            }
+        };
         s.push_str(&format!(
-            "bind_vfio {bdf} {var}\n",
-            bdf = device.bdf(),
+            "bind_device {driver} \"{bdf}\" {var}\n",
+            driver = String::from_utf8_lossy(&quote(device.driver.name().as_bytes())),
             var = device.env_name()
         ));
     }
@@ -100,25 +111,37 @@ setup_failed() {
     power_off
 }
 
-# bind_vfio BDF VAR: bind a PCI device to vfio-pci, wait for its group node, and export
-# VAR=BDF and VAR_GROUP=<group number> for the test.
-bind_vfio() {
-    d=$1
+# bridged BRIDGE SLOT: print the address of device SLOT (two hex digits), function 0,
+# on the secondary bus of BRIDGE (whose number the firmware chose).
+bridged() {
+    n=$(cat "/sys/bus/pci/devices/$1/secondary_bus_number" 2> /dev/null) || return 1
+    printf '%s:%02x:%s.0\n' "${1%%:*}" "$n" "$2"
+}
+
+# bind_device DRIVER BDF VAR: bind a PCI device to DRIVER (unless it already is), wait
+# until it is bound (and, for vfio-pci, for its group node), and export VAR=BDF and
+# VAR_GROUP=<group number> for the test. (`-ef` is a shell builtin: no forks.)
+bind_device() {
+    drv=/sys/bus/pci/drivers/$1 d=$2
     p=/sys/bus/pci/devices/$d
     [ -e "$p" ] || setup_failed "no PCI device $d; present: $(ls /sys/bus/pci/devices | tr '\n' ' ')"
-    [ -e "$p/driver" ] && echo "$d" > "$p/driver/unbind"
-    echo vfio-pci > "$p/driver_override" || setup_failed "driver_override of $d"
-    echo "$d" > /sys/bus/pci/drivers_probe || setup_failed "drivers_probe of $d"
+    if [ ! "$p/driver" -ef "$drv" ]; then
+        [ -e "$p/driver" ] && echo "$d" > "$p/driver/unbind"
+        echo "$1" > "$p/driver_override" || setup_failed "driver_override of $d"
+        echo "$d" > /sys/bus/pci/drivers_probe || setup_failed "drivers_probe of $d"
+    fi
     g=$(readlink "$p/iommu_group") || setup_failed "$d has no iommu_group (is the IOMMU on?)"
     g=${g##*/}
+    node=
+    [ "$1" = vfio-pci ] && node=/dev/vfio/$g
     i=0
-    while [ ! -c "/dev/vfio/$g" ]; do
+    until [ "$p/driver" -ef "$drv" ] && { [ -z "$node" ] || [ -c "$node" ]; }; do
         i=$((i + 1))
-        [ "$i" -gt 100 ] && setup_failed "/dev/vfio/$g did not appear for $d"
+        [ "$i" -gt 100 ] && setup_failed "$d is bound to '$(readlink "$p/driver")', not to '$1', or $node is missing"
         sleep 0.1
     done
-    echo "guest: $d ($(cat "$p/vendor"):$(cat "$p/device")) -> vfio-pci, group $g, /dev/vfio/$g"
-    export "$2=$d" "$2_GROUP=$g"
+    echo "guest: $d ($(cat "$p/vendor"):$(cat "$p/device")) -> $1, group $g${node:+, $node}"
+    export "$3=$d" "$3_GROUP=$g"
 }
 "#;
 
@@ -140,6 +163,7 @@ pub fn quote(word: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest::Driver;
     use crate::guest::console::SETUP_FAILED_MARKER;
     use std::process::Command;
 
@@ -184,24 +208,37 @@ mod tests {
                 path: None,
             },
         ];
-        let devices = [GuestDevice {
-            name: "edu",
-            slot: 2,
-            qemu: "edu",
-        }];
+        let devices = [
+            GuestDevice {
+                name: "edu",
+                slot: Slot::Root(2),
+                qemu: "edu",
+                driver: Driver::VfioPci,
+            },
+            GuestDevice {
+                name: "dog",
+                slot: Slot::Bridged(0x1a),
+                qemu: "i6300esb",
+                driver: Driver::Kernel("i6300ESB timer"),
+            },
+        ];
         let script = render(&modules, &devices, &["--json".into(), "x y".into()]);
         let script = String::from_utf8(script).unwrap();
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(script.contains("insmod '/lib/modules/vfio.ko' ||"));
         assert!(script.contains("module vfio_virqfd is not a separate file"));
-        assert!(script.contains("bind_vfio 0000:00:02.0 VFIO_GUEST_EDU\n"));
+        assert!(script.contains("bind_device 'vfio-pci' \"0000:00:02.0\" VFIO_GUEST_EDU\n"));
+        assert!(script.contains(
+            "d=$(bridged 0000:00:04.0 1a) || setup_failed \"no PCI bridge at 0000:00:04.0\"\n\
+             bind_device 'i6300ESB timer' \"$d\" VFIO_GUEST_DOG\n"
+        ));
         assert!(script.contains("/vfio-test '--json' 'x y' < /dev/null\n"));
         assert!(script.contains(&format!("echo \"{EXIT_MARKER} $code\"")));
     }
 
     #[test]
     fn script_is_valid_sh_syntax() {
-        let script = render(&[], &[], &[]);
+        let script = render(&[], &crate::guest::DEVICES, &["it's".into()]);
         let status = Command::new("sh")
             .arg("-n")
             .arg("-c")

@@ -2,8 +2,9 @@
 //! emulated `edu` and NVMe devices with the real vfio-pci driver.
 //!
 //! The guest: Debian's Linux 6.1 (TCG, q35, emulated VT-d), a busybox initramfs whose
-//! `/init` loads the VFIO modules, binds both devices to vfio-pci, runs the binary as
-//! `/vfio-test` and reports its exit code over the serial console.
+//! `/init` loads the VFIO and watchdog modules, binds the devices of [`DEVICES`] to their
+//! drivers, runs the binary as `/vfio-test` and reports its exit code over the serial
+//! console.
 //!
 //! # What the test binary sees
 //! - Runs as root (pid > 1, a child of `/init`) in `/`, stdin `/dev/null`, stdout and
@@ -12,7 +13,18 @@
 //!   initramfs. No network, no libc (hence static binaries).
 //! - `VFIO_GUEST_EDU=0000:00:02.0` and `VFIO_GUEST_NVME=0000:00:03.0`, both bound to
 //!   vfio-pci, with their IOMMU group numbers in `VFIO_GUEST_EDU_GROUP` and
-//!   `VFIO_GUEST_NVME_GROUP` (`/dev/vfio/<group>` exists before the binary starts).
+//!   `VFIO_GUEST_NVME_GROUP` (1 and 2, each device alone in its group).
+//! - A non-viable group: behind a conventional PCI bridge at `0000:00:04.0`, a second
+//!   `edu` bound to vfio-pci, `VFIO_GUEST_SHARED_EDU=0000:01:01.0`, and an i6300ESB
+//!   watchdog bound to its kernel driver (`i6300ESB timer`),
+//!   `VFIO_GUEST_WATCHDOG=0000:01:02.0`. The bridge and both devices share one IOMMU
+//!   group (3), in `VFIO_GUEST_SHARED_EDU_GROUP` and `VFIO_GUEST_WATCHDOG_GROUP`.
+//!   `/dev/vfio/3` exists and opens, but the watchdog's driver makes the group
+//!   non-viable: `VFIO_GROUP_GET_STATUS` reports no `VIABLE` flag and
+//!   `VFIO_GROUP_SET_CONTAINER` fails with `EPERM`. The watchdog is never armed
+//!   (nothing opens `/dev/watchdog`; `nowayout` is off). The bus number behind the
+//!   bridge is the firmware's choice (1), read from sysfs at boot.
+//! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
 //! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
 //! - The NVMe disk is blank on every run; kernel messages logged while the binary ran are
 //!   echoed after it exits, prefixed `guest dmesg:`.
@@ -51,46 +63,140 @@ pub const DEFAULT_CPUS: u32 = 2;
 /// Size of the sparse NVMe backing file.
 const NVME_IMAGE_BYTES: u64 = 64 << 20;
 
-/// A PCI device attached to the guest at a fixed slot on bus 0.
+/// The bridge the shared-group devices sit behind: a conventional PCI-to-PCI bridge at
+/// slot 4 of the root bus. The IOMMU cannot tell apart the requests of the devices behind
+/// it (they all arrive with the bridge's requester ID), so the kernel puts them and the
+/// bridge in one IOMMU group.
+///
+/// QEMU's `pci-bridge` rather than `pcie-pci-bridge` (which groups the same way): with
+/// its hot-plug controller off, the guest's `shpchp` leaves it alone instead of logging
+/// a slot registration failure on every boot.
+pub const BRIDGE: Bridge = Bridge {
+    id: "br0",
+    slot: 4,
+    qemu: "pci-bridge,chassis_nr=1,shpc=off",
+};
+
+/// A PCI bridge on the root bus, with a QEMU id that devices name as their `bus`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bridge {
+    /// The QEMU device id.
+    pub id: &'static str,
+    /// PCI slot (device number) on bus 0, function 0.
+    pub slot: u8,
+    /// The QEMU device type.
+    pub qemu: &'static str,
+}
+
+impl Bridge {
+    /// The bridge's own PCI address, e.g. `0000:00:04.0`.
+    pub fn bdf(&self) -> String {
+        root_bdf(self.slot)
+    }
+
+    fn qemu_arg(&self) -> String {
+        format!("{},id={},addr={:02x}.0", self.qemu, self.id, self.slot)
+    }
+}
+
+/// Where a device sits. Function 0 always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// A slot on the root bus (bus 0): the address is fixed.
+    Root(u8),
+    /// A slot on the secondary bus of [`BRIDGE`]. The bus number is the one the
+    /// firmware gave the bridge, so `/init` reads it from sysfs.
+    Bridged(u8),
+}
+
+/// What `/init` binds a device to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// vfio-pci; `/init` also waits for the group's `/dev/vfio/<group>` node.
+    VfioPci,
+    /// An ordinary kernel driver, by its name under `/sys/bus/pci/drivers/`. Its module
+    /// must be in [`assets::MODULES`]; the driver usually claims the device as soon as
+    /// the module loads.
+    Kernel(&'static str),
+}
+
+impl Driver {
+    /// The driver's name under `/sys/bus/pci/drivers/`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::VfioPci => "vfio-pci",
+            Self::Kernel(name) => name,
+        }
+    }
+}
+
+/// A PCI device attached to the guest.
 #[derive(Debug, Clone, Copy)]
 pub struct GuestDevice {
     /// Short name; the test sees `VFIO_GUEST_<NAME>` and `VFIO_GUEST_<NAME>_GROUP`.
     pub name: &'static str,
-    /// PCI slot (device number) on bus 0, function 0.
-    pub slot: u8,
-    /// The QEMU `-device` value, without the address.
+    /// Where it sits.
+    pub slot: Slot,
+    /// The QEMU `-device` value, without the bus and address.
     pub qemu: &'static str,
+    /// The driver it is bound to.
+    pub driver: Driver,
 }
 
 impl GuestDevice {
-    /// The guest's PCI address, e.g. `0000:00:02.0`.
-    pub fn bdf(&self) -> String {
-        format!("0000:00:{:02x}.0", self.slot)
-    }
-
     /// The environment variable holding the address in the guest.
     pub fn env_name(&self) -> String {
         format!("VFIO_GUEST_{}", self.name.to_ascii_uppercase())
     }
 
     fn qemu_arg(&self) -> String {
-        format!("{},addr={:02x}.0", self.qemu, self.slot)
+        match self.slot {
+            Slot::Root(slot) => format!("{},addr={slot:02x}.0", self.qemu),
+            Slot::Bridged(slot) => format!("{},bus={},addr={slot:02x}.0", self.qemu, BRIDGE.id),
+        }
     }
 }
 
-/// The devices every guest gets.
-pub const DEVICES: [GuestDevice; 2] = [
+/// The PCI address of function 0 of `slot` on the root bus, e.g. `0000:00:02.0`.
+fn root_bdf(slot: u8) -> String {
+    format!("0000:00:{slot:02x}.0")
+}
+
+/// The devices every guest gets, bound in this order.
+///
+/// `edu` and `nvme` each have an IOMMU group of their own (groups 1 and 2). `shared_edu`
+/// and `watchdog` sit behind [`BRIDGE`] and share a group: with the watchdog bound to its
+/// own kernel driver (`i6300esb`, which uses the DMA API), that group is not viable, so
+/// the kernel refuses to attach it to a container.
+pub const DEVICES: [GuestDevice; 4] = [
     GuestDevice {
         name: "edu",
-        slot: 2,
+        slot: Slot::Root(2),
         qemu: "edu",
+        driver: Driver::VfioPci,
     },
     GuestDevice {
         name: "nvme",
-        slot: 3,
+        slot: Slot::Root(3),
         qemu: "nvme,serial=vfio0001,drive=nvm",
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "shared_edu",
+        slot: Slot::Bridged(1),
+        qemu: "edu",
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "watchdog",
+        slot: Slot::Bridged(2),
+        qemu: "i6300esb",
+        driver: Driver::Kernel(WATCHDOG_DRIVER),
     },
 ];
+
+/// The i6300esb driver's name in sysfs.
+const WATCHDOG_DRIVER: &str = "i6300ESB timer";
 
 /// What to run in the guest, and how.
 #[derive(Debug)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::GuestDevice;
 use super::console::{Console, strip_control};
+use super::{BRIDGE, GuestDevice, Slot};
 use crate::cmd;
 
 /// How long to wait for QEMU to exit after the guest printed its exit marker.
@@ -30,7 +30,8 @@ pub struct Machine<'a> {
     pub initrd: &'a Path,
     /// The backing file of the emulated NVMe drive.
     pub nvme_image: &'a Path,
-    /// The PCI devices to attach, at their fixed slots.
+    /// The PCI devices to attach, at their fixed slots ([`BRIDGE`] comes too when any
+    /// of them sits behind it).
     pub devices: &'a [GuestDevice],
     /// Number of virtual CPUs.
     pub cpus: u32,
@@ -69,6 +70,14 @@ impl Machine<'_> {
             "file={},if=none,id=nvm,format=raw",
             qemu_escape(self.nvme_image)
         ));
+        // A bridge must come before the devices on its bus.
+        if self
+            .devices
+            .iter()
+            .any(|device| matches!(device.slot, Slot::Bridged(_)))
+        {
+            qemu.arg("-device").arg(BRIDGE.qemu_arg());
+        }
         for device in self.devices {
             qemu.arg("-device").arg(device.qemu_arg());
         }
@@ -183,7 +192,7 @@ mod tests {
     use crate::guest::DEVICES;
 
     #[test]
-    fn command_line_puts_iommu_first_and_pins_slots() {
+    fn command_line_puts_iommu_and_bridge_first_and_pins_slots() {
         let machine = Machine {
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
@@ -197,8 +206,27 @@ mod tests {
         let nvme = line
             .find("nvme,serial=vfio0001,drive=nvm,addr=03.0")
             .unwrap();
-        assert!(iommu < edu && iommu < nvme, "{line}");
+        let bridge = line
+            .find("pci-bridge,chassis_nr=1,shpc=off,id=br0,addr=04.0")
+            .unwrap();
+        let shared = line.find("edu,bus=br0,addr=01.0").unwrap();
+        let watchdog = line.find("i6300esb,bus=br0,addr=02.0").unwrap();
+        assert!(iommu < edu && iommu < nvme && iommu < bridge, "{line}");
+        assert!(bridge < shared && bridge < watchdog, "{line}");
         assert!(line.contains("file=/a,,b/nvme.img,if=none"), "{line}");
         assert!(line.contains("-accel tcg"), "{line}");
+    }
+
+    #[test]
+    fn no_bridge_without_bridged_devices() {
+        let machine = Machine {
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            nvme_image: Path::new("/nvme.img"),
+            devices: &DEVICES[..2],
+            cpus: 1,
+        };
+        let line = cmd::display(&machine.command());
+        assert!(!line.contains("bridge"), "{line}");
     }
 }
