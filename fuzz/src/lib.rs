@@ -10,13 +10,18 @@
 //! config space, `/proc/interrupts` and sysfs text are all things the parsers
 //! must survive rather than trust.
 
+pub mod hostile_device;
+pub mod mock;
 pub mod pci_caps;
 pub mod proc_interrupts;
+pub mod register_access;
 pub mod sysfs;
 pub mod vfio_caps;
 
+pub use hostile_device::hostile_device;
 pub use pci_caps::pci_caps;
 pub use proc_interrupts::proc_interrupts;
+pub use register_access::register_access;
 pub use sysfs::sysfs;
 pub use vfio_caps::vfio_caps;
 
@@ -29,4 +34,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("pci_caps", pci_caps),
     ("proc_interrupts", proc_interrupts),
     ("sysfs", sysfs),
+    ("register_access", register_access),
+    ("hostile_device", hostile_device),
 ];

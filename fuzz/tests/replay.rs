@@ -44,7 +44,14 @@ macro_rules! replay_tests {
     )*};
 }
 
-replay_tests!(vfio_caps, pci_caps, proc_interrupts, sysfs);
+replay_tests!(
+    vfio_caps,
+    pci_caps,
+    proc_interrupts,
+    sysfs,
+    register_access,
+    hostile_device,
+);
 
 /// Every target named in the library has a corpus and a replay test above.
 #[test]
