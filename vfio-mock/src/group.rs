@@ -207,7 +207,8 @@ impl Group<MockBackend> for MockGroup {
             return Err(self.err(Operation::SetContainer, Errno::ENODEV));
         }
         // iommu_group_claim_dma_owner fails (EPERM) while a kernel driver
-        // owns DMA for a device of the group. TODO-verify in the guest.
+        // owns DMA for a device of the group (checked in the guest:
+        // `group_with_a_device_on_another_driver_is_not_viable`).
         if !core.viable() {
             return Err(self.err(Operation::SetContainer, Errno::EPERM));
         }

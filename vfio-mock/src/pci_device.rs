@@ -225,7 +225,8 @@ impl PciDevice {
                     caps: Vec::new(),
                 };
                 // vfio_pci_probe_mmaps: memory BARs of at least a page.
-                // TODO-verify: 6.1 also mmaps page-aligned sub-page BARs.
+                // Not checked in the guest, which has no sub-page BAR on a
+                // vfio-pci device: 6.1 may also mmap page-aligned sub-page BARs.
                 if bar.kind != BarKind::Io && bar.mmappable && bar.size >= 4096 {
                     info.flags = info.flags | RegionFlags::MMAP;
                     // Since 4.16 the MSI-X table may be mmapped; the BAR says so.

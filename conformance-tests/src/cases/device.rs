@@ -307,3 +307,75 @@ pub fn nvme_advertises_reset_and_resets<B: VfioBackend>(env: &Env<B>) -> Result<
     o.device.reset()?;
     Ok(())
 }
+
+/// What config space says about a device: (subsystem vendor, subsystem id,
+/// class code, revision, capabilities as (id, offset) in list order).
+type ConfigSummary = (u16, u16, u32, u8, Vec<(u8, u8)>);
+
+fn config_summary<B: VfioBackend>(device: &B::Device) -> Result<ConfigSummary> {
+    let mut config = vec![0u8; 256];
+    vfio_core::access::read_exact(device, region::CONFIG, 0, &mut config)?;
+    let class = u32::from_le_bytes([config[9], config[10], config[11], 0]);
+    let caps = vfio_core::parse::pci_caps::capabilities(&config)?
+        .iter()
+        .map(|c| (c.id, c.offset))
+        .collect();
+    Ok((
+        u16::from_le_bytes([config[0x2c], config[0x2d]]),
+        u16::from_le_bytes([config[0x2e], config[0x2f]]),
+        class,
+        config[8],
+        caps,
+    ))
+}
+
+/// QEMU's NVMe controller: subsystem 1af4:1100, class 010802, revision 2,
+/// capabilities MSI-X at 0x40, PCI Express at 0x80, power management at 0x60
+/// (in that list order), MSI-X table at BAR0+0x2000 and PBA at BAR0+0x3000.
+pub fn nvme_config_space_matches_qemu_layout<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    let summary = config_summary::<B>(&o.device)?;
+    let want = (
+        0x1af4,
+        0x1100,
+        0x01_08_02,
+        2,
+        vec![(0x11, 0x40), (0x10, 0x80), (0x01, 0x60)],
+    );
+    ensure!(summary == want, "{summary:x?}");
+    let config = o.device.read_config::<256>(0)?;
+    let msix =
+        vfio_core::parse::pci_caps::msix(&config)?.ok_or_else(|| anyhow::anyhow!("no MSI-X"))?;
+    let layout = (
+        msix.table_bar,
+        msix.table_offset,
+        msix.pba_bar,
+        msix.pba_offset,
+        msix.table_size,
+    );
+    ensure!(
+        layout == (0, 0x2000, 0, 0x3000, 65),
+        "MSI-X layout {layout:x?}"
+    );
+    Ok(())
+}
+
+/// QEMU's edu: class 00ff00, revision 0x10, one capability (MSI, 64-bit, one
+/// vector, no per-vector masking).
+pub fn edu_config_space_matches_qemu_layout<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let (_, _, class, revision, caps) = config_summary::<B>(&o.device)?;
+    ensure!(
+        (class, revision) == (0x00_ff_00, 0x10),
+        "class {class:06x} revision {revision:#x}"
+    );
+    ensure!(
+        caps.len() == 1 && caps[0].0 == 0x05,
+        "capabilities {caps:x?}"
+    );
+    let config = o.device.read_config::<256>(0)?;
+    let msi = vfio_core::parse::pci_caps::msi(&config)?.ok_or_else(|| anyhow::anyhow!("no MSI"))?;
+    let shape = (msi.vectors_capable, msi.is_64bit, msi.per_vector_masking);
+    ensure!(shape == (1, true, false), "MSI {shape:?}");
+    Ok(())
+}

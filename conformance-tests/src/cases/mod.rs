@@ -48,6 +48,8 @@ macro_rules! for_each_case {
             device::config_region_is_readable_writable_and_never_mmapped,
             device::edu_config_space_has_qemu_ids,
             device::nvme_config_space_has_qemu_ids,
+            device::nvme_config_space_matches_qemu_layout,
+            device::edu_config_space_matches_qemu_layout,
             device::edu_identification_register_reads_through_mmap,
             device::edu_liveness_register_inverts_what_is_written,
             device::mmap_access_past_the_end_or_misaligned_is_refused,

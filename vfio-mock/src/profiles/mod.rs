@@ -16,7 +16,7 @@ use vfio_core::PciAddress;
 pub const QEMU_GUEST_GROUPS: (u32, u32) = (1, 2);
 
 /// The IOMMU group shared by the devices behind the guest's PCI bridge.
-pub const QEMU_GUEST_SHARED_GROUP: u32 = 4;
+pub const QEMU_GUEST_SHARED_GROUP: u32 = 3;
 
 /// Where the guest has the `edu` behind its PCI bridge: 0000:01:01.0.
 pub fn shared_edu_address() -> PciAddress {
