@@ -191,7 +191,7 @@ impl MockHostBuilder {
     pub fn build(self) -> std::result::Result<MockHost, BuildError> {
         let dir = tempfile::Builder::new()
             .prefix("vfio-mock-")
-            .tempdir()
+            .tempdir_in(tree_parent())
             .map_err(|e| BuildError::io("cannot create the host's temporary directory", e))?;
         let paths = HostPaths::under(dir.path());
         let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
@@ -273,6 +273,24 @@ impl MockHostBuilder {
                 errors: Mutex::new(Vec::new()),
             }),
         })
+    }
+}
+
+/// Where hosts put their fake `/sys`, `/proc` and `/dev` trees:
+/// `$VFIO_MOCK_TMPDIR` if set, else `/dev/shm` where it is a writable
+/// directory (tmpfs: creating and deleting a tree of ~50 files on a disk file
+/// system mounted with `discard` costs ~100 ms per host), else the system
+/// temporary directory.
+fn tree_parent() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("VFIO_MOCK_TMPDIR") {
+        return dir.into();
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    let writable = std::fs::metadata(shm).is_ok_and(|m| m.is_dir() && !m.permissions().readonly());
+    if writable {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
     }
 }
 
