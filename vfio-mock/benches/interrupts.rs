@@ -1,0 +1,121 @@
+//! Goals: interrupt delivery in the mock is one eventfd write, within a
+//! small factor of a raw eventfd ping-pong; programming N MSI-X vectors is
+//! one ioctl, whatever N.
+//!
+//! `irq_delivery` times one interrupt from the source to the driver having
+//! consumed it:
+//!
+//! - `raw_eventfd`: `EventFdInterrupt::signal` then `try_consume`, the floor;
+//! - `mock_raise_msix`: the NVMe device raises its bound MSI-X vector 0
+//!   (`MockHost::with_device` and `DeviceContext::raise`, what a model does),
+//!   then the driver's `try_consume`;
+//! - `mock_trigger_loopback`: `Device::trigger_interrupts` on that vector
+//!   (the `DATA_NONE` loopback through `SET_IRQS`), then `try_consume`.
+//!
+//! `msix_bind/vectors/N` times `Device::bind_interrupts` of N vectors on the
+//! NVMe device (65 MSI-X vectors) starting from MSI-X disabled, as a driver
+//! programs them at start-up: one `set_irqs` call whatever N, so the time
+//! grows with N only by the per-vector work inside that call.
+
+mod common;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use vfio_core::{Device, EventFdInterrupt, Interrupt, IrqIndex, VfioBackend};
+use vfio_mock::profiles::{self, nvme};
+use vfio_mock::{Delivery, Irq};
+
+fn delivery(c: &mut Criterion) {
+    let host = profiles::qemu_guest().build().expect("the QEMU guest host");
+    let backend = host.backend();
+    let address = profiles::nvme_address();
+    let nvme = common::open(&backend, address);
+    let irq = backend.new_interrupt().expect("an interrupt");
+    nvme.device
+        .bind_interrupts(IrqIndex::MSIX, 0, &[&irq])
+        .expect("bind MSI-X vector 0");
+    let raw = EventFdInterrupt::new().expect("an eventfd");
+
+    // Each path delivers exactly one interrupt, and nothing is left over.
+    let raise = || host.with_device(address, |ctx| ctx.raise(Irq::Msix(0)));
+    assert_eq!(raise(), Some(Delivery::Signalled));
+    assert_eq!(irq.try_consume().ok(), Some(Some(1)));
+    nvme.device
+        .trigger_interrupts(IrqIndex::MSIX, 0, 1)
+        .expect("loopback trigger");
+    assert_eq!(irq.try_consume().ok(), Some(Some(1)));
+
+    let mut g = c.benchmark_group("irq_delivery");
+    g.bench_function("raw_eventfd", |b| {
+        b.iter(|| {
+            let signalled = raw.signal();
+            (signalled, raw.try_consume())
+        });
+    });
+    g.bench_function("mock_raise_msix", |b| {
+        b.iter(|| (raise(), irq.try_consume()));
+    });
+    g.bench_function("mock_trigger_loopback", |b| {
+        b.iter(|| {
+            let triggered = nvme.device.trigger_interrupts(IrqIndex::MSIX, 0, 1);
+            (triggered, irq.try_consume())
+        });
+    });
+    g.finish();
+
+    assert_eq!(irq.try_consume().ok(), Some(None));
+    host.assert_faults_consumed();
+}
+
+fn bind(c: &mut Criterion) {
+    let host = profiles::qemu_guest().build().expect("the QEMU guest host");
+    let backend = host.backend();
+    let nvme = common::open(&backend, profiles::nvme_address());
+    let irqs: Vec<_> = (0..nvme::MSIX_VECTORS)
+        .map(|_| backend.new_interrupt().expect("an interrupt"))
+        .collect();
+    let refs: Vec<&EventFdInterrupt> = irqs.iter().collect();
+
+    // MSI-X stays enabled between benchmarks, so every disable below succeeds.
+    nvme.device
+        .bind_interrupts(IrqIndex::MSIX, 0, &refs[..1])
+        .expect("bind one vector");
+
+    let mut g = c.benchmark_group("msix_bind");
+    for n in [1usize, 16, usize::from(nvme::MSIX_VECTORS)] {
+        let vectors = refs.get(..n).expect("no more vectors than the device has");
+        nvme.device
+            .disable_interrupts(IrqIndex::MSIX)
+            .expect("disable MSI-X");
+        nvme.device
+            .bind_interrupts(IrqIndex::MSIX, 0, vectors)
+            .expect("bind");
+        g.bench_with_input(BenchmarkId::new("vectors", n), vectors, |b, vectors| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    // Untimed: back to MSI-X disabled, so every bind enables
+                    // the index and allocates its vectors, as at start-up.
+                    nvme.device
+                        .disable_interrupts(IrqIndex::MSIX)
+                        .expect("disable MSI-X");
+                    let start = Instant::now();
+                    let bound = nvme.device.bind_interrupts(IrqIndex::MSIX, 0, vectors);
+                    timed += start.elapsed();
+                    black_box(bound).expect("bind");
+                }
+                timed
+            });
+        });
+    }
+    g.finish();
+    host.assert_faults_consumed();
+}
+
+criterion_group! {
+    name = benches;
+    config = common::config();
+    targets = delivery, bind
+}
+criterion_main!(benches);
