@@ -2,9 +2,11 @@
 //!
 //! - `guest`: run a static binary in a QEMU guest with the real vfio-pci driver;
 //! - `build-guest-bin`: build a workspace binary statically for that guest;
-//! - `ci`: the project's whole test pipeline.
+//! - `ci`: the project's whole test pipeline;
+//! - `bench`: the criterion benchmarks and the performance-goal ratios.
 
 mod apt;
+mod bench;
 mod build_guest_bin;
 mod ci;
 mod cmd;
@@ -38,6 +40,9 @@ commands:
       Build a workspace binary statically for the guest and print its path.
   ci
       fmt, clippy, tests, docs, the guest smoke test and the fuzz corpus replay.
+  bench [ARGS...]
+      `cargo bench -p vfio-linux -p vfio-mock ARGS...`, then the ratios DESIGN.md's
+      performance goals are about (a report: it never fails on a ratio).
 ";
 
 fn main() -> ExitCode {
@@ -82,6 +87,10 @@ fn run() -> Result<ExitCode> {
                 bail!("`cargo xtask ci` takes no arguments");
             }
             ci::run()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("bench") => {
+            bench::run(&rest)?;
             Ok(ExitCode::SUCCESS)
         }
         Some("help" | "--help" | "-h") => {
