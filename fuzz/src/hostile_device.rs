@@ -4,12 +4,14 @@
 //! [`DeviceModel`] that follows a script from the fuzzer: at each BAR access
 //! it answers honestly, returns a fuzzer-chosen value instead of the
 //! register, reads all ones (a device gone from the bus) or ignores a
-//! write, and may raise a spurious MSI. Then the driver runs:
+//! write, may raise a spurious MSI, and may DMA on its own to an IOVA of
+//! its choosing. Then the driver runs:
 //! [`Edu::new`], [`Edu::factorial`], [`Edu::dma_round_trip`].
 //!
 //! Checked: the driver never panics and never hangs (libFuzzer's `-timeout`
 //! catches a hang), every call returns `Ok` or a typed [`EduError`], and the
-//! simulated host's bookkeeping stays consistent ([`MockHost::done`]). When
+//! simulated host's bookkeeping stays consistent ([`MockHost::done`]), a
+//! rogue DMA gets through the IOMMU only inside what the driver mapped. When
 //! the script told no lie, the driver must also get the right answers:
 //! `n!` and the data back from the round trip.
 //!
@@ -20,7 +22,7 @@
 
 use crate::mock::OneDevice;
 use arbitrary::{Arbitrary, Unstructured};
-use edu_driver::{DMA_MAX_TRANSFER, Edu, EduError, regs};
+use edu_driver::{DMA_IOVA, DMA_MAX_TRANSFER, Edu, EduError, regs};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -39,7 +41,30 @@ pub enum Twist {
     Gone,
     /// Behave like `edu`, and raise MSI 0 as well.
     Spurious,
+    /// Behave like `edu`, and first DMA on its own: `len % 64 + 1` bytes at
+    /// an IOVA near the driver's DMA window or anywhere, reading host
+    /// memory or scribbling over it.
+    Dma {
+        /// Where.
+        at: DmaTarget,
+        /// How much.
+        len: u8,
+        /// Write (scribble) rather than read.
+        write: bool,
+    },
 }
+
+/// Where a rogue DMA goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Arbitrary)]
+pub enum DmaTarget {
+    /// `DMA_IOVA - 0x100 + n`: below, inside and past the driver's mapping.
+    Window(u16),
+    /// Any IOVA.
+    Any(u64),
+}
+
+/// What the driver maps for DMA: two pages at [`DMA_IOVA`].
+const WINDOW: std::ops::Range<u64> = DMA_IOVA..DMA_IOVA + 2 * 4096;
 
 #[derive(Debug, Default)]
 struct Script {
@@ -60,6 +85,30 @@ impl HostileModel {
         let twist = s.twists.pop_front().unwrap_or(Twist::Honest);
         s.lied |= twist != Twist::Honest;
         twist
+    }
+
+    /// A DMA of the device's own: the IOMMU must refuse it unless it lies
+    /// entirely inside what the driver mapped.
+    fn rogue_dma(ctx: &DeviceContext<'_>, at: DmaTarget, len: u8, write: bool) {
+        let iova = match at {
+            DmaTarget::Window(n) => WINDOW.start - 0x100 + u64::from(n),
+            DmaTarget::Any(iova) => iova,
+        };
+        let mut buf = vec![0xa5u8; usize::from(len % 64) + 1];
+        let result = if write {
+            ctx.dma_write(iova, &buf)
+        } else {
+            ctx.dma_read(iova, &mut buf)
+        };
+        let inside = iova >= WINDOW.start
+            && iova
+                .checked_add(buf.len() as u64)
+                .is_some_and(|end| end <= WINDOW.end);
+        assert!(
+            result.is_err() || inside,
+            "a {}-byte DMA at {iova:#x} got through the IOMMU outside the driver's mapping",
+            buf.len()
+        );
     }
 
     fn raise(ctx: &DeviceContext<'_>) {
@@ -88,6 +137,10 @@ impl DeviceModel for HostileModel {
                 Self::raise(ctx);
                 self.edu.read(ctx, bar, offset, width)
             }
+            Twist::Dma { at, len, write } => {
+                Self::rogue_dma(ctx, at, len, write);
+                self.edu.read(ctx, bar, offset, width)
+            }
         }
     }
 
@@ -96,6 +149,10 @@ impl DeviceModel for HostileModel {
             Twist::Gone => true,
             Twist::Spurious => {
                 Self::raise(ctx);
+                self.edu.write(ctx, bar, offset, width, value)
+            }
+            Twist::Dma { at, len, write } => {
+                Self::rogue_dma(ctx, at, len, write);
                 self.edu.write(ctx, bar, offset, width, value)
             }
             Twist::Honest | Twist::Value(_) => self.edu.write(ctx, bar, offset, width, value),
