@@ -4,27 +4,45 @@ use crate::backend::{Device, VfioBackend};
 use crate::error::{Error, ErrorKind, Operation, Result};
 
 /// Checks a `width`-byte access at `offset` into something `len` bytes long:
-/// in bounds (with checked arithmetic) and aligned to `width`. Returns the
-/// offset as a `usize` ready for indexing.
+/// in bounds (with checked arithmetic) and aligned to `width`, which must be
+/// a power of two. Returns the offset as a `usize` ready for indexing.
+///
+/// This sits on every register access, so the success path is inlined and
+/// branch-only; the errors are built out of line.
+#[inline]
 pub fn check_register_access(op: Operation, len: u64, offset: u64, width: u64) -> Result<usize> {
     debug_assert!(width.is_power_of_two());
-    let end = offset.checked_add(width);
-    if end.is_none_or(|end| end > len) {
-        return Err(Error::new(op, ErrorKind::OutOfRange).with_detail(format_args!(
-            "{width}-byte access at offset {offset:#x} is past the end of a {len:#x}-byte region"
-        )));
+    match offset.checked_add(width) {
+        Some(end) if end <= len => {}
+        _ => return Err(out_of_range(op, len, offset, width)),
     }
-    if offset % width != 0 {
-        return Err(
-            Error::new(op, ErrorKind::Misaligned).with_detail(format_args!(
-                "offset {offset:#x} is not aligned to {width} bytes"
-            )),
-        );
+    if offset & (width - 1) != 0 {
+        return Err(misaligned(op, offset, width));
     }
-    usize::try_from(offset).map_err(|_| {
-        Error::new(op, ErrorKind::OutOfRange)
-            .with_detail(format_args!("offset {offset:#x} does not fit in usize"))
-    })
+    usize::try_from(offset).map_err(|_| too_large(op, offset))
+}
+
+#[cold]
+#[inline(never)]
+fn out_of_range(op: Operation, len: u64, offset: u64, width: u64) -> Error {
+    Error::new(op, ErrorKind::OutOfRange).with_detail(format_args!(
+        "{width}-byte access at offset {offset:#x} is past the end of a {len:#x}-byte region"
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn misaligned(op: Operation, offset: u64, width: u64) -> Error {
+    Error::new(op, ErrorKind::Misaligned).with_detail(format_args!(
+        "offset {offset:#x} is not aligned to {width} bytes"
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn too_large(op: Operation, offset: u64) -> Error {
+    Error::new(op, ErrorKind::OutOfRange)
+        .with_detail(format_args!("offset {offset:#x} does not fit in usize"))
 }
 
 /// Checks that `[offset, offset + size)` lies within `len` bytes.

@@ -68,27 +68,35 @@ impl MappedRegion for LinuxRegion {
     fn len(&self) -> u64 {
         self.map.len() as u64
     }
+    #[inline]
     fn read_u8(&self, offset: u64) -> Result<u8> {
         self.read(offset)
     }
+    #[inline]
     fn read_u16(&self, offset: u64) -> Result<u16> {
         self.read(offset).map(u16::from_le)
     }
+    #[inline]
     fn read_u32(&self, offset: u64) -> Result<u32> {
         self.read(offset).map(u32::from_le)
     }
+    #[inline]
     fn read_u64(&self, offset: u64) -> Result<u64> {
         self.read(offset).map(u64::from_le)
     }
+    #[inline]
     fn write_u8(&self, offset: u64, value: u8) -> Result<()> {
         self.write(offset, value)
     }
+    #[inline]
     fn write_u16(&self, offset: u64, value: u16) -> Result<()> {
         self.write(offset, value.to_le())
     }
+    #[inline]
     fn write_u32(&self, offset: u64, value: u32) -> Result<()> {
         self.write(offset, value.to_le())
     }
+    #[inline]
     fn write_u64(&self, offset: u64, value: u64) -> Result<()> {
         self.write(offset, value.to_le())
     }

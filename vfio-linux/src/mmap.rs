@@ -85,6 +85,7 @@ impl Mapping {
 
     /// Volatile read of a `T` at `offset`. The caller has checked that
     /// `offset + size_of::<T>() <= len` and that `offset` is aligned to `T`.
+    #[inline]
     pub fn read<T: Primitive>(&self, offset: usize) -> T {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
         // SAFETY: `fits` shows the access lies inside the mapping and is aligned
@@ -93,6 +94,7 @@ impl Mapping {
     }
 
     /// Volatile write of a `T` at `offset`, under the same checks as [`read`](Self::read).
+    #[inline]
     pub fn write<T: Primitive>(&self, offset: usize, value: T) {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
         // SAFETY: as in `read`; the mapping is writable whenever a caller can
@@ -120,9 +122,10 @@ impl Mapping {
         }
     }
 
+    #[inline]
     fn fits<T>(&self, offset: usize) -> bool {
         let size = size_of::<T>();
-        offset.checked_add(size).is_some_and(|end| end <= self.len) && offset % size == 0
+        offset.checked_add(size).is_some_and(|end| end <= self.len) && offset & (size - 1) == 0
     }
 }
 

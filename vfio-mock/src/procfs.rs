@@ -1,9 +1,17 @@
 //! The fake `/proc/interrupts`: one line per Linux irq that has an action
-//! or has fired, rewritten whenever a vector is bound, fires or is unbound.
+//! or has fired, kept up to date as vectors are bound, fire and are unbound.
+//!
+//! Binding and unbinding rewrite the file (a sibling renamed over it, so a
+//! reader never sees half a file). A fire only changes counts, which the
+//! kernel prints at a fixed width: that line is overwritten in place with one
+//! `pwrite`, so raising an interrupt stays within a few syscalls of the
+//! eventfd write itself.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use vfio_core::parse::proc_interrupts::{format_header, format_line};
 
@@ -28,6 +36,10 @@ struct State {
     descs: BTreeMap<u32, IrqDesc>,
     /// Counts of the timer line, to make the file look like a real one.
     timer: Vec<u64>,
+    /// Where each irq's line starts in the file as last written, and the
+    /// file itself, open for in-place count updates.
+    lines: BTreeMap<u32, (u64, usize)>,
+    file: Option<File>,
 }
 
 /// The irq table behind the fake `/proc/interrupts`.
@@ -41,12 +53,17 @@ pub(crate) struct ProcInterrupts {
 /// Changes to the irq table, written out once when the edit ends.
 pub(crate) struct Edit<'a> {
     state: &'a mut State,
+    /// Lines were added, removed or renamed: the file must be rewritten.
+    structural: bool,
+    /// Irqs whose counts changed.
+    fired: Vec<u32>,
 }
 
 impl Edit<'_> {
     /// A fresh descriptor at the lowest free number from
     /// [`FIRST_DYNAMIC_IRQ`] up, with no action.
     pub(crate) fn alloc(&mut self, chip: &str, hwirq: String) -> u32 {
+        self.structural = true;
         let mut irq = FIRST_DYNAMIC_IRQ;
         while self.state.descs.contains_key(&irq) {
             irq = irq.saturating_add(1);
@@ -67,6 +84,7 @@ impl Edit<'_> {
 
     /// Frees a descriptor made by [`alloc`](Self::alloc); its line goes away.
     pub(crate) fn free(&mut self, irq: u32) {
+        self.structural = true;
         if self.state.descs.get(&irq).is_some_and(|d| !d.fixed) {
             self.state.descs.remove(&irq);
         }
@@ -74,6 +92,7 @@ impl Edit<'_> {
 
     /// Sets (`request_irq`) or clears (`free_irq`) the action name of `irq`.
     pub(crate) fn set_action(&mut self, irq: u32, action: Option<String>) {
+        self.structural = true;
         if let Some(d) = self.state.descs.get_mut(&irq) {
             d.action = action;
         }
@@ -86,6 +105,7 @@ impl Edit<'_> {
             let cpu = usize::try_from(irq).unwrap_or(0) % cpus;
             if let Some(c) = d.counts.get_mut(cpu) {
                 *c = c.saturating_add(1);
+                self.fired.push(irq);
             }
         }
     }
@@ -105,6 +125,8 @@ impl ProcInterrupts {
                 cpus,
                 descs: BTreeMap::new(),
                 timer,
+                lines: BTreeMap::new(),
+                file: None,
             }),
             errors: Mutex::new(Vec::new()),
         }
@@ -127,8 +149,20 @@ impl ProcInterrupts {
     /// write is returned and also kept for [`errors`](Self::errors).
     pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Edit<'_>) -> T) -> (T, std::io::Result<()>) {
         let mut state = self.state.lock();
-        let out = f(&mut Edit { state: &mut state });
-        let written = self.write_locked(&state);
+        let mut edit = Edit {
+            state: &mut state,
+            structural: false,
+            fired: Vec::new(),
+        };
+        let out = f(&mut edit);
+        let (structural, fired) = (edit.structural, edit.fired);
+        let written = if structural {
+            self.write_locked(&mut state)
+        } else if fired.is_empty() {
+            Ok(())
+        } else {
+            Self::update_in_place(&mut state, &fired).or_else(|_| self.write_locked(&mut state))
+        };
         if let Err(e) = &written {
             self.errors
                 .lock()
@@ -139,8 +173,8 @@ impl ProcInterrupts {
 
     /// Writes the file for the first time.
     pub(crate) fn write_initial(&self) -> std::io::Result<()> {
-        let state = self.state.lock();
-        self.write_locked(&state)
+        let mut state = self.state.lock();
+        self.write_locked(&mut state)
     }
 
     /// Write failures no caller could be told about.
@@ -148,7 +182,41 @@ impl ProcInterrupts {
         self.errors.lock().clone()
     }
 
-    fn render(state: &State) -> String {
+    /// The line of `irq`, as the file shows it.
+    fn line(irq: u32, d: &IrqDesc) -> String {
+        format_line(
+            irq,
+            &d.counts,
+            &d.chip,
+            &d.hwirq,
+            d.action.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// Overwrites the lines of `fired` in place. Fails (and the caller
+    /// rewrites the whole file) when a line is not in the file or a count
+    /// outgrew its column.
+    fn update_in_place(state: &mut State, fired: &[u32]) -> std::io::Result<()> {
+        let stale = || std::io::Error::other("line layout changed");
+        let file = state.file.as_ref().ok_or_else(stale)?;
+        for irq in fired {
+            let (&(at, len), d) = state
+                .lines
+                .get(irq)
+                .zip(state.descs.get(irq))
+                .ok_or_else(stale)?;
+            let line = Self::line(*irq, d);
+            if line.len() != len {
+                return Err(stale());
+            }
+            file.write_all_at(line.as_bytes(), at)?;
+        }
+        Ok(())
+    }
+
+    /// The whole file, and where each irq's line starts and how long it is.
+    fn render(state: &State) -> (String, BTreeMap<u32, (u64, usize)>) {
+        let mut lines = BTreeMap::new();
         let mut text = format_header(state.cpus);
         text.push('\n');
         text.push_str(&format_line(
@@ -163,13 +231,9 @@ impl ProcInterrupts {
             if d.action.is_none() && d.counts.iter().all(|&c| c == 0) {
                 continue;
             }
-            text.push_str(&format_line(
-                *irq,
-                &d.counts,
-                &d.chip,
-                &d.hwirq,
-                d.action.as_deref().unwrap_or(""),
-            ));
+            let line = Self::line(*irq, d);
+            lines.insert(*irq, (text.len() as u64, line.len()));
+            text.push_str(&line);
             text.push('\n');
         }
         for (name, desc) in [
@@ -184,14 +248,19 @@ impl ProcInterrupts {
         }
         let _ = writeln!(text, "ERR:          0");
         let _ = writeln!(text, "MIS:          0");
-        text
+        (text, lines)
     }
 
-    fn write_locked(&self, state: &State) -> std::io::Result<()> {
+    fn write_locked(&self, state: &mut State) -> std::io::Result<()> {
         // Write a sibling and rename it over, so a reader never sees half a file.
         let tmp = self.path.with_extension("new");
-        std::fs::write(&tmp, Self::render(state))?;
-        std::fs::rename(&tmp, &self.path)
+        let (text, lines) = Self::render(state);
+        state.file = None;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.path)?;
+        state.lines = lines;
+        state.file = Some(std::fs::OpenOptions::new().write(true).open(&self.path)?);
+        Ok(())
     }
 }
 
@@ -252,6 +321,41 @@ mod tests {
         .1
         .unwrap();
         assert!(numbered(read()).is_empty());
+        assert!(p.errors().is_empty());
+    }
+
+    #[test]
+    fn fires_update_counts_in_place_and_new_lines_fall_back_to_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("interrupts");
+        let p = ProcInterrupts::new(path.clone(), 2);
+        p.write_initial().unwrap();
+        let (a, _) = p.edit(|e| {
+            let a = e.alloc("IR-PCI-MSI", "49152-edge".into());
+            e.set_action(a, Some("vfio-msix[0](0000:00:03.0)".into()));
+            a
+        });
+        // An irq with no action and no counts has no line yet: its first fire
+        // must add one (a full rewrite), later fires update it in place.
+        let (b, _) = p.edit(|e| e.alloc("IR-PCI-MSI", "49153-edge".into()));
+        let before = std::fs::metadata(&path).unwrap();
+        for _ in 0..3 {
+            p.edit(|e| e.fire(a)).1.unwrap();
+        }
+        let after = std::fs::metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(before.ino(), after.ino(), "fires rewrote the file");
+        p.edit(|e| e.fire(b)).1.unwrap();
+        p.edit(|e| e.fire(b)).1.unwrap();
+        let all = read_all(std::fs::read_to_string(&path).unwrap().as_bytes()).unwrap();
+        let counts = |irq| {
+            all.iter()
+                .find(|l| l.irq == IrqId::Number(irq))
+                .map(|l| l.counts.clone())
+        };
+        // Fires land on CPU (irq % cpus), like the guest's affinity.
+        assert_eq!(counts(a), Some(vec![3, 0]));
+        assert_eq!(counts(b), Some(vec![0, 2]));
         assert!(p.errors().is_empty());
     }
 }
