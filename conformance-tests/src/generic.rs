@@ -5,7 +5,7 @@
 //! write a device register outside config space (a register read can have side
 //! effects on unknown hardware); interrupts are exercised by loopback only.
 
-use crate::{Env, Opened};
+use crate::{Env, Opened, fired};
 use anyhow::{Context, Result, ensure};
 use std::time::Duration;
 use vfio_core::parse::{pci_caps, sysfs};
@@ -248,16 +248,6 @@ fn bind_msix<B: VfioBackend>(env: &Env<B>, o: &Opened<B>) -> Result<Vec<B::Inter
         o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
     }
     Ok(irqs)
-}
-
-fn fired<I: Interrupt>(irqs: &[I]) -> Result<Vec<usize>> {
-    let mut out = Vec::new();
-    for (i, irq) in irqs.iter().enumerate() {
-        if irq.try_consume()?.is_some() {
-            out.push(i);
-        }
-    }
-    Ok(out)
 }
 
 /// With every MSI-X vector bound, loopback triggers of the first and last

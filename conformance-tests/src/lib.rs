@@ -16,6 +16,18 @@ pub mod report;
 
 pub use env::{Env, Opened, Targets};
 
+/// Which of `irqs` have fired since last consumed, consuming them: the
+/// indexes in order.
+pub fn fired<I: vfio_core::Interrupt>(irqs: &[I]) -> anyhow::Result<Vec<usize>> {
+    let mut out = Vec::new();
+    for (i, irq) in irqs.iter().enumerate() {
+        if irq.try_consume()?.is_some() {
+            out.push(i);
+        }
+    }
+    Ok(out)
+}
+
 /// The body of a case.
 pub type CaseFn<B> = Box<dyn Fn(&Env<B>) -> anyhow::Result<()> + Send + Sync>;
 

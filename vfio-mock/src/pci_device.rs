@@ -491,23 +491,24 @@ impl PciDevice {
     /// PCI core sets them when vfio-pci allocates vectors.
     fn show_enable_bits(&self, mode: Enabled) {
         let mut c = self.config.lock();
-        if let Some((at, _)) = self.spec.msi {
-            let control = c.u16_at(at + 2);
-            let control = if mode == Enabled::Msi {
-                control | 1
-            } else {
-                control & !1
-            };
-            c.set_u16(at + 2, control);
-        }
-        if let Some((at, _)) = self.spec.msix {
-            let control = c.u16_at(at + 2);
-            let control = if mode == Enabled::Msix {
-                control | 0x8000
-            } else {
-                control & !0x8000
-            };
-            c.set_u16(at + 2, control);
+        // (capability, its Enable bit in Message Control, whether it is on)
+        let caps = [
+            (
+                self.spec.msi.map(|(at, _)| at),
+                0x0001,
+                mode == Enabled::Msi,
+            ),
+            (
+                self.spec.msix.map(|(at, _)| at),
+                0x8000,
+                mode == Enabled::Msix,
+            ),
+        ];
+        for (cap, bit, on) in caps {
+            if let Some(at) = cap {
+                let control = c.u16_at(at + 2);
+                c.set_u16(at + 2, if on { control | bit } else { control & !bit });
+            }
         }
     }
 

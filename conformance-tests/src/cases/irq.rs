@@ -1,6 +1,6 @@
 //! Interrupt behaviours: IRQ info, MSI-X binding, loopback triggers, lookups.
 
-use crate::Env;
+use crate::{Env, fired};
 use anyhow::{Context, Result, ensure};
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -22,17 +22,6 @@ fn bind_all<B: VfioBackend>(device: &B::Device, irqs: &[B::Interrupt]) -> Result
     let refs: Vec<&B::Interrupt> = irqs.iter().collect();
     device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
     Ok(())
-}
-
-/// Which of `irqs` have fired since last consumed (consuming them).
-fn fired<I: Interrupt>(irqs: &[I]) -> Result<Vec<usize>> {
-    let mut out = Vec::new();
-    for (i, irq) in irqs.iter().enumerate() {
-        if irq.try_consume()?.is_some() {
-            out.push(i);
-        }
-    }
-    Ok(out)
 }
 
 /// The NVMe controller's MSI-X index has 65 vectors, eventfd-capable, and

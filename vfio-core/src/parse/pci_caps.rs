@@ -155,6 +155,38 @@ pub struct MsiCapability {
     pub enabled: bool,
 }
 
+/// The cycle and length guard both list walks share: marks dword `at` as
+/// visited (a second visit is a loop, reported at the capability `from` that
+/// pointed back) and refuses a list longer than `max`.
+fn visit(
+    seen: &mut [bool],
+    list: &'static str,
+    at: u16,
+    from: Option<u16>,
+    count: usize,
+    max: usize,
+) -> Result<(), ParseError> {
+    match seen.get_mut(usize::from(at / 4)) {
+        Some(s) if !*s => *s = true,
+        _ => {
+            let prev = from.unwrap_or(0);
+            return Err(ParseError::at(
+                list,
+                prev.into(),
+                format!("capability at {prev:#x} points back to {at:#x}: loop"),
+            ));
+        }
+    }
+    if count >= max {
+        return Err(ParseError::at(
+            list,
+            at.into(),
+            format!("more than {max} capabilities"),
+        ));
+    }
+    Ok(())
+}
+
 /// The standard capabilities, in list order.
 ///
 /// Empty when the Status register says there is no list, or when the
@@ -184,24 +216,14 @@ pub fn capabilities(config: &[u8]) -> Result<Vec<PciCapability>, ParseError> {
                 format!("{}, below {STANDARD_START:#x}", here()),
             ));
         }
-        match seen.get_mut(usize::from(next / 4)) {
-            Some(s) if !*s => *s = true,
-            _ => {
-                let prev = from.unwrap_or(0);
-                return Err(ParseError::at(
-                    LIST,
-                    prev.into(),
-                    format!("capability at {prev:#x} points back to {next:#x}: loop"),
-                ));
-            }
-        }
-        if caps.len() >= MAX_STANDARD {
-            return Err(ParseError::at(
-                LIST,
-                next.into(),
-                format!("more than {MAX_STANDARD} capabilities"),
-            ));
-        }
+        visit(
+            &mut seen,
+            LIST,
+            next.into(),
+            from.map(u16::from),
+            caps.len(),
+            MAX_STANDARD,
+        )?;
         let at = usize::from(next);
         let (Some(id), Some(link)) = (u8_at(config, at), u8_at(config, at.saturating_add(1)))
         else {
@@ -248,24 +270,7 @@ pub fn extended_capabilities(config: &[u8]) -> Result<Vec<ExtendedCapability>, P
     let mut seen = [false; EXTENDED_END / 4];
     let mut caps = Vec::new();
     loop {
-        match seen.get_mut(usize::from(offset / 4)) {
-            Some(s) if !*s => *s = true,
-            _ => {
-                let prev = from.unwrap_or(0);
-                return Err(ParseError::at(
-                    EXT_LIST,
-                    prev.into(),
-                    format!("capability at {prev:#x} points back to {offset:#x}: loop"),
-                ));
-            }
-        }
-        if caps.len() >= MAX_EXTENDED {
-            return Err(ParseError::at(
-                EXT_LIST,
-                offset.into(),
-                format!("more than {MAX_EXTENDED} capabilities"),
-            ));
-        }
+        visit(&mut seen, EXT_LIST, offset, from, caps.len(), MAX_EXTENDED)?;
         let Some(header) = u32_at(config, usize::from(offset)) else {
             return Err(ParseError::at(
                 EXT_LIST,
