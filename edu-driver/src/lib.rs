@@ -108,6 +108,10 @@ pub enum EduError {
         /// The bit expected.
         expected: u32,
     },
+    /// A register read all ones: what a PCI read returns once the device has
+    /// gone from the bus (surprise removal, a dead link).
+    #[error("register {0:#x} reads all ones: the device is gone")]
+    DeviceGone(u64),
     /// A DMA transfer longer than the device accepts was asked for.
     #[error("{0} bytes exceed the device's longest DMA transfer ({DMA_MAX_TRANSFER} bytes)")]
     TooLong(usize),
@@ -153,7 +157,7 @@ impl<B: VfioBackend> Edu<B> {
         self.irq
             .wait(Some(COMPLETION_TIMEOUT))?
             .ok_or(EduError::Timeout(what))?;
-        let status = self.bar0.read_u32(regs::IRQ_STATUS)?;
+        let status = self.read(regs::IRQ_STATUS)?;
         self.bar0.write_u32(regs::IRQ_ACK, status)?;
         if status & cause == 0 {
             return Err(EduError::WrongInterrupt {
@@ -170,7 +174,16 @@ impl<B: VfioBackend> Edu<B> {
         self.bar0.write_u32(regs::STATUS, STATUS_IRQ_ON_DONE)?;
         self.bar0.write_u32(regs::FACTORIAL, n)?;
         self.complete("factorial", IRQ_FACTORIAL)?;
-        Ok(self.bar0.read_u32(regs::FACTORIAL)?)
+        // n! mod 2^32 is 1 or even, never all ones.
+        self.read(regs::FACTORIAL)
+    }
+
+    /// Reads a register, treating all ones as the device having gone away.
+    fn read(&self, reg: u64) -> Result<u32, EduError> {
+        match self.bar0.read_u32(reg)? {
+            u32::MAX => Err(EduError::DeviceGone(reg)),
+            value => Ok(value),
+        }
     }
 
     /// Runs one DMA transfer and waits for its completion interrupt.
@@ -217,5 +230,58 @@ impl<B: VfioBackend> Edu<B> {
         let back = result?;
         unmapped?;
         Ok(back)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vfio_core::{Group, IommuType};
+    use vfio_mock::profiles;
+
+    fn edu(host: &vfio_mock::MockHost) -> (Edu<vfio_mock::MockBackend>, vfio_mock::MockContainer) {
+        let backend = host.backend();
+        let group = backend.open_group(profiles::QEMU_GUEST_GROUPS.0).unwrap();
+        let container = backend.open_container().unwrap();
+        group.set_container(&container).unwrap();
+        container.set_iommu(IommuType::Type1v2).unwrap();
+        let device = group
+            .open_device(&profiles::edu_address().to_string())
+            .unwrap();
+        (Edu::new(&backend, device).unwrap(), container)
+    }
+
+    #[test]
+    fn computes_factorials_and_moves_data_on_the_simulated_device() {
+        let host = profiles::qemu_guest().build().unwrap();
+        let (edu, container) = edu(&host);
+        assert_eq!(edu.factorial(10).unwrap(), 3_628_800);
+        let back = edu
+            .dma_round_trip(&host.backend(), &container, b"round trip")
+            .unwrap();
+        assert_eq!(back, b"round trip");
+        host.done().unwrap();
+    }
+
+    #[test]
+    fn refuses_a_transfer_the_device_would_reject() {
+        let host = profiles::qemu_guest().build().unwrap();
+        let (edu, container) = edu(&host);
+        let e = edu
+            .dma_round_trip(&host.backend(), &container, &[0; DMA_BUFFER_LEN])
+            .unwrap_err();
+        assert!(matches!(e, EduError::TooLong(4096)), "{e}");
+    }
+
+    #[test]
+    fn a_device_that_vanishes_is_reported_not_believed() {
+        let host = profiles::qemu_guest().build().unwrap();
+        let (edu, _container) = edu(&host);
+        assert!(host.remove_device(profiles::edu_address()));
+        let e = edu.factorial(5).unwrap_err();
+        assert!(
+            matches!(e, EduError::Vfio(ref v) if v.kind() == vfio_core::ErrorKind::NotFound),
+            "{e}"
+        );
     }
 }

@@ -293,8 +293,9 @@ pub fn format_header(cpus: usize) -> String {
 /// `"a, b"` for two actions; an empty `action` prints none).
 ///
 /// [`parse_line`] with `counts.len()` CPUs gives back `irq`, `counts` and
-/// `action` when the chip starts with a letter and has no double spaces, and
-/// `hwirq` has the `<digits>-<name>` shape.
+/// `action` when the chip starts with a letter, has no double spaces and no
+/// word of the `<digits>-<name>` shape (no chip Linux prints has one: such a
+/// word would be taken for the hwirq field), and `hwirq` has that shape.
 pub fn format_line(irq: u32, counts: &[u64], chip: &str, hwirq: &str, action: &str) -> String {
     let mut s = format!("{irq:>3}: ");
     for count in counts {
