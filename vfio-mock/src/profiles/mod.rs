@@ -46,8 +46,8 @@ pub fn nvme_address() -> PciAddress {
     PciAddress::new(0, 0, 3, 0).expect("slot 3 function 0 is a valid address")
 }
 
-/// The project's QEMU guest, on a 2-CPU host: [`edu`] at 0000:00:02.0 and
-/// [`nvme`] at 0000:00:03.0, each alone in its IOMMU group
+/// The project's QEMU guest, on a 2-CPU host: [`edu()`] at 0000:00:02.0 and
+/// [`nvme()`] at 0000:00:03.0, each alone in its IOMMU group
 /// ([`QEMU_GUEST_GROUPS`]) and bound to vfio-pci; and behind a PCI bridge,
 /// sharing group [`QEMU_GUEST_SHARED_GROUP`], a second `edu` bound to
 /// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
