@@ -29,11 +29,15 @@ mod group;
 mod memory;
 mod mmap;
 mod sys;
+#[cfg(feature = "tokio")]
+mod tokio_interrupt;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
 pub use group::LinuxGroup;
 pub use memory::{LinuxDmaMemory, LinuxRegion};
+#[cfg(feature = "tokio")]
+pub use tokio_interrupt::AsyncInterrupt;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
