@@ -248,6 +248,7 @@ impl MockHostBuilder {
             }
             group.2.push(Arc::new(device));
         }
+        procfs.add_dmar();
         let groups: BTreeMap<u32, Arc<GroupCore>> = groups
             .into_iter()
             .map(|(n, (noiommu, slot, devices))| {

@@ -132,6 +132,21 @@ impl ProcInterrupts {
         }
     }
 
+    /// Adds the interrupt of the host's VT-d unit, `dmar0`, which Linux
+    /// requests first of all MSI-type irqs (so it holds irq 24 in the guest
+    /// and vfio's vectors start at 25).
+    pub(crate) fn add_dmar(&self) {
+        let mut state = self.state.lock();
+        let cpus = state.cpus;
+        state.descs.entry(FIRST_DYNAMIC_IRQ).or_insert(IrqDesc {
+            chip: "DMAR-MSI".to_owned(),
+            hwirq: "0-edge".to_owned(),
+            action: Some("dmar0".to_owned()),
+            counts: vec![0; cpus],
+            fixed: true,
+        });
+    }
+
     /// Adds a fixed (IO-APIC) descriptor, e.g. a device's INTx line.
     pub(crate) fn add_fixed(&self, irq: u32, chip: &str, hwirq: String) {
         let mut state = self.state.lock();
@@ -357,5 +372,24 @@ mod tests {
         assert_eq!(counts(a), Some(vec![3, 0]));
         assert_eq!(counts(b), Some(vec![0, 2]));
         assert!(p.errors().is_empty());
+    }
+
+    #[test]
+    fn dmar0_holds_irq_24_as_in_the_guest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("interrupts");
+        let p = ProcInterrupts::new(path.clone(), 2);
+        p.add_dmar();
+        p.write_initial().unwrap();
+        let ((a, b), _) = p.edit(|e| {
+            (
+                e.alloc("IR-PCI-MSI", "49152-edge".into()),
+                e.alloc("IR-PCI-MSI", "49153-edge".into()),
+            )
+        });
+        assert_eq!((a, b), (25, 26));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dmar = vfio_core::parse::proc_interrupts::find_irq(text.as_bytes(), "dmar0").unwrap();
+        assert_eq!(dmar, Some(24));
     }
 }
