@@ -278,16 +278,19 @@ impl PciDevice {
         }
     }
 
-    /// True when the command register lets the BAR decode.
-    pub(crate) fn decodes(&self, bar: u32) -> bool {
-        let io = self
-            .spec
+    /// True when `bar` is an I/O BAR.
+    fn is_io_bar(&self, bar: u32) -> bool {
+        self.spec
             .bars
             .get(bar as usize)
             .copied()
             .flatten()
-            .is_some_and(|b| b.kind == BarKind::Io);
-        let bit = if io {
+            .is_some_and(|b| b.kind == BarKind::Io)
+    }
+
+    /// True when the command register lets the BAR decode.
+    pub(crate) fn decodes(&self, bar: u32) -> bool {
+        let bit = if self.is_io_bar(bar) {
             reg::COMMAND_IO
         } else {
             reg::COMMAND_MEMORY
@@ -339,14 +342,7 @@ impl PciDevice {
             return Err(Errno::EINVAL);
         }
         if !self.decodes(bar) {
-            let io = self
-                .spec
-                .bars
-                .get(bar as usize)
-                .copied()
-                .flatten()
-                .is_some_and(|b| b.kind == BarKind::Io);
-            if !io {
+            if !self.is_io_bar(bar) {
                 return Err(Errno::EIO);
             }
         }
