@@ -341,10 +341,8 @@ impl PciDevice {
         if pos >= end {
             return Err(Errno::EINVAL);
         }
-        if !self.decodes(bar) {
-            if !self.is_io_bar(bar) {
-                return Err(Errno::EIO);
-            }
+        if !self.decodes(bar) && !self.is_io_bar(bar) {
+            return Err(Errno::EIO);
         }
         let count = usize::try_from(end - pos)
             .unwrap_or(usize::MAX)
