@@ -233,3 +233,35 @@ impl Device<LinuxBackend> for LinuxDevice {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use vfio_core::EventFdInterrupt;
+
+    #[test]
+    fn an_eventfd_payload_has_one_entry_per_vector_whatever_the_count() {
+        let irq = EventFdInterrupt::new().unwrap();
+        let raw = irq.as_fd().as_raw_fd();
+        // 2048 vectors (the MSI-X maximum), every third one unbound (fd -1).
+        let fds: Vec<Option<BorrowedFd<'_>>> = (0..2048)
+            .map(|i| (i % 3 != 0).then(|| irq.as_fd()))
+            .collect();
+        let (flag, payload) = irq_payload(&IrqData::Eventfds(&fds));
+        assert_eq!(flag, VFIO_IRQ_SET_DATA_EVENTFD);
+        assert_eq!(payload.len(), 2048 * 4);
+        for (i, entry) in payload.chunks_exact(4).enumerate() {
+            let fd = i32::from_ne_bytes(entry.try_into().unwrap());
+            assert_eq!(fd, if i % 3 == 0 { -1 } else { raw }, "entry {i}");
+        }
+    }
+
+    #[test]
+    fn bool_and_none_payloads() {
+        let (flag, payload) = irq_payload(&IrqData::Bool(&[true, false, true]));
+        assert_eq!((flag, payload), (VFIO_IRQ_SET_DATA_BOOL, vec![1, 0, 1]));
+        let (flag, payload) = irq_payload(&IrqData::None { count: 5 });
+        assert_eq!((flag, payload.len()), (VFIO_IRQ_SET_DATA_NONE, 0));
+    }
+}

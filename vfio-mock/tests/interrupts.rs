@@ -264,3 +264,50 @@ fn err_and_req_are_single_eventfds() {
         Some(Errno::ENOTTY)
     );
 }
+
+/// Raises the soft open-file limit to at least `want` (within the hard limit):
+/// 2048 vectors need 2048 eventfd references on top of the caller's fds.
+fn raise_fd_limit(want: u64) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard).unwrap();
+    }
+}
+
+#[test]
+fn a_device_with_2048_msix_vectors_binds_them_all_in_one_call() {
+    raise_fd_limit(4608);
+    // 2048 table entries of 16 bytes at 0x8000, the pending bits after them.
+    let big = vfio_mock::PciDeviceBuilder::new(0x1b36, 0x0010)
+        .pcie()
+        .bar(0, vfio_mock::BarSpec::memory64(0x2_0000))
+        .msix(2048, 0, 0x8000, 0, 0x1_0000);
+    let address = vfio_core::PciAddress::new(0, 5, 0, 0).unwrap();
+    let host = vfio_mock::MockHost::builder()
+        .device(address, 9, big)
+        .build()
+        .unwrap();
+    let b = host.backend();
+    let o = open(&b, address);
+    let info = o.device.irq_info(IrqIndex::MSIX).unwrap();
+    assert_eq!(info.count, 2048);
+    // One eventfd may serve many vectors, as with the kernel.
+    let shared = b.new_interrupt().unwrap();
+    let refs = vec![&shared; 2048];
+    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs).unwrap();
+    o.device
+        .trigger_interrupts(IrqIndex::MSIX, 2047, 1)
+        .unwrap();
+    assert_eq!(shared.try_consume().unwrap(), Some(1));
+    o.device
+        .trigger_interrupts(IrqIndex::MSIX, 0, 2048)
+        .unwrap();
+    assert_eq!(shared.try_consume().unwrap(), Some(2048));
+    assert!(
+        b.host_paths()
+            .vector_irq(&address, IrqIndex::MSIX, 2047)
+            .is_ok()
+    );
+    host.done().unwrap();
+}
