@@ -245,7 +245,7 @@ fn bind_msix<B: VfioBackend>(env: &Env<B>, o: &Opened<B>) -> Result<Vec<B::Inter
         .collect::<vfio_core::Result<_>>()?;
     if n > 0 {
         let refs: Vec<&B::Interrupt> = irqs.iter().collect();
-        o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
+        o.device.enable_interrupts(IrqIndex::MSIX, &refs)?;
     }
     Ok(irqs)
 }

@@ -14,7 +14,7 @@ async fn a_task_awaits_the_vector_the_device_raises() {
         .map(|_| AsyncInterrupt::new(env.backend.new_interrupt().unwrap()).unwrap())
         .collect();
     let refs: Vec<_> = irqs.iter().map(AsyncInterrupt::get_ref).collect();
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs).unwrap();
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs).unwrap();
 
     let host = env.backend.host();
     let nvme = env.targets.nvme;

@@ -143,7 +143,7 @@ impl<B: VfioBackend> Edu<B> {
         }
         device.set_bus_master(true)?;
         let irq = backend.new_interrupt()?;
-        device.bind_interrupts(IrqIndex::MSI, 0, &[&irq])?;
+        device.enable_interrupts(IrqIndex::MSI, &[&irq])?;
         Ok(Self { bar0, irq, device })
     }
 

@@ -5,7 +5,7 @@
 //! Every method has one meaning on every backend: the meaning Linux's
 //! vfio-pci gives the corresponding ioctl.
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::host::HostPaths;
 use crate::info::{
     DeviceInfo, DmaFlags, Extension, GroupStatus, IommuInfo, IommuType, IrqIndex, IrqInfo,
@@ -143,32 +143,102 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
         data: IrqData<'_>,
     ) -> Result<()>;
 
-    /// Binds `interrupts[i]` to vector `start + i` of `index` (enabling the
-    /// index if needed). One ioctl, however many vectors.
+    /// How many vectors `index` is enabled with through this handle, or
+    /// `None` if it is not the enabled interrupt mode (always `None` for ERR
+    /// and REQ, which have no mode). Followed from this handle's
+    /// [`set_irqs`](Device::set_irqs) calls, as [`IrqTracker`](crate::IrqTracker)
+    /// describes; calls through another handle of the same device are not seen.
+    fn enabled_interrupts(&self, index: IrqIndex) -> Option<u32>;
+
+    /// Enables `index` (INTx, MSI or MSI-X) with `interrupts.len()` vectors,
+    /// vector `i` bound to `interrupts[i]`: one `SET_IRQS` call, however
+    /// many vectors. vfio-pci allocates the host vectors here, and MSI-X
+    /// cannot be resized afterwards (`NORESIZE`): to change the count,
+    /// [`disable_interrupts`](Device::disable_interrupts) and enable again.
+    ///
+    /// Refused without a kernel call, as [`ErrorKind::Busy`](crate::ErrorKind::Busy)
+    /// with no errno, when this handle already has `index` enabled: the
+    /// kernel would silently rebind the vectors instead. Otherwise the
+    /// kernel's answer: `EINVAL` when another mode is enabled or the count
+    /// exceeds the index's vectors, `ERANGE` for zero vectors.
+    fn enable_interrupts(&self, index: IrqIndex, interrupts: &[&B::Interrupt]) -> Result<()> {
+        let fds: Vec<Option<BorrowedFd<'_>>> = interrupts.iter().map(|i| Some(i.as_fd())).collect();
+        enable_with(self, index, &fds)
+    }
+
+    /// Enables `index` with `count` vectors and no eventfd bound to any of
+    /// them (bind them later with [`bind_interrupts`](Device::bind_interrupts)).
+    /// Refused as [`enable_interrupts`](Device::enable_interrupts) is; a
+    /// `count` past the index's vector count is the kernel's `EINVAL`,
+    /// checked before anything is allocated for it.
+    fn enable_interrupts_unbound(&self, index: IrqIndex, count: u32) -> Result<()> {
+        let max = self.irq_info(index)?.count;
+        if count > max {
+            return Err(irq_range_error(index, 0, count, max));
+        }
+        let fds = vec![None; count as usize];
+        enable_with(self, index, &fds)
+    }
+
+    /// Binds `interrupts[i]` to vector `start + i` of `index`, replacing
+    /// whatever was bound there; the other vectors keep their bindings. INTx,
+    /// MSI and MSI-X must be enabled through this handle first (refused as
+    /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) with
+    /// no errno: on a disabled index the kernel would enable it instead); ERR
+    /// and REQ take one eventfd at vector 0 and need no enabling. A range
+    /// past the enabled vectors is the kernel's `EINVAL`, changing nothing.
+    ///
+    /// What a failure leaves: a call refused before the kernel acts changes
+    /// nothing (the range checks above, and the kernel's own validation of
+    /// index, range and count). The interrupts are eventfds by type, so
+    /// vfio-pci cannot refuse one of them; if it fails partway for a reason of
+    /// its own (the host out of interrupt vectors at `request_irq`), Linux
+    /// 6.1 has unbound the vectors from `start` up to and including the one
+    /// that failed, and the error's detail says so; the index stays enabled
+    /// and vectors outside that span keep their eventfds.
     fn bind_interrupts(
         &self,
         index: IrqIndex,
         start: u32,
         interrupts: &[&B::Interrupt],
     ) -> Result<()> {
+        let count = u32::try_from(interrupts.len()).unwrap_or(u32::MAX);
+        check_enabled_range(self, index, start, count)?;
         let fds: Vec<Option<BorrowedFd<'_>>> = interrupts.iter().map(|i| Some(i.as_fd())).collect();
         self.set_irqs(index, IrqAction::Trigger, start, IrqData::Eventfds(&fds))
     }
 
-    /// Unbinds vectors `start..start + count` of `index`, leaving the others
-    /// bound and the index enabled (eventfd -1 for each, as the kernel expects).
+    /// Binds `interrupt` to vector `vector` of `index`: [`bind_interrupts`]
+    /// for one vector.
+    ///
+    /// [`bind_interrupts`]: Device::bind_interrupts
+    fn bind_interrupt(&self, index: IrqIndex, vector: u32, interrupt: &B::Interrupt) -> Result<()> {
+        self.bind_interrupts(index, vector, &[interrupt])
+    }
+
+    /// Unbinds vectors `start..start + count` of `index` (eventfd -1 for
+    /// each), leaving the other vectors bound and the index enabled. Needs
+    /// the index enabled through this handle, as
+    /// [`bind_interrupts`](Device::bind_interrupts) does; a range past the
+    /// enabled vectors is the kernel's `EINVAL`, checked before anything is
+    /// allocated for it.
     fn unbind_interrupts(&self, index: IrqIndex, start: u32, count: u32) -> Result<()> {
+        check_enabled_range(self, index, start, count)?;
         let fds = vec![None; count as usize];
         self.set_irqs(index, IrqAction::Trigger, start, IrqData::Eventfds(&fds))
     }
 
-    /// Disables every vector of `index` (`DATA_NONE`, `count` 0).
+    /// Disables `index` (`DATA_NONE`, count 0): every vector unbound and the
+    /// host vectors freed. On an index that is not enabled, the kernel's
+    /// `EINVAL`.
     fn disable_interrupts(&self, index: IrqIndex) -> Result<()> {
         self.set_irqs(index, IrqAction::Trigger, 0, IrqData::None { count: 0 })
     }
 
     /// Signals the eventfds bound to vectors `start..start + count`, as if the
-    /// device had fired them (`DATA_NONE` trigger: a loopback test).
+    /// device had fired them (`DATA_NONE` trigger: a loopback test). The
+    /// kernel sends no message to the device, so Bus Master Enable plays no
+    /// part; on an index that is not enabled, `EINVAL`.
     fn trigger_interrupts(&self, index: IrqIndex, start: u32, count: u32) -> Result<()> {
         self.set_irqs(index, IrqAction::Trigger, start, IrqData::None { count })
     }
@@ -184,7 +254,10 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
     }
 
     /// Reads `N` bytes of config space at `offset`.
-    fn read_config<const N: usize>(&self, offset: u64) -> Result<[u8; N]> {
+    fn read_config<const N: usize>(&self, offset: u64) -> Result<[u8; N]>
+    where
+        Self: Sized,
+    {
         let mut buf = [0u8; N];
         crate::access::read_exact(self, crate::info::region::CONFIG, offset, &mut buf)?;
         Ok(buf)
@@ -196,7 +269,9 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
     fn set_bus_master(&self, enable: bool) -> Result<()> {
         const COMMAND: u64 = 0x04;
         const BUS_MASTER: u16 = 1 << 2;
-        let cmd = u16::from_le_bytes(self.read_config::<2>(COMMAND)?);
+        let mut cmd = [0u8; 2];
+        crate::access::read_exact(self, crate::info::region::CONFIG, COMMAND, &mut cmd)?;
+        let cmd = u16::from_le_bytes(cmd);
         let cmd = if enable {
             cmd | BUS_MASTER
         } else {
@@ -259,4 +334,57 @@ pub trait DmaMemory: Send + Sync + Debug {
 
     /// Copies `data` into the buffer at `offset`.
     fn write_at(&self, offset: usize, data: &[u8]) -> Result<()>;
+}
+
+/// The kernel's answer to vectors `start..start + count` of an index with
+/// `max` of them: `EINVAL` (`vfio_set_irqs_validate_and_prepare`,
+/// `vfio_msi_set_block`).
+fn irq_range_error(index: IrqIndex, start: u32, count: u32, max: u32) -> Error {
+    Error::from_errno(Operation::SetIrqs, nix::errno::Errno::EINVAL).with_detail(format_args!(
+        "{index} vectors {start}..{} are past its {max} vectors",
+        u64::from(start) + u64::from(count)
+    ))
+}
+
+/// The `SET_IRQS` that enables `index` with `fds`, refused when `device`
+/// already has it enabled.
+fn enable_with<B: VfioBackend, D: Device<B> + ?Sized>(
+    device: &D,
+    index: IrqIndex,
+    fds: &[Option<BorrowedFd<'_>>],
+) -> Result<()> {
+    if let Some(n) = device.enabled_interrupts(index) {
+        return Err(Error::new(Operation::SetIrqs, ErrorKind::Busy)
+            .with_target(device.name())
+            .with_detail(format_args!(
+                "{index} is already enabled with {n} vectors; disable it first"
+            )));
+    }
+    device.set_irqs(index, IrqAction::Trigger, 0, IrqData::Eventfds(fds))
+}
+
+/// Checks that `start..start + count` lies within the vectors `device` has
+/// enabled on `index` (INTx, MSI, MSI-X), or within vector 0 (ERR, REQ).
+fn check_enabled_range<B: VfioBackend, D: Device<B> + ?Sized>(
+    device: &D,
+    index: IrqIndex,
+    start: u32,
+    count: u32,
+) -> Result<()> {
+    let moded = matches!(index, IrqIndex::INTX | IrqIndex::MSI | IrqIndex::MSIX);
+    let max = if moded {
+        device.enabled_interrupts(index).ok_or_else(|| {
+            Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument)
+                .with_target(device.name())
+                .with_detail(format_args!(
+                    "{index} is not enabled on this handle; enable_interrupts first"
+                ))
+        })?
+    } else {
+        1
+    };
+    if u64::from(start) + u64::from(count) > u64::from(max) {
+        return Err(irq_range_error(index, start, count, max).with_target(device.name()));
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The arguments of `VFIO_DEVICE_SET_IRQS`.
 
+use crate::info::IrqIndex;
 use std::os::fd::BorrowedFd;
 
 /// `VFIO_IRQ_SET_ACTION_*`.
@@ -43,40 +44,157 @@ impl IrqData<'_> {
 /// backend acts on it.
 ///
 /// Linux 6.1 checks each fd only when it reaches that vector, and on a bad one
-/// unbinds the vectors of the call it had already processed: a failed bind
-/// would leave the previous bindings half torn down. Checking first makes the
-/// failure change nothing. The check reads this process's `/proc/self/fd`
-/// links; where procfs is not mounted it is skipped and the kernel decides.
+/// unbinds every vector of the call from `start` up to and including the bad
+/// one: a failed bind would leave the previous bindings half torn down.
+/// Checking every fd first makes that failure change nothing. The answer is
+/// the kernel's: `EINVAL` for an open file that is not an eventfd
+/// (`eventfd_ctx_fileget`), `EBADF` for an fd that cannot be looked up.
+///
+/// The check reads this process's `/proc/self/fd` links. Where procfs is not
+/// mounted (no `/proc/self/fd` at all) nothing can be checked and `Ok` is
+/// returned: the kernel then decides, with the partial teardown above.
 pub fn check_eventfds(fds: &[Option<BorrowedFd<'_>>]) -> crate::Result<()> {
+    check_eventfds_in(std::path::Path::new("/proc/self/fd"), fds)
+}
+
+/// [`check_eventfds`] against a given `fd` directory.
+fn check_eventfds_in(dir: &std::path::Path, fds: &[Option<BorrowedFd<'_>>]) -> crate::Result<()> {
     use crate::error::{Error, Operation};
+    use nix::errno::Errno;
     use std::os::fd::AsRawFd;
+    if fds.iter().all(Option::is_none) || !dir.is_dir() {
+        return Ok(());
+    }
     for (i, fd) in fds.iter().enumerate() {
         let Some(fd) = fd else { continue };
-        let link = std::path::PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
-        match std::fs::read_link(&link) {
+        let raw = fd.as_raw_fd();
+        match std::fs::read_link(dir.join(raw.to_string())) {
             Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {}
             Ok(target) => {
                 return Err(
-                    Error::from_errno(Operation::SetIrqs, nix::errno::Errno::EINVAL).with_detail(
-                        format_args!(
-                            "fd {} (entry {i}) is {}, not an eventfd",
-                            fd.as_raw_fd(),
-                            target.display()
-                        ),
-                    ),
+                    Error::from_errno(Operation::SetIrqs, Errno::EINVAL).with_detail(format_args!(
+                        "fd {raw} (entry {i}) is {}, not an eventfd",
+                        target.display()
+                    )),
                 );
             }
-            Err(_) => return Ok(()),
+            Err(e) => {
+                return Err(
+                    Error::from_errno(Operation::SetIrqs, Errno::EBADF).with_detail(format_args!(
+                        "fd {raw} (entry {i}) cannot be looked up: {e}"
+                    )),
+                );
+            }
         }
     }
     Ok(())
+}
+
+/// What a device handle has enabled: the interrupt mode and its vector count.
+///
+/// vfio-pci has one interrupt mode at a time per device (`vdev->irq_type`):
+/// none, INTx, MSI or MSI-X. The kernel has no call that reports it, so a
+/// backend follows it from the `VFIO_DEVICE_SET_IRQS` calls made through the
+/// handle and their results, exactly as `vfio_pci_set_irqs_ioctl` changes it:
+///
+/// - a `DATA_EVENTFD` trigger on INTx, MSI or MSI-X with no mode enabled
+///   enables that index (INTx with one vector, MSI and MSI-X with
+///   `start + count`); if it fails, the kernel leaves the index disabled;
+/// - a `DATA_NONE` trigger with count 0 on the enabled index disables it;
+/// - nothing else changes the mode (ERR and REQ are single eventfds with no
+///   mode of their own).
+///
+/// What it cannot see: calls made through another handle of the same device
+/// (a second `open_device`), which share the kernel's state.
+#[derive(Debug, Default)]
+pub struct IrqTracker {
+    /// `(index, vectors)` of the enabled mode; `None` when disabled.
+    enabled: parking_lot::Mutex<Option<(IrqIndex, u32)>>,
+}
+
+impl IrqTracker {
+    /// A tracker for a freshly opened device: nothing enabled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many vectors `index` is enabled with, or `None` if it is not the
+    /// enabled mode (always `None` for ERR and REQ).
+    pub fn enabled(&self, index: IrqIndex) -> Option<u32> {
+        match *self.enabled.lock() {
+            Some((i, n)) if i == index => Some(n),
+            _ => None,
+        }
+    }
+
+    /// Forgets the enabled mode, for a backend whose device lost it
+    /// (closed, removed).
+    pub fn clear(&self) {
+        *self.enabled.lock() = None;
+    }
+
+    /// Runs `call` (the `VFIO_DEVICE_SET_IRQS` for these arguments, after
+    /// any checks of the backend's own) and follows the mode change its
+    /// result implies. A failure gets a detail naming the vectors, and, for
+    /// a bind into an enabled index, what Linux 6.1 has undone. Calls through one handle
+    /// are serialized here, as the kernel serializes them per device.
+    pub fn track<T>(
+        &self,
+        index: IrqIndex,
+        action: IrqAction,
+        start: u32,
+        data: &IrqData<'_>,
+        call: impl FnOnce() -> crate::Result<T>,
+    ) -> crate::Result<T> {
+        let mut enabled = self.enabled.lock();
+        let count = data.count();
+        let end = u64::from(start) + count as u64;
+        // A bind within the enabled vectors passes the kernel's range checks,
+        // so a failure happens while it is binding them one by one.
+        let partway = count > 0
+            && matches!(data, IrqData::Eventfds(_))
+            && enabled.is_some_and(|(i, n)| i == index && end <= u64::from(n));
+        let result = call().map_err(|e| {
+            if partway {
+                // vfio_msi_set_block: the vectors it had processed, and the
+                // one that failed, are left unbound.
+                e.with_detail(format_args!(
+                    "{index} vectors {start}..{end}: the kernel failed partway and has \
+                     unbound the vectors from {start} up to the one that failed"
+                ))
+            } else {
+                e.with_detail(format_args!("{index} vectors {start}..{end}"))
+            }
+        });
+        let moded = matches!(index, IrqIndex::INTX | IrqIndex::MSI | IrqIndex::MSIX);
+        if result.is_ok() && moded && action == IrqAction::Trigger {
+            match data {
+                IrqData::None { count: 0 } if enabled.is_some_and(|(i, _)| i == index) => {
+                    *enabled = None;
+                }
+                IrqData::Eventfds(fds) if enabled.is_none() => {
+                    let vectors = if index == IrqIndex::INTX {
+                        1
+                    } else {
+                        u32::try_from(fds.len())
+                            .ok()
+                            .and_then(|n| start.checked_add(n))
+                            .unwrap_or(u32::MAX)
+                    };
+                    *enabled = Some((index, vectors));
+                }
+                _ => {}
+            }
+        }
+        result
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorKind;
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, AsRawFd};
 
     #[test]
     #[cfg_attr(miri, ignore = "eventfd and /proc/self/fd are outside Miri")]
@@ -88,5 +206,111 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(e.errno(), Some(nix::errno::Errno::EINVAL));
         assert!(e.to_string().contains("entry 1"), "{e}");
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "eventfd and /proc/self/fd are outside Miri")]
+    fn every_fd_is_checked_not_just_those_before_one_that_cannot_be_read() {
+        // A directory standing in for /proc/self/fd that lists only the first fd:
+        // the second cannot be looked up, and the third is not an eventfd.
+        let irq = crate::EventFdInterrupt::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let raw = irq.as_fd().as_raw_fd();
+        std::os::unix::fs::symlink("anon_inode:[eventfd]", dir.path().join(raw.to_string()))
+            .unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let e =
+            check_eventfds_in(dir.path(), &[Some(irq.as_fd()), Some(file.as_fd())]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(e.errno(), Some(nix::errno::Errno::EBADF));
+        assert!(e.to_string().contains("entry 1"), "{e}");
+    }
+
+    #[test]
+    fn without_procfs_nothing_is_checked() {
+        let irq_less: [Option<BorrowedFd<'_>>; 0] = [];
+        assert!(check_eventfds_in(std::path::Path::new("/nonexistent/fd"), &irq_less).is_ok());
+    }
+
+    #[test]
+    fn the_tracker_follows_enable_and_disable() {
+        let t = IrqTracker::new();
+        let ok = || -> crate::Result<()> { Ok(()) };
+        let fail = || -> crate::Result<()> {
+            Err(crate::Error::from_errno(
+                crate::Operation::SetIrqs,
+                nix::errno::Errno::EINVAL,
+            ))
+        };
+        let unbound = [None, None, None];
+        // A failed enable leaves the index disabled.
+        t.track(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            2,
+            &IrqData::Eventfds(&unbound),
+            fail,
+        )
+        .unwrap_err();
+        assert_eq!(t.enabled(IrqIndex::MSIX), None);
+        t.track(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            2,
+            &IrqData::Eventfds(&unbound),
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
+        assert_eq!(t.enabled(IrqIndex::MSI), None);
+        // Rebinding within the enabled index keeps the count.
+        t.track(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            0,
+            &IrqData::Eventfds(&unbound),
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
+        // A loopback trigger changes nothing; DATA_NONE count 0 disables.
+        t.track(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            0,
+            &IrqData::None { count: 1 },
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
+        t.track(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            0,
+            &IrqData::None { count: 0 },
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::MSIX), None);
+        // INTx has one vector; ERR and REQ have no mode.
+        t.track(
+            IrqIndex::INTX,
+            IrqAction::Trigger,
+            0,
+            &IrqData::Eventfds(&unbound[..1]),
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::INTX), Some(1));
+        t.track(
+            IrqIndex::REQ,
+            IrqAction::Trigger,
+            0,
+            &IrqData::Eventfds(&unbound[..1]),
+            ok,
+        )
+        .unwrap();
+        assert_eq!(t.enabled(IrqIndex::REQ), None);
+        assert_eq!(t.enabled(IrqIndex::INTX), Some(1));
     }
 }

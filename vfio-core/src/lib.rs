@@ -39,7 +39,7 @@ pub use info::{
     IrqFlags, IrqIndex, IrqInfo, RegionCap, RegionFlags, RegionInfo, SparseArea, region,
 };
 pub use interrupt::{EventFdInterrupt, Interrupt};
-pub use irq::{IrqAction, IrqData, check_eventfds};
+pub use irq::{IrqAction, IrqData, IrqTracker, check_eventfds};
 /// The errno type errors carry, re-exported so users need not depend on `nix`.
 pub use nix::errno::Errno;
 pub use pci_address::{PciAddress, PciAddressError};

@@ -14,7 +14,7 @@ use vfio_bindings::bindings::vfio::{
 use vfio_core::parse::vfio_caps;
 use vfio_core::{
     Device, DeviceFlags, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqFlags, IrqIndex,
-    IrqInfo, Operation, RegionFlags, RegionInfo, Result,
+    IrqInfo, IrqTracker, Operation, RegionFlags, RegionInfo, Result,
 };
 
 /// A device fd from `VFIO_GROUP_GET_DEVICE_FD`.
@@ -27,6 +27,8 @@ pub struct LinuxDevice {
     /// `None` where the kernel refused the query (vfio-pci answers EINVAL for
     /// the VGA region of a device that is not VGA).
     regions: Vec<Option<RegionInfo>>,
+    /// The interrupt mode enabled through this handle.
+    irqs: IrqTracker,
 }
 
 impl LinuxDevice {
@@ -35,6 +37,7 @@ impl LinuxDevice {
             file,
             name,
             regions: Vec::new(),
+            irqs: IrqTracker::new(),
         };
         let info = device.info()?;
         device.regions = (0..info.num_regions)
@@ -209,7 +212,7 @@ impl Device<LinuxBackend> for LinuxDevice {
         let count = u32::try_from(data.count()).map_err(|_| {
             Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument).with_target(&self.name)
         })?;
-        let action = match action {
+        let flag = match action {
             IrqAction::Mask => VFIO_IRQ_SET_ACTION_MASK,
             IrqAction::Unmask => VFIO_IRQ_SET_ACTION_UNMASK,
             IrqAction::Trigger => VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -220,17 +223,19 @@ impl Device<LinuxBackend> for LinuxDevice {
         let (data_flag, payload) = irq_payload(&data);
         let header = sys::IrqSetHeader {
             argsz: 0,
-            flags: action | data_flag,
+            flags: flag | data_flag,
             index: index.0,
             start,
             count,
         };
-        sys::device_set_irqs(self.as_fd(), header, &payload).map_err(|e| {
-            self.err(Operation::SetIrqs, e).with_detail(format_args!(
-                "{index} vectors {start}..{}",
-                u64::from(start) + u64::from(count)
-            ))
+        self.irqs.track(index, action, start, &data, || {
+            sys::device_set_irqs(self.as_fd(), header, &payload)
+                .map_err(|e| self.err(Operation::SetIrqs, e))
         })
+    }
+
+    fn enabled_interrupts(&self, index: IrqIndex) -> Option<u32> {
+        self.irqs.enabled(index)
     }
 }
 

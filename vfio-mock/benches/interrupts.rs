@@ -12,7 +12,7 @@
 //! - `mock_trigger_loopback`: `Device::trigger_interrupts` on that vector
 //!   (the `DATA_NONE` loopback through `SET_IRQS`), then `try_consume`.
 //!
-//! `msix_bind/vectors/N` times `Device::bind_interrupts` of N vectors on the
+//! `msix_bind/vectors/N` times `Device::enable_interrupts` of N vectors on the
 //! NVMe device (65 MSI-X vectors) starting from MSI-X disabled, as a driver
 //! programs them at start-up: one `set_irqs` call whatever N, so the time
 //! grows with N only by the per-vector work inside that call.
@@ -33,7 +33,7 @@ fn delivery(c: &mut Criterion) {
     let nvme = common::open(&backend, address);
     let irq = backend.new_interrupt().expect("an interrupt");
     nvme.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &[&irq])
+        .enable_interrupts(IrqIndex::MSIX, &[&irq])
         .expect("bind MSI-X vector 0");
     let raw = EventFdInterrupt::new().expect("an eventfd");
 
@@ -79,7 +79,7 @@ fn bind(c: &mut Criterion) {
 
     // MSI-X stays enabled between benchmarks, so every disable below succeeds.
     nvme.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &refs[..1])
+        .enable_interrupts(IrqIndex::MSIX, &refs[..1])
         .expect("bind one vector");
 
     let mut g = c.benchmark_group("msix_bind");
@@ -89,7 +89,7 @@ fn bind(c: &mut Criterion) {
             .disable_interrupts(IrqIndex::MSIX)
             .expect("disable MSI-X");
         nvme.device
-            .bind_interrupts(IrqIndex::MSIX, 0, vectors)
+            .enable_interrupts(IrqIndex::MSIX, vectors)
             .expect("bind");
         g.bench_with_input(BenchmarkId::new("vectors", n), vectors, |b, vectors| {
             b.iter_custom(|iters| {
@@ -101,7 +101,7 @@ fn bind(c: &mut Criterion) {
                         .disable_interrupts(IrqIndex::MSIX)
                         .expect("disable MSI-X");
                     let start = Instant::now();
-                    let bound = nvme.device.bind_interrupts(IrqIndex::MSIX, 0, vectors);
+                    let bound = nvme.device.enable_interrupts(IrqIndex::MSIX, vectors);
                     timed += start.elapsed();
                     black_box(bound).expect("bind");
                 }

@@ -10,8 +10,8 @@ use nix::sys::eventfd::EventFd;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use vfio_core::{
-    Device, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqIndex, IrqInfo, Operation,
-    RegionFlags, RegionInfo, Result,
+    Device, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqIndex, IrqInfo, IrqTracker,
+    Operation, RegionFlags, RegionInfo, Result,
 };
 
 /// One open device file. Mapped regions hold it too (a mapping keeps the
@@ -41,6 +41,8 @@ pub struct MockDevice {
     /// A real fd, so the device is `AsFd` like a kernel device fd.
     fd: EventFd,
     host: Arc<HostInner>,
+    /// The interrupt mode enabled through this handle.
+    irqs: IrqTracker,
 }
 
 impl MockDevice {
@@ -55,6 +57,7 @@ impl MockDevice {
             name,
             fd,
             host,
+            irqs: IrqTracker::new(),
         }
     }
 
@@ -190,17 +193,19 @@ impl Device<MockBackend> for MockDevice {
         if let IrqData::Eventfds(fds) = &data {
             vfio_core::check_eventfds(fds).map_err(|e| e.with_target(&self.name))?;
         }
-        let (result, written) = self.dev().set_irqs(index, action, start, data);
-        result.map_err(|e| {
-            self.err(Operation::SetIrqs, e).with_detail(format_args!(
-                "{index} vectors {start}..{}",
-                u64::from(start) + data.count() as u64
-            ))
+        let written = self.irqs.track(index, action, start, &data, || {
+            let (result, written) = self.dev().set_irqs(index, action, start, data);
+            result.map_err(|e| self.err(Operation::SetIrqs, e))?;
+            Ok(written)
         })?;
         written.map_err(|e| {
             Error::from_io(Operation::SetIrqs, e)
                 .with_target(&self.name)
                 .with_detail("the mock could not rewrite its /proc/interrupts")
         })
+    }
+
+    fn enabled_interrupts(&self, index: IrqIndex) -> Option<u32> {
+        self.irqs.enabled(index)
     }
 }

@@ -172,7 +172,7 @@ fn region_reads_are_cut_at_bar_end_skip_the_msix_table_and_fault_past_config() {
 
 fn edu_msi(b: &vfio_mock::MockBackend, o: &common::Opened) -> vfio_core::EventFdInterrupt {
     let irq = b.new_interrupt().unwrap();
-    o.device.bind_interrupts(IrqIndex::MSI, 0, &[&irq]).unwrap();
+    o.device.enable_interrupts(IrqIndex::MSI, &[&irq]).unwrap();
     irq
 }
 
@@ -207,9 +207,7 @@ fn edu_intx_is_automasked_until_acknowledged_and_unmasked() {
     let (_host, b) = guest();
     let o = open(&b, profiles::edu_address());
     let irq = b.new_interrupt().unwrap();
-    o.device
-        .bind_interrupts(IrqIndex::INTX, 0, &[&irq])
-        .unwrap();
+    o.device.enable_interrupts(IrqIndex::INTX, &[&irq]).unwrap();
     let bar = o.device.map_region(0).unwrap();
     bar.write_u32(0x60, 0x4).unwrap();
     assert_eq!(irq.wait(Some(SOON)).unwrap(), Some(1));

@@ -104,7 +104,7 @@ fn a_removed_device_fails_like_a_hot_unplug() {
     o.device.bind_interrupts(IrqIndex::REQ, 0, &[&req]).unwrap();
     let msix = b.new_interrupt().unwrap();
     o.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &[&msix])
+        .enable_interrupts(IrqIndex::MSIX, &[&msix])
         .unwrap();
     let bar = o.device.map_region(0).unwrap();
     assert!(host.remove_device(nvme));

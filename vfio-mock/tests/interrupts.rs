@@ -95,7 +95,7 @@ fn msix_validation_follows_6_1() {
         Some(Errno::ERANGE)
     );
     // Enable 2; growing to 3 is EINVAL (NORESIZE), rebinding within is fine.
-    d.bind_interrupts(IrqIndex::MSIX, 0, &[&v[0], &v[1]])
+    d.enable_interrupts(IrqIndex::MSIX, &[&v[0], &v[1]])
         .unwrap();
     assert_eq!(
         errno(d.bind_interrupts(IrqIndex::MSIX, 1, &[&v[1], &v[2]])),
@@ -115,13 +115,13 @@ fn msix_validation_follows_6_1() {
     assert_eq!(fired(&v), [3]);
     // Another type while MSI-X is enabled.
     assert_eq!(
-        errno(d.bind_interrupts(IrqIndex::INTX, 0, &[&v[2]])),
+        errno(d.enable_interrupts(IrqIndex::INTX, &[&v[2]])),
         Some(Errno::EINVAL)
     );
     d.disable_interrupts(IrqIndex::MSIX).unwrap();
-    d.bind_interrupts(IrqIndex::INTX, 0, &[&v[2]]).unwrap();
+    d.enable_interrupts(IrqIndex::INTX, &[&v[2]]).unwrap();
     assert_eq!(
-        errno(d.bind_interrupts(IrqIndex::MSIX, 0, &[&v[0]])),
+        errno(d.enable_interrupts(IrqIndex::MSIX, &[&v[0]])),
         Some(Errno::EINVAL)
     );
 }
@@ -147,7 +147,7 @@ fn a_bind_with_a_non_eventfd_changes_nothing() {
     );
     // On an enabled index, every earlier binding survives the failed call.
     let refs: Vec<_> = v.iter().collect();
-    d.bind_interrupts(IrqIndex::MSIX, 0, &refs).unwrap();
+    d.enable_interrupts(IrqIndex::MSIX, &refs).unwrap();
     let r = d.set_irqs(
         IrqIndex::MSIX,
         IrqAction::Trigger,
@@ -166,7 +166,7 @@ fn proc_interrupts_lists_bound_vectors_and_counts_device_interrupts_only() {
     let nvme = profiles::nvme_address();
     let v = irqs(&b, 3);
     let refs: Vec<_> = v.iter().collect();
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs).unwrap();
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs).unwrap();
     let paths = b.host_paths();
     let irq1 = paths.vector_irq(&nvme, IrqIndex::MSIX, 1).unwrap();
     assert!(irq1 >= 24);
@@ -216,7 +216,7 @@ fn closing_the_last_handle_releases_vectors_but_a_mapping_keeps_it_open() {
     let o = open(&b, nvme);
     let v = irqs(&b, 1);
     o.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &[&v[0]])
+        .enable_interrupts(IrqIndex::MSIX, &[&v[0]])
         .unwrap();
     let bar = o.device.map_region(0).unwrap();
     drop(o.device);
@@ -295,7 +295,7 @@ fn a_device_with_2048_msix_vectors_binds_them_all_in_one_call() {
     // One eventfd may serve many vectors, as with the kernel.
     let shared = b.new_interrupt().unwrap();
     let refs = vec![&shared; 2048];
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs).unwrap();
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs).unwrap();
     o.device
         .trigger_interrupts(IrqIndex::MSIX, 2047, 1)
         .unwrap();

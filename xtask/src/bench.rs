@@ -129,24 +129,24 @@ const GOALS: &[(&str, &[Row])] = &[
         "4. Programming N MSI-X vectors is one ioctl, whatever N",
         &[
             Row::Single {
-                label: "bind_interrupts, 1 vector",
+                label: "enable_interrupts, 1 vector",
                 bench: "msix_bind/vectors/1",
                 goal: "one set_irqs call",
             },
             Row::Ratio {
-                label: "bind_interrupts: 16 vs 1 vectors",
+                label: "enable_interrupts: 16 vs 1 vectors",
                 num: "msix_bind/vectors/16",
                 den: "msix_bind/vectors/1",
                 goal: "payload only, still one call",
             },
             Row::Ratio {
-                label: "bind_interrupts: 65 vs 1 vectors",
+                label: "enable_interrupts: 65 vs 1 vectors",
                 num: "msix_bind/vectors/65",
                 den: "msix_bind/vectors/1",
                 goal: "payload only, still one call",
             },
             Row::Slope {
-                label: "bind_interrupts: cost per extra vector",
+                label: "enable_interrupts: cost per extra vector",
                 from: (1, "msix_bind/vectors/1"),
                 to: (65, "msix_bind/vectors/65"),
                 goal: "small next to one call",

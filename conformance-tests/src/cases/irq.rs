@@ -20,7 +20,7 @@ fn interrupts<B: VfioBackend>(env: &Env<B>, n: u32) -> Result<Vec<B::Interrupt>>
 
 fn bind_all<B: VfioBackend>(device: &B::Device, irqs: &[B::Interrupt]) -> Result<()> {
     let refs: Vec<&B::Interrupt> = irqs.iter().collect();
-    device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
+    device.enable_interrupts(IrqIndex::MSIX, &refs)?;
     Ok(())
 }
 
@@ -186,22 +186,58 @@ pub fn nvme_irq_info_for_every_index<B: VfioBackend>(env: &Env<B>) -> Result<()>
     Ok(())
 }
 
-/// Binding a vector past the index's count (vector 70 of 65) is invalid.
+/// Binding a vector past the index's count (vector 70 of 65, or 64..66) is
+/// the kernel's EINVAL, whether the index is enabled or not; the library's
+/// own range check gives the same answer without a call.
 pub fn binding_past_the_vector_count_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_nvme()?;
-    let irq = env.backend.new_interrupt()?;
-    expect_errno(
-        "bind 70",
-        o.device.bind_interrupts(IrqIndex::MSIX, 70, &[&irq]),
-        ErrorKind::InvalidArgument,
-    )?;
     let irqs = interrupts(env, 2)?;
+    let one = [Some(irqs[0].as_fd())];
+    let two = [Some(irqs[0].as_fd()), Some(irqs[1].as_fd())];
+    for (what, start, fds) in [("bind 70", 70, &one[..]), ("bind 64..66", 64, &two[..])] {
+        let r = o.device.set_irqs(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            start,
+            IrqData::Eventfds(fds),
+        );
+        expect_errno(what, r, ErrorKind::InvalidArgument)?;
+    }
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX).is_none(),
+        "a refused bind enabled MSI-X"
+    );
+    let all = interrupts(env, NVME_VECTORS)?;
+    bind_all::<B>(&o.device, &all)?;
     let refs: Vec<&B::Interrupt> = irqs.iter().collect();
-    expect_errno(
-        "bind 64..66",
-        o.device.bind_interrupts(IrqIndex::MSIX, 64, &refs),
-        ErrorKind::InvalidArgument,
-    )
+    for (what, r) in [
+        (
+            "bind 70",
+            o.device.bind_interrupts(IrqIndex::MSIX, 70, &refs[..1]),
+        ),
+        (
+            "bind 64..66",
+            o.device.bind_interrupts(IrqIndex::MSIX, 64, &refs),
+        ),
+        (
+            "raw bind 64..66",
+            o.device.set_irqs(
+                IrqIndex::MSIX,
+                IrqAction::Trigger,
+                64,
+                IrqData::Eventfds(&two),
+            ),
+        ),
+    ] {
+        expect_errno(what, r, ErrorKind::InvalidArgument)?;
+    }
+    o.device
+        .trigger_interrupts(IrqIndex::MSIX, 0, NVME_VECTORS)?;
+    ensure!(
+        fired(&all)?.len() == NVME_VECTORS as usize,
+        "a refused bind changed bindings"
+    );
+    Ok(())
 }
 
 /// Linux 6.1 cannot grow an enabled MSI-X index: binding a vector beyond those
@@ -210,7 +246,7 @@ pub fn growing_an_enabled_msix_index_is_invalid<B: VfioBackend>(env: &Env<B>) ->
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 5)?;
     let first: Vec<&B::Interrupt> = irqs[..4].iter().collect();
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &first)?;
+    o.device.enable_interrupts(IrqIndex::MSIX, &first)?;
     expect_errno(
         "grow",
         o.device.bind_interrupts(IrqIndex::MSIX, 10, &[&irqs[4]]),
@@ -226,7 +262,7 @@ pub fn rebinding_a_vector_moves_it_to_the_new_eventfd<B: VfioBackend>(env: &Env<
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 3)?;
     o.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &[&irqs[0], &irqs[1]])?;
+        .enable_interrupts(IrqIndex::MSIX, &[&irqs[0], &irqs[1]])?;
     o.device.bind_interrupts(IrqIndex::MSIX, 1, &[&irqs[2]])?;
     o.device.trigger_interrupts(IrqIndex::MSIX, 1, 1)?;
     ensure!(fired(&irqs)? == [2], "after rebind");
@@ -261,7 +297,7 @@ pub fn bool_trigger_fires_the_flagged_vectors<B: VfioBackend>(env: &Env<B>) -> R
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 8)?;
     let refs: Vec<&B::Interrupt> = irqs.iter().collect();
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs)?;
     let flags = [true, false, true, false];
     o.device
         .set_irqs(IrqIndex::MSIX, IrqAction::Trigger, 2, IrqData::Bool(&flags))?;
@@ -273,7 +309,7 @@ pub fn bool_trigger_fires_the_flagged_vectors<B: VfioBackend>(env: &Env<B>) -> R
 pub fn msix_mask_and_unmask_are_unsupported<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 1)?;
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &[&irqs[0]])?;
+    o.device.enable_interrupts(IrqIndex::MSIX, &[&irqs[0]])?;
     for action in [IrqAction::Mask, IrqAction::Unmask] {
         let r = o
             .device
@@ -288,8 +324,8 @@ pub fn calls_on_an_index_with_no_vectors_are_invalid<B: VfioBackend>(env: &Env<B
     let o = env.open_nvme()?;
     let irq = env.backend.new_interrupt()?;
     expect_errno(
-        "bind MSI",
-        o.device.bind_interrupts(IrqIndex::MSI, 0, &[&irq]),
+        "enable MSI",
+        o.device.enable_interrupts(IrqIndex::MSI, &[&irq]),
         ErrorKind::InvalidArgument,
     )?;
     expect_errno(
@@ -304,11 +340,11 @@ pub fn calls_on_an_index_with_no_vectors_are_invalid<B: VfioBackend>(env: &Env<B
 pub fn msix_cannot_be_enabled_while_intx_is<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_nvme()?;
     let intx = env.backend.new_interrupt()?;
-    o.device.bind_interrupts(IrqIndex::INTX, 0, &[&intx])?;
+    o.device.enable_interrupts(IrqIndex::INTX, &[&intx])?;
     let irq = env.backend.new_interrupt()?;
     expect_errno(
         "MSI-X over INTx",
-        o.device.bind_interrupts(IrqIndex::MSIX, 0, &[&irq]),
+        o.device.enable_interrupts(IrqIndex::MSIX, &[&irq]),
         ErrorKind::InvalidArgument,
     )
 }
@@ -318,7 +354,7 @@ pub fn msix_cannot_be_enabled_while_intx_is<B: VfioBackend>(env: &Env<B>) -> Res
 pub fn edu_msi_binds_fires_and_is_listed<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let irq = env.backend.new_interrupt()?;
-    o.device.bind_interrupts(IrqIndex::MSI, 0, &[&irq])?;
+    o.device.enable_interrupts(IrqIndex::MSI, &[&irq])?;
     o.device.trigger_interrupts(IrqIndex::MSI, 0, 1)?;
     ensure!(irq.wait(Some(ARRIVES))?.is_some(), "MSI did not fire");
     env.backend
@@ -337,7 +373,7 @@ pub fn edu_intx_binds_fires_unmasks_and_stays_listed_until_disabled<B: VfioBacke
     let o = env.open_edu()?;
     let paths = env.backend.host_paths();
     let irq = env.backend.new_interrupt()?;
-    o.device.bind_interrupts(IrqIndex::INTX, 0, &[&irq])?;
+    o.device.enable_interrupts(IrqIndex::INTX, &[&irq])?;
     o.device.trigger_interrupts(IrqIndex::INTX, 0, 1)?;
     ensure!(irq.wait(Some(ARRIVES))?.is_some(), "INTx did not fire");
     o.device.unmask_intx()?;
@@ -364,7 +400,7 @@ pub fn binding_a_non_eventfd_is_invalid_and_changes_nothing<B: VfioBackend>(
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 4)?;
     let refs: Vec<&B::Interrupt> = irqs.iter().collect();
-    o.device.bind_interrupts(IrqIndex::MSIX, 0, &refs)?;
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs)?;
     let file = std::fs::File::open("/")?;
     let fds = [Some(irqs[0].as_fd()), Some(file.as_fd())];
     let r = o.device.set_irqs(
@@ -384,7 +420,7 @@ pub fn closing_the_device_releases_its_vectors<B: VfioBackend>(env: &Env<B>) -> 
     let o = env.open_nvme()?;
     let irqs = interrupts(env, 2)?;
     o.device
-        .bind_interrupts(IrqIndex::MSIX, 0, &[&irqs[0], &irqs[1]])?;
+        .enable_interrupts(IrqIndex::MSIX, &[&irqs[0], &irqs[1]])?;
     env.backend
         .host_paths()
         .vector_irq(&env.targets.nvme, IrqIndex::MSIX, 1)?;
@@ -395,5 +431,154 @@ pub fn closing_the_device_releases_its_vectors<B: VfioBackend>(env: &Env<B>) -> 
         .vector_irq(&env.targets.nvme, IrqIndex::MSIX, 1)
         .expect_err("listed after close");
     ensure!(e.kind() == ErrorKind::NotFound, "{e}");
+    Ok(())
+}
+
+/// The kernel enables a disabled index for any `DATA_EVENTFD` trigger, even
+/// one that only unbinds (fd -1): the raw call leaves MSI-X enabled, so a
+/// loopback trigger then succeeds. The library's `unbind_interrupts` refuses
+/// on an index this handle has not enabled (no kernel call, no errno), and
+/// the index stays disabled.
+pub fn unbinding_on_a_disabled_index_is_refused_instead_of_enabling_it<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_nvme()?;
+    let e = o
+        .device
+        .unbind_interrupts(IrqIndex::MSIX, 0, 1)
+        .expect_err("unbind on a disabled index");
+    ensure!(
+        e.kind() == ErrorKind::InvalidArgument && e.errno().is_none(),
+        "{e} ({:?})",
+        e.errno()
+    );
+    expect_errno(
+        "trigger after the refused unbind",
+        o.device.trigger_interrupts(IrqIndex::MSIX, 0, 1),
+        ErrorKind::InvalidArgument,
+    )?;
+    o.device.set_irqs(
+        IrqIndex::MSIX,
+        IrqAction::Trigger,
+        0,
+        IrqData::Eventfds(&[None]),
+    )?;
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX) == Some(1),
+        "raw unbind: {:?}",
+        o.device.enabled_interrupts(IrqIndex::MSIX)
+    );
+    o.device.trigger_interrupts(IrqIndex::MSIX, 0, 1)?;
+    Ok(())
+}
+
+/// Enabling an index this handle already has enabled is refused (the kernel
+/// would silently rebind every vector), and the bindings stay.
+pub fn enabling_an_enabled_index_is_refused_and_keeps_its_bindings<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_nvme()?;
+    let irqs = interrupts(env, 4)?;
+    let refs: Vec<&B::Interrupt> = irqs.iter().collect();
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs)?;
+    let e = o
+        .device
+        .enable_interrupts(IrqIndex::MSIX, &refs[..1])
+        .expect_err("second enable");
+    ensure!(
+        e.kind() == ErrorKind::Busy && e.errno().is_none(),
+        "{e} ({:?})",
+        e.errno()
+    );
+    o.device.trigger_interrupts(IrqIndex::MSIX, 0, 4)?;
+    ensure!(fired(&irqs)? == [0, 1, 2, 3], "bindings changed");
+    o.device.disable_interrupts(IrqIndex::MSIX)?;
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX).is_none(),
+        "still enabled"
+    );
+    o.device.enable_interrupts(IrqIndex::MSIX, &refs[..2])?;
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX) == Some(2),
+        "re-enabled with {:?}",
+        o.device.enabled_interrupts(IrqIndex::MSIX)
+    );
+    Ok(())
+}
+
+/// An index enabled with no eventfds has its vectors allocated but none
+/// requested: single vectors then bind one at a time, and only bound ones
+/// fire and are listed in /proc/interrupts.
+pub fn vectors_enabled_unbound_bind_one_at_a_time<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    let nvme = env.targets.nvme;
+    o.device
+        .enable_interrupts_unbound(IrqIndex::MSIX, NVME_VECTORS)?;
+    let irqs = interrupts(env, 2)?;
+    o.device.bind_interrupt(IrqIndex::MSIX, 7, &irqs[0])?;
+    o.device.bind_interrupt(IrqIndex::MSIX, 64, &irqs[1])?;
+    o.device
+        .trigger_interrupts(IrqIndex::MSIX, 0, NVME_VECTORS)?;
+    ensure!(fired(&irqs)? == [0, 1], "fired");
+    let paths = env.backend.host_paths();
+    paths.vector_irq(&nvme, IrqIndex::MSIX, 7)?;
+    paths.vector_irq(&nvme, IrqIndex::MSIX, 64)?;
+    let e = paths
+        .vector_irq(&nvme, IrqIndex::MSIX, 8)
+        .expect_err("unbound vector listed");
+    ensure!(e.kind() == ErrorKind::NotFound, "{e}");
+    o.device.unbind_interrupts(IrqIndex::MSIX, 7, 1)?;
+    o.device
+        .trigger_interrupts(IrqIndex::MSIX, 0, NVME_VECTORS)?;
+    ensure!(fired(&irqs)? == [1], "after unbinding 7");
+    Ok(())
+}
+
+/// Counts past the index's vectors are the kernel's EINVAL, before anything
+/// is allocated for them: the library answers a huge unbind or unbound
+/// enable the same way, and the raw call with a huge count is refused by the
+/// kernel's own validation.
+pub fn huge_vector_counts_are_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    expect_errno(
+        "enable 66 unbound",
+        o.device
+            .enable_interrupts_unbound(IrqIndex::MSIX, NVME_VECTORS + 1),
+        ErrorKind::InvalidArgument,
+    )?;
+    let raw = vec![None; NVME_VECTORS as usize + 1];
+    expect_errno(
+        "raw enable 66",
+        o.device.set_irqs(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            0,
+            IrqData::Eventfds(&raw),
+        ),
+        ErrorKind::InvalidArgument,
+    )?;
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX).is_none(),
+        "enabled"
+    );
+    let irqs = interrupts(env, 1)?;
+    o.device.enable_interrupts(IrqIndex::MSIX, &[&irqs[0]])?;
+    expect_errno(
+        "unbind u32::MAX",
+        o.device.unbind_interrupts(IrqIndex::MSIX, 0, u32::MAX),
+        ErrorKind::InvalidArgument,
+    )?;
+    expect_errno(
+        "raw trigger u32::MAX",
+        o.device.set_irqs(
+            IrqIndex::MSIX,
+            IrqAction::Trigger,
+            1,
+            IrqData::None { count: u32::MAX },
+        ),
+        ErrorKind::InvalidArgument,
+    )?;
+    o.device.trigger_interrupts(IrqIndex::MSIX, 0, 1)?;
+    ensure!(fired(&irqs)? == [0], "the bound vector no longer fires");
     Ok(())
 }
