@@ -15,6 +15,7 @@ async fn a_task_awaits_the_vector_the_device_raises() {
         .collect();
     let refs: Vec<_> = irqs.iter().map(AsyncInterrupt::get_ref).collect();
     o.device.enable_interrupts(IrqIndex::MSIX, &refs).unwrap();
+    o.device.set_bus_master(true).unwrap();
 
     let host = env.backend.host();
     let nvme = env.targets.nvme;

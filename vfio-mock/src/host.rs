@@ -246,7 +246,7 @@ impl MockHostBuilder {
                     format!("{}-fasteoi", device.intx_irq),
                 );
             }
-            group.2.push(Arc::new(device));
+            group.2.push(device.into_arc());
         }
         procfs.add_dmar();
         let groups: BTreeMap<u32, Arc<GroupCore>> = groups

@@ -7,9 +7,12 @@
 //! `/proc/interrupts`. ERR and REQ are single eventfds with no irq.
 
 use crate::model::{Delivery, Irq};
+use crate::pci_device::PciDevice;
 use crate::procfs::{Edit, ProcInterrupts};
 use crate::trigger::Trigger;
+use crate::virqfd::Virqfd;
 use nix::errno::Errno;
+use std::sync::Weak;
 use vfio_core::{IrqAction, IrqData, IrqIndex, PciAddress};
 
 /// vfio-pci's number of IRQ indexes (`VFIO_PCI_NUM_IRQS`).
@@ -26,6 +29,8 @@ pub(crate) struct IrqEnv<'a> {
     pub intx_irq: u32,
     /// The irq table.
     pub procfs: &'a ProcInterrupts,
+    /// The device itself, for handlers that run later (the INTx unmask eventfd).
+    pub device: Weak<PciDevice>,
 }
 
 /// One MSI or MSI-X vector: its Linux irq and the eventfd bound to it.
@@ -40,6 +45,9 @@ struct Vector {
 struct Intx {
     trigger: Option<Trigger>,
     masked: bool,
+    /// The unmask eventfd (`ACTION_UNMASK | DATA_EVENTFD`): signalling it
+    /// unmasks, as the unmask ioctl does.
+    unmask: Option<Virqfd>,
 }
 
 /// The enabled interrupt mode (`vdev->irq_type`).
@@ -119,7 +127,7 @@ impl IrqState {
         // vfio_pci_set_irqs_ioctl: actions with no handler are ENOTTY.
         match (index, action) {
             (IrqIndex::INTX, IrqAction::Mask) => self.intx_mask(start, count, data),
-            (IrqIndex::INTX, IrqAction::Unmask) => self.intx_unmask(start, count, data),
+            (IrqIndex::INTX, IrqAction::Unmask) => self.intx_unmask(env, start, count, data),
             (IrqIndex::INTX, IrqAction::Trigger) => self.intx_trigger(env, p, start, count, data),
             (IrqIndex::MSI | IrqIndex::MSIX, IrqAction::Trigger) => {
                 self.msi_trigger(env, p, index == IrqIndex::MSIX, start, count, data)
@@ -158,7 +166,13 @@ impl IrqState {
         Ok(())
     }
 
-    fn intx_unmask(&mut self, start: u32, count: u32, data: IrqData<'_>) -> Result<(), Errno> {
+    fn intx_unmask(
+        &mut self,
+        env: &IrqEnv<'_>,
+        start: u32,
+        count: u32,
+        data: IrqData<'_>,
+    ) -> Result<(), Errno> {
         if !matches!(self.mode, Mode::Intx(_)) || start != 0 || count != 1 {
             return Err(Errno::EINVAL);
         }
@@ -169,11 +183,50 @@ impl IrqState {
                     self.unmask_intx();
                 }
             }
-            // An unmask eventfd (virqfd) needs the kernel to poll it; the
-            // mock does not implement that.
-            IrqData::Eventfds(_) => return Err(Errno::EOPNOTSUPP),
+            // vfio_virqfd_enable for a real fd, vfio_virqfd_disable for -1.
+            IrqData::Eventfds(fds) => {
+                let virqfd = match fds.first().copied().flatten() {
+                    Some(fd) => {
+                        let device = env.device.clone();
+                        Some(Virqfd::new(
+                            fd,
+                            Box::new(move |stopped| {
+                                if let Some(d) = device.upgrade() {
+                                    d.unmask_intx_from_eventfd(stopped);
+                                }
+                            }),
+                        )?)
+                    }
+                    None => None,
+                };
+                if let Mode::Intx(intx) = &mut self.mode {
+                    intx.unmask = virqfd;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// What the unmask eventfd's handler does (`vfio_pci_intx_unmask_handler`),
+    /// unless the eventfd was unbound (`stopped`) before it ran.
+    pub(crate) fn unmask_from_eventfd(&mut self, stopped: &std::sync::atomic::AtomicBool) {
+        if !stopped.load(std::sync::atomic::Ordering::Acquire) {
+            self.unmask_intx();
+        }
+    }
+
+    /// Acts on a signal of the unmask eventfd that its thread has not taken
+    /// yet, so that the device sees it before doing anything of its own.
+    fn drain_unmask(&mut self) {
+        let pending = match &self.mode {
+            Mode::Intx(Intx {
+                unmask: Some(v), ..
+            }) => v.drain(),
+            _ => false,
+        };
+        if pending {
+            self.unmask_intx();
+        }
     }
 
     /// `vfio_pci_intx_unmask`: if the line is still asserted the interrupt
@@ -230,6 +283,7 @@ impl IrqState {
                     self.mode = Mode::Intx(Intx {
                         trigger,
                         masked: false,
+                        unmask: None,
                     });
                     p.set_action(env.intx_irq, Some(format!("vfio-intx({})", env.address)));
                     // A line already asserted interrupts as soon as the irq is requested.
@@ -440,6 +494,7 @@ impl IrqState {
     /// /proc/interrupts and signalled if an eventfd is bound. For INTx this
     /// asserts the line (level-triggered) until [`lower_intx`](Self::lower_intx).
     pub(crate) fn raise(&mut self, env: &IrqEnv<'_>, irq: Irq) -> (Delivery, std::io::Result<()>) {
+        self.drain_unmask();
         env.procfs.edit(|p| match irq {
             Irq::Intx => {
                 self.level = true;

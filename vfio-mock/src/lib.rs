@@ -62,6 +62,7 @@ pub mod profiles;
 mod region;
 mod sysfs;
 mod trigger;
+mod virqfd;
 
 pub use builder::{BarKind, BarSpec, BuildError, MsiSpec, MsixSpec, PciDeviceBuilder};
 pub use clock::MockClock;

@@ -54,6 +54,10 @@ pub enum Delivery {
     /// No eventfd is bound to that vector, or that interrupt type is not
     /// enabled: the interrupt is lost, as on hardware.
     NotBound,
+    /// An MSI or MSI-X message with Bus Master Enable clear in the command
+    /// register: the device cannot write the message, so it is lost (a
+    /// loopback trigger through `SET_IRQS` is the kernel's and still fires).
+    BusMasterDisabled,
 }
 
 /// Why a DMA by the device failed.

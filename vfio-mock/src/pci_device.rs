@@ -71,6 +71,8 @@ pub(crate) struct PciDevice {
     pub procfs: Arc<ProcInterrupts>,
     pub container: ContainerSlot,
     pub faults: Arc<Faults>,
+    /// The `Arc` this device lives in, for handlers that run later.
+    me: std::sync::OnceLock<std::sync::Weak<PciDevice>>,
 }
 
 impl PciDevice {
@@ -109,7 +111,20 @@ impl PciDevice {
             procfs,
             container,
             faults,
+            me: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Puts the device in its `Arc` (once, when the host is built).
+    pub(crate) fn into_arc(self) -> Arc<Self> {
+        let device = Arc::new(self);
+        let _ = device.me.set(Arc::downgrade(&device));
+        device
+    }
+
+    /// The INTx unmask eventfd was signalled (see [`crate::virqfd`]).
+    pub(crate) fn unmask_intx_from_eventfd(&self, stopped: &std::sync::atomic::AtomicBool) {
+        self.irqs.lock().unmask_from_eventfd(stopped);
     }
 
     pub(crate) fn is_removed(&self) -> bool {
@@ -456,6 +471,7 @@ impl PciDevice {
             counts: self.irq_counts(),
             intx_irq: self.intx_irq,
             procfs: &self.procfs,
+            device: self.me.get().cloned().unwrap_or_default(),
         }
     }
 
@@ -509,6 +525,12 @@ impl PciDevice {
     pub(crate) fn raise(&self, irq: Irq) -> Delivery {
         if self.is_removed() {
             return Delivery::NotBound;
+        }
+        // An MSI or MSI-X message is a memory write by the device: without
+        // Bus Master Enable it is never sent. INTx is a wire and needs none.
+        let message = matches!(irq, Irq::Msi(_) | Irq::Msix(_));
+        if message && self.command.load(Ordering::Acquire) & reg::COMMAND_MASTER == 0 {
+            return Delivery::BusMasterDisabled;
         }
         let env = self.irq_env();
         let (delivery, _written) = self.irqs.lock().raise(&env, irq);

@@ -35,6 +35,25 @@ impl Trigger {
         // kernel's eventfd_signal saturates in the same case.
         let _ = nix::unistd::write(self.fd.as_fd(), &1u64.to_ne_bytes());
     }
+
+    /// Reads and clears the count if it is non-zero, as the kernel's
+    /// `eventfd_ctx_do_read` does: true if there was one. Never blocks, even
+    /// on an eventfd the user made blocking.
+    pub(crate) fn consume(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(1)) {
+            return false;
+        }
+        let mut count = [0u8; 8];
+        matches!(nix::unistd::read(&self.fd, &mut count), Ok(8))
+    }
+}
+
+impl AsFd for Trigger {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
 }
 
 #[cfg(test)]

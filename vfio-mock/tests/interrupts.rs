@@ -182,7 +182,14 @@ fn proc_interrupts_lists_bound_vectors_and_counts_device_interrupts_only() {
     o.device.trigger_interrupts(IrqIndex::MSIX, 1, 1).unwrap();
     assert_eq!(fired(&v), [1]);
     assert_eq!(counts(irq1), Some(0));
-    // The device raising the vector is.
+    // The device raising the vector is, once it may write the message
+    // (Bus Master Enable); a loopback trigger needs no bus mastering.
+    assert_eq!(
+        host.with_device(nvme, |ctx| ctx.raise(Irq::Msix(1))),
+        Some(Delivery::BusMasterDisabled)
+    );
+    assert_eq!(counts(irq1), Some(0));
+    o.device.set_bus_master(true).unwrap();
     let delivery = host
         .with_device(nvme, |ctx| {
             (ctx.raise(Irq::Msix(1)), ctx.raise(Irq::Msix(1)))

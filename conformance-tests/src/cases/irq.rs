@@ -5,7 +5,7 @@ use anyhow::{Context, Result, ensure};
 use std::os::fd::AsFd;
 use std::time::Duration;
 use vfio_core::{
-    Device, ErrorKind, Interrupt, IrqAction, IrqData, IrqFlags, IrqIndex, VfioBackend,
+    Device, ErrorKind, Interrupt, IrqAction, IrqData, IrqFlags, IrqIndex, MappedRegion, VfioBackend,
 };
 
 /// QEMU's NVMe controller has 65 MSI-X vectors by default.
@@ -580,5 +580,94 @@ pub fn huge_vector_counts_are_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()
     )?;
     o.device.trigger_interrupts(IrqIndex::MSIX, 0, 1)?;
     ensure!(fired(&irqs)? == [0], "the bound vector no longer fires");
+    Ok(())
+}
+
+/// How long to wait for an interrupt that should not arrive.
+const STAYS_AWAY: Duration = Duration::from_millis(300);
+
+/// `edu` registers: raise (OR into the status) and acknowledge (clear) an
+/// interrupt.
+const EDU_IRQ_RAISE: u64 = 0x60;
+const EDU_IRQ_ACK: u64 = 0x64;
+
+/// An MSI the device sends is a memory write, so it needs Bus Master Enable:
+/// with it clear, `edu` raising its interrupt delivers nothing, while a
+/// loopback trigger (the kernel signalling the eventfd itself) still fires.
+/// With it set, the device's MSI arrives.
+pub fn device_msi_needs_bus_master_enable_but_loopback_does_not<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let irq = env.backend.new_interrupt()?;
+    o.device.enable_interrupts(IrqIndex::MSI, &[&irq])?;
+    o.device.set_bus_master(false)?;
+    let bar = o.device.map_region(vfio_core::region::BAR0)?;
+    bar.write_u32(EDU_IRQ_RAISE, 1)?;
+    ensure!(
+        irq.wait(Some(STAYS_AWAY))?.is_none(),
+        "an MSI arrived with bus mastering off"
+    );
+    o.device.trigger_interrupts(IrqIndex::MSI, 0, 1)?;
+    ensure!(
+        irq.wait(Some(ARRIVES))?.is_some(),
+        "the loopback did not fire"
+    );
+    bar.write_u32(EDU_IRQ_ACK, 1)?;
+    o.device.set_bus_master(true)?;
+    bar.write_u32(EDU_IRQ_RAISE, 1)?;
+    ensure!(
+        irq.wait(Some(ARRIVES))?.is_some(),
+        "no MSI with bus mastering on"
+    );
+    bar.write_u32(EDU_IRQ_ACK, 1)?;
+    Ok(())
+}
+
+/// An unmask eventfd (`ACTION_UNMASK | DATA_EVENTFD` on INTx) unmasks when
+/// signalled, as the unmask ioctl does, and the kernel consumes its count:
+/// while the line is still asserted the interrupt stays masked and the
+/// trigger is signalled again; once the device lowers it, the next
+/// interrupt is delivered.
+pub fn intx_unmask_eventfd_unmasks_like_the_ioctl<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let trigger = env.backend.new_interrupt()?;
+    let unmask = vfio_core::EventFdInterrupt::new()?;
+    o.device.enable_interrupts(IrqIndex::INTX, &[&trigger])?;
+    o.device.set_irqs(
+        IrqIndex::INTX,
+        IrqAction::Unmask,
+        0,
+        IrqData::Eventfds(&[Some(unmask.as_fd())]),
+    )?;
+    let bar = o.device.map_region(vfio_core::region::BAR0)?;
+    bar.write_u32(EDU_IRQ_RAISE, 1)?;
+    ensure!(trigger.wait(Some(ARRIVES))?.is_some(), "INTx did not fire");
+    // Automasked: acknowledging and raising again delivers nothing.
+    bar.write_u32(EDU_IRQ_ACK, 1)?;
+    bar.write_u32(EDU_IRQ_RAISE, 1)?;
+    ensure!(
+        trigger.wait(Some(STAYS_AWAY))?.is_none(),
+        "a masked INTx fired"
+    );
+    // Unmasking with the line asserted re-signals the trigger.
+    unmask.signal()?;
+    ensure!(
+        trigger.wait(Some(ARRIVES))?.is_some(),
+        "unmask with the line asserted did not re-signal"
+    );
+    ensure!(
+        unmask.try_consume()?.is_none(),
+        "the unmask eventfd's count was left"
+    );
+    // Lowered, then unmasked: the next interrupt is delivered.
+    bar.write_u32(EDU_IRQ_ACK, 1)?;
+    unmask.signal()?;
+    bar.write_u32(EDU_IRQ_RAISE, 1)?;
+    ensure!(
+        trigger.wait(Some(ARRIVES))?.is_some(),
+        "no INTx after the eventfd unmask"
+    );
+    bar.write_u32(EDU_IRQ_ACK, 1)?;
     Ok(())
 }

@@ -95,6 +95,8 @@ macro_rules! for_each_case {
             irq::enabling_an_enabled_index_is_refused_and_keeps_its_bindings,
             irq::vectors_enabled_unbound_bind_one_at_a_time,
             irq::huge_vector_counts_are_invalid,
+            irq::device_msi_needs_bus_master_enable_but_loopback_does_not,
+            irq::intx_unmask_eventfd_unmasks_like_the_ioctl,
             driver::edu_driver_computes_factorials_with_completion_interrupts,
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,
