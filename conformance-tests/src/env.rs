@@ -51,13 +51,16 @@ impl Targets {
     }
 }
 
-/// A case's environment: a fresh backend and the target devices.
+/// A case's environment: a fresh backend, the target devices, and what the
+/// host lets a case do beyond VFIO calls.
 #[derive(Debug)]
 pub struct Env<B: VfioBackend> {
     /// The backend under test.
     pub backend: B,
     /// The devices to use.
     pub targets: Targets,
+    /// Device removal and restore on this host.
+    pub host: std::sync::Arc<dyn crate::HostControl>,
 }
 
 /// A device opened the usual way, with the container and group it needs.
@@ -78,7 +81,22 @@ impl<B: VfioBackend> Env<B> {
         Self {
             backend,
             targets: Targets::default(),
+            host: std::sync::Arc::new(crate::NoHostControl),
         }
+    }
+
+    /// The same environment with other targets.
+    #[must_use]
+    pub fn with_targets(mut self, targets: Targets) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    /// The same environment with a host that lets cases remove devices.
+    #[must_use]
+    pub fn with_host(mut self, host: std::sync::Arc<dyn crate::HostControl>) -> Self {
+        self.host = host;
+        self
     }
 
     /// The IOMMU group number of `device`, from sysfs.

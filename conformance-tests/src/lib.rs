@@ -11,10 +11,12 @@ pub mod cases;
 mod env;
 pub mod generic;
 pub mod guest;
+pub mod host_control;
 pub mod mock;
 pub mod report;
 
 pub use env::{Env, Opened, Targets};
+pub use host_control::{HostControl, NoHostControl, SysfsHostControl};
 
 /// Which of `irqs` have fired since last consumed, consuming them: the
 /// indexes in order.

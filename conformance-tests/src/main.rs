@@ -118,12 +118,7 @@ fn kernel_report(o: &Options, workspace: &Path) -> Result<Option<Report>> {
         check_host(&[o.targets.edu, o.targets.nvme])?;
         let cases = cases::all::<LinuxBackend>();
         let targets = o.targets;
-        let factory = move || {
-            Ok(Env {
-                backend: LinuxBackend::new(),
-                targets,
-            })
-        };
+        let factory = move || Ok(Env::new(LinuxBackend::new()).with_targets(targets));
         println!("== the suite on this host's vfio-pci");
         return Ok(Some(report::run_suite(
             "vfio-linux (host)",

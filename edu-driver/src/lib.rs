@@ -122,13 +122,16 @@ pub enum EduError {
 pub struct Edu<B: VfioBackend> {
     bar0: B::Region,
     irq: B::Interrupt,
+    /// Signalled by vfio-pci when the device is being removed (its sysfs
+    /// `remove`, or a hot-unplug request): the driver should let go.
+    req: B::Interrupt,
     device: B::Device,
 }
 
 impl<B: VfioBackend> Edu<B> {
     /// Takes over an opened `edu`: maps BAR0, checks identification and
-    /// liveness, enables bus mastering (for DMA and MSI) and binds MSI vector 0
-    /// to a new interrupt.
+    /// liveness, enables bus mastering (for DMA and MSI), binds MSI vector 0
+    /// to a new interrupt and binds the device-request (REQ) interrupt.
     pub fn new(backend: &B, device: B::Device) -> Result<Self, EduError> {
         let bar0 = device.map_region(region::BAR0)?;
         let id = bar0.read_u32(regs::ID)?;
@@ -144,7 +147,32 @@ impl<B: VfioBackend> Edu<B> {
         device.set_bus_master(true)?;
         let irq = backend.new_interrupt()?;
         device.enable_interrupts(IrqIndex::MSI, &[&irq])?;
-        Ok(Self { bar0, irq, device })
+        let req = backend.new_interrupt()?;
+        device.bind_interrupt(IrqIndex::REQ, 0, &req)?;
+        Ok(Self {
+            bar0,
+            irq,
+            req,
+            device,
+        })
+    }
+
+    /// True if the kernel has asked for the device back since the last call.
+    ///
+    /// On Linux, removing a device (its sysfs `remove`, or an unplug
+    /// request) signals the REQ interrupt and then waits, with the device
+    /// still working, until every handle and mapping of it is closed: a
+    /// driver that sees this should finish what it is doing and drop the
+    /// [`Edu`]. The wait never ends on its own, so a driver that never looks
+    /// blocks the removal. The REQ eventfd is also [`AsFd`](std::os::fd::AsFd)
+    /// for a reactor: [`Edu::release_request`].
+    pub fn release_requested(&self) -> Result<bool, EduError> {
+        Ok(self.req.try_consume()?.is_some())
+    }
+
+    /// The interrupt vfio-pci signals to ask for the device back.
+    pub fn release_request(&self) -> &B::Interrupt {
+        &self.req
     }
 
     /// The device handle.
@@ -274,14 +302,16 @@ mod tests {
     }
 
     #[test]
-    fn a_device_that_vanishes_is_reported_not_believed() {
+    fn a_removal_request_is_seen_and_the_removal_waits_for_the_driver() {
         let host = profiles::qemu_guest().build().unwrap();
         let (edu, _container) = edu(&host);
-        assert!(host.remove_device(profiles::edu_address()));
-        let e = edu.factorial(5).unwrap_err();
-        assert!(
-            matches!(e, EduError::Vfio(ref v) if v.kind() == vfio_core::ErrorKind::NotFound),
-            "{e}"
-        );
+        assert!(!edu.release_requested().unwrap());
+        let removal = host.remove_device(profiles::edu_address()).unwrap();
+        assert!(edu.release_requested().unwrap());
+        // Still working until the driver lets go; the removal waits for it.
+        assert_eq!(edu.factorial(5).unwrap(), 120);
+        assert!(!removal.wait(std::time::Duration::from_millis(10)));
+        drop(edu);
+        assert!(removal.wait(std::time::Duration::from_secs(5)));
     }
 }

@@ -356,32 +356,40 @@ impl MockHost {
         }
     }
 
-    /// Hot-unplugs the device at `address`.
+    /// Removes the device at `address`, as writing 1 to its sysfs `remove`
+    /// does on Linux 6.1 (`vfio_pci_remove` → `vfio_unregister_group_dev`).
     ///
-    /// The REQ eventfd (if the user bound one) is signalled, as the kernel
-    /// does to ask for the device back, and then the device is gone at
-    /// once: its interrupts are torn down (its vectors leave
-    /// `/proc/interrupts`), it leaves sysfs (and its group's `/dev/vfio`
-    /// node goes when no vfio-pci device is left), every later ioctl or
-    /// region read/write on an open handle fails with ENODEV, accesses
-    /// through a mapped region fail as [`ErrorKind::NotFound`](vfio_core::ErrorKind::NotFound),
-    /// opening it fails with ENODEV, and the device model sees DMA fail.
-    /// Returns false if there is no such device or it is already gone.
-    pub fn remove_device(&self, address: PciAddress) -> bool {
-        let Some((group, device)) = self.inner.device(&address) else {
-            return false;
-        };
-        if device.is_removed() {
-            return false;
-        }
-        device.remove();
-        if let Err(e) = sysfs::remove_device(&self.inner.paths, group, device) {
-            self.inner
-                .errors
-                .lock()
-                .push(format!("cannot remove {address} from the fake sysfs: {e}"));
-        }
-        true
+    /// At once the REQ eventfd, if the user bound one, is signalled to ask
+    /// for the device back. Every open handle and mapped region keeps
+    /// working, and the device can still be opened (Linux 6.1 allows it, and
+    /// waits for the new handle too). When the last of them is closed, the
+    /// device is gone: it
+    /// leaves sysfs (and its group's `/dev/vfio` node goes when no vfio-pci
+    /// device is left), and any call through a group handle to open it is
+    /// ENODEV. The kernel's writer blocks until then; the returned
+    /// [`Removal`] is that writer: [`Removal::wait`] blocks the same way,
+    /// and asks again every 10 seconds, as the kernel does.
+    ///
+    /// `None` if there is no such device or its removal has already begun.
+    pub fn remove_device(&self, address: PciAddress) -> Option<Removal> {
+        let (_, device) = self.inner.device(&address)?;
+        let host = Arc::downgrade(&self.inner);
+        let complete = Box::new(move || {
+            let Some(inner) = host.upgrade() else { return };
+            let Some((group, device)) = inner.device(&address) else {
+                return;
+            };
+            device.finish_removal();
+            if let Err(e) = sysfs::remove_device(&inner.paths, group, device) {
+                inner
+                    .errors
+                    .lock()
+                    .push(format!("cannot remove {address} from the fake sysfs: {e}"));
+            }
+        });
+        device.begin_removal(complete).then(|| Removal {
+            device: device.clone(),
+        })
     }
 
     /// Acts as the device at `address`: raise interrupts, DMA, touch BAR
@@ -470,5 +478,41 @@ impl VfioBackend for MockBackend {
 
     fn alloc_dma(&self, size: usize) -> Result<MockDmaMemory> {
         MockDmaMemory::alloc(size, self.inner.faults.clone())
+    }
+}
+
+/// A device removal under way: what a writer of the device's sysfs `remove`
+/// waits for. See [`MockHost::remove_device`].
+#[derive(Debug)]
+pub struct Removal {
+    device: Arc<PciDevice>,
+}
+
+/// How often the kernel asks the user again to release a device being removed.
+const REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Removal {
+    /// True once the user has released the device and it is gone.
+    pub fn is_done(&self) -> bool {
+        self.device.is_removed()
+    }
+
+    /// Waits up to `timeout` for the user to release the device, signalling
+    /// the REQ eventfd again every 10 seconds of waiting; true once it is
+    /// gone.
+    pub fn wait(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        loop {
+            let left = deadline.map_or(REQUEST_INTERVAL, |d| {
+                d.saturating_duration_since(std::time::Instant::now())
+            });
+            if self.device.wait_released(left.min(REQUEST_INTERVAL)) || self.is_done() {
+                return self.is_done();
+            }
+            if left <= REQUEST_INTERVAL {
+                return self.is_done();
+            }
+            self.device.request_release();
+        }
     }
 }

@@ -40,7 +40,8 @@
 //! Fault injection follows embedded-hal-mock: [`MockHost::fail_next`]
 //! makes the next calls of an operation fail with an errno,
 //! [`MockHost::done`] checks they all happened, and
-//! [`MockHost::remove_device`] unplugs a device.
+//! [`MockHost::remove_device`] removes a device as its sysfs `remove` does:
+//! the user is asked to release it (REQ), and it goes once released.
 #![deny(missing_docs)]
 
 mod bar;
@@ -70,7 +71,7 @@ pub use container::MockContainer;
 pub use device::MockDevice;
 pub use fault::{PendingFault, UnconsumedFaults};
 pub use group::MockGroup;
-pub use host::{KeepAlive, MockBackend, MockHost, MockHostBuilder};
+pub use host::{KeepAlive, MockBackend, MockHost, MockHostBuilder, Removal};
 pub use memory::MockDmaMemory;
 pub use model::{Delivery, DeviceContext, DeviceModel, DmaFault, Irq};
 pub use pci_device::Driver;

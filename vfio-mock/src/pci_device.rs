@@ -67,6 +67,13 @@ pub(crate) struct PciDevice {
     model: Option<Box<dyn DeviceModel>>,
     irqs: Mutex<IrqState>,
     open_fds: Mutex<u32>,
+    /// Signalled when the last device fd (or mapping) is closed.
+    released: parking_lot::Condvar,
+    /// Removal has begun (`vfio_unregister_group_dev`): the device is
+    /// removed once released.
+    unregistering: AtomicBool,
+    /// What completes the removal, run at the last close.
+    on_released: Mutex<Option<Completion>>,
     removed: AtomicBool,
     pub procfs: Arc<ProcInterrupts>,
     pub container: ContainerSlot,
@@ -107,6 +114,9 @@ impl PciDevice {
             spec,
             irqs: Mutex::new(IrqState::default()),
             open_fds: Mutex::new(0),
+            released: parking_lot::Condvar::new(),
+            unregistering: AtomicBool::new(false),
+            on_released: Mutex::new(None),
             removed: AtomicBool::new(false),
             procfs,
             container,
@@ -615,6 +625,17 @@ impl PciDevice {
         if *fds > 0 {
             return;
         }
+        self.disable_on_last_close();
+        drop(fds);
+        let complete = self.on_released.lock().take();
+        if let Some(Completion(complete)) = complete {
+            complete();
+        }
+        self.released.notify_all();
+    }
+
+    /// `vfio_pci_core_disable`, at the last close.
+    fn disable_on_last_close(&self) {
         let env = self.irq_env();
         let _written = self.irqs.lock().release(&env);
         self.show_enable_bits(Enabled::None);
@@ -629,14 +650,58 @@ impl PciDevice {
         }
     }
 
-    /// Hot-unplug: the REQ eventfd (if bound) is signalled, as the kernel
-    /// asks the user to let go, then the device is gone: interrupts are
-    /// torn down and every later call on it fails.
-    pub(crate) fn remove(&self) {
+    /// Begins removal, as writing the device's sysfs `remove` does
+    /// (`vfio_unregister_group_dev`): the REQ eventfd (if bound) asks the
+    /// user to release it, and `complete`
+    /// runs once every fd and mapping of it is closed (at once if none is
+    /// open). Until then the device works as before. False if removal had
+    /// already begun.
+    pub(crate) fn begin_removal(&self, complete: Box<dyn FnOnce() + Send>) -> bool {
+        if self.unregistering.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.request_release();
+        let fds = self.open_fds.lock();
+        if *fds == 0 {
+            drop(fds);
+            complete();
+            self.released.notify_all();
+        } else {
+            *self.on_released.lock() = Some(Completion(complete));
+        }
+        true
+    }
+
+    /// Signals the REQ eventfd if one is bound (`vfio_pci_core_request`).
+    pub(crate) fn request_release(&self) {
         self.irqs.lock().request_release();
+    }
+
+    /// Waits until no fd or mapping of the device is open, up to `timeout`:
+    /// true if released.
+    pub(crate) fn wait_released(&self, timeout: std::time::Duration) -> bool {
+        let mut fds = self.open_fds.lock();
+        if *fds > 0 {
+            self.released.wait_while_for(&mut fds, |n| *n > 0, timeout);
+        }
+        *fds == 0
+    }
+
+    /// The device is gone: interrupts torn down, every later call on a
+    /// handle of it fails.
+    pub(crate) fn finish_removal(&self) {
         self.removed.store(true, Ordering::Release);
         let env = self.irq_env();
         let _written = self.irqs.lock().unplug(&env);
+    }
+}
+
+/// What completes a removal once the device is released.
+struct Completion(Box<dyn FnOnce() + Send>);
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Completion")
     }
 }
 

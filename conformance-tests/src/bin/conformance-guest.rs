@@ -6,7 +6,9 @@
 //! JSON report on a line prefixed `@@OUT@@ ` for the host to collect, then a
 //! `N passed, N failed` line. Exits 1 if any case fails.
 
-use conformance_tests::{Env, Targets, cases, report};
+use conformance_tests::{Env, HostControl, SysfsHostControl, Targets, cases, report};
+use std::path::Path;
+use std::sync::Arc;
 use vfio_linux::LinuxBackend;
 
 fn main() {
@@ -18,11 +20,12 @@ fn main() {
         }
     };
     let cases = cases::all::<LinuxBackend>();
+    // The guest is the suite's own machine: cases may remove and restore devices.
+    let host: Arc<dyn HostControl> = Arc::new(SysfsHostControl::new(Path::new("/sys")));
     let factory = || {
-        Ok(Env {
-            backend: LinuxBackend::new(),
-            targets,
-        })
+        Ok(Env::new(LinuxBackend::new())
+            .with_targets(targets)
+            .with_host(host.clone()))
     };
     let report = report::run_suite("vfio-linux", &cases, &factory);
     let (passed, failed) = report.counts();

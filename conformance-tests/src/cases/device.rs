@@ -2,7 +2,10 @@
 
 use crate::Env;
 use anyhow::{Result, ensure};
-use vfio_core::{Device, DeviceFlags, ErrorKind, MappedRegion, RegionFlags, VfioBackend, region};
+use vfio_core::{
+    Device, DeviceFlags, ErrorKind, Group, Interrupt, IrqIndex, MappedRegion, RegionFlags,
+    VfioBackend, region,
+};
 
 /// Offset of `edu`'s identification register in BAR0.
 const EDU_ID: u64 = 0x00;
@@ -377,5 +380,97 @@ pub fn edu_config_space_matches_qemu_layout<B: VfioBackend>(env: &Env<B>) -> Res
     let msi = vfio_core::parse::pci_caps::msi(&config)?.ok_or_else(|| anyhow::anyhow!("no MSI"))?;
     let shape = (msi.vectors_capable, msi.is_64bit, msi.per_vector_masking);
     ensure!(shape == (1, true, false), "MSI {shape:?}");
+    Ok(())
+}
+
+/// Removing a device that a driver holds open (its sysfs `remove`, from
+/// another thread) signals the device's REQ interrupt and then waits, with
+/// the device still working, until the user has closed every handle and
+/// mapping of it (a new open meanwhile succeeds, and is waited for too).
+/// Once released it is gone
+/// from sysfs. (The host brings it back afterwards for the cases that follow.)
+pub fn removal_asks_for_the_device_and_waits_for_its_release<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    /// Restores the device when the case ends, however it ends, once the
+    /// removal thread is done.
+    struct Restore {
+        host: std::sync::Arc<dyn crate::HostControl>,
+        device: vfio_core::PciAddress,
+        remover: Option<std::thread::JoinHandle<Result<()>>>,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if let Some(remover) = self.remover.take() {
+                let _ = remover.join();
+            }
+            if let Err(e) = self.host.restore(&self.device) {
+                eprintln!("restoring {} after its removal: {e:#}", self.device);
+            }
+        }
+    }
+    const ARRIVES: std::time::Duration = std::time::Duration::from_secs(5);
+    const STAYS_AWAY: std::time::Duration = std::time::Duration::from_millis(300);
+    let edu = env.targets.edu;
+    let mut restore = Restore {
+        host: env.host.clone(),
+        device: edu,
+        remover: None,
+    };
+    let o = env.open_edu()?;
+    let req = env.backend.new_interrupt()?;
+    o.device.bind_interrupt(IrqIndex::REQ, 0, &req)?;
+    let bar = o.device.map_region(region::BAR0)?;
+    let (done_tx, done) = std::sync::mpsc::channel();
+    let host = env.host.clone();
+    restore.remover = Some(std::thread::spawn(move || {
+        let r = host.remove(&edu);
+        let _ = done_tx.send(());
+        r
+    }));
+    ensure!(
+        req.wait(Some(ARRIVES))?.is_some(),
+        "no REQ interrupt asked for the device"
+    );
+    ensure!(
+        done.recv_timeout(STAYS_AWAY).is_err(),
+        "removed while the device was open"
+    );
+    ensure!(bar.read_u32(0)? == 0x0100_00ed, "BAR0 stopped working");
+    o.device.info()?;
+    // Linux 6.1 still lets the device be opened meanwhile, and waits for
+    // that handle too.
+    let second = o.group.open_device(&edu.to_string())?;
+    let crate::Opened {
+        device,
+        group,
+        container,
+    } = o;
+    drop(device);
+    ensure!(
+        done.recv_timeout(STAYS_AWAY).is_err(),
+        "removed while a second handle was open"
+    );
+    second.info()?;
+    drop(second);
+    drop((group, container));
+    ensure!(
+        done.recv_timeout(STAYS_AWAY).is_err(),
+        "removed while a BAR was still mapped"
+    );
+    drop(bar);
+    done.recv_timeout(ARRIVES)
+        .map_err(|_| anyhow::anyhow!("not removed after the device was released"))?;
+    if let Some(remover) = restore.remover.take() {
+        remover
+            .join()
+            .map_err(|_| anyhow::anyhow!("the removal thread panicked"))??;
+    }
+    let e = env
+        .backend
+        .host_paths()
+        .iommu_group(&edu)
+        .expect_err("still in sysfs");
+    ensure!(e.kind() == ErrorKind::NotFound, "{e}");
     Ok(())
 }

@@ -100,6 +100,8 @@ macro_rules! for_each_case {
             driver::edu_driver_computes_factorials_with_completion_interrupts,
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,
+            // Last: it removes edu, and the host brings it back for the generic cases.
+            device::removal_asks_for_the_device_and_waits_for_its_release,
         }
     };
 }
