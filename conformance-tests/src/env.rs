@@ -7,7 +7,8 @@ use vfio_core::{Container, Group, IommuType, PciAddress, VfioBackend};
 /// 00:02.0 and an NVMe controller at 00:03.0, both bound to vfio-pci, and
 /// behind a PCI bridge (so sharing one IOMMU group) a second `edu` bound to
 /// vfio-pci and an i6300esb watchdog bound to its own driver, which makes that
-/// group not viable. The simulated host models the same four.
+/// group not viable; and at 00:05.0 an NVMe controller with 2048 MSI-X
+/// vectors. The simulated host models the same five.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Targets {
     /// QEMU's `edu` educational device.
@@ -18,6 +19,9 @@ pub struct Targets {
     pub shared_edu: PciAddress,
     /// The device on another driver (an i6300esb watchdog) in that group.
     pub watchdog: PciAddress,
+    /// An NVMe controller with 2048 MSI-X vectors, more than the host's
+    /// CPUs can take.
+    pub big_nvme: PciAddress,
 }
 
 impl Default for Targets {
@@ -27,6 +31,7 @@ impl Default for Targets {
             nvme: PciAddress::new(0, 0, 3, 0).expect("valid address"),
             shared_edu: PciAddress::new(0, 1, 1, 0).expect("valid address"),
             watchdog: PciAddress::new(0, 1, 2, 0).expect("valid address"),
+            big_nvme: PciAddress::new(0, 0, 5, 0).expect("valid address"),
         }
     }
 }
@@ -34,7 +39,7 @@ impl Default for Targets {
 impl Targets {
     /// The defaults, overridden by the addresses the guest exports
     /// (`VFIO_GUEST_EDU`, `VFIO_GUEST_NVME`, `VFIO_GUEST_SHARED_EDU`,
-    /// `VFIO_GUEST_WATCHDOG`) where set.
+    /// `VFIO_GUEST_WATCHDOG`, `VFIO_GUEST_BIG_NVME`) where set.
     pub fn from_env() -> Result<Self> {
         let mut t = Self::default();
         for (var, slot) in [
@@ -42,6 +47,7 @@ impl Targets {
             ("VFIO_GUEST_NVME", &mut t.nvme),
             ("VFIO_GUEST_SHARED_EDU", &mut t.shared_edu),
             ("VFIO_GUEST_WATCHDOG", &mut t.watchdog),
+            ("VFIO_GUEST_BIG_NVME", &mut t.big_nvme),
         ] {
             if let Ok(value) = std::env::var(var) {
                 *slot = value.parse().with_context(|| format!("{var}={value}"))?;

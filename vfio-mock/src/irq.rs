@@ -279,13 +279,14 @@ impl IrqState {
             match &mut self.mode {
                 Mode::Intx(intx) => intx.trigger = trigger,
                 _ => {
-                    // vfio_intx_enable: unmasked, irq requested.
+                    // vfio_intx_enable: unmasked, irq requested (which needs a
+                    // CPU vector, as any request_irq does).
+                    p.request(env.intx_irq, format!("vfio-intx({})", env.address))?;
                     self.mode = Mode::Intx(Intx {
                         trigger,
                         masked: false,
                         unmask: None,
                     });
-                    p.set_action(env.intx_irq, Some(format!("vfio-intx({})", env.address)));
                     // A line already asserted interrupts as soon as the irq is requested.
                     self.service_intx(env, p);
                 }
@@ -451,10 +452,9 @@ impl IrqState {
     fn disable(&mut self, intx_irq: u32, p: &mut Edit<'_>) {
         match std::mem::take(&mut self.mode) {
             Mode::None => {}
-            Mode::Intx(_) => p.set_action(intx_irq, None),
+            Mode::Intx(_) => p.release(intx_irq),
             Mode::Msi(vectors) | Mode::Msix(vectors) => {
                 for v in vectors {
-                    p.set_action(v.irq, None);
                     p.free(v.irq);
                 }
             }
@@ -542,14 +542,15 @@ fn set_vector_signal(
     name: impl FnOnce() -> String,
 ) -> Result<(), Errno> {
     if v.trigger.take().is_some() {
-        p.set_action(v.irq, None);
+        p.release(v.irq);
     }
     let Some(fd) = fd else {
         return Ok(());
     };
     let trigger = Trigger::from_fd(fd)?;
+    // request_irq: fails with ENOSPC when the CPUs have no vector left.
+    p.request(v.irq, name())?;
     v.trigger = Some(trigger);
-    p.set_action(v.irq, Some(name()));
     Ok(())
 }
 

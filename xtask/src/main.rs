@@ -32,6 +32,7 @@ commands:
         NVME        0000:00:03.0  group 2  vfio-pci
         SHARED_EDU  0000:01:01.0  group 3  vfio-pci        (behind the PCI bridge
         WATCHDOG    0000:01:02.0  group 3  i6300ESB timer   at 0000:00:04.0, group 3)
+        BIG_NVME    0000:00:05.0  group 4  vfio-pci        (NVMe with 2048 MSI-X vectors)
       Group 3 is not viable: its watchdog has a kernel driver, so attaching the group
       to a container fails (EPERM).
       Lines the binary prints starting with `@@OUT@@ ` are appended (minus the prefix)

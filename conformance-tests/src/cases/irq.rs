@@ -671,3 +671,90 @@ pub fn intx_unmask_eventfd_unmasks_like_the_ioctl<B: VfioBackend>(env: &Env<B>) 
     bar.write_u32(EDU_IRQ_ACK, 1)?;
     Ok(())
 }
+
+/// How many MSI-X vectors the guest's 2 CPUs can take with nothing else
+/// bound: 201 per CPU on Linux 6.1 x86-64, less the 7 the host's own irqs hold.
+const GUEST_VECTOR_BUDGET: u32 = 395;
+
+/// The host's CPUs have a limited number of interrupt vectors: a device with
+/// 2048 MSI-X vectors enables them all (allocation is lazy), but binding
+/// eventfds requests a CPU vector each, and past the budget `request_irq`
+/// fails with ENOSPC. A failed bind into the enabled index leaves the
+/// vectors from its start up to the failing one unbound and the rest as they
+/// were; a failed bind that was to enable the index leaves it disabled.
+pub fn binding_past_the_host_vector_budget_is_no_space<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let big = env.targets.big_nvme;
+    let group = env.group_of(&big)?;
+    ensure!(group == 4, "the 2048-vector NVMe is in group {group}");
+    let o = env.open(&big)?;
+    let paths = env.backend.host_paths();
+    let listed = |v: u32| paths.vector_irq(&big, IrqIndex::MSIX, v).is_ok();
+    let count = o.device.irq_info(IrqIndex::MSIX)?.count;
+    ensure!(count == 2048, "{count} vectors");
+    // A few eventfds serve every vector, so the fd limit does not decide.
+    let pool = interrupts(env, 8)?;
+    let refs: Vec<&B::Interrupt> = (0..count as usize).map(|v| &pool[v % 8]).collect();
+
+    let e = o
+        .device
+        .enable_interrupts(IrqIndex::MSIX, &refs)
+        .expect_err("2048 bound vectors on 2 CPUs");
+    ensure!(
+        e.kind() == ErrorKind::NoSpace && e.errno() == Some(vfio_core::Errno::ENOSPC),
+        "{e}"
+    );
+    ensure!(
+        o.device.enabled_interrupts(IrqIndex::MSIX).is_none(),
+        "the failed enable left MSI-X enabled"
+    );
+    expect_errno(
+        "trigger after the failed enable",
+        o.device.trigger_interrupts(IrqIndex::MSIX, 0, 1),
+        ErrorKind::InvalidArgument,
+    )?;
+
+    o.device.enable_interrupts_unbound(IrqIndex::MSIX, count)?;
+    let e = o
+        .device
+        .bind_interrupts(IrqIndex::MSIX, 0, &refs)
+        .expect_err("bind 2048 into the enabled index");
+    ensure!(e.errno() == Some(vfio_core::Errno::ENOSPC), "{e}");
+    ensure!(!listed(0) && !listed(394), "vectors stayed bound");
+
+    let mut bound = 0;
+    while bound < count {
+        match o
+            .device
+            .bind_interrupt(IrqIndex::MSIX, bound, refs[bound as usize])
+        {
+            Ok(()) => bound += 1,
+            Err(e) if e.errno() == Some(vfio_core::Errno::ENOSPC) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ensure!(
+        bound == GUEST_VECTOR_BUDGET,
+        "{bound} vectors bound before ENOSPC"
+    );
+    let start = bound - 5;
+    let e = o
+        .device
+        .bind_interrupts(
+            IrqIndex::MSIX,
+            start,
+            &refs[start as usize..start as usize + 10],
+        )
+        .expect_err("a block past the budget");
+    ensure!(e.errno() == Some(vfio_core::Errno::ENOSPC), "{e}");
+    let gone: Vec<u32> = (start..bound).filter(|&v| listed(v)).collect();
+    ensure!(
+        gone.is_empty(),
+        "vectors {gone:?} of the failed block stayed bound"
+    );
+    ensure!(
+        listed(start - 1) && listed(0),
+        "vectors before the block lost their eventfds"
+    );
+    o.device.disable_interrupts(IrqIndex::MSIX)?;
+    Ok(())
+}

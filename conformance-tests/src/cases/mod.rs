@@ -97,6 +97,7 @@ macro_rules! for_each_case {
             irq::huge_vector_counts_are_invalid,
             irq::device_msi_needs_bus_master_enable_but_loopback_does_not,
             irq::intx_unmask_eventfd_unmasks_like_the_ioctl,
+            irq::binding_past_the_host_vector_budget_is_no_space,
             driver::edu_driver_computes_factorials_with_completion_interrupts,
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,

@@ -5,7 +5,7 @@ pub mod edu;
 pub mod nvme;
 
 pub use edu::{EduModel, edu};
-pub use nvme::{NvmeModel, nvme};
+pub use nvme::{NvmeModel, nvme, nvme_with_vectors};
 
 use crate::host::MockHostBuilder;
 use crate::{BarSpec, Driver, PciDeviceBuilder};
@@ -17,6 +17,14 @@ pub const QEMU_GUEST_GROUPS: (u32, u32) = (1, 2);
 
 /// The IOMMU group shared by the devices behind the guest's PCI bridge.
 pub const QEMU_GUEST_SHARED_GROUP: u32 = 3;
+
+/// The IOMMU group of the guest's NVMe controller with 2048 vectors.
+pub const QEMU_GUEST_BIG_NVME_GROUP: u32 = 4;
+
+/// Where the guest has its NVMe controller with 2048 MSI-X vectors: 0000:00:05.0.
+pub fn big_nvme_address() -> PciAddress {
+    PciAddress::new(0, 0, 5, 0).expect("slot 5 function 0 is a valid address")
+}
 
 /// Where the guest has the `edu` behind its PCI bridge: 0000:01:01.0.
 pub fn shared_edu_address() -> PciAddress {
@@ -51,7 +59,9 @@ pub fn nvme_address() -> PciAddress {
 /// ([`QEMU_GUEST_GROUPS`]) and bound to vfio-pci; and behind a PCI bridge,
 /// sharing group [`QEMU_GUEST_SHARED_GROUP`], a second `edu` bound to
 /// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
-/// that group not viable.
+/// that group not viable; and at 0000:00:05.0 an NVMe controller with 2048
+/// MSI-X vectors ([`nvme_with_vectors`]), more than the 2 CPUs can take, in
+/// group [`QEMU_GUEST_BIG_NVME_GROUP`].
 pub fn qemu_guest() -> MockHostBuilder {
     crate::MockHost::builder()
         .cpus(2)
@@ -63,5 +73,10 @@ pub fn qemu_guest() -> MockHostBuilder {
             QEMU_GUEST_SHARED_GROUP,
             i6300esb(),
             Driver::Other("i6300esb".into()),
+        )
+        .device(
+            big_nvme_address(),
+            QEMU_GUEST_BIG_NVME_GROUP,
+            nvme_with_vectors(2048),
         )
 }

@@ -210,6 +210,14 @@ impl DeviceModel for NvmeModel {
 /// PBA, 65 MSI-X vectors, no MSI, INTA#, and FLR (vfio-pci can reset it:
 /// `nvme_advertises_reset_and_resets`).
 pub fn nvme() -> PciDeviceBuilder {
+    nvme_with_vectors(MSIX_VECTORS)
+}
+
+/// QEMU's NVMe controller with `vectors` MSI-X vectors (its `msix_qsize`,
+/// 1 to 2048) and the default 64 I/O queue pairs: BAR0 laid out as QEMU's
+/// `nvme_bar_size` does, see [`bar0_layout`].
+pub fn nvme_with_vectors(vectors: u16) -> PciDeviceBuilder {
+    let (size, table, pba) = bar0_layout(IO_QUEUE_PAIRS + 1, u32::from(vectors));
     PciDeviceBuilder::new(0x1b36, 0x0010)
         .subsystem(0x1af4, 0x1100)
         .class(0x010802)
@@ -219,8 +227,43 @@ pub fn nvme() -> PciDeviceBuilder {
         .at(0x60)
         .pcie()
         .at(0x80)
-        .bar(0, BarSpec::memory64(BAR0_SIZE))
-        .msix(MSIX_VECTORS, 0, MSIX_TABLE_OFFSET, 0, MSIX_PBA_OFFSET)
+        .bar(0, BarSpec::memory64(size))
+        .msix(vectors, 0, table, 0, pba)
         .can_reset(true)
         .model(NvmeModel::new())
+}
+
+/// QEMU's default number of I/O queue pairs (`max_ioqpairs`).
+const IO_QUEUE_PAIRS: u32 = 64;
+
+/// BAR0's size and the offsets of the MSI-X table and PBA for `queues`
+/// queues (admin included) and `vectors` vectors, as QEMU 7.2's
+/// `nvme_bar_size` computes them: the 4 KiB register block and two doorbells
+/// per queue, rounded up to 4 KiB; the table (16 bytes a vector), rounded
+/// up to 4 KiB; the PBA (a bit a vector, in 64-bit words); the whole rounded
+/// up to a power of two.
+pub fn bar0_layout(queues: u32, vectors: u32) -> (u64, u32, u32) {
+    let align = |n: u32| n.next_multiple_of(4096);
+    let table = align(4096 + 2 * queues * 4);
+    let pba = align(table + 16 * vectors);
+    let end = pba + vectors.next_multiple_of(64) / 8;
+    (u64::from(end).next_power_of_two(), table, pba)
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_layout_is_qemus() {
+        assert_eq!(
+            bar0_layout(IO_QUEUE_PAIRS + 1, u32::from(MSIX_VECTORS)),
+            (BAR0_SIZE, MSIX_TABLE_OFFSET, MSIX_PBA_OFFSET)
+        );
+    }
+
+    #[test]
+    fn two_thousand_vectors_need_a_64_kib_bar() {
+        assert_eq!(bar0_layout(65, 2048), (64 << 10, 0x2000, 0xa000));
+    }
 }

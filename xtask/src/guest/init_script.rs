@@ -213,12 +213,14 @@ mod tests {
                 name: "edu",
                 slot: Slot::Root(2),
                 qemu: "edu",
+                drive: None,
                 driver: Driver::VfioPci,
             },
             GuestDevice {
                 name: "dog",
                 slot: Slot::Bridged(0x1a),
                 qemu: "i6300esb",
+                drive: None,
                 driver: Driver::Kernel("i6300ESB timer"),
             },
         ];

@@ -24,9 +24,12 @@
 //!   `VFIO_GROUP_SET_CONTAINER` fails with `EPERM`. The watchdog is never armed
 //!   (nothing opens `/dev/watchdog`; `nowayout` is off). The bus number behind the
 //!   bridge is the firmware's choice (1), read from sysfs at boot.
+//! - `VFIO_GUEST_BIG_NVME=0000:00:05.0`: a second NVMe controller, bound to vfio-pci,
+//!   with 2048 MSI-X vectors (`msix_qsize=2048`), more than the guest's CPUs can
+//!   take (on 6.1 with 2 CPUs, 395 of them bind), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
 //! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
 //! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
-//! - The NVMe disk is blank on every run; kernel messages logged while the binary ran are
+//! - The NVMe disks are blank on every run; kernel messages logged while the binary ran are
 //!   echoed after it exits, prefixed `guest dmesg:`.
 
 mod assets;
@@ -139,6 +142,9 @@ pub struct GuestDevice {
     pub slot: Slot,
     /// The QEMU `-device` value, without the bus and address.
     pub qemu: &'static str,
+    /// The id of the blank disk image the device is given (`drive=<id>` in
+    /// [`qemu`](Self::qemu)), if it takes one.
+    pub drive: Option<&'static str>,
     /// The driver it is bound to.
     pub driver: Driver,
 }
@@ -168,30 +174,41 @@ fn root_bdf(slot: u8) -> String {
 /// and `watchdog` sit behind [`BRIDGE`] and share a group: with the watchdog bound to its
 /// own kernel driver (`i6300esb`, which uses the DMA API), that group is not viable, so
 /// the kernel refuses to attach it to a container.
-pub const DEVICES: [GuestDevice; 4] = [
+pub const DEVICES: [GuestDevice; 5] = [
     GuestDevice {
         name: "edu",
         slot: Slot::Root(2),
         qemu: "edu",
+        drive: None,
         driver: Driver::VfioPci,
     },
     GuestDevice {
         name: "nvme",
         slot: Slot::Root(3),
         qemu: "nvme,serial=vfio0001,drive=nvm",
+        drive: Some("nvm"),
         driver: Driver::VfioPci,
     },
     GuestDevice {
         name: "shared_edu",
         slot: Slot::Bridged(1),
         qemu: "edu",
+        drive: None,
         driver: Driver::VfioPci,
     },
     GuestDevice {
         name: "watchdog",
         slot: Slot::Bridged(2),
         qemu: "i6300esb",
+        drive: None,
         driver: Driver::Kernel(WATCHDOG_DRIVER),
+    },
+    GuestDevice {
+        name: "big_nvme",
+        slot: Slot::Root(5),
+        qemu: "nvme,serial=vfio0002,drive=nvm2,msix_qsize=2048",
+        drive: Some("nvm2"),
+        driver: Driver::VfioPci,
     },
 ];
 
@@ -231,13 +248,14 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
     let run_dir = ScratchDir::new(&cache, "run")?;
     let initrd = run_dir.path().join("initramfs.cpio");
     write_initramfs(&initrd, &assets, &test, &opts.args)?;
-    let nvme_image = run_dir.path().join("nvme.img");
-    qemu::create_disk(&nvme_image, NVME_IMAGE_BYTES)?;
+    for id in DEVICES.iter().filter_map(|d| d.drive) {
+        qemu::create_disk(&run_dir.path().join(format!("{id}.img")), NVME_IMAGE_BYTES)?;
+    }
 
     let machine = Machine {
         kernel: &assets.kernel,
         initrd: &initrd,
-        nvme_image: &nvme_image,
+        drive_dir: run_dir.path(),
         devices: &DEVICES,
         cpus: opts.cpus,
     };

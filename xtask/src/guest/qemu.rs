@@ -28,8 +28,8 @@ pub struct Machine<'a> {
     pub kernel: &'a Path,
     /// The initramfs (an uncompressed cpio archive).
     pub initrd: &'a Path,
-    /// The backing file of the emulated NVMe drive.
-    pub nvme_image: &'a Path,
+    /// Where each device's drive image is, as `<drive id>.img`.
+    pub drive_dir: &'a Path,
     /// The PCI devices to attach, at their fixed slots ([`BRIDGE`] comes too when any
     /// of them sits behind it).
     pub devices: &'a [GuestDevice],
@@ -64,12 +64,14 @@ impl Machine<'_> {
         // No default NIC: it only adds an iPXE ROM to the boot and a device to the bus.
         .args(["-nic", "none"])
         // The IOMMU must come before the devices it translates for.
-        .args(["-device", "intel-iommu,intremap=on,caching-mode=on"])
-        .arg("-drive")
-        .arg(format!(
-            "file={},if=none,id=nvm,format=raw",
-            qemu_escape(self.nvme_image)
-        ));
+        .args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        for id in self.devices.iter().filter_map(|d| d.drive) {
+            let image = self.drive_dir.join(format!("{id}.img"));
+            qemu.arg("-drive").arg(format!(
+                "file={},if=none,id={id},format=raw",
+                qemu_escape(&image)
+            ));
+        }
         // A bridge must come before the devices on its bus.
         if self
             .devices
@@ -196,7 +198,7 @@ mod tests {
         let machine = Machine {
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
-            nvme_image: Path::new("/a,b/nvme.img"),
+            drive_dir: Path::new("/a,b"),
             devices: &DEVICES,
             cpus: 2,
         };
@@ -213,7 +215,13 @@ mod tests {
         let watchdog = line.find("i6300esb,bus=br0,addr=02.0").unwrap();
         assert!(iommu < edu && iommu < nvme && iommu < bridge, "{line}");
         assert!(bridge < shared && bridge < watchdog, "{line}");
-        assert!(line.contains("file=/a,,b/nvme.img,if=none"), "{line}");
+        assert!(line.contains("file=/a,,b/nvm.img,if=none,id=nvm"), "{line}");
+        assert!(
+            line.contains("file=/a,,b/nvm2.img,if=none,id=nvm2"),
+            "{line}"
+        );
+        let big = line.find("msix_qsize=2048,addr=05.0").unwrap();
+        assert!(iommu < big, "{line}");
         assert!(line.contains("-accel tcg"), "{line}");
     }
 
@@ -222,7 +230,7 @@ mod tests {
         let machine = Machine {
             kernel: Path::new("/k"),
             initrd: Path::new("/i"),
-            nvme_image: Path::new("/nvme.img"),
+            drive_dir: Path::new("/"),
             devices: &DEVICES[..2],
             cpus: 1,
         };
