@@ -31,11 +31,3 @@ fn device_agnostic_cases_pass_on_both_devices() {
             .expect("no faults or host errors left over");
     }
 }
-
-#[test]
-fn mock_only_cases_pass() {
-    for c in mock::only_cases() {
-        let env = mock::env().expect("mock host");
-        (c.case.run)(&env).unwrap_or_else(|e| panic!("{}: {e:#}", c.case.name));
-    }
-}
