@@ -215,7 +215,9 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
 
 /// A region mapped into the process: fixed-width, bounds- and
 /// alignment-checked volatile access. Never hands out a reference into device
-/// memory; a bad offset is an error, never undefined behaviour.
+/// memory; a bad offset is an error, never undefined behaviour: out of range
+/// or misaligned, with no errno, since such an access never reaches the
+/// kernel and the kernel has no answer for it.
 pub trait MappedRegion: Send + Sync + Debug {
     /// Length in bytes.
     fn len(&self) -> u64;
