@@ -11,8 +11,8 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 /// branch-only; the errors are built out of line.
 ///
 /// The errors carry no errno: an access through a mapping never reaches the
-/// kernel, which has no answer to give (past the mapping the CPU faults;
-/// a misaligned access reaches the device as the bus splits it).
+/// kernel, which has no answer to give (past the mapping the CPU faults, and
+/// what a misaligned access does is up to the CPU and the bus).
 #[inline]
 pub fn check_register_access(op: Operation, len: u64, offset: u64, width: u64) -> Result<usize> {
     debug_assert!(width.is_power_of_two());
