@@ -9,14 +9,36 @@
 
 pub mod cases;
 mod env;
+mod expect;
 pub mod generic;
 pub mod guest;
 pub mod host_control;
+pub mod kernel;
 pub mod mock;
 pub mod report;
 
 pub use env::{Env, Opened, Targets};
+pub use expect::expect_error;
 pub use host_control::{HostControl, NoHostControl, SysfsHostControl};
+
+/// The reason a case does not apply to the device it was given. A case ends
+/// with it (through [`not_applicable`]) instead of passing with nothing
+/// checked; the runner reports it as n/a.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotApplicable(pub String);
+
+impl std::fmt::Display for NotApplicable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not applicable: {}", self.0)
+    }
+}
+
+impl std::error::Error for NotApplicable {}
+
+/// Ends a case as not applicable: `return Err(not_applicable("edu has no MSI-X"))`.
+pub fn not_applicable(reason: impl Into<String>) -> anyhow::Error {
+    NotApplicable(reason.into()).into()
+}
 
 /// Which of `irqs` have fired since last consumed, consuming them: the
 /// indexes in order.

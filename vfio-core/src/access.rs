@@ -9,6 +9,10 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 ///
 /// This sits on every register access, so the success path is inlined and
 /// branch-only; the errors are built out of line.
+///
+/// The errors carry no errno: an access through a mapping never reaches the
+/// kernel, which has no answer to give (past the mapping the CPU faults, and
+/// what a misaligned access does is up to the CPU and the bus).
 #[inline]
 pub fn check_register_access(op: Operation, len: u64, offset: u64, width: u64) -> Result<usize> {
     debug_assert!(width.is_power_of_two());
@@ -57,8 +61,10 @@ pub fn check_range(op: Operation, len: u64, offset: u64, size: u64) -> Result<()
     }
 }
 
-/// Reads exactly `buf.len()` bytes of region `index` at `offset`; a read the
-/// kernel cuts short at the region's end is an [`ErrorKind::OutOfRange`] error.
+/// Reads exactly `buf.len()` bytes of region `index` at `offset`. A read past
+/// the region's end fails with the kernel's answer to the part at the end
+/// (EINVAL in a BAR, EFAULT in config space), or, where a read returned 0
+/// bytes, as [`ErrorKind::OutOfRange`] with no errno.
 pub fn read_exact<B: VfioBackend, D: Device<B> + ?Sized>(
     device: &D,
     index: u32,
@@ -84,8 +90,8 @@ pub fn read_exact<B: VfioBackend, D: Device<B> + ?Sized>(
     Ok(())
 }
 
-/// Writes all of `data` to region `index` at `offset`; a write the kernel
-/// cuts short at the region's end is an [`ErrorKind::OutOfRange`] error.
+/// Writes all of `data` to region `index` at `offset`. A write past the
+/// region's end fails as [`read_exact`] does.
 pub fn write_all<B: VfioBackend, D: Device<B> + ?Sized>(
     device: &D,
     index: u32,

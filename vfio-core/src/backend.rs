@@ -96,6 +96,8 @@ pub trait Group<B: VfioBackend>: Send + Sync + Debug {
     /// `VFIO_GROUP_GET_DEVICE_FD` for `name` (for vfio-pci, the PCI address),
     /// retried once after 250 ms (on the backend's clock) if it fails with
     /// `ENODEV`: Linux 6.1 can report that briefly after a device appears.
+    /// A name with a NUL byte is refused as invalid with no errno: the kernel
+    /// would read only the part before the NUL.
     fn open_device(&self, name: &str) -> Result<B::Device>;
 
     /// The downstream keep-alive ioctl: upstream kernels answer `ENOTTY`,
@@ -129,8 +131,8 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
     /// Returns the byte count, which the kernel may shorten at a region's end.
     fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize>;
 
-    /// Maps all of region `index`. Fails as unsupported when the region lacks
-    /// the mmap flag (config space never has it).
+    /// Maps all of region `index`. A region without the mmap flag (config
+    /// space never has it) is refused with EINVAL, vfio-pci's answer.
     fn map_region(&self, index: u32) -> Result<B::Region>;
 
     /// `VFIO_DEVICE_SET_IRQS`, as the uAPI defines it: `action` on vectors
@@ -288,7 +290,9 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
 
 /// A region mapped into the process: fixed-width, bounds- and
 /// alignment-checked volatile access. Never hands out a reference into device
-/// memory; a bad offset is an error, never undefined behaviour.
+/// memory; a bad offset is an error, never undefined behaviour: out of range
+/// or misaligned, with no errno, since such an access never reaches the
+/// kernel and the kernel has no answer for it.
 pub trait MappedRegion: Send + Sync + Debug {
     /// Length in bytes.
     fn len(&self) -> u64;

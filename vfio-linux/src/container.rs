@@ -5,6 +5,7 @@ use crate::memory::LinuxDmaMemory;
 use crate::sys;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
+use vfio_core::Errno;
 use vfio_core::access::check_range;
 use vfio_core::parse::vfio_caps;
 use vfio_core::{
@@ -69,7 +70,13 @@ impl Container<LinuxBackend> for LinuxContainer {
         iova: u64,
         flags: DmaFlags,
     ) -> Result<()> {
-        check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)?;
+        // The kernel pins whatever the process has at those addresses, and
+        // answers EFAULT where nothing is mapped; a mapping never reaches
+        // past its buffer here, and the refusal carries the kernel's errno.
+        check_range(Operation::MapDma, memory.len() as u64, offset as u64, size).map_err(|e| {
+            Error::from_errno(Operation::MapDma, Errno::EFAULT)
+                .with_detail(e.detail().unwrap_or("past the buffer"))
+        })?;
         let vaddr = (memory.addr() + offset) as u64;
         sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()).map_err(|e| {
             Error::from_errno(Operation::MapDma, e)

@@ -3,6 +3,7 @@
 use crate::memory::LinuxRegion;
 use crate::mmap::Mapping;
 use crate::{LinuxBackend, sys};
+use nix::errno::Errno;
 use nix::sys::uio::{pread, pwrite};
 use std::fs::File;
 use std::num::NonZeroUsize;
@@ -14,7 +15,7 @@ use vfio_bindings::bindings::vfio::{
 use vfio_core::parse::vfio_caps;
 use vfio_core::{
     Device, DeviceFlags, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqFlags, IrqIndex,
-    IrqInfo, IrqTracker, Operation, RegionFlags, RegionInfo, Result,
+    IrqInfo, IrqTracker, Operation, RegionFlags, RegionInfo, Result, region,
 };
 
 /// A device fd from `VFIO_GROUP_GET_DEVICE_FD`.
@@ -50,7 +51,7 @@ impl LinuxDevice {
         Ok(device)
     }
 
-    fn err(&self, op: Operation, errno: nix::errno::Errno) -> Error {
+    fn err(&self, op: Operation, errno: Errno) -> Error {
         Error::from_errno(op, errno).with_target(&self.name)
     }
 
@@ -80,30 +81,38 @@ impl LinuxDevice {
         })
     }
 
-    /// The file offset of `offset` within region `index`, refusing offsets at
-    /// or past the region's end (they would alias the next region).
+    /// The file offset of `offset` within region `index`.
+    ///
+    /// Offsets at or past a region's end are refused here, since the size of
+    /// a region's window in the device file (past which the next region's
+    /// begins) is vfio-pci's to choose, but with the errno vfio-pci gives: EFAULT in config space
+    /// (`vfio_config_do_rw`), EINVAL in a BAR, the ROM or the VGA region
+    /// (`vfio_pci_bar_rw`, `vfio_pci_vga_rw`). A region the device does not
+    /// have is EINVAL, as the kernel's index check answers.
     fn file_offset(&self, op: Operation, index: u32, offset: u64) -> Result<u64> {
         let region = self
             .regions
             .get(index as usize)
             .and_then(Option::as_ref)
             .ok_or_else(|| {
-                Error::new(op, ErrorKind::InvalidArgument)
-                    .with_target(&self.name)
+                self.err(op, Errno::EINVAL)
                     .with_detail(format_args!("no region {index}"))
             })?;
         if offset >= region.size {
-            return Err(Error::new(op, ErrorKind::OutOfRange)
-                .with_target(&self.name)
-                .with_detail(format_args!(
-                    "offset {offset:#x} is past the end of region {index} ({:#x} bytes)",
-                    region.size
-                )));
+            let errno = if index == region::CONFIG {
+                Errno::EFAULT
+            } else {
+                Errno::EINVAL
+            };
+            return Err(self.err(op, errno).with_detail(format_args!(
+                "offset {offset:#x} is past the end of region {index} ({:#x} bytes)",
+                region.size
+            )));
         }
         region
             .offset
             .checked_add(offset)
-            .ok_or_else(|| Error::new(op, ErrorKind::OutOfRange).with_target(&self.name))
+            .ok_or_else(|| self.err(op, Errno::EINVAL))
     }
 }
 
@@ -169,31 +178,33 @@ impl Device<LinuxBackend> for LinuxDevice {
 
     fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let at = self.file_offset(Operation::RegionRead, index, offset)?;
-        let at = i64::try_from(at)
-            .map_err(|_| Error::new(Operation::RegionRead, ErrorKind::OutOfRange))?;
+        // A negative file offset is EINVAL to pread.
+        let at = i64::try_from(at).map_err(|_| self.err(Operation::RegionRead, Errno::EINVAL))?;
         pread(&self.file, buf, at).map_err(|e| self.err(Operation::RegionRead, e))
     }
 
     fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize> {
         let at = self.file_offset(Operation::RegionWrite, index, offset)?;
-        let at = i64::try_from(at)
-            .map_err(|_| Error::new(Operation::RegionWrite, ErrorKind::OutOfRange))?;
+        let at = i64::try_from(at).map_err(|_| self.err(Operation::RegionWrite, Errno::EINVAL))?;
         pwrite(&self.file, buf, at).map_err(|e| self.err(Operation::RegionWrite, e))
     }
 
+    /// Maps the whole of region `index`. A region without the MMAP flag, or
+    /// of size 0, is refused before any mmap with the kernel's answer to
+    /// one: EINVAL (`vfio_pci_core_mmap` refuses the ROM, config space and
+    /// BARs it did not mark mmappable; mmap refuses a length of 0).
     fn map_region(&self, index: u32) -> Result<LinuxRegion> {
         let region = self.region_info(index)?;
         if !region.flags.contains(RegionFlags::MMAP) {
-            return Err(Error::new(Operation::MapRegion, ErrorKind::Unsupported)
-                .with_target(&self.name)
+            return Err(self
+                .err(Operation::MapRegion, Errno::EINVAL)
                 .with_detail(format_args!("region {index} cannot be mmapped")));
         }
         let len = usize::try_from(region.size)
             .ok()
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| {
-                Error::new(Operation::MapRegion, ErrorKind::InvalidArgument)
-                    .with_target(&self.name)
+                self.err(Operation::MapRegion, Errno::EINVAL)
                     .with_detail(format_args!("region {index} has size {:#x}", region.size))
             })?;
         let writable = region.flags.contains(RegionFlags::WRITE);
@@ -209,9 +220,10 @@ impl Device<LinuxBackend> for LinuxDevice {
         start: u32,
         data: IrqData<'_>,
     ) -> Result<()> {
-        let count = u32::try_from(data.count()).map_err(|_| {
-            Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument).with_target(&self.name)
-        })?;
+        // More vectors than `count` can say: what the kernel answers a
+        // count past the index's vectors.
+        let count =
+            u32::try_from(data.count()).map_err(|_| self.err(Operation::SetIrqs, Errno::EINVAL))?;
         let flag = match action {
             IrqAction::Mask => VFIO_IRQ_SET_ACTION_MASK,
             IrqAction::Unmask => VFIO_IRQ_SET_ACTION_UNMASK,

@@ -69,6 +69,12 @@ impl Group<LinuxBackend> for LinuxGroup {
         })
     }
 
+    /// Opens device `name` of the group, retrying once on ENODEV.
+    ///
+    /// A name with a NUL byte is refused before any ioctl, as
+    /// [`ErrorKind::InvalidArgument`] with no errno: the kernel reads the
+    /// name as a C string, so it could only be given the part before the
+    /// NUL, and would open whatever device that names.
     fn open_device(&self, name: &str) -> Result<LinuxDevice> {
         let cname = Self::device_name(Operation::OpenDevice, name)?;
         let fd = retry_once_on_enodev(&*self.clock, || {

@@ -226,7 +226,13 @@ impl Container<MockBackend> for MockContainer {
         iova: u64,
         flags: DmaFlags,
     ) -> Result<()> {
-        check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)?;
+        // The kernel pins whatever the process has at those addresses, and
+        // answers EFAULT where nothing is mapped; a mapping never reaches
+        // past its buffer here, and the refusal carries the kernel's errno.
+        check_range(Operation::MapDma, memory.len() as u64, offset as u64, size).map_err(|e| {
+            Error::from_errno(Operation::MapDma, Errno::EFAULT)
+                .with_detail(e.detail().unwrap_or("past the buffer"))
+        })?;
         self.fault(Operation::MapDma)?;
         let buffer = memory.buffer.clone();
         self.core

@@ -10,8 +10,8 @@ use nix::sys::eventfd::EventFd;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use vfio_core::{
-    Device, DeviceInfo, Error, ErrorKind, IrqAction, IrqData, IrqIndex, IrqInfo, IrqTracker,
-    Operation, RegionFlags, RegionInfo, Result,
+    Device, DeviceInfo, Error, IrqAction, IrqData, IrqIndex, IrqInfo, IrqTracker, Operation,
+    RegionFlags, RegionInfo, Result,
 };
 
 /// One open device file. Mapped regions hold it too (a mapping keeps the
@@ -81,19 +81,22 @@ impl MockDevice {
     }
 
     /// vfio-linux's own check before `pread`/`pwrite`: the region exists
-    /// and `offset` is inside it.
+    /// and `offset` is inside it, refused with vfio-pci's errno (EFAULT in
+    /// config space, EINVAL elsewhere and for a region the device lacks).
     fn check_offset(&self, op: Operation, index: u32, offset: u64) -> Result<()> {
         let size = self.dev().region_size(index).ok_or_else(|| {
-            Error::new(op, ErrorKind::InvalidArgument)
-                .with_target(&self.name)
+            self.err(op, Errno::EINVAL)
                 .with_detail(format_args!("no region {index}"))
         })?;
         if offset >= size {
-            return Err(Error::new(op, ErrorKind::OutOfRange)
-                .with_target(&self.name)
-                .with_detail(format_args!(
-                    "offset {offset:#x} is past the end of region {index} ({size:#x} bytes)"
-                )));
+            let errno = if index == vfio_core::region::CONFIG {
+                Errno::EFAULT
+            } else {
+                Errno::EINVAL
+            };
+            return Err(self.err(op, errno).with_detail(format_args!(
+                "offset {offset:#x} is past the end of region {index} ({size:#x} bytes)"
+            )));
         }
         Ok(())
     }
@@ -154,14 +157,15 @@ impl Device<MockBackend> for MockDevice {
 
     fn map_region(&self, index: u32) -> Result<MockRegion> {
         let region = self.region_info(index)?;
+        // As vfio-linux: EINVAL, vfio-pci's and mmap's answer.
         if !region.flags.contains(RegionFlags::MMAP) {
-            return Err(Error::new(Operation::MapRegion, ErrorKind::Unsupported)
-                .with_target(&self.name)
+            return Err(self
+                .err(Operation::MapRegion, Errno::EINVAL)
                 .with_detail(format_args!("region {index} cannot be mmapped")));
         }
         if region.size == 0 {
-            return Err(Error::new(Operation::MapRegion, ErrorKind::InvalidArgument)
-                .with_target(&self.name)
+            return Err(self
+                .err(Operation::MapRegion, Errno::EINVAL)
                 .with_detail(format_args!("region {index} has size {:#x}", region.size)));
         }
         self.enter(Operation::MapRegion)?;
@@ -182,9 +186,7 @@ impl Device<MockBackend> for MockDevice {
         data: IrqData<'_>,
     ) -> Result<()> {
         if u32::try_from(data.count()).is_err() {
-            return Err(
-                Error::new(Operation::SetIrqs, ErrorKind::InvalidArgument).with_target(&self.name)
-            );
+            return Err(self.err(Operation::SetIrqs, Errno::EINVAL));
         }
         self.enter(Operation::SetIrqs)?;
         // Like vfio-linux: refuse a block with a non-eventfd before acting, so

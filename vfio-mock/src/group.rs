@@ -128,7 +128,9 @@ impl MockGroup {
         }
     }
 
-    /// Refuses names with a NUL byte before any "ioctl", as vfio-linux does.
+    /// Refuses names with a NUL byte before any "ioctl", as vfio-linux does
+    /// (with no errno: the kernel is never asked, since a C string ends at
+    /// the NUL).
     fn check_name(op: Operation, name: &str) -> Result<()> {
         if name.contains('\0') {
             return Err(Error::new(op, ErrorKind::InvalidArgument)

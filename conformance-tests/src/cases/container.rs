@@ -1,8 +1,8 @@
 //! Container behaviours: API version, extensions, IOMMU selection.
 
-use crate::Env;
+use crate::{Env, expect_error};
 use anyhow::{Result, ensure};
-use vfio_core::{Container, ErrorKind, Extension, Group, IommuType, VfioBackend};
+use vfio_core::{Container, Errno, ErrorKind, Extension, Group, IommuType, VfioBackend};
 
 /// Every kernel so far reports VFIO API version 0.
 pub fn api_version_is_zero<B: VfioBackend>(env: &Env<B>) -> Result<()> {
@@ -32,14 +32,12 @@ pub fn type1_extensions_are_offered_and_noiommu_is_not<B: VfioBackend>(env: &Env
 /// The IOMMU type can only be chosen once a group is attached.
 pub fn set_iommu_without_a_group_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let c = env.backend.open_container()?;
-    let e = c
-        .set_iommu(IommuType::Type1v2)
-        .expect_err("set_iommu with no group");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "set_iommu with no group",
+        c.set_iommu(IommuType::Type1v2),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
@@ -49,14 +47,12 @@ pub fn set_iommu_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     c.set_iommu(IommuType::Type1v2)?;
-    let e = c
-        .set_iommu(IommuType::Type1v2)
-        .expect_err("second set_iommu");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "second set_iommu",
+        c.set_iommu(IommuType::Type1v2),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
@@ -68,30 +64,30 @@ pub fn set_iommu_to_a_type_no_driver_offers_is_not_found<B: VfioBackend>(
     let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
-    let e = c
-        .set_iommu(IommuType::NoIommu)
-        .expect_err("set_iommu(NoIommu)");
-    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    expect_error(
+        "set_iommu(NoIommu)",
+        c.set_iommu(IommuType::NoIommu),
+        ErrorKind::NotFound,
+        Some(Errno::ENODEV),
+    )?;
     Ok(())
 }
 
 /// IOMMU ioctls on a container without an IOMMU type are invalid.
 pub fn iommu_calls_before_set_iommu_are_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let c = env.backend.open_container()?;
-    let e = c.iommu_info().expect_err("iommu_info before set_iommu");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "info: {e} ({:?})",
-        e.errno()
-    );
-    let e = c
-        .unmap_dma(0x10_0000, 4096)
-        .expect_err("unmap before set_iommu");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "unmap: {e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "iommu_info before set_iommu",
+        c.iommu_info(),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
+    expect_error(
+        "unmap before set_iommu",
+        c.unmap_dma(0x10_0000, 4096),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 

@@ -1,19 +1,8 @@
 //! DMA mapping behaviours.
 
-use crate::Env;
+use crate::{Env, expect_error};
 use anyhow::{Result, ensure};
-use vfio_core::{Container, DmaFlags, VfioBackend};
-
-/// A page mapped read/write at an IOVA unmaps with its size reported back.
-pub fn dma_map_then_unmap_returns_the_size<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let o = env.open_edu()?;
-    let mem = env.backend.alloc_dma(4096)?;
-    o.container
-        .map_dma(&mem, 0, 4096, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)?;
-    let n = o.container.unmap_dma(0x10_0000, 4096)?;
-    ensure!(n == 4096, "unmapped {n} bytes");
-    Ok(())
-}
+use vfio_core::{Container, DmaFlags, Errno, ErrorKind, VfioBackend};
 
 const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 
@@ -22,15 +11,12 @@ pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Resul
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
     o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
-    let e = o
-        .container
-        .map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW)
-        .expect_err("overlap");
-    ensure!(
-        e.kind() == vfio_core::ErrorKind::AlreadyExists,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "overlap",
+        o.container.map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW),
+        ErrorKind::AlreadyExists,
+        Some(Errno::EEXIST),
+    )?;
     Ok(())
 }
 
@@ -56,15 +42,12 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
         (0, 0x1000, 0x30_0000, DmaFlags::EMPTY),
     ];
     for (offset, size, iova, flags) in cases {
-        let e = o
-            .container
-            .map_dma(&mem, offset, size, iova, flags)
-            .expect_err("bad map");
-        ensure!(
-            e.kind() == vfio_core::ErrorKind::InvalidArgument,
-            "size {size:#x} iova {iova:#x} flags {flags:?}: {e} ({:?})",
-            e.errno()
-        );
+        expect_error(
+            "bad map",
+            o.container.map_dma(&mem, offset, size, iova, flags),
+            ErrorKind::InvalidArgument,
+            Some(Errno::EINVAL),
+        )?;
     }
     Ok(())
 }
@@ -74,12 +57,12 @@ pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Res
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
     o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
-    let e = o.container.unmap_dma(0x50_1000, 0x1000).expect_err("split");
-    ensure!(
-        e.kind() == vfio_core::ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "split",
+        o.container.unmap_dma(0x50_1000, 0x1000),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
@@ -109,5 +92,24 @@ pub fn dma_avail_counts_down_per_mapping<B: VfioBackend>(env: &Env<B>) -> Result
         before.is_some() && after == before.map(|b| b - 1),
         "before {before:?}, after {after:?}"
     );
+    Ok(())
+}
+
+/// A mapping that would reach past its buffer is refused with EFAULT (what
+/// the kernel answers where nothing is mapped after the buffer), and
+/// nothing is mapped.
+pub fn dma_map_past_the_buffer_faults<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_edu()?;
+    let mem = env.backend.alloc_dma(0x2000)?;
+    for (offset, size) in [(0x1000, 0x2000), (0x2000, 0x1000), (0, u64::MAX)] {
+        expect_error(
+            format_args!("map {size:#x} bytes at offset {offset:#x} of 0x2000"),
+            o.container.map_dma(&mem, offset, size, 0x80_0000, RW),
+            ErrorKind::OutOfRange,
+            Some(Errno::EFAULT),
+        )?;
+    }
+    let n = o.container.unmap_dma(0x80_0000, 0x10_0000)?;
+    ensure!(n == 0, "unmapped {n:#x}");
     Ok(())
 }

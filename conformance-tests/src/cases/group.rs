@@ -1,8 +1,8 @@
 //! Group behaviours: status, container attachment, opening devices.
 
-use crate::Env;
+use crate::{Env, expect_error};
 use anyhow::{Result, ensure};
-use vfio_core::{ErrorKind, Group, GroupStatus, VfioBackend};
+use vfio_core::{Errno, ErrorKind, Group, GroupStatus, VfioBackend};
 
 /// A group whose devices are all bound to vfio-pci is viable, and a freshly
 /// opened group has no container.
@@ -36,14 +36,12 @@ pub fn unset_container_detaches_the_group<B: VfioBackend>(env: &Env<B>) -> Resul
     group.unset_container()?;
     let status = group.status()?;
     ensure!(status == GroupStatus::VIABLE, "status {status:?}");
-    let e = group
-        .unset_container()
-        .expect_err("unset without a container");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "unset without a container",
+        group.unset_container(),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
@@ -51,18 +49,23 @@ pub fn unset_container_detaches_the_group<B: VfioBackend>(env: &Env<B>) -> Resul
 pub fn opening_a_group_twice_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let n = env.group_of(&env.targets.edu)?;
     let _first = env.backend.open_group(n)?;
-    let e = env.backend.open_group(n).expect_err("second open");
-    ensure!(e.kind() == ErrorKind::Busy, "{e} ({:?})", e.errno());
+    expect_error(
+        "second open",
+        env.backend.open_group(n),
+        ErrorKind::Busy,
+        Some(Errno::EBUSY),
+    )?;
     Ok(())
 }
 
 /// A group number with no `/dev/vfio` node is not found.
 pub fn missing_group_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let e = env
-        .backend
-        .open_group(4242)
-        .expect_err("open of group 4242");
-    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    expect_error(
+        "open of group 4242",
+        env.backend.open_group(4242),
+        ErrorKind::NotFound,
+        Some(Errno::ENOENT),
+    )?;
     Ok(())
 }
 
@@ -71,47 +74,50 @@ pub fn open_device_before_set_iommu_is_invalid<B: VfioBackend>(env: &Env<B>) -> 
     let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
-    let e = group
-        .open_device(&env.targets.edu.to_string())
-        .expect_err("open before set_iommu");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "open before set_iommu",
+        group.open_device(&env.targets.edu.to_string()),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
 /// A name that is not a device of the group is not found (after the retry).
 pub fn unknown_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let opened = env.open_edu()?;
-    let e = opened
-        .group
-        .open_device("0000:00:1f.7")
-        .expect_err("open of unknown device");
-    ensure!(e.kind() == ErrorKind::NotFound, "{e} ({:?})", e.errno());
+    expect_error(
+        "open of unknown device",
+        opened.group.open_device("0000:00:1f.7"),
+        ErrorKind::NotFound,
+        Some(Errno::ENODEV),
+    )?;
     Ok(())
 }
 
-/// A name with an interior NUL is refused before reaching the kernel.
+/// A name with an interior NUL is refused before reaching the kernel, as
+/// invalid with no errno: the kernel reads names as C strings, so it could
+/// be given only the part before the NUL (and would open that device).
 pub fn device_name_with_nul_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let opened = env.open_edu()?;
-    let e = opened
-        .group
-        .open_device("0000:00:02.0\0x")
-        .expect_err("open with NUL");
-    ensure!(e.kind() == ErrorKind::InvalidArgument, "{e}");
+    expect_error(
+        "open with NUL",
+        opened.group.open_device("0000:00:02.0\0x"),
+        ErrorKind::InvalidArgument,
+        None,
+    )?;
     Ok(())
 }
 
 /// The keep-alive ioctl is a downstream addition: upstream answers ENOTTY.
 pub fn keep_alive_is_unsupported_upstream<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let opened = env.open_edu()?;
-    let e = opened
-        .group
-        .set_keep_alive(&env.targets.edu.to_string())
-        .expect_err("keep-alive");
-    ensure!(e.kind() == ErrorKind::Unsupported, "{e} ({:?})", e.errno());
+    expect_error(
+        "keep-alive",
+        opened.group.set_keep_alive(&env.targets.edu.to_string()),
+        ErrorKind::Unsupported,
+        Some(Errno::ENOTTY),
+    )?;
     Ok(())
 }
 
@@ -121,25 +127,24 @@ pub fn set_container_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     let other = env.backend.open_container()?;
-    let e = group
-        .set_container(&other)
-        .expect_err("second set_container");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "second set_container",
+        group.set_container(&other),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
 
 /// Unsetting the container of a group with an open device is busy.
 pub fn unset_container_with_an_open_device_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
-    let e = o
-        .group
-        .unset_container()
-        .expect_err("unset with open device");
-    ensure!(e.kind() == ErrorKind::Busy, "{e} ({:?})", e.errno());
+    expect_error(
+        "unset with open device",
+        o.group.unset_container(),
+        ErrorKind::Busy,
+        Some(Errno::EBUSY),
+    )?;
     Ok(())
 }
 
@@ -175,21 +180,17 @@ pub fn group_with_a_device_on_another_driver_is_not_viable<B: VfioBackend>(
     let status = group.status()?;
     ensure!(status == GroupStatus::EMPTY, "status {status:?}");
     let c = env.backend.open_container()?;
-    let e = group
-        .set_container(&c)
-        .expect_err("attach a non-viable group");
-    ensure!(
-        e.kind() == ErrorKind::PermissionDenied,
-        "{e} ({:?})",
-        e.errno()
-    );
-    let e = group
-        .open_device(&env.targets.shared_edu.to_string())
-        .expect_err("open a device of a non-viable group");
-    ensure!(
-        e.kind() == ErrorKind::InvalidArgument,
-        "{e} ({:?})",
-        e.errno()
-    );
+    expect_error(
+        "attach a non-viable group",
+        group.set_container(&c),
+        ErrorKind::PermissionDenied,
+        Some(Errno::EPERM),
+    )?;
+    expect_error(
+        "open a device of a non-viable group",
+        group.open_device(&env.targets.shared_edu.to_string()),
+        ErrorKind::InvalidArgument,
+        Some(Errno::EINVAL),
+    )?;
     Ok(())
 }
