@@ -119,7 +119,13 @@ impl<B: VfioBackend> Env<B> {
         let container = self.backend.open_container()?;
         group.set_container(&container)?;
         container.set_iommu(IommuType::Type1v2)?;
-        let device = group.open_device(&device.to_string())?;
+        // A device just bound (or brought back by a rescan) can be ENODEV
+        // for a moment on Linux 6.1: one retry, as a driver would.
+        let device = vfio_core::retry::open_device_with_retry::<B>(
+            &group,
+            &device.to_string(),
+            &vfio_core::SystemClock,
+        )?;
         Ok(Opened {
             device,
             group,

@@ -52,6 +52,12 @@ pub fn fired<I: vfio_core::Interrupt>(irqs: &[I]) -> anyhow::Result<Vec<usize>> 
     Ok(out)
 }
 
+/// A backend the whole suite runs on: the trait family, and the opt-in
+/// calls the suite also judges (the downstream keep-alive ioctl).
+pub trait SuiteBackend: vfio_core::VfioBackend<Group: vfio_core::GroupKeepAlive<Self>> {}
+
+impl<B> SuiteBackend for B where B: vfio_core::VfioBackend<Group: vfio_core::GroupKeepAlive<B>> {}
+
 /// The body of a case.
 pub type CaseFn<B> = Box<dyn Fn(&Env<B>) -> anyhow::Result<()> + Send + Sync>;
 

@@ -30,7 +30,13 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
         info.dma_avail
             .map_or("unknown".to_owned(), |n| n.to_string())
     );
-    let device = group.open_device(&address.to_string())?;
+    // A device bound to vfio-pci a moment ago can answer ENODEV once on
+    // Linux 6.1: retry once after 250 ms.
+    let device = vfio_core::retry::open_device_with_retry::<B>(
+        &group,
+        &address.to_string(),
+        &vfio_core::SystemClock,
+    )?;
     let dinfo = device.info()?;
     let bar0 = device.region_info(region::BAR0)?;
     let vendor = u16::from_le_bytes(device.read_config::<2>(0)?);

@@ -93,16 +93,25 @@ pub trait Group<B: VfioBackend>: Send + Sync + Debug {
     /// `VFIO_GROUP_UNSET_CONTAINER`.
     fn unset_container(&self) -> Result<()>;
 
-    /// `VFIO_GROUP_GET_DEVICE_FD` for `name` (for vfio-pci, the PCI address),
-    /// retried once after 250 ms (on the backend's clock) if it fails with
-    /// `ENODEV`: Linux 6.1 can report that briefly after a device appears.
+    /// `VFIO_GROUP_GET_DEVICE_FD` for `name` (for vfio-pci, the PCI address):
+    /// one call, the kernel's answer. Linux 6.1 can answer `ENODEV` briefly
+    /// after a device is bound; a driver that opens devices right after
+    /// binding them opts in to one retry with
+    /// [`retry::open_device_with_retry`](crate::retry::open_device_with_retry).
     /// A name with a NUL byte is refused as invalid with no errno: the kernel
     /// would read only the part before the NUL.
     fn open_device(&self, name: &str) -> Result<B::Device>;
+}
 
-    /// The downstream keep-alive ioctl: upstream kernels answer `ENOTTY`,
-    /// which surfaces as [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
-    /// Retried once on `ENODEV` like [`open_device`](Group::open_device).
+/// The keep-alive ioctl some downstream kernels add to groups
+/// (`VFIO_PRIVATE_BASE`, 200). Not part of [`Group`]: upstream Linux has no
+/// such call, so a driver that wants it asks for it with a bound
+/// (`B::Group: GroupKeepAlive<B>`), and both backends of this family
+/// implement it.
+pub trait GroupKeepAlive<B: VfioBackend>: Group<B> {
+    /// Asks the kernel to keep device `name` of this group alive. Upstream
+    /// kernels answer `ENOTTY`, which surfaces as
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
     fn set_keep_alive(&self, name: &str) -> Result<()>;
 }
 
@@ -391,4 +400,18 @@ fn check_enabled_range<B: VfioBackend, D: Device<B> + ?Sized>(
         return Err(irq_range_error(index, start, count, max).with_target(device.name()));
     }
     Ok(())
+}
+
+/// Every trait of the family can be a trait object: forming `dyn Trait<B>`
+/// in this signature is checked for object safety when the crate compiles.
+#[allow(dead_code)]
+fn object_safe<B: VfioBackend>(
+    _: &dyn Container<B>,
+    _: &dyn Group<B>,
+    _: &dyn GroupKeepAlive<B>,
+    _: &dyn Device<B>,
+    _: &dyn MappedRegion,
+    _: &dyn DmaMemory,
+    _: &dyn Interrupt,
+) {
 }

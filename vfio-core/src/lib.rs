@@ -16,6 +16,21 @@
 //!     Ok(u16::from_le_bytes(device.read_config::<2>(0)?))
 //! }
 //! ```
+//!
+//! # `nix` in the public API
+//!
+//! Errors carry the kernel's errno as [`Errno`], which is `nix`'s type,
+//! re-exported here: it is the one `nix` type in this crate's API (file
+//! descriptors are `std`'s `BorrowedFd`), chosen so that an errno compares
+//! and prints the same in driver code, in `nix` calls a driver makes itself,
+//! and here. `nix` is therefore a public dependency: a release of this crate
+//! that moves to an incompatible `nix` is a breaking release.
+//!
+//! # Trait objects
+//!
+//! The traits are written for static dispatch (`B: VfioBackend`), and each
+//! can also be used as a trait object where one fits: generic helper
+//! methods are `where Self: Sized`.
 #![deny(missing_docs)]
 
 pub mod access;
@@ -30,7 +45,7 @@ pub mod parse;
 mod pci_address;
 pub mod retry;
 
-pub use backend::{Container, Device, DmaMemory, Group, MappedRegion, VfioBackend};
+pub use backend::{Container, Device, DmaMemory, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use host::HostPaths;

@@ -1,9 +1,12 @@
-//! The open-device retry both backends share.
+//! The open-device retry, for drivers that open a device right after binding it.
 //!
 //! Linux 6.1 has a short window between a vfio device becoming visible to
 //! userspace and its being added to the group's device list; an open in that
 //! window fails with `ENODEV`. The remedy is one retry after a short delay.
+//! It is a policy, not what the kernel does, so [`Group::open_device`] makes
+//! one call and a driver opts in here.
 
+use crate::backend::{Group, VfioBackend};
 use crate::clock::Clock;
 use crate::error::Result;
 use nix::errno::Errno;
@@ -22,6 +25,18 @@ pub fn retry_once_on_enodev<T>(clock: &dyn Clock, mut op: impl FnMut() -> Result
         }
         other => other,
     }
+}
+
+/// Opens device `name` of `group`, retried once after
+/// [`ENODEV_RETRY_DELAY`] on `clock` if the first try fails with `ENODEV`
+/// ([`SystemClock`](crate::SystemClock) on hardware, a mock's virtual clock
+/// in tests).
+pub fn open_device_with_retry<B: VfioBackend>(
+    group: &B::Group,
+    name: &str,
+    clock: &dyn Clock,
+) -> Result<B::Device> {
+    retry_once_on_enodev(clock, || group.open_device(name))
 }
 
 #[cfg(test)]

@@ -5,25 +5,18 @@ use crate::{LinuxBackend, LinuxContainer, sys};
 use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
-use vfio_core::retry::retry_once_on_enodev;
-use vfio_core::{Clock, Error, ErrorKind, Group, GroupStatus, Operation, Result};
+use vfio_core::{Error, ErrorKind, Group, GroupKeepAlive, GroupStatus, Operation, Result};
 
 /// An open `/dev/vfio/N` (or `/dev/vfio/noiommu-N`).
 #[derive(Debug)]
 pub struct LinuxGroup {
     file: File,
     number: u32,
-    clock: Arc<dyn Clock>,
 }
 
 impl LinuxGroup {
-    pub(crate) fn new(file: File, number: u32, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            file,
-            number,
-            clock,
-        }
+    pub(crate) fn new(file: File, number: u32) -> Self {
+        Self { file, number }
     }
 
     fn device_name(op: Operation, name: &str) -> Result<CString> {
@@ -69,7 +62,7 @@ impl Group<LinuxBackend> for LinuxGroup {
         })
     }
 
-    /// Opens device `name` of the group, retrying once on ENODEV.
+    /// Opens device `name` of the group: one `VFIO_GROUP_GET_DEVICE_FD`.
     ///
     /// A name with a NUL byte is refused before any ioctl, as
     /// [`ErrorKind::InvalidArgument`] with no errno: the kernel reads the
@@ -77,18 +70,16 @@ impl Group<LinuxBackend> for LinuxGroup {
     /// NUL, and would open whatever device that names.
     fn open_device(&self, name: &str) -> Result<LinuxDevice> {
         let cname = Self::device_name(Operation::OpenDevice, name)?;
-        let fd = retry_once_on_enodev(&*self.clock, || {
-            sys::group_get_device_fd(self.as_fd(), &cname)
-                .map_err(|e| Error::from_errno(Operation::OpenDevice, e).with_target(name))
-        })?;
+        let fd = sys::group_get_device_fd(self.as_fd(), &cname)
+            .map_err(|e| Error::from_errno(Operation::OpenDevice, e).with_target(name))?;
         LinuxDevice::new(File::from(fd), name.to_owned())
     }
+}
 
+impl GroupKeepAlive<LinuxBackend> for LinuxGroup {
     fn set_keep_alive(&self, name: &str) -> Result<()> {
         let cname = Self::device_name(Operation::KeepAlive, name)?;
-        retry_once_on_enodev(&*self.clock, || {
-            sys::group_set_keep_alive(self.as_fd(), &cname)
-                .map_err(|e| Error::from_errno(Operation::KeepAlive, e).with_target(name))
-        })
+        sys::group_set_keep_alive(self.as_fd(), &cname)
+            .map_err(|e| Error::from_errno(Operation::KeepAlive, e).with_target(name))
     }
 }

@@ -41,16 +41,12 @@ pub use tokio_interrupt::AsyncInterrupt;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use std::sync::Arc;
-use vfio_core::{
-    Clock, Error, EventFdInterrupt, HostPaths, Operation, Result, SystemClock, VfioBackend,
-};
+use vfio_core::{Error, EventFdInterrupt, HostPaths, Operation, Result, VfioBackend};
 
 /// The kernel's VFIO, reached through the files under a [`HostPaths`].
 #[derive(Debug, Clone)]
 pub struct LinuxBackend {
     paths: HostPaths,
-    clock: Arc<dyn Clock>,
 }
 
 impl Default for LinuxBackend {
@@ -60,24 +56,14 @@ impl Default for LinuxBackend {
 }
 
 impl LinuxBackend {
-    /// The host's real `/dev`, `/sys` and `/proc`, and the system clock.
+    /// The host's real `/dev`, `/sys` and `/proc`.
     pub fn new() -> Self {
         Self::with_paths(HostPaths::default())
     }
 
     /// A backend whose files live under `paths`.
     pub fn with_paths(paths: HostPaths) -> Self {
-        Self {
-            paths,
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// Replaces the clock the open-device retry sleeps on.
-    #[must_use]
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
+        Self { paths }
     }
 
     fn open_rw(op: Operation, path: &Path) -> Result<File> {
@@ -90,7 +76,7 @@ impl LinuxBackend {
 
     fn open_group_at(&self, path: &Path, number: u32) -> Result<LinuxGroup> {
         let file = Self::open_rw(Operation::OpenGroup, path)?;
-        Ok(LinuxGroup::new(file, number, self.clock.clone()))
+        Ok(LinuxGroup::new(file, number))
     }
 }
 

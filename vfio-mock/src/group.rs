@@ -7,8 +7,7 @@ use crate::pci_device::{Driver, PciDevice};
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use vfio_core::retry::retry_once_on_enodev;
-use vfio_core::{Error, ErrorKind, Group, GroupStatus, Operation, Result};
+use vfio_core::{Error, ErrorKind, Group, GroupKeepAlive, GroupStatus, Operation, Result};
 
 /// The kernel's `struct vfio_group` for one IOMMU group of the host.
 #[derive(Debug)]
@@ -238,22 +237,20 @@ impl Group<MockBackend> for MockGroup {
 
     fn open_device(&self, name: &str) -> Result<MockDevice> {
         Self::check_name(Operation::OpenDevice, name)?;
-        retry_once_on_enodev(&*self.host.clock, || self.open_device_once(name))
+        self.open_device_once(name)
     }
+}
 
+impl GroupKeepAlive<MockBackend> for MockGroup {
     fn set_keep_alive(&self, name: &str) -> Result<()> {
         Self::check_name(Operation::KeepAlive, name)?;
-        retry_once_on_enodev(&*self.host.clock, || {
-            self.fault(Operation::KeepAlive)?;
-            let err = |e| Error::from_errno(Operation::KeepAlive, e).with_target(name);
-            match self.host.keep_alive {
-                // Upstream has no such ioctl: the group's ioctl handler
-                // answers ENOTTY before looking at the name.
-                KeepAlive::Upstream => Err(err(Errno::ENOTTY)),
-                KeepAlive::Downstream => {
-                    self.find(name).map(drop).ok_or_else(|| err(Errno::ENODEV))
-                }
-            }
-        })
+        self.fault(Operation::KeepAlive)?;
+        let err = |e| Error::from_errno(Operation::KeepAlive, e).with_target(name);
+        match self.host.keep_alive {
+            // Upstream has no such ioctl: the group's ioctl handler
+            // answers ENOTTY before looking at the name.
+            KeepAlive::Upstream => Err(err(Errno::ENOTTY)),
+            KeepAlive::Downstream => self.find(name).map(drop).ok_or_else(|| err(Errno::ENODEV)),
+        }
     }
 }

@@ -6,11 +6,12 @@ mod common;
 
 use common::{guest, open};
 use std::time::Duration;
+use vfio_core::retry::open_device_with_retry;
 use vfio_core::{Errno, ErrorKind, Group, Operation, VfioBackend};
-use vfio_mock::profiles;
+use vfio_mock::{MockBackend, profiles};
 
 /// The race Linux 6.1 has when a device appears: one ENODEV, then success
-/// after the 250 ms retry (on the virtual clock, so instantly).
+/// after the opt-in 250 ms retry (on the virtual clock, so instantly).
 #[test]
 fn enodev_on_open_is_retried_once_after_250_ms() {
     let (host, b) = guest();
@@ -18,7 +19,7 @@ fn enodev_on_open_is_retried_once_after_250_ms() {
     drop(o.device);
     let before = host.clock().now();
     host.fail_next(Operation::OpenDevice, Errno::ENODEV, 1);
-    o.group.open_device("0000:00:02.0").unwrap();
+    open_device_with_retry::<MockBackend>(&o.group, "0000:00:02.0", &**host.clock()).unwrap();
     assert_eq!(
         host.clock().now() - before,
         Duration::from_millis(250),
@@ -34,12 +35,25 @@ fn a_second_enodev_on_open_is_returned() {
     let (host, b) = guest();
     let o = open(&b, profiles::edu_address());
     host.fail_next(Operation::OpenDevice, Errno::ENODEV, 2);
-    let e = o.group.open_device("0000:00:02.0").unwrap_err();
+    let e = open_device_with_retry::<MockBackend>(&o.group, "0000:00:02.0", &**host.clock())
+        .unwrap_err();
     assert_eq!(
         (e.kind(), e.errno()),
         (ErrorKind::NotFound, Some(Errno::ENODEV)),
         "{e}"
     );
+    host.done().unwrap();
+}
+
+/// Without the opt-in retry, an open is one call: ENODEV at once, no sleep.
+#[test]
+fn a_plain_open_is_not_retried() {
+    let (host, b) = guest();
+    let o = open(&b, profiles::edu_address());
+    host.fail_next(Operation::OpenDevice, Errno::ENODEV, 1);
+    let e = o.group.open_device("0000:00:02.0").unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::ENODEV));
+    assert!(host.clock().sleeps().is_empty());
     host.done().unwrap();
 }
 

@@ -110,7 +110,8 @@ pub fn device_name_with_nul_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<(
 }
 
 /// The keep-alive ioctl is a downstream addition: upstream answers ENOTTY.
-pub fn keep_alive_is_unsupported_upstream<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+pub fn keep_alive_is_unsupported_upstream<B: crate::SuiteBackend>(env: &Env<B>) -> Result<()> {
+    use vfio_core::GroupKeepAlive;
     let opened = env.open_edu()?;
     expect_error(
         "keep-alive",

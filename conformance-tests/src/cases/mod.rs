@@ -11,7 +11,6 @@ pub mod group;
 pub mod irq;
 
 use crate::Case;
-use vfio_core::VfioBackend;
 
 /// Calls `$callback! { module::case, ... }` with every case of the suite.
 #[macro_export]
@@ -106,7 +105,7 @@ macro_rules! for_each_case {
 macro_rules! case_list {
     ($($module:ident :: $name:ident),* $(,)?) => {
         /// The cases written for the guest's devices, instantiated for backend `B`.
-        pub fn specific<B: VfioBackend>() -> Vec<Case<B>> {
+        pub fn specific<B: crate::SuiteBackend>() -> Vec<Case<B>> {
             vec![$(Case::new(stringify!($name), $module::$name::<B>)),*]
         }
     };
@@ -141,7 +140,7 @@ pub const COVERED: [(&str, &str, &str); 4] = [
 /// Every case of the suite for backend `B`: the device-specific cases, then
 /// each device-agnostic case on `edu` and on the NVMe controller, except
 /// where [`COVERED`].
-pub fn all<B: VfioBackend>() -> Vec<Case<B>> {
+pub fn all<B: crate::SuiteBackend>() -> Vec<Case<B>> {
     let mut cases = specific::<B>();
     for (label, pick) in [
         (
