@@ -31,17 +31,18 @@ fn config_space_read_only_bits_stay_and_writable_bits_change() {
         [0x10, 0x00, 0xff, 0x00]
     );
     assert_eq!(o.device.read_config::<1>(0x3d).unwrap(), [1]);
-    // Command: vfio-pci enabled memory decoding at open; bus master is writable.
+    // Command: I/O, memory and SERR# as the guest's firmware left them;
+    // bus master is writable.
     let cmd = u16::from_le_bytes(o.device.read_config::<2>(4).unwrap());
-    assert_eq!(cmd & 0x7, 0x2);
+    assert_eq!(cmd, 0x0103);
     o.device
         .write_config(4, &(cmd | 0x4 | 0x8).to_le_bytes())
         .unwrap();
     let cmd = u16::from_le_bytes(o.device.read_config::<2>(4).unwrap());
-    assert_eq!(cmd & 0xf, 0x6, "special cycles (bit 3) is read-only");
+    assert_eq!(cmd & 0xf, 0x7, "special cycles (bit 3) is read-only");
     // Interrupt line is writable.
-    o.device.write_config(0x3c, &[0x0b]).unwrap();
-    assert_eq!(o.device.read_config::<1>(0x3c).unwrap(), [0x0b]);
+    o.device.write_config(0x3c, &[0x5a]).unwrap();
+    assert_eq!(o.device.read_config::<1>(0x3c).unwrap(), [0x5a]);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! [`for_each_case!`](crate::for_each_case) lists every case once; the runner
 //! and the per-backend `#[test]` instantiations are both generated from it.
 
+pub mod config;
 pub mod container;
 pub mod device;
 pub mod dma;
@@ -94,6 +95,14 @@ macro_rules! for_each_case {
             driver::edu_driver_computes_factorials_with_completion_interrupts,
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,
+            config::edu_config_space_matches_the_kernels_dump,
+            config::nvme_config_space_matches_the_kernels_dump,
+            config::command_register_keeps_only_qemus_writable_bits,
+            config::header_writes_stick_only_in_cache_line_size_and_interrupt_line,
+            config::bar_writes_read_back_the_size_mask_and_aligned_addresses,
+            config::msi_control_enable_sticks_only_while_msi_is_enabled,
+            config::msix_control_follows_the_ioctls_and_ignores_writes,
+            config::config_space_is_restored_when_the_device_is_closed,
         }
     };
 }
