@@ -312,10 +312,15 @@ fn nvme_enable_sets_ready_and_disable_clears_it() {
     assert_eq!(bar.read_u32(nvme::reg::CSTS).unwrap(), nvme::CSTS_RDY);
     bar.write_u32(nvme::reg::CC, 0).unwrap();
     assert_eq!(bar.read_u32(nvme::reg::CSTS).unwrap() & nvme::CSTS_RDY, 0);
-    // A reset (FLR) returns the registers to power-on.
+    // A reset (FLR) clears CC and CSTS but, as on QEMU 7.2, keeps the
+    // admin queue registers.
     bar.write_u64(nvme::reg::ASQ, 0x20_0000).unwrap();
+    bar.write_u32(nvme::reg::CC, (4 << 20) | (6 << 16) | nvme::CC_EN)
+        .unwrap();
     o.device.reset().unwrap();
-    assert_eq!(bar.read_u64(nvme::reg::ASQ).unwrap(), 0);
+    assert_eq!(bar.read_u32(nvme::reg::CC).unwrap(), 0);
+    assert_eq!(bar.read_u32(nvme::reg::CSTS).unwrap(), 0);
+    assert_eq!(bar.read_u64(nvme::reg::ASQ).unwrap(), 0x20_0000);
     let edu = open(&b, profiles::edu_address());
     assert_eq!(edu.device.reset().unwrap_err().errno(), Some(Errno::EINVAL));
 }

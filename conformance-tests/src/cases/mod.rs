@@ -10,6 +10,7 @@ pub mod dma;
 pub mod driver;
 pub mod group;
 pub mod irq;
+pub mod reset;
 
 use crate::Case;
 use vfio_core::VfioBackend;
@@ -103,6 +104,12 @@ macro_rules! for_each_case {
             config::msi_control_enable_sticks_only_while_msi_is_enabled,
             config::msix_control_follows_the_ioctls_and_ignores_writes,
             config::config_space_is_restored_when_the_device_is_closed,
+            reset::reset_keeps_msix_vectors_bound_listed_and_firing,
+            reset::nvme_reset_clears_cc_and_the_interrupt_mask_but_keeps_the_admin_queues,
+            reset::reset_leaves_config_space_as_it_was,
+            reset::a_mapping_reaches_the_registers_again_after_a_reset,
+            reset::reset_with_memory_decode_off_leaves_it_off,
+            reset::refused_edu_reset_leaves_registers_and_config_alone,
         }
     };
 }
