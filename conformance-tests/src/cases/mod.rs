@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod container;
+pub mod decode;
 pub mod device;
 pub mod dma;
 pub mod driver;
@@ -113,6 +114,8 @@ macro_rules! for_each_case {
             reset::a_mapping_reaches_the_registers_again_after_a_reset,
             reset::reset_with_memory_decode_off_leaves_it_off,
             reset::refused_edu_reset_leaves_registers_and_config_alone,
+            decode::bar_file_access_with_memory_decode_off_is_eio,
+            decode::mapped_bar_access_with_memory_decode_off_is_eio,
         }
     };
 }
