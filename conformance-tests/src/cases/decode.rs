@@ -58,3 +58,22 @@ pub fn mapped_bar_access_with_memory_decode_off_is_eio<B: VfioBackend>(env: &Env
     ensure!(liveness == !0x0f0f_0f0f, "liveness {liveness:#x}");
     Ok(())
 }
+
+/// A reset with memory decode off leaves it off, and a mapped BAR still
+/// refuses access with EIO afterwards (where Linux would raise SIGBUS);
+/// decode back on, the mapping reaches the registers.
+pub fn mapped_bar_access_after_a_reset_with_decode_off_is_eio<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_nvme()?;
+    let d = &o.device;
+    let bar = d.map_region(region::BAR0)?;
+    d.write_config(0x04, &[0x00, 0x00])?;
+    d.reset()?;
+    let e = bar.read_u32(0x08).expect_err("read after the reset");
+    ensure!(is_eio(&e), "read: {e} ({:?})", e.errno());
+    d.write_config(0x04, &[0x02, 0x00])?;
+    let vs = bar.read_u32(0x08)?;
+    ensure!(vs == 0x0001_0400, "VS {vs:#x}");
+    Ok(())
+}

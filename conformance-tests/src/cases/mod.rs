@@ -114,8 +114,10 @@ macro_rules! for_each_case {
             reset::a_mapping_reaches_the_registers_again_after_a_reset,
             reset::reset_with_memory_decode_off_leaves_it_off,
             reset::refused_edu_reset_leaves_registers_and_config_alone,
+            reset::reset_keeps_intx_bound_listed_and_firing,
             decode::bar_file_access_with_memory_decode_off_is_eio,
             decode::mapped_bar_access_with_memory_decode_off_is_eio,
+            decode::mapped_bar_access_after_a_reset_with_decode_off_is_eio,
         }
     };
 }

@@ -171,3 +171,31 @@ pub fn refused_edu_reset_leaves_registers_and_config_alone<B: VfioBackend>(
     ensure!(liveness == !0x1234_5678, "liveness {liveness:#x}");
     ensure_same_bytes("edu config space", &dump::<B>(&o.device)?, &before)
 }
+
+/// An INTx eventfd bound before a reset stays bound: the same Linux irq is
+/// listed in /proc/interrupts and a loopback trigger still fires it.
+pub fn reset_keeps_intx_bound_listed_and_firing<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let o = env.open_nvme()?;
+    let nvme = env.targets.nvme;
+    let irq = env.backend.new_interrupt()?;
+    o.device.bind_interrupts(IrqIndex::INTX, 0, &[&irq])?;
+    let paths = env.backend.host_paths();
+    let before = paths.vector_irq(&nvme, IrqIndex::INTX, 0)?;
+    o.device.reset()?;
+    let after = paths
+        .vector_irq(&nvme, IrqIndex::INTX, 0)
+        .context("INTx after the reset")?;
+    ensure!(before == after, "irq {before} became {after}");
+    ensure!(
+        vfio_core::Interrupt::try_consume(&irq)?.is_none(),
+        "the reset fired INTx"
+    );
+    o.device.trigger_interrupts(IrqIndex::INTX, 0, 1)?;
+    ensure!(
+        vfio_core::Interrupt::try_consume(&irq)?.is_some(),
+        "INTx did not fire after the reset"
+    );
+    o.device.unmask_intx()?;
+    o.device.disable_interrupts(IrqIndex::INTX)?;
+    Ok(())
+}
