@@ -449,8 +449,10 @@ impl PciDevice {
                 let at = config_range(c.len(), offset, data.len())?;
                 c.write(at, data);
                 if let Some((cap, _)) = self.spec.msi {
+                    // As vfio_msi_config_write tests it: a write that ends
+                    // where Message Control starts counts too.
                     let flags = cap + 2;
-                    if at <= flags && at + data.len() > flags {
+                    if at <= flags && at + data.len() >= flags {
                         self.fix_msi_flags(&mut c, flags, msi_on);
                     }
                 }

@@ -219,10 +219,17 @@ pub fn msi_control_enable_sticks_only_while_msi_is_enabled<B: VfioBackend>(
     );
     d.disable_interrupts(IrqIndex::MSI)?;
     step(d, None)?;
+    // A write that ends where Message Control starts (the read-only ID and
+    // next pointer) also runs the fix-up, clearing the stale Enable.
+    d.write_config(CONTROL - 2, &[0xff, 0xff])?;
+    step(d, None)?;
+    d.bind_interrupts(IrqIndex::MSI, 0, &[&irq])?;
+    step(d, Some([0x81, 0x00]))?;
+    d.disable_interrupts(IrqIndex::MSI)?;
     step(d, Some([0x81, 0x00]))?;
     ensure!(
         got == [
-            0x0080, 0x0000, 0x008e, 0x0080, 0x0080, 0x0081, 0x0081, 0x0081, 0x0080
+            0x0080, 0x0000, 0x008e, 0x0080, 0x0080, 0x0081, 0x0081, 0x0081, 0x0080, 0x0081, 0x0080
         ],
         "MSI control: {got:04x?}"
     );
