@@ -184,7 +184,9 @@ impl Device<LinuxBackend> for LinuxDevice {
 
     fn reset(&self) -> Result<()> {
         sys::device_reset(self.as_fd()).map_err(|e| self.err(Operation::Reset, e))?;
-        self.refresh_decode()
+        self.refresh_decode().map_err(|e| {
+            e.with_detail("the device was reset, but its command register could not be read back")
+        })
     }
 
     fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
@@ -200,7 +202,11 @@ impl Device<LinuxBackend> for LinuxDevice {
             .map_err(|_| Error::new(Operation::RegionWrite, ErrorKind::OutOfRange))?;
         let n = pwrite(&self.file, buf, at).map_err(|e| self.err(Operation::RegionWrite, e))?;
         if index == vfio_core::region::CONFIG && decode::covers_command(offset, n) {
-            self.refresh_decode()?;
+            self.refresh_decode().map_err(|e| {
+                e.with_detail(format_args!(
+                    "{n} bytes were written, but the command register could not be read back"
+                ))
+            })?;
         }
         Ok(n)
     }
