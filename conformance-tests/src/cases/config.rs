@@ -105,30 +105,35 @@ pub fn command_register_keeps_only_qemus_writable_bits<B: VfioBackend>(env: &Env
 /// Cache line size and interrupt line keep what is written; the latency
 /// timer, interrupt pin, min-grant/max-latency, IDs, revision and class,
 /// subsystem IDs, capability pointer, CardBus pointer and (absent) ROM BAR
-/// ignore writes of all-ones.
+/// ignore writes of all-ones. The same on `edu` and the NVMe controller.
 pub fn header_writes_stick_only_in_cache_line_size_and_interrupt_line<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
-    let o = env.open_edu()?;
-    let d = &o.device;
     let mut got = Vec::new();
-    for (offset, bytes, want) in [
-        (0x0cu64, &[0xffu8, 0xff][..], 0x0000_00ffu32),
-        (0x3c, &[0x5a], 0x0000_015a),
-        (0x3d, &[0x03], 0x0000_015a),
-        (0x3e, &[0xff, 0xff], 0x0000_015a),
-        (0x00, &[0xff; 4], 0x11e8_1234),
-        (0x08, &[0xff; 4], 0x00ff_0010),
-        (0x2c, &[0xff; 4], 0x1100_1af4),
-        (0x34, &[0xff], 0x0000_0040),
-        (0x28, &[0xff; 4], 0),
-        (0x30, &[0xff; 4], 0),
+    for (o, ids, class) in [
+        (env.open_edu()?, 0x11e8_1234u32, 0x00ff_0010u32),
+        (env.open_nvme()?, 0x0010_1b36, 0x0108_0202),
     ] {
-        let value = write_then_read32::<B>(d, offset, bytes)?;
-        if value != want {
-            got.push(format!(
-                "{offset:#04x}: {value:#010x}, expected {want:#010x}"
-            ));
+        let d = &o.device;
+        for (offset, bytes, want) in [
+            (0x0cu64, &[0xffu8, 0xff][..], 0x0000_00ffu32),
+            (0x3c, &[0x5a], 0x0000_015a),
+            (0x3d, &[0x03], 0x0000_015a),
+            (0x3e, &[0xff, 0xff], 0x0000_015a),
+            (0x00, &[0xff; 4], ids),
+            (0x08, &[0xff; 4], class),
+            (0x2c, &[0xff; 4], 0x1100_1af4),
+            (0x34, &[0xff], 0x0000_0040),
+            (0x28, &[0xff; 4], 0),
+            (0x30, &[0xff; 4], 0),
+        ] {
+            let value = write_then_read32::<B>(d, offset, bytes)?;
+            if value != want {
+                got.push(format!(
+                    "{}: {offset:#04x}: {value:#010x}, expected {want:#010x}",
+                    d.name()
+                ));
+            }
         }
     }
     ensure!(got.is_empty(), "{}", got.join("; "));
