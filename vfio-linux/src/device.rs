@@ -1,5 +1,6 @@
 //! An opened vfio device: info, region I/O, mmap, reset and interrupts.
 
+use crate::decode::{self, MemoryDecode};
 use crate::memory::LinuxRegion;
 use crate::mmap::Mapping;
 use crate::{LinuxBackend, sys};
@@ -30,6 +31,9 @@ pub struct LinuxDevice {
     regions: Vec<Option<RegionInfo>>,
     /// The interrupt mode enabled through this handle.
     irqs: IrqTracker,
+    /// Memory decode as last read back through this handle, shared with
+    /// every BAR mapped from it (see `decode.rs`).
+    decode: MemoryDecode,
 }
 
 impl LinuxDevice {
@@ -39,6 +43,7 @@ impl LinuxDevice {
             name,
             regions: Vec::new(),
             irqs: IrqTracker::new(),
+            decode: MemoryDecode::new(0),
         };
         let info = device.info()?;
         device.regions = (0..info.num_regions)
@@ -48,7 +53,24 @@ impl LinuxDevice {
                 Err(e) => Err(e),
             })
             .collect::<Result<_>>()?;
+        device.refresh_decode()?;
         Ok(device)
+    }
+
+    /// Reads the command register back into the memory-decode gate. A
+    /// device without a config region (not PCI) is left decoding.
+    fn refresh_decode(&self) -> Result<()> {
+        let has_config = self
+            .regions
+            .get(vfio_core::region::CONFIG as usize)
+            .is_some_and(|r| r.as_ref().is_some_and(|r| r.size > decode::COMMAND + 1));
+        let command = if has_config {
+            u16::from_le_bytes(self.read_config::<2>(decode::COMMAND)?)
+        } else {
+            0xffff
+        };
+        self.decode.update(command);
+        Ok(())
     }
 
     fn err(&self, op: Operation, errno: Errno) -> Error {
@@ -173,7 +195,10 @@ impl Device<LinuxBackend> for LinuxDevice {
     }
 
     fn reset(&self) -> Result<()> {
-        sys::device_reset(self.as_fd()).map_err(|e| self.err(Operation::Reset, e))
+        sys::device_reset(self.as_fd()).map_err(|e| self.err(Operation::Reset, e))?;
+        self.refresh_decode().map_err(|e| {
+            e.with_detail("the device was reset, but its command register could not be read back")
+        })
     }
 
     fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
@@ -186,7 +211,15 @@ impl Device<LinuxBackend> for LinuxDevice {
     fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize> {
         let at = self.file_offset(Operation::RegionWrite, index, offset)?;
         let at = i64::try_from(at).map_err(|_| self.err(Operation::RegionWrite, Errno::EINVAL))?;
-        pwrite(&self.file, buf, at).map_err(|e| self.err(Operation::RegionWrite, e))
+        let n = pwrite(&self.file, buf, at).map_err(|e| self.err(Operation::RegionWrite, e))?;
+        if index == vfio_core::region::CONFIG && decode::covers_command(offset, n) {
+            self.refresh_decode().map_err(|e| {
+                e.with_detail(format_args!(
+                    "{n} bytes were written, but the command register could not be read back"
+                ))
+            })?;
+        }
+        Ok(n)
     }
 
     /// Maps the whole of region `index`. A region without the MMAP flag, or
@@ -210,7 +243,7 @@ impl Device<LinuxBackend> for LinuxDevice {
         let writable = region.flags.contains(RegionFlags::WRITE);
         let map = Mapping::map_file(self.as_fd(), region.offset, len, writable)
             .map_err(|e| self.err(Operation::MapRegion, e))?;
-        Ok(LinuxRegion::new(map, writable))
+        Ok(LinuxRegion::new(map, writable).gated_by(self.decode.clone()))
     }
 
     fn set_irqs(

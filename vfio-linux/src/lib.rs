@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 mod container;
+mod decode;
 mod device;
 mod group;
 mod memory;

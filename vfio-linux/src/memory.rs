@@ -1,5 +1,6 @@
 //! Mapped device regions and DMA buffers, as the vfio-core traits see them.
 
+use crate::decode::MemoryDecode;
 use crate::mmap::{Mapping, Primitive};
 use std::num::NonZeroUsize;
 use vfio_core::access::{check_range, check_register_access};
@@ -11,11 +12,24 @@ use vfio_core::{DmaMemory, Error, ErrorKind, MappedRegion, Operation, Result};
 pub struct LinuxRegion {
     map: Mapping,
     writable: bool,
+    /// Memory decode of the device the BAR was mapped from (none for an
+    /// anonymous region): access is refused with EIO while it is off.
+    decode: Option<MemoryDecode>,
 }
 
 impl LinuxRegion {
     pub(crate) fn new(map: Mapping, writable: bool) -> Self {
-        Self { map, writable }
+        Self {
+            map,
+            writable,
+            decode: None,
+        }
+    }
+
+    /// The region refuses access while `decode` is off (see `decode.rs`).
+    pub(crate) fn gated_by(mut self, decode: MemoryDecode) -> Self {
+        self.decode = Some(decode);
+        self
     }
 
     /// A region backed by `len` bytes of zeroed anonymous memory, readable
@@ -42,6 +56,9 @@ impl LinuxRegion {
             offset,
             size_of::<T>() as u64,
         )?;
+        if let Some(decode) = &self.decode {
+            decode.check(Operation::RegisterRead)?;
+        }
         Ok(self.map.read(at))
     }
 
@@ -58,6 +75,9 @@ impl LinuxRegion {
                 Error::new(Operation::RegisterWrite, ErrorKind::PermissionDenied)
                     .with_detail("the region was mapped read-only"),
             );
+        }
+        if let Some(decode) = &self.decode {
+            decode.check(Operation::RegisterWrite)?;
         }
         self.map.write(at, value);
         Ok(())

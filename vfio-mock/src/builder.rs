@@ -203,6 +203,9 @@ pub struct PciDeviceBuilder {
     rom_size: u64,
     caps: Vec<(CapKind, Option<u8>)>,
     interrupt_pin: u8,
+    interrupt_line: u8,
+    command: u16,
+    bar_addresses: [Option<u64>; 6],
     can_reset: bool,
     pub(crate) model: Option<Box<dyn DeviceModel>>,
     errors: Vec<String>,
@@ -236,6 +239,9 @@ impl PciDeviceBuilder {
             rom_size: 0,
             caps: Vec::new(),
             interrupt_pin: 0,
+            interrupt_line: 0,
+            command: 0,
+            bar_addresses: [None; 6],
             can_reset: false,
             model: None,
             errors: Vec::new(),
@@ -351,6 +357,35 @@ impl PciDeviceBuilder {
         self
     }
 
+    /// The interrupt line register as firmware left it (the guest's SeaBIOS
+    /// writes 11 into both of its devices).
+    #[must_use]
+    pub fn interrupt_line(mut self, line: u8) -> Self {
+        self.interrupt_line = line;
+        self
+    }
+
+    /// The command register as firmware left it before vfio-pci took the
+    /// device (the guest's SeaBIOS leaves I/O, memory and SERR# enable set:
+    /// 0x0103). Opening the device adds the decode bits of its BARs.
+    #[must_use]
+    pub fn command(mut self, command: u16) -> Self {
+        self.command = command;
+        self
+    }
+
+    /// Places BAR `index` at `address` (as firmware assigned it) instead of
+    /// the next free address of the host's window.
+    #[must_use]
+    pub fn bar_address(mut self, index: usize, address: u64) -> Self {
+        if let Some(slot) = self.bar_addresses.get_mut(index) {
+            *slot = Some(address);
+        } else {
+            self.errors.push(format!("BAR index {index} is not 0..=5"));
+        }
+        self
+    }
+
     /// Whether the device has a reset method vfio-pci can use (FLR, PM or
     /// bus reset): sets `VFIO_DEVICE_FLAGS_RESET` and makes
     /// `VFIO_DEVICE_RESET` work.
@@ -392,8 +427,11 @@ impl PciDeviceBuilder {
             )));
         }
         config.set(reg::INTERRUPT_PIN, &[self.interrupt_pin]);
+        config.set(reg::INTERRUPT_LINE, &[self.interrupt_line]);
+        config.set_u16(reg::COMMAND, self.command & reg::COMMAND_WRITABLE);
         config.set_wmask(reg::COMMAND, &reg::COMMAND_WRITABLE.to_le_bytes());
-        config.set_wmask(reg::CACHE_LINE_SIZE, &[0xff, 0xff]);
+        // Cache line size sticks; the latency timer of QEMU's endpoints does not.
+        config.set_wmask(reg::CACHE_LINE_SIZE, &[0xff]);
         config.set_wmask(reg::INTERRUPT_LINE, &[0xff]);
 
         self.lay_out_bars(&mut config, windows)?;
@@ -491,8 +529,20 @@ impl PciDeviceBuilder {
                 BarKind::Memory64 => &mut mem64,
                 BarKind::Io => &mut io,
             };
-            let base = window.next_multiple_of(bar.size);
-            *window = base.saturating_add(bar.size);
+            let base = match self.bar_addresses.get(i).copied().flatten() {
+                Some(address) if address % bar.size == 0 => address,
+                Some(address) => {
+                    return Err(BuildError::new(format!(
+                        "BAR {i} at {address:#x} is not aligned to its size {:#x}",
+                        bar.size
+                    )));
+                }
+                None => {
+                    let base = window.next_multiple_of(bar.size);
+                    *window = base.saturating_add(bar.size);
+                    base
+                }
+            };
             let mask = !(bar.size - 1);
             let flags = bar.flag_bits();
             config.set_u32(at, (base as u32 & mask as u32) | flags);
@@ -566,8 +616,13 @@ impl PciDeviceBuilder {
                         | (u16::from(m.is_64bit) << 7)
                         | (u16::from(m.per_vector_mask) << 8);
                     config.set_u16(offset + 2, control);
-                    config.set_wmask(offset + 2, &0x0071u16.to_le_bytes());
-                    config.set_wmask(offset + 4, &0xffff_fffcu32.to_le_bytes());
+                    // vfio-pci virtualizes the low byte of Message Control
+                    // and lets the user write all of it (Enable and the
+                    // queue size are then fixed up: `PciDevice::write_region`);
+                    // the upper byte is the device's, read-only. The address
+                    // and data are virtual and wholly writable.
+                    config.set_wmask(offset + 2, &[0xff, 0x00]);
+                    config.set_wmask(offset + 4, &0xffff_ffffu32.to_le_bytes());
                     let mut next = offset + 8;
                     if m.is_64bit {
                         config.set_wmask(next, &[0xff; 4]);
@@ -595,18 +650,27 @@ impl PciDeviceBuilder {
                         return Err(BuildError::new("an MSI-X BAR index is not 0..=5"));
                     }
                     config.set(offset, &[id::MSIX]);
+                    // vfio-pci does not virtualize MSI-X: Message Control
+                    // reads the device's (Enable follows the ioctls) and
+                    // user writes to it are dropped.
                     config.set_u16(offset + 2, m.table_size - 1);
-                    config.set_wmask(offset + 2, &0xc000u16.to_le_bytes());
                     config.set_u32(offset + 4, m.table_offset | u32::from(m.table_bar));
                     config.set_u32(offset + 8, m.pba_offset | u32::from(m.pba_bar));
                     msix = Some((offset, *m));
                 }
                 CapKind::Pcie => {
                     config.set(offset, &[id::PCIE]);
-                    // Version 2, endpoint.
-                    config.set_u16(offset + 2, 0x0002);
-                    // Device capabilities: 128-byte max payload, FLR if the device resets.
-                    config.set_u32(offset + 4, u32::from(self.can_reset) << 28);
+                    // As QEMU presents a PCIe device on q35's root bus:
+                    // version 2, a root-complex integrated endpoint.
+                    config.set_u16(offset + 2, 0x0092);
+                    // Device capabilities: 128-byte max payload, role-based
+                    // error reporting, FLR if the device resets.
+                    config.set_u32(offset + 4, 0x8000 | (u32::from(self.can_reset) << 28));
+                    // Link: 2.5 GT/s x1, L0s; status the same speed and width.
+                    config.set_u32(offset + 0x0c, 0x0411);
+                    config.set_u16(offset + 0x12, 0x0011);
+                    // Device capabilities 2: extended fmt field, end-end TLP prefixes.
+                    config.set_u32(offset + 0x24, 0x0030_0000);
                     config.set_wmask(offset + 8, &0x7fffu16.to_le_bytes());
                     config.set_wmask(offset + 0x10, &0x0fffu16.to_le_bytes());
                 }

@@ -24,9 +24,10 @@ pub(crate) mod reg {
     pub const COMMAND_MEMORY: u16 = 1 << 1;
     /// Command: bus master (the device may DMA).
     pub const COMMAND_MASTER: u16 = 1 << 2;
-    /// The command bits a driver may change: I/O, memory, bus master,
-    /// parity error response, SERR# enable, INTx disable.
-    pub const COMMAND_WRITABLE: u16 = 0x0547;
+    /// The command bits a driver may change through vfio-pci on QEMU's
+    /// devices: I/O, memory, bus master, SERR# enable, INTx disable (parity
+    /// error response does not stick: `command_register_keeps_only_qemus_writable_bits`).
+    pub const COMMAND_WRITABLE: u16 = 0x0507;
     /// Status: the capability list exists.
     pub const STATUS_CAP_LIST: u16 = 1 << 4;
 }

@@ -139,18 +139,37 @@ impl MockGroup {
         Ok(())
     }
 
-    /// `vfio_device_get_from_name`: a device of this group, bound to
-    /// vfio-pci, whose name is exactly `name`.
-    fn find(&self, name: &str) -> Option<&Arc<PciDevice>> {
-        self.core().devices.iter().find(|d| {
-            d.driver == Driver::VfioPci && !d.is_removed() && d.address.to_string() == name
-        })
+    /// `vfio_device_get_from_name`: the first device of this group, bound
+    /// to vfio-pci, that `name` names (see [`match_name`]), or the errno
+    /// of a name vfio-pci refuses.
+    fn find(&self, name: &str) -> std::result::Result<Option<&Arc<PciDevice>>, Errno> {
+        for d in &self.core().devices {
+            if d.driver != Driver::VfioPci || d.is_removed() {
+                continue;
+            }
+            if match_name(&d.address.to_string(), name)? {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     fn open_device_once(&self, name: &str) -> Result<MockDevice> {
         self.fault(Operation::OpenDevice)?;
         let err = |e| Error::from_errno(Operation::OpenDevice, e).with_target(name);
-        let device = self.find(name).ok_or_else(|| err(Errno::ENODEV))?.clone();
+        // strndup_user(arg, PAGE_SIZE): the kernel copies at most a page,
+        // NUL included, so a name of 4096 bytes or more is EINVAL.
+        if name.len() >= NAME_MAX_WITH_NUL {
+            return Err(err(Errno::EINVAL).with_detail(format_args!(
+                "a device name of {} bytes is longer than the page the kernel copies",
+                name.len()
+            )));
+        }
+        let device = self
+            .find(name)
+            .map_err(err)?
+            .ok_or_else(|| err(Errno::ENODEV))?
+            .clone();
         // vfio_device_assign_container: the group needs a container with
         // an IOMMU driver set. (A group that is not viable cannot have a
         // container, so it fails here too.)
@@ -174,6 +193,33 @@ impl MockGroup {
             fd,
             self.host.clone(),
         ))
+    }
+}
+
+/// The most bytes of a device name the kernel copies, its NUL included
+/// (`PAGE_SIZE` on x86-64).
+const NAME_MAX_WITH_NUL: usize = 4096;
+
+/// `vfio_pci_core_match`: `name` names the device `pci_name` when it is
+/// `pci_name` itself, or `pci_name` followed by a space and options. Spaces
+/// alone match; the only option is `vf_token=<uuid>`, and a device that is
+/// neither an SR-IOV PF nor a VF (every mock device) refuses any option,
+/// well-formed or not, with EINVAL. Anything else after the name is no match.
+/// Checked: `device_name_options_after_a_space_are_invalid_without_sr_iov`.
+fn match_name(pci_name: &str, name: &str) -> std::result::Result<bool, Errno> {
+    let Some(rest) = name.strip_prefix(pci_name) else {
+        return Ok(false);
+    };
+    if rest.is_empty() {
+        return Ok(true);
+    }
+    if !rest.starts_with(' ') {
+        return Ok(false);
+    }
+    if rest.bytes().all(|b| b == b' ') {
+        Ok(true)
+    } else {
+        Err(Errno::EINVAL)
     }
 }
 
@@ -250,7 +296,11 @@ impl GroupKeepAlive<MockBackend> for MockGroup {
             // Upstream has no such ioctl: the group's ioctl handler
             // answers ENOTTY before looking at the name.
             KeepAlive::Upstream => Err(err(Errno::ENOTTY)),
-            KeepAlive::Downstream => self.find(name).map(drop).ok_or_else(|| err(Errno::ENODEV)),
+            KeepAlive::Downstream => self
+                .find(name)
+                .map_err(err)?
+                .map(drop)
+                .ok_or_else(|| err(Errno::ENODEV)),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::procfs::ProcInterrupts;
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
 use vfio_core::{
     DeviceFlags, DeviceInfo, IrqAction, IrqData, IrqFlags, IrqIndex, IrqInfo, PciAddress,
     RegionCap, RegionFlags, RegionInfo, region,
@@ -60,6 +60,12 @@ pub(crate) struct PciDevice {
     pub intx_irq: u32,
     spec: DeviceSpec,
     config: Mutex<ConfigSpace>,
+    /// Config space as it was when the first fd was opened, put back when
+    /// the last one closes (vfio-pci's saved state, restored on release).
+    saved_config: Mutex<Option<ConfigSpace>>,
+    /// `msi_qmax`: the log2 of the MSI vectors last enabled by ioctl, which
+    /// caps the queue size the user can write into Message Control.
+    msi_qmax: AtomicU8,
     /// A copy of the command register, read on every BAR access.
     command: AtomicU16,
     bars: [Option<BarMemory>; 6],
@@ -107,6 +113,8 @@ impl PciDevice {
             driver,
             intx_irq,
             config: Mutex::new(spec.config.clone()),
+            saved_config: Mutex::new(None),
+            msi_qmax: AtomicU8::new(0),
             command: AtomicU16::new(0),
             bars,
             rom,
@@ -461,9 +469,18 @@ impl PciDevice {
         match index {
             0..=5 => self.bar_rw(index, offset, Rw::Write(data)),
             region::CONFIG => {
+                let msi_on = self.irq_mode() == Enabled::Msi;
                 let mut c = self.config.lock();
                 let at = config_range(c.len(), offset, data.len())?;
                 c.write(at, data);
+                if let Some((cap, _)) = self.spec.msi {
+                    // As vfio_msi_config_write tests it: a write that ends
+                    // where Message Control starts counts too.
+                    let flags = cap + 2;
+                    if at <= flags && at + data.len() >= flags {
+                        self.fix_msi_flags(&mut c, flags, msi_on);
+                    }
+                }
                 self.command
                     .store(c.u16_at(reg::COMMAND), Ordering::Release);
                 Ok(data.len())
@@ -471,6 +488,23 @@ impl PciDevice {
             // The ROM is read-only.
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// `vfio_msi_config_write`'s fix-up of a written MSI Message Control:
+    /// Enable only sticks while MSI is enabled by ioctl, and the queue size
+    /// is capped at `msi_qmax` (`msi_control_enable_sticks_only_while_msi_is_enabled`).
+    fn fix_msi_flags(&self, c: &mut ConfigSpace, at: usize, msi_on: bool) {
+        const ENABLE: u16 = 0x0001;
+        const QSIZE: u16 = 0x0070;
+        let mut flags = c.u16_at(at);
+        if !msi_on {
+            flags &= !ENABLE;
+        }
+        let qmax = u16::from(self.msi_qmax.load(Ordering::Relaxed));
+        if (flags & QSIZE) >> 4 > qmax {
+            flags = (flags & !QSIZE) | (qmax << 4);
+        }
+        c.set_u16(at, flags);
     }
 
     // ---- interrupts ----
@@ -500,36 +534,41 @@ impl PciDevice {
     ) -> (Result<(), Errno>, std::io::Result<()>) {
         let env = self.irq_env();
         let mut irqs = self.irqs.lock();
+        let was = irqs.enabled();
+        let count = data.count();
         let r = irqs.set_irqs(&env, index, action, start, data);
         let mode = irqs.enabled();
         drop(irqs);
+        if mode == Enabled::Msi && was != Enabled::Msi {
+            // fls(nvec * 2 - 1) - 1: the log2 of nvec, rounded up.
+            let nvec = (start as usize).saturating_add(count).max(1);
+            let qmax = usize::BITS - (nvec - 1).leading_zeros();
+            self.msi_qmax.store(qmax as u8, Ordering::Relaxed);
+        }
         self.show_enable_bits(mode);
         r
     }
 
-    /// Mirrors the enabled mode in the MSI and MSI-X Enable bits, as the
-    /// PCI core sets them when vfio-pci allocates vectors.
+    /// Mirrors the enabled mode in the MSI-X Enable bit, as the PCI core
+    /// sets it when vfio-pci allocates vectors. vfio-pci does not virtualize
+    /// MSI-X, so the user sees the device's bit; MSI's Message Control is
+    /// virtual and the ioctls leave what the user reads alone
+    /// (`msi_control_enable_sticks_only_while_msi_is_enabled`).
     fn show_enable_bits(&self, mode: Enabled) {
+        let Some((at, _)) = self.spec.msix else {
+            return;
+        };
         let mut c = self.config.lock();
-        // (capability, its Enable bit in Message Control, whether it is on)
-        let caps = [
-            (
-                self.spec.msi.map(|(at, _)| at),
-                0x0001,
-                mode == Enabled::Msi,
-            ),
-            (
-                self.spec.msix.map(|(at, _)| at),
-                0x8000,
-                mode == Enabled::Msix,
-            ),
-        ];
-        for (cap, bit, on) in caps {
-            if let Some(at) = cap {
-                let control = c.u16_at(at + 2);
-                c.set_u16(at + 2, if on { control | bit } else { control & !bit });
-            }
-        }
+        let control = c.u16_at(at + 2);
+        let on = mode == Enabled::Msix;
+        c.set_u16(
+            at + 2,
+            if on {
+                control | 0x8000
+            } else {
+                control & !0x8000
+            },
+        );
     }
 
     pub(crate) fn raise(&self, irq: Irq) -> Delivery {
@@ -590,8 +629,8 @@ impl PciDevice {
     }
 
     /// A device fd is opened. The first open is `vfio_pci_core_enable`:
-    /// memory and I/O decoding turn on for the BARs present, and a device
-    /// that can reset is reset.
+    /// memory and I/O decoding turn on for the BARs present, a device that
+    /// can reset is reset, and config space is saved for the last close.
     pub(crate) fn open_fd(&self) {
         let mut fds = self.open_fds.lock();
         *fds += 1;
@@ -613,12 +652,14 @@ impl PciDevice {
         let command = c.u16_at(reg::COMMAND) | bits;
         c.set_u16(reg::COMMAND, command);
         self.command.store(command, Ordering::Release);
+        *self.saved_config.lock() = Some(c.clone());
     }
 
     /// A device fd is closed. The last close is `vfio_pci_core_disable`:
     /// interrupts are disabled (vectors leave /proc/interrupts), ERR and
-    /// REQ eventfds released, bus mastering and decoding turned off, and a
-    /// device that can reset is reset.
+    /// REQ eventfds released, a device that can reset is reset, and config
+    /// space is put back as the first open saved it, so every open starts
+    /// from the same bytes (`config_space_is_restored_when_the_device_is_closed`).
     pub(crate) fn close_fd(&self) {
         let mut fds = self.open_fds.lock();
         *fds = fds.saturating_sub(1);
@@ -639,15 +680,15 @@ impl PciDevice {
         let env = self.irq_env();
         let _written = self.irqs.lock().release(&env);
         self.show_enable_bits(Enabled::None);
-        let mut c = self.config.lock();
-        let command =
-            c.u16_at(reg::COMMAND) & !(reg::COMMAND_MASTER | reg::COMMAND_MEMORY | reg::COMMAND_IO);
-        c.set_u16(reg::COMMAND, command);
-        self.command.store(command, Ordering::Release);
-        drop(c);
         if self.spec.can_reset {
             self.reset_function();
         }
+        let mut c = self.config.lock();
+        if let Some(saved) = self.saved_config.lock().take() {
+            *c = saved;
+        }
+        self.command
+            .store(c.u16_at(reg::COMMAND), Ordering::Release);
     }
 
     /// Begins removal, as writing the device's sysfs `remove` does

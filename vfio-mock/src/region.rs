@@ -30,7 +30,8 @@ impl MockRegion {
     /// The checks of an access before it reaches the device: bounds and
     /// alignment, an injected fault, a removed device (NotFound: the kernel
     /// would have torn the mapping down), memory decoding turned off (a
-    /// real mapping would raise SIGBUS; the mock returns EIO).
+    /// real mapping would raise SIGBUS; like vfio-linux's regions, the mock
+    /// returns EIO, as a read through the device file does).
     #[inline]
     fn enter(&self, op: Operation, offset: u64, width: u8) -> Result<()> {
         check_register_access(op, self.len, offset, u64::from(width))?;

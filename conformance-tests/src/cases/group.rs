@@ -195,3 +195,77 @@ pub fn group_with_a_device_on_another_driver_is_not_viable<B: VfioBackend>(
     )?;
     Ok(())
 }
+
+fn open_error<B: VfioBackend>(
+    group: &B::Group,
+    name: &str,
+) -> Result<(ErrorKind, Option<vfio_core::Errno>)> {
+    match group.open_device(name) {
+        Ok(_) => anyhow::bail!("{:?} opened a device", name.escape_debug().to_string()),
+        Err(e) => Ok((e.kind(), e.errno())),
+    }
+}
+
+/// The kernel copies at most a page of the name, its NUL included: a name of
+/// 4096 bytes or more is EINVAL, while one of 4095 bytes is looked up (and
+/// names no device: ENODEV).
+pub fn device_name_of_a_page_or_more_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let opened = env.open_edu()?;
+    for (len, want) in [
+        (
+            4096,
+            (ErrorKind::InvalidArgument, Some(vfio_core::Errno::EINVAL)),
+        ),
+        (
+            5000,
+            (ErrorKind::InvalidArgument, Some(vfio_core::Errno::EINVAL)),
+        ),
+        (4095, (ErrorKind::NotFound, Some(vfio_core::Errno::ENODEV))),
+    ] {
+        let got = open_error::<B>(&opened.group, &"a".repeat(len))?;
+        ensure!(got == want, "a {len}-byte name: {got:?}");
+    }
+    Ok(())
+}
+
+/// An empty device name names no device: ENODEV.
+pub fn empty_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    let opened = env.open_edu()?;
+    let got = open_error::<B>(&opened.group, "")?;
+    ensure!(
+        got == (ErrorKind::NotFound, Some(vfio_core::Errno::ENODEV)),
+        "{got:?}"
+    );
+    Ok(())
+}
+
+/// vfio-pci matches a name that starts with the device's address: trailing
+/// spaces still open the device; anything else after a space is an option,
+/// and options (even a well-formed `vf_token=<uuid>`) are EINVAL on a device
+/// that is neither an SR-IOV PF nor a VF; a name that merely starts with the
+/// address, or a prefix of it, names no device (ENODEV).
+pub fn device_name_options_after_a_space_are_invalid_without_sr_iov<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let opened = env.open_edu()?;
+    let edu = env.targets.edu.to_string();
+    opened
+        .group
+        .open_device(&format!("{edu}  "))
+        .map_err(|e| anyhow::anyhow!("the address with trailing spaces: {e}"))?;
+    let invalid = (ErrorKind::InvalidArgument, Some(vfio_core::Errno::EINVAL));
+    let not_found = (ErrorKind::NotFound, Some(vfio_core::Errno::ENODEV));
+    for (name, want) in [
+        (format!("{edu} junk"), invalid),
+        (
+            format!("{edu} vf_token=2ab74924-c335-45f4-9b16-8569e5b08258"),
+            invalid,
+        ),
+        (format!("{edu}x"), not_found),
+        (edu[..edu.len() - 2].to_owned(), not_found),
+    ] {
+        let got = open_error::<B>(&opened.group, &name)?;
+        ensure!(got == want, "{name:?}: {got:?}");
+    }
+    Ok(())
+}

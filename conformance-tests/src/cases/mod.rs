@@ -3,12 +3,15 @@
 //! [`for_each_case!`](crate::for_each_case) lists every case once; the runner
 //! and the per-backend `#[test]` instantiations are both generated from it.
 
+pub mod config;
 pub mod container;
+pub mod decode;
 pub mod device;
 pub mod dma;
 pub mod driver;
 pub mod group;
 pub mod irq;
+pub mod reset;
 
 use crate::Case;
 
@@ -41,6 +44,9 @@ macro_rules! for_each_case {
             group::a_device_can_be_opened_twice,
             group::devices_behind_a_pci_bridge_share_a_group,
             group::group_with_a_device_on_another_driver_is_not_viable,
+            group::device_name_of_a_page_or_more_is_invalid,
+            group::empty_device_name_is_not_found,
+            group::device_name_options_after_a_space_are_invalid_without_sr_iov,
             device::edu_device_info_is_pci_with_nine_regions_and_five_irqs,
             device::edu_bar0_is_one_mib_readable_writable_mmappable,
             device::absent_bars_have_no_size_and_no_flags,
@@ -96,6 +102,24 @@ macro_rules! for_each_case {
             driver::nvme_controller_enable_sets_ready,
             device::bar_io_at_the_end_or_in_an_absent_region_is_invalid,
             dma::dma_map_past_the_buffer_faults,
+            config::edu_config_space_matches_the_kernels_dump,
+            config::nvme_config_space_matches_the_kernels_dump,
+            config::command_register_keeps_only_qemus_writable_bits,
+            config::header_writes_stick_only_in_cache_line_size_and_interrupt_line,
+            config::bar_writes_read_back_the_size_mask_and_aligned_addresses,
+            config::msi_control_enable_sticks_only_while_msi_is_enabled,
+            config::msix_control_follows_the_ioctls_and_ignores_writes,
+            config::config_space_is_restored_when_the_device_is_closed,
+            reset::reset_keeps_msix_vectors_bound_listed_and_firing,
+            reset::nvme_reset_clears_cc_and_the_interrupt_mask_but_keeps_the_admin_queues,
+            reset::reset_leaves_config_space_as_it_was,
+            reset::a_mapping_reaches_the_registers_again_after_a_reset,
+            reset::reset_with_memory_decode_off_leaves_it_off,
+            reset::refused_edu_reset_leaves_registers_and_config_alone,
+            reset::reset_keeps_intx_bound_listed_and_firing,
+            decode::bar_file_access_with_memory_decode_off_is_eio,
+            decode::mapped_bar_access_with_memory_decode_off_is_eio,
+            decode::mapped_bar_access_after_a_reset_with_decode_off_is_eio,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }

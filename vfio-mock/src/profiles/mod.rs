@@ -54,6 +54,23 @@ pub fn nvme_address() -> PciAddress {
     PciAddress::new(0, 0, 3, 0).expect("slot 3 function 0 is a valid address")
 }
 
+/// What the guest's firmware (SeaBIOS) leaves in a device's config space
+/// before Linux binds it to vfio-pci: I/O, memory and SERR# enable set in the
+/// command register, interrupt line 11, and BAR0 at `bar0`. Checked byte for
+/// byte against the guest's dumps: `edu_config_space_matches_the_kernels_dump`
+/// and `nvme_config_space_matches_the_kernels_dump`.
+fn as_seabios_left_it(device: PciDeviceBuilder, bar0: u64) -> PciDeviceBuilder {
+    device
+        .command(0x0103)
+        .interrupt_line(11)
+        .bar_address(0, bar0)
+}
+
+/// Where the guest's firmware puts `edu`'s BAR0.
+pub const EDU_BAR0_ADDRESS: u64 = 0xfea0_0000;
+/// Where the guest's firmware puts the NVMe controller's (64-bit) BAR0.
+pub const NVME_BAR0_ADDRESS: u64 = 0xfeb1_0000;
+
 /// The project's QEMU guest, on a 2-CPU host: [`edu()`] at 0000:00:02.0 and
 /// [`nvme()`] at 0000:00:03.0, each alone in its IOMMU group
 /// ([`QEMU_GUEST_GROUPS`]) and bound to vfio-pci; and behind a PCI bridge,
@@ -65,8 +82,16 @@ pub fn nvme_address() -> PciAddress {
 pub fn qemu_guest() -> MockHostBuilder {
     crate::MockHost::builder()
         .cpus(2)
-        .device(edu_address(), QEMU_GUEST_GROUPS.0, edu())
-        .device(nvme_address(), QEMU_GUEST_GROUPS.1, nvme())
+        .device(
+            edu_address(),
+            QEMU_GUEST_GROUPS.0,
+            as_seabios_left_it(edu(), EDU_BAR0_ADDRESS),
+        )
+        .device(
+            nvme_address(),
+            QEMU_GUEST_GROUPS.1,
+            as_seabios_left_it(nvme(), NVME_BAR0_ADDRESS),
+        )
         .device(shared_edu_address(), QEMU_GUEST_SHARED_GROUP, edu())
         .device_bound_to(
             watchdog_address(),

@@ -197,8 +197,16 @@ impl DeviceModel for NvmeModel {
         true
     }
 
+    /// A function-level reset as QEMU 7.2's controller does it: CC, CSTS
+    /// and the interrupt mask clear, while AQA, ASQ and ACQ keep what was
+    /// written (`nvme_reset_clears_cc_and_the_interrupt_mask_but_keeps_the_admin_queues`).
     fn reset(&self) {
-        *self.regs.lock() = Regs::power_on();
+        let mut r = self.regs.lock();
+        let kept = [(reg::AQA, 4), (reg::ASQ, 8), (reg::ACQ, 8)].map(|(o, w)| (o, w, r.get(o, w)));
+        *r = Regs::power_on();
+        for (offset, width, value) in kept {
+            r.set(offset, width, value);
+        }
     }
 }
 
