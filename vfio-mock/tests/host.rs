@@ -88,6 +88,10 @@ fn injected_faults_hit_the_next_calls_and_leftovers_are_reported() {
         .map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSpace);
+    assert!(
+        e.detail().is_some_and(|d| d.contains("RLIMIT_MEMLOCK")),
+        "{e}"
+    );
     assert_eq!(o.device.reset().unwrap_err().errno(), Some(Errno::EBUSY));
     let left = host.done().unwrap_err();
     assert_eq!(left.pending.len(), 1);
