@@ -61,6 +61,9 @@ impl Container<LinuxBackend> for LinuxContainer {
         })
     }
 
+    // UNSAFETY: the one call of `VFIO_IOMMU_MAP_DMA`, whose precondition is
+    // met here: the memory is a `LinuxDmaMemory`.
+    #[expect(unsafe_code)]
     fn map_dma(
         &self,
         memory: &LinuxDmaMemory,
@@ -71,7 +74,13 @@ impl Container<LinuxBackend> for LinuxContainer {
     ) -> Result<()> {
         check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)?;
         let vaddr = (memory.addr() + offset) as u64;
-        sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()).map_err(|e| {
+        // SAFETY: `vaddr..vaddr + size` lies inside `memory` (checked just
+        // above), an anonymous shared mmap owned by its `Mapping`. No Rust
+        // reference into it is ever made: `LinuxDmaMemory` reaches its bytes
+        // only through raw pointers. Dropping it munmaps
+        // the range, handing the pages back to the kernel (which keeps them
+        // pinned while this mapping lives), never to a Rust allocator.
+        unsafe { sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()) }.map_err(|e| {
             Error::from_errno(Operation::MapDma, e)
                 .with_target(format_args!("iova {iova:#x}+{size:#x}"))
         })

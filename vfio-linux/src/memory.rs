@@ -14,7 +14,10 @@ pub struct LinuxRegion {
 }
 
 impl LinuxRegion {
+    /// A region over `map`, writable if both the region allows it and the
+    /// range was mapped writable.
     pub(crate) fn new(map: Mapping, writable: bool) -> Self {
+        let writable = writable && map.writable();
         Self { map, writable }
     }
 

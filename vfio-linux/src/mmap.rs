@@ -18,6 +18,8 @@ use std::ptr::NonNull;
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Mapped with `PROT_WRITE`: a store anywhere else would fault.
+    writable: bool,
 }
 
 // SAFETY: a Mapping is a plain address range in this process; all access goes
@@ -53,6 +55,7 @@ impl Mapping {
         Ok(Self {
             ptr: ptr.cast(),
             len: len.get(),
+            writable: write,
         })
     }
 
@@ -70,6 +73,7 @@ impl Mapping {
         Ok(Self {
             ptr: ptr.cast(),
             len: len.get(),
+            writable: true,
         })
     }
 
@@ -78,13 +82,22 @@ impl Mapping {
         self.len
     }
 
+    /// Whether the range was mapped writable.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
     /// The start address, for handing to the kernel (e.g. `VFIO_IOMMU_MAP_DMA`).
     pub fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
     }
 
-    /// Volatile read of a `T` at `offset`. The caller has checked that
-    /// `offset + size_of::<T>() <= len` and that `offset` is aligned to `T`.
+    /// Volatile read of a `T` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// Unless `offset + size_of::<T>() <= len` and `offset` is aligned to
+    /// `T`: callers check both first and turn a bad offset into an error.
     #[inline]
     pub fn read<T: Primitive>(&self, offset: usize) -> T {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
@@ -93,12 +106,18 @@ impl Mapping {
         unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() }
     }
 
-    /// Volatile write of a `T` at `offset`, under the same checks as [`read`](Self::read).
+    /// Volatile write of a `T` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// As [`read`](Self::read), and also if the range was mapped read-only
+    /// (callers refuse such writes with an error first).
     #[inline]
     pub fn write<T: Primitive>(&self, offset: usize, value: T) {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
-        // SAFETY: as in `read`; the mapping is writable whenever a caller can
-        // reach this (read-only region mappings are never written by the crate).
+        assert!(self.writable, "write to a read-only mapping");
+        // SAFETY: as in `read`, and the range is mapped writable (checked
+        // just above), so the store cannot fault.
         unsafe {
             self.ptr
                 .as_ptr()
@@ -157,6 +176,21 @@ mod tests {
         let mut buf = [0u8; 4];
         m.copy_out(4, &mut buf);
         assert_eq!(buf, 0x1234_5678u32.to_le_bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "write to a read-only mapping")]
+    fn a_write_to_a_read_only_mapping_panics_instead_of_faulting() {
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let m = Mapping::map_file(
+            std::os::fd::AsFd::as_fd(&zero),
+            0,
+            NonZeroUsize::new(4096).unwrap(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.read::<u64>(0), 0);
+        m.write::<u32>(0, 1);
     }
 
     #[test]

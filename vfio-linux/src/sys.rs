@@ -313,12 +313,34 @@ pub fn device_reset(device: BorrowedFd<'_>) -> nix::Result<()> {
     unsafe { raw::device_reset(device.as_raw_fd()) }.map(drop)
 }
 
-/// `VFIO_IOMMU_MAP_DMA`.
+/// `VFIO_IOMMU_MAP_DMA`: lets the container's devices reach `size` bytes
+/// of this process's memory at `vaddr` through IOVA `iova`.
 ///
-/// The memory at `vaddr..vaddr + size` must stay mapped in this process for as
-/// long as the mapping exists *or* its pages must be safe to leave pinned by the
-/// kernel: the kernel pins what is there at the time of the call.
-pub fn iommu_map_dma(
+/// # Safety
+///
+/// The kernel pins the pages behind `vaddr..vaddr + size` as they are at the
+/// time of the call (they cannot be swapped out, migrated or freed until
+/// the IOVA range is unmapped or the container is closed) and programs the
+/// IOMMU so that every device in the container can read them, and write
+/// them if `flags` has `VFIO_DMA_MAP_FLAG_WRITE`, at any moment, without the
+/// CPU taking part. The caller must make sure that, for as long as the
+/// mapping exists:
+///
+/// - no Rust reference (`&T`, `&mut T`, `&[u8]`) to those pages exists and
+///   no plain (non-atomic, non-volatile) load or store touches them: a
+///   reference promises the compiler that nothing else writes the memory
+///   (`&T` outside an `UnsafeCell`) or reads it (`&mut T`) while it lives,
+///   and a device writing under a `&[u8]`, or reading while a `&mut [u8]`
+///   is written, breaks that promise: undefined behaviour, which the
+///   optimizer may turn into stale, merged or elided accesses. Only raw
+///   pointers with atomic or volatile access may reach DMA-able memory;
+/// - the pages are never reused for other Rust data: memory from the Rust
+///   allocator (a `Vec`, a `Box`) goes back to it when dropped, and the
+///   device would then scribble on whatever the allocator hands out next.
+///   Memory from `mmap` that is later `munmap`ed is fine: the kernel keeps
+///   the pinned pages for the device, and a new mapping at the same address
+///   gets other pages.
+pub unsafe fn iommu_map_dma(
     container: BorrowedFd<'_>,
     vaddr: u64,
     iova: u64,
@@ -332,9 +354,9 @@ pub fn iommu_map_dma(
         iova,
         size,
     };
-    // SAFETY: `map` is a valid vfio_iommu_type1_dma_map; the kernel only reads
-    // it. The pages it names are pinned by the kernel, not accessed through
-    // Rust references, so no aliasing rule is at stake here.
+    // SAFETY: `map` is a valid vfio_iommu_type1_dma_map that outlives the
+    // call; the kernel only reads it. What the kernel then does with the
+    // pages it names is this function's own contract, upheld by its caller.
     unsafe { raw::iommu_map_dma(container.as_raw_fd(), &map) }.map(drop)
 }
 
