@@ -29,15 +29,16 @@ mod group;
 mod memory;
 mod mmap;
 mod sys;
-#[cfg(feature = "tokio")]
-mod tokio_interrupt;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
 pub use group::LinuxGroup;
 pub use memory::{LinuxDmaMemory, LinuxRegion};
+/// vfio-core's adapter for awaiting interrupts on tokio (feature `tokio`),
+/// re-exported; it works with any backend, so mock-only code can depend on
+/// vfio-core's `tokio` feature instead.
 #[cfg(feature = "tokio")]
-pub use tokio_interrupt::AsyncInterrupt;
+pub use vfio_core::AsyncInterrupt;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
