@@ -2,7 +2,9 @@
 //!
 //! [`LinuxBackend`] implements the [`vfio_core::VfioBackend`] trait family on
 //! the kernel's `/dev/vfio` interface. Raw calls live in two private modules
-//! (`sys` for ioctls, `mmap` for mappings); everything else is safe code.
+//! (`sys` for ioctls, `mmap` for mappings); everything else is safe code but
+//! one block, `LinuxContainer`'s call of `VFIO_IOMMU_MAP_DMA`, whose
+//! precondition (no Rust reference ever reaches DMA-able memory) is met there.
 //!
 //! ```no_run
 //! use vfio_core::{Container, Device, Group, IommuType, MappedRegion, VfioBackend, PciAddress};
@@ -29,6 +31,7 @@ mod group;
 mod memory;
 mod mmap;
 mod sys;
+mod words;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
