@@ -75,11 +75,12 @@ impl Container<LinuxBackend> for LinuxContainer {
         check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)?;
         let vaddr = (memory.addr() + offset) as u64;
         // SAFETY: `vaddr..vaddr + size` lies inside `memory` (checked just
-        // above), an anonymous shared mmap owned by its `Mapping`. No Rust
-        // reference into it is ever made: `LinuxDmaMemory` reaches its bytes
-        // only through raw pointers. Dropping it munmaps
-        // the range, handing the pages back to the kernel (which keeps them
-        // pinned while this mapping lives), never to a Rust allocator.
+        // above), an anonymous shared mmap owned by its `Mapping`.
+        // `LinuxDmaMemory` reaches its bytes only as `&[AtomicU64]` (atomic
+        // loads, stores and compare-exchanges), never through a reference to
+        // plain data or a plain access. Dropping it munmaps the range,
+        // handing the pages back to the kernel (which keeps them pinned
+        // while this mapping lives), never to a Rust allocator.
         unsafe { sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()) }.map_err(|e| {
             Error::from_errno(Operation::MapDma, e)
                 .with_target(format_args!("iova {iova:#x}+{size:#x}"))

@@ -332,14 +332,16 @@ pub fn device_reset(device: BorrowedFd<'_>) -> nix::Result<()> {
 /// CPU taking part. The caller must make sure that, for as long as the
 /// mapping exists:
 ///
-/// - no Rust reference (`&T`, `&mut T`, `&[u8]`) to those pages exists and
-///   no plain (non-atomic, non-volatile) load or store touches them: a
+/// - no Rust reference to plain data (`&[u8]`, `&mut [u8]`, `&T` or
+///   `&mut T` for a `T` without interior mutability) covers those pages,
+///   and no plain (non-atomic, non-volatile) load or store touches them: a
 ///   reference promises the compiler that nothing else writes the memory
-///   (`&T` outside an `UnsafeCell`) or reads it (`&mut T`) while it lives,
-///   and a device writing under a `&[u8]`, or reading while a `&mut [u8]`
-///   is written, breaks that promise: undefined behaviour, which the
-///   optimizer may turn into stale, merged or elided accesses. Only raw
-///   pointers with atomic or volatile access may reach DMA-able memory;
+///   (`&T`) or reads it (`&mut T`) while it lives, and a device writing
+///   under a `&[u8]`, or reading while a `&mut [u8]` is written, breaks
+///   that promise: undefined behaviour, which the optimizer may turn into
+///   stale, merged or elided accesses. DMA-able memory may be reached only
+///   through atomics (`&[AtomicU64]`: shared references to atomics promise
+///   nothing about other writers) or raw pointers with volatile access;
 /// - the pages are never reused for other Rust data: memory from the Rust
 ///   allocator (a `Vec`, a `Box`) goes back to it when dropped, and the
 ///   device would then scribble on whatever the allocator hands out next.
