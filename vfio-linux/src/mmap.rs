@@ -45,7 +45,8 @@ unsafe impl Sync for Mapping {}
 /// A value that can be read or written in one access: one volatile access
 /// to a device region, or a (partial) atomic word of RAM.
 pub trait Primitive: Copy {
-    /// Reads the value at byte `offset` of atomic words.
+    /// Reads the value at byte `offset` of atomic words (aligned to the
+    /// value's size, so within one word).
     fn load(words: &[AtomicU64], offset: usize) -> Self;
     /// Writes the value at byte `offset` of atomic words.
     fn store(self, words: &[AtomicU64], offset: usize);
@@ -56,13 +57,11 @@ macro_rules! primitive {
         impl Primitive for $t {
             #[inline]
             fn load(w: &[AtomicU64], offset: usize) -> Self {
-                let mut bytes = [0; size_of::<$t>()];
-                words::read(w, offset, &mut bytes);
-                <$t>::from_ne_bytes(bytes)
+                <$t>::from_ne_bytes(words::load(w, offset))
             }
             #[inline]
             fn store(self, w: &[AtomicU64], offset: usize) {
-                words::write(w, offset, &self.to_ne_bytes());
+                words::store(w, offset, self.to_ne_bytes());
             }
         }
     )*};

@@ -93,6 +93,49 @@ pub fn write(words: &[AtomicU64], offset: usize, data: &[u8]) {
     }
 }
 
+/// Reads the `N` bytes at `offset`, which lie within one word: one load.
+///
+/// # Panics
+///
+/// If they do not (`offset` not aligned to `N`, with `N` a power of two of
+/// at most 8, is the caller's check), or lie past `words`.
+#[inline]
+pub fn load<const N: usize>(words: &[AtomicU64], offset: usize) -> [u8; N] {
+    let (index, within) = locate(offset);
+    assert!(within + N <= WORD, "an access straddling two words");
+    let bytes = word(words, index).load(Ordering::Relaxed).to_ne_bytes();
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[within..within + N]);
+    out
+}
+
+/// Writes `value` at `offset`, which with its `N` bytes lies within one
+/// word: one store for a whole word, else one compare-exchange loop that
+/// leaves the word's other bytes as they are.
+///
+/// # Panics
+///
+/// As [`load`].
+#[inline]
+pub fn store<const N: usize>(words: &[AtomicU64], offset: usize, value: [u8; N]) {
+    let (index, within) = locate(offset);
+    assert!(within + N <= WORD, "an access straddling two words");
+    let w = word(words, index);
+    if N == WORD {
+        let mut bytes = [0; WORD];
+        bytes.copy_from_slice(&value);
+        w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+        return;
+    }
+    let merge = |old: u64| {
+        let mut bytes = old.to_ne_bytes();
+        bytes[within..within + N].copy_from_slice(&value);
+        Some(u64::from_ne_bytes(bytes))
+    };
+    // `merge` always returns Some, so this cannot fail.
+    let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, merge);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +163,35 @@ mod tests {
                 assert_eq!(back, &pattern[..len]);
             }
         }
+    }
+
+    #[test]
+    fn single_word_loads_and_stores_touch_only_their_bytes() {
+        let w = words(2);
+        store(&w, 8, 0x0102_0304_0506_0708u64.to_ne_bytes());
+        store(&w, 10, 0xbeefu16.to_ne_bytes());
+        store(&w, 15, [0xaa]);
+        store(&w, 4, 0xdead_beefu32.to_ne_bytes());
+        assert_eq!(
+            u64::from_ne_bytes(load(&w, 8)),
+            u64::from_ne_bytes({
+                let mut b = 0x0102_0304_0506_0708u64.to_ne_bytes();
+                b[2..4].copy_from_slice(&0xbeefu16.to_ne_bytes());
+                b[7] = 0xaa;
+                b
+            })
+        );
+        assert_eq!(u32::from_ne_bytes(load(&w, 4)), 0xdead_beef);
+        assert_eq!(load::<4>(&w, 0), [0; 4]);
+        let mut all = [0u8; 16];
+        read(&w, 0, &mut all);
+        assert_eq!(all[4..8], 0xdead_beefu32.to_ne_bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "an access straddling two words")]
+    fn a_load_straddling_words_panics() {
+        load::<4>(&words(2), 6);
     }
 
     #[test]
