@@ -2,8 +2,7 @@
 
 use conformance_tests::mock;
 use std::time::Duration;
-use vfio_core::{Device, Interrupt, IrqIndex, VfioBackend};
-use vfio_linux::AsyncInterrupt;
+use vfio_core::{AsyncInterrupt, Device, Interrupt, IrqIndex, VfioBackend};
 use vfio_mock::{Delivery, Irq};
 
 #[tokio::test(flavor = "current_thread")]

@@ -31,18 +31,27 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The object already exists (EEXIST), e.g. an overlapping DMA mapping.
     AlreadyExists,
-    /// A resource is exhausted (ENOSPC, ENOMEM).
+    /// A resource is exhausted (ENOSPC, ENOMEM; EMFILE and ENFILE: the
+    /// process's or the system's file descriptors).
     NoSpace,
     /// A wait ran out of time.
     TimedOut,
     /// Data read from the kernel, a device or the host did not parse.
     Malformed,
+    /// The kernel could not use an address the caller handed it (EFAULT
+    /// from `VFIO_IOMMU_MAP_DMA`: a `vaddr` with no mapping behind it, or
+    /// memory it cannot pin).
+    BadAddress,
     /// Any other I/O failure.
     Io,
 }
 
 impl ErrorKind {
-    /// The kind a kernel errno stands for.
+    /// The kind a kernel errno stands for, whatever the operation.
+    ///
+    /// [`Error::from_errno`] uses [`for_operation`](Self::for_operation),
+    /// which refines this where one errno means different things in
+    /// different calls.
     pub fn from_errno(errno: Errno) -> Self {
         match errno {
             Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => Self::NotFound,
@@ -52,9 +61,23 @@ impl ErrorKind {
             Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::ENOSYS => Self::Unsupported,
             Errno::EPERM | Errno::EACCES => Self::PermissionDenied,
             Errno::EEXIST => Self::AlreadyExists,
-            Errno::ENOSPC | Errno::ENOMEM => Self::NoSpace,
+            Errno::ENOSPC | Errno::ENOMEM | Errno::EMFILE | Errno::ENFILE => Self::NoSpace,
             Errno::ETIMEDOUT => Self::TimedOut,
             _ => Self::Io,
+        }
+    }
+
+    /// The kind `errno` stands for when `op` fails with it.
+    ///
+    /// EFAULT from `VFIO_IOMMU_MAP_DMA` ([`Operation::MapDma`]) means the
+    /// kernel could not pin the user memory named by `vaddr`:
+    /// [`BadAddress`](Self::BadAddress). Elsewhere EFAULT keeps its
+    /// [`from_errno`](Self::from_errno) kind (vfio-pci fails a config read
+    /// that straddles the end of config space with EFAULT: out of range).
+    pub fn for_operation(op: Operation, errno: Errno) -> Self {
+        match (op, errno) {
+            (Operation::MapDma, Errno::EFAULT) => Self::BadAddress,
+            _ => Self::from_errno(errno),
         }
     }
 }
@@ -73,6 +96,7 @@ impl fmt::Display for ErrorKind {
             Self::NoSpace => "no space",
             Self::TimedOut => "timed out",
             Self::Malformed => "malformed",
+            Self::BadAddress => "bad address",
             Self::Io => "I/O error",
         };
         f.write_str(s)
@@ -188,6 +212,17 @@ impl fmt::Display for Operation {
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// What an errno usually means for `op`, where the errno alone misleads.
+fn errno_detail(op: Operation, errno: Errno) -> Option<&'static str> {
+    match (op, errno) {
+        (Operation::MapDma, Errno::ENOMEM) => Some(
+            "the kernel could not pin the pages; the usual cause is the locked-memory \
+             limit (RLIMIT_MEMLOCK, `ulimit -l`), which every pinned page counts against",
+        ),
+        _ => None,
+    }
+}
+
 /// A failed VFIO operation.
 ///
 /// `Display` names the operation, the target and the detail; the errno or
@@ -216,12 +251,19 @@ impl Error {
         }
     }
 
-    /// An error the kernel (or a backend imitating it) reported as `errno`.
+    /// An error the kernel (or a backend imitating it) reported as `errno`,
+    /// of the kind [`ErrorKind::for_operation`] gives.
+    ///
+    /// ENOMEM from `VFIO_IOMMU_MAP_DMA` comes with a detail naming its usual
+    /// cause: pinning the pages would exceed the process's locked-memory
+    /// limit (`RLIMIT_MEMLOCK`). Replace it with [`with_detail`](Self::with_detail)
+    /// if the caller knows better.
     pub fn from_errno(op: Operation, errno: Errno) -> Self {
         Self {
             errno: Some(errno),
             source: Some(Box::new(errno)),
-            ..Self::new(op, ErrorKind::from_errno(errno))
+            detail: errno_detail(op, errno).map(str::to_owned),
+            ..Self::new(op, ErrorKind::for_operation(op, errno))
         }
     }
 
@@ -229,7 +271,7 @@ impl Error {
     pub fn from_io(op: Operation, err: std::io::Error) -> Self {
         let errno = err.raw_os_error().map(Errno::from_raw);
         let kind = match errno {
-            Some(e) => ErrorKind::from_errno(e),
+            Some(e) => ErrorKind::for_operation(op, e),
             None => match err.kind() {
                 std::io::ErrorKind::NotFound => ErrorKind::NotFound,
                 std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
@@ -242,6 +284,7 @@ impl Error {
         Self {
             errno,
             source: Some(Box::new(err)),
+            detail: errno.and_then(|e| errno_detail(op, e)).map(str::to_owned),
             ..Self::new(op, kind)
         }
     }
@@ -339,6 +382,60 @@ mod tests {
         let e = Error::from_io(Operation::OpenGroup, io);
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert_eq!(e.errno(), Some(Errno::EACCES));
+    }
+
+    #[test]
+    fn running_out_of_file_descriptors_is_resource_exhaustion() {
+        for errno in [Errno::EMFILE, Errno::ENFILE] {
+            assert_eq!(ErrorKind::from_errno(errno), ErrorKind::NoSpace);
+            let e = Error::from_errno(Operation::CreateInterrupt, errno);
+            assert_eq!((e.kind(), e.errno()), (ErrorKind::NoSpace, Some(errno)));
+            let io = std::io::Error::from_raw_os_error(errno as i32);
+            assert_eq!(
+                Error::from_io(Operation::OpenGroup, io).kind(),
+                ErrorKind::NoSpace
+            );
+        }
+    }
+
+    #[test]
+    fn efault_from_map_dma_is_a_bad_address_elsewhere_it_is_unchanged() {
+        let e = Error::from_errno(Operation::MapDma, Errno::EFAULT);
+        assert_eq!(
+            (e.kind(), e.errno()),
+            (ErrorKind::BadAddress, Some(Errno::EFAULT))
+        );
+        assert_eq!(e.to_string(), "map DMA failed (bad address)");
+        // vfio-pci's EFAULT for a config read straddling the end of config space.
+        let e = Error::from_errno(Operation::RegionRead, Errno::EFAULT);
+        assert_eq!(
+            (e.kind(), e.errno()),
+            (ErrorKind::OutOfRange, Some(Errno::EFAULT))
+        );
+        assert_eq!(ErrorKind::from_errno(Errno::EFAULT), ErrorKind::OutOfRange);
+        let io = std::io::Error::from_raw_os_error(Errno::EFAULT as i32);
+        assert_eq!(
+            Error::from_io(Operation::MapDma, io).kind(),
+            ErrorKind::BadAddress
+        );
+    }
+
+    #[test]
+    fn enomem_from_map_dma_names_the_locked_memory_limit() {
+        let e =
+            Error::from_errno(Operation::MapDma, Errno::ENOMEM).with_target("iova 0x1000+0x1000");
+        assert_eq!(
+            (e.kind(), e.errno()),
+            (ErrorKind::NoSpace, Some(Errno::ENOMEM))
+        );
+        let detail = e.detail().expect("a detail");
+        assert!(detail.contains("RLIMIT_MEMLOCK"), "{detail}");
+        assert!(e.to_string().contains("locked-memory limit"), "{e}");
+        // Other operations' ENOMEM says nothing it does not know.
+        assert_eq!(
+            Error::from_errno(Operation::AllocDma, Errno::ENOMEM).detail(),
+            None
+        );
     }
 
     fn libc_eacces() -> i32 {

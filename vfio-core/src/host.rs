@@ -8,8 +8,14 @@ use crate::info::IrqIndex;
 use crate::parse;
 use crate::pci_address::PciAddress;
 use std::fs;
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+
+/// The most bytes [`HostPaths::module_parameter`] reads: a sysfs attribute
+/// is at most one page (4 KiB on x86-64; larger pages would only shorten
+/// what is accepted on such hosts, never an attribute the kernel writes on
+/// 4 KiB-page hosts).
+pub const MAX_PARAMETER_LEN: u64 = 4096;
 
 /// The roots of sysfs, procfs and devfs a backend uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +152,11 @@ impl HostPaths {
     }
 
     /// Reads `/sys/module/<module>/parameters/<name>`, trimmed.
+    ///
+    /// A sysfs attribute is at most a page long; a file longer than
+    /// [`MAX_PARAMETER_LEN`] bytes (under an injected root it could be
+    /// anything, `/dev/zero` included) is [`ErrorKind::Malformed`], read no
+    /// further than that.
     pub fn module_parameter(&self, module: &str, name: &str) -> Result<String> {
         let path = self
             .sysfs
@@ -153,9 +164,19 @@ impl HostPaths {
             .join(module)
             .join("parameters")
             .join(name);
-        fs::read_to_string(&path)
-            .map(|s| s.trim().to_owned())
-            .map_err(|e| Error::from_io(Operation::ModuleParameter, e).with_target(path.display()))
+        let io_err = |e| Error::from_io(Operation::ModuleParameter, e).with_target(path.display());
+        let mut value = String::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MAX_PARAMETER_LEN + 1).read_to_string(&mut value))
+            .map_err(io_err)?;
+        if value.len() as u64 > MAX_PARAMETER_LEN {
+            return Err(Error::new(Operation::ModuleParameter, ErrorKind::Malformed)
+                .with_target(path.display())
+                .with_detail(format_args!(
+                    "longer than {MAX_PARAMETER_LEN} bytes, which no sysfs attribute is"
+                )));
+        }
+        Ok(value.trim().to_owned())
     }
 
     /// Every parameter of [`RELEVANT_PARAMETERS`], with its value where readable.
@@ -251,5 +272,22 @@ mod tests {
         let all = paths.relevant_parameters();
         assert_eq!(all[0].value.as_deref(), Some("N"));
         assert!(all[1..].iter().all(|p| p.value.is_none()));
+    }
+
+    #[test]
+    fn an_endless_or_overlong_parameter_file_is_malformed_not_read_to_the_end() {
+        let (_dir, paths) = tree();
+        let p = paths.sysfs().join("module/vfio/parameters");
+        fs::create_dir_all(&p).unwrap();
+        // Unbounded before: read_to_string of /dev/zero never ends.
+        symlink("/dev/zero", p.join("endless")).unwrap();
+        let e = paths.module_parameter("vfio", "endless").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Malformed);
+        let len = MAX_PARAMETER_LEN as usize;
+        fs::write(p.join("page"), "y".repeat(len)).unwrap();
+        assert_eq!(paths.module_parameter("vfio", "page").unwrap().len(), len);
+        fs::write(p.join("long"), "y".repeat(len + 1)).unwrap();
+        let e = paths.module_parameter("vfio", "long").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Malformed);
     }
 }

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 /// `AsyncFd`, mio); [`wait`](Interrupt::wait) and
 /// [`try_consume`](Interrupt::try_consume) are there for drivers without one.
 pub trait Interrupt: AsFd + Send + Sync + std::fmt::Debug {
-    /// Blocks until the interrupt fires or `timeout` passes (`None`: forever).
+    /// Blocks until the interrupt fires or `timeout` passes (`None`: forever;
+    /// a timeout too long to express as an `Instant` also waits forever).
     /// Returns how many times it fired since last consumed, or `None` on timeout.
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<u64>>;
 
@@ -54,9 +55,29 @@ impl AsFd for EventFdInterrupt {
     }
 }
 
+/// When a wait of `timeout` that starts at `now` ends: `None` for no
+/// timeout, and also for one so long that the deadline is not a
+/// representable `Instant` (`Duration::MAX`, say), which is forever in
+/// practice.
+fn deadline(now: Instant, timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| now.checked_add(t))
+}
+
+/// The poll(2) timeout for `left` of a wait: whole milliseconds rounded up,
+/// so a remainder of even a nanosecond still waits (rather than polling
+/// with 0 until the deadline), capped at `i32::MAX` ms (the
+/// wait loop polls again after a capped poll returns).
+fn poll_timeout(left: Duration) -> PollTimeout {
+    let ms = left.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128);
+    i32::try_from(ms)
+        .ok()
+        .and_then(|ms| PollTimeout::try_from(ms).ok())
+        .unwrap_or(PollTimeout::MAX)
+}
+
 impl Interrupt for EventFdInterrupt {
     fn wait(&self, timeout: Option<Duration>) -> Result<Option<u64>> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = deadline(Instant::now(), timeout);
         loop {
             if let Some(n) = self.try_consume()? {
                 return Ok(Some(n));
@@ -68,9 +89,7 @@ impl Interrupt for EventFdInterrupt {
                     if left.is_zero() {
                         return Ok(None);
                     }
-                    // Round up so a sub-millisecond remainder still waits.
-                    let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+                    poll_timeout(left)
                 }
             };
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
@@ -123,5 +142,46 @@ mod tests {
         });
         assert_eq!(irq.wait(Some(Duration::from_secs(10))).unwrap(), Some(1));
         t.join().unwrap();
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "eventfd and poll are syscalls Miri does not model")]
+    fn a_timeout_too_long_for_an_instant_waits_instead_of_panicking() {
+        let irq = EventFdInterrupt::new().unwrap();
+        irq.signal().unwrap();
+        assert_eq!(irq.wait(Some(Duration::MAX)).unwrap(), Some(1));
+        irq.signal().unwrap();
+        irq.signal().unwrap();
+        let huge = Duration::from_secs(u64::MAX / 2);
+        assert_eq!(irq.wait(Some(huge)).unwrap(), Some(2));
+    }
+
+    #[test]
+    fn an_unrepresentable_deadline_is_no_deadline() {
+        let now = Instant::now();
+        assert_eq!(deadline(now, None), None);
+        assert_eq!(deadline(now, Some(Duration::MAX)), None);
+        assert_eq!(
+            deadline(now, Some(Duration::from_millis(5))),
+            Some(now + Duration::from_millis(5))
+        );
+    }
+
+    #[test]
+    fn poll_timeouts_round_up_and_saturate_without_overflow() {
+        let ms = |n: i32| PollTimeout::try_from(n).unwrap();
+        assert_eq!(poll_timeout(Duration::from_nanos(1)), ms(1));
+        assert_eq!(poll_timeout(Duration::from_micros(1500)), ms(2));
+        assert_eq!(poll_timeout(Duration::from_millis(7)), ms(7));
+        // The largest remainders give the longest finite poll, i32::MAX ms.
+        assert_eq!(
+            poll_timeout(Duration::from_millis(i32::MAX as u64)),
+            PollTimeout::MAX
+        );
+        assert_eq!(
+            poll_timeout(Duration::from_millis(i32::MAX as u64 + 1)),
+            PollTimeout::MAX
+        );
+        assert_eq!(poll_timeout(Duration::MAX), PollTimeout::MAX);
     }
 }

@@ -7,6 +7,9 @@
 //! bounds-checked parsers for what the kernel and devices hand back. It makes
 //! no VFIO calls of its own and contains no unsafe code.
 //!
+//! With the `tokio` feature, `AsyncInterrupt` awaits any backend's
+//! interrupt on tokio's reactor.
+//!
 //! ```
 //! use vfio_core::{Device, Group, MappedRegion, Result, VfioBackend, region};
 //!
@@ -34,6 +37,8 @@
 #![deny(missing_docs)]
 
 pub mod access;
+#[cfg(feature = "tokio")]
+mod async_interrupt;
 mod backend;
 pub mod clock;
 mod error;
@@ -45,6 +50,8 @@ pub mod parse;
 mod pci_address;
 pub mod retry;
 
+#[cfg(feature = "tokio")]
+pub use async_interrupt::AsyncInterrupt;
 pub use backend::{Container, Device, DmaMemory, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
 pub use error::{Error, ErrorKind, Operation, Result};

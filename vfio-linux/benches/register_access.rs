@@ -8,6 +8,12 @@
 //! `read_volatile` / `write_volatile` of a `u32` with no check at all. The
 //! offset goes through `black_box` so the bounds check cannot be folded away.
 //! `cargo xtask bench` reports the trait/raw ratio.
+//!
+//! An anonymous region is RAM that any thread may access at once, so its
+//! accesses are atomic, on the aligned 64-bit word holding the register: a
+//! read is one load, as on a BAR, but a `write_u32` is a compare-exchange
+//! loop, where a mapped BAR's is one volatile store. The write ratio is
+//! therefore an upper bound on a BAR's.
 
 // UNSAFETY: the baseline is exactly the raw mmap and volatile access the
 // trait is measured against; nothing else in this file is unsafe.

@@ -62,6 +62,9 @@ impl Container<LinuxBackend> for LinuxContainer {
         })
     }
 
+    // UNSAFETY: the one call of `VFIO_IOMMU_MAP_DMA`, whose precondition is
+    // met here: the memory is a `LinuxDmaMemory`.
+    #[expect(unsafe_code)]
     fn map_dma(
         &self,
         memory: &LinuxDmaMemory,
@@ -78,7 +81,14 @@ impl Container<LinuxBackend> for LinuxContainer {
                 .with_detail(e.detail().unwrap_or("past the buffer"))
         })?;
         let vaddr = (memory.addr() + offset) as u64;
-        sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()).map_err(|e| {
+        // SAFETY: `vaddr..vaddr + size` lies inside `memory` (checked just
+        // above), an anonymous shared mmap owned by its `Mapping`.
+        // `LinuxDmaMemory` reaches its bytes only as `&[AtomicU64]` (atomic
+        // loads, stores and compare-exchanges), never through a reference to
+        // plain data or a plain access. Dropping it munmaps the range,
+        // handing the pages back to the kernel (which keeps them pinned
+        // while this mapping lives), never to a Rust allocator.
+        unsafe { sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()) }.map_err(|e| {
             Error::from_errno(Operation::MapDma, e)
                 .with_target(format_args!("iova {iova:#x}+{size:#x}"))
         })

@@ -19,7 +19,20 @@ use vfio_core::{
     IrqInfo, IrqTracker, Operation, RegionFlags, RegionInfo, Result, region,
 };
 
+/// How many region infos a device caches at open, whatever `num_regions`
+/// the kernel reports (a `u32`: a buggy or hostile answer could ask for four
+/// billion ioctls and entries). vfio-pci has 9 fixed regions (BAR0-5, ROM,
+/// config space, VGA: `VFIO_PCI_NUM_REGIONS`) and device-specific ones after
+/// them (Intel IGD's OpRegion and bridge config spaces, NVLink2's), a
+/// handful at most. Regions past the bound are queried when asked for.
+pub(crate) const MAX_CACHED_REGIONS: u32 = 16;
+
 /// A device fd from `VFIO_GROUP_GET_DEVICE_FD`.
+///
+/// Opening it reads the infos of its first 16 regions (all of vfio-pci's
+/// fixed ones and room for device-specific ones), however many regions the
+/// kernel reports; [`region_info`](Device::region_info) and region I/O ask
+/// the kernel again for any region beyond those.
 #[derive(Debug)]
 pub struct LinuxDevice {
     file: File,
@@ -27,13 +40,30 @@ pub struct LinuxDevice {
     /// Region infos read once at open: offsets and sizes do not change while
     /// the device is open, and reading them per access would cost an ioctl.
     /// `None` where the kernel refused the query (vfio-pci answers EINVAL for
-    /// the VGA region of a device that is not VGA).
+    /// the VGA region of a device that is not VGA). At most
+    /// [`MAX_CACHED_REGIONS`] long.
     regions: Vec<Option<RegionInfo>>,
     /// The interrupt mode enabled through this handle.
     irqs: IrqTracker,
     /// Memory decode as last read back through this handle, shared with
     /// every BAR mapped from it (see `decode.rs`).
     decode: MemoryDecode,
+}
+
+/// The region infos to cache for a device reporting `num_regions`: those of
+/// the first [`MAX_CACHED_REGIONS`] at most, `None` for each the kernel
+/// refuses with EINVAL; any other error is the open's.
+fn cache_regions(
+    num_regions: u32,
+    mut query: impl FnMut(u32) -> Result<RegionInfo>,
+) -> Result<Vec<Option<RegionInfo>>> {
+    (0..num_regions.min(MAX_CACHED_REGIONS))
+        .map(|i| match query(i) {
+            Ok(region) => Ok(Some(region)),
+            Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(None),
+            Err(e) => Err(e),
+        })
+        .collect()
 }
 
 impl LinuxDevice {
@@ -46,13 +76,7 @@ impl LinuxDevice {
             decode: MemoryDecode::new(0),
         };
         let info = device.info()?;
-        device.regions = (0..info.num_regions)
-            .map(|i| match device.query_region_info(i) {
-                Ok(region) => Ok(Some(region)),
-                Err(e) if e.kind() == ErrorKind::InvalidArgument => Ok(None),
-                Err(e) => Err(e),
-            })
-            .collect::<Result<_>>()?;
+        device.regions = cache_regions(info.num_regions, |i| device.query_region_info(i))?;
         device.refresh_decode()?;
         Ok(device)
     }
@@ -107,19 +131,29 @@ impl LinuxDevice {
     ///
     /// Offsets at or past a region's end are refused here, since the size of
     /// a region's window in the device file (past which the next region's
-    /// begins) is vfio-pci's to choose, but with the errno vfio-pci gives: EFAULT in config space
-    /// (`vfio_config_do_rw`), EINVAL in a BAR, the ROM or the VGA region
-    /// (`vfio_pci_bar_rw`, `vfio_pci_vga_rw`). A region the device does not
-    /// have is EINVAL, as the kernel's index check answers.
+    /// begins) is vfio-pci's to choose, but with the errno vfio-pci gives:
+    /// EFAULT in config space (`vfio_config_do_rw`), EINVAL in a BAR, the ROM
+    /// or the VGA region (`vfio_pci_bar_rw`, `vfio_pci_vga_rw`). A region the
+    /// device does not have is EINVAL, as the kernel's index check answers. A
+    /// region past the cache is queried (one ioctl per access).
     fn file_offset(&self, op: Operation, index: u32, offset: u64) -> Result<u64> {
-        let region = self
-            .regions
-            .get(index as usize)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| {
-                self.err(op, Errno::EINVAL)
-                    .with_detail(format_args!("no region {index}"))
-            })?;
+        let queried;
+        let region = match self.regions.get(index as usize) {
+            Some(Some(region)) => region,
+            Some(None) => {
+                return Err(self
+                    .err(op, Errno::EINVAL)
+                    .with_detail(format_args!("no region {index}")));
+            }
+            None => {
+                queried = self.query_region_info(index).map_err(|e| {
+                    self.err(op, e.errno().unwrap_or(Errno::EINVAL))
+                        .with_detail(format_args!("no region {index}"))
+                        .with_source(e)
+                })?;
+                &queried
+            }
+        };
         if offset >= region.size {
             let errno = if index == region::CONFIG {
                 Errno::EFAULT
@@ -305,6 +339,55 @@ mod tests {
             let fd = i32::from_ne_bytes(entry.try_into().unwrap());
             assert_eq!(fd, if i % 3 == 0 { -1 } else { raw }, "entry {i}");
         }
+    }
+
+    fn region(index: u32) -> RegionInfo {
+        RegionInfo {
+            index,
+            flags: RegionFlags(0),
+            size: 0x1000,
+            offset: u64::from(index) << 40,
+            caps: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_huge_region_count_caches_a_bounded_number_of_infos() {
+        let mut calls = 0u32;
+        let regions = cache_regions(u32::MAX, |i| {
+            calls += 1;
+            Ok(region(i))
+        })
+        .unwrap();
+        assert_eq!(calls, MAX_CACHED_REGIONS);
+        assert_eq!(regions.len(), MAX_CACHED_REGIONS as usize);
+        assert_eq!(regions[15].as_ref().map(|r| r.index), Some(15));
+    }
+
+    #[test]
+    fn refused_regions_are_holes_and_other_errors_fail_the_open() {
+        let regions = cache_regions(9, |i| {
+            if i == 8 {
+                Err(Error::from_errno(
+                    Operation::RegionInfo,
+                    nix::errno::Errno::EINVAL,
+                ))
+            } else {
+                Ok(region(i))
+            }
+        })
+        .unwrap();
+        assert_eq!(regions.len(), 9);
+        assert!(regions[7].is_some() && regions[8].is_none());
+        let e = cache_regions(9, |_| {
+            Err(Error::from_errno(
+                Operation::RegionInfo,
+                nix::errno::Errno::EIO,
+            ))
+        })
+        .unwrap_err();
+        assert_eq!(e.errno(), Some(nix::errno::Errno::EIO));
+        assert_eq!(cache_regions(0, |_| unreachable!()).unwrap().len(), 0);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! [`LinuxBackend`] implements the [`vfio_core::VfioBackend`] trait family on
 //! the kernel's `/dev/vfio` interface. Raw calls live in two private modules
-//! (`sys` for ioctls, `mmap` for mappings); everything else is safe code.
+//! (`sys` for ioctls, `mmap` for mappings); everything else is safe code but
+//! one block, `LinuxContainer`'s call of `VFIO_IOMMU_MAP_DMA`, whose
+//! precondition (no Rust reference ever reaches DMA-able memory) is met there.
 //!
 //! ```no_run
 //! use vfio_core::{Container, Device, Group, IommuType, MappedRegion, VfioBackend, PciAddress};
@@ -30,15 +32,17 @@ mod group;
 mod memory;
 mod mmap;
 mod sys;
-#[cfg(feature = "tokio")]
-mod tokio_interrupt;
+mod words;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
 pub use group::LinuxGroup;
 pub use memory::{LinuxDmaMemory, LinuxRegion};
+/// vfio-core's adapter for awaiting interrupts on tokio (feature `tokio`),
+/// re-exported; it works with any backend, so mock-only code can depend on
+/// vfio-core's `tokio` feature instead.
 #[cfg(feature = "tokio")]
-pub use tokio_interrupt::AsyncInterrupt;
+pub use vfio_core::AsyncInterrupt;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;

@@ -1,38 +1,72 @@
-//! Memory mappings: device regions and anonymous DMA buffers.
+//! Memory mappings: device regions and anonymous memory.
 //!
-//! A [`Mapping`] owns an mmap'd range and offers only volatile, fixed-width,
-//! bounds-checked access to it. No Rust reference into the mapped memory is
-//! ever created: the device may change it at any time, and for MMIO a plain
-//! load or store could be split, merged or elided.
+//! A [`Mapping`] owns an mmap'd range and offers only fixed-width,
+//! bounds-checked access to it, of one of two kinds:
+//!
+//! - a device region (a BAR) is MMIO, outside Rust's memory: every access
+//!   is one volatile load or store, never split, merged or elided, and no
+//!   Rust reference into it is ever created;
+//! - anonymous memory is RAM, which several threads (and, for DMA memory,
+//!   devices) may read and write at once through `&self`. Volatile accesses
+//!   are no defence against data races there, so every access is an atomic
+//!   one on the aligned 64-bit words of the range (see [`crate::words`]).
 
-// UNSAFETY: mmap/munmap and volatile access through raw pointers into them.
+// UNSAFETY: mmap/munmap, volatile access through raw pointers into device
+// mappings, and viewing anonymous mappings as atomic words.
 #![expect(unsafe_code)]
 
+use crate::words;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 
 /// An owned mmap'd range, unmapped on drop.
 #[derive(Debug)]
 pub struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Mapped with `PROT_WRITE`: a store anywhere else would fault.
+    writable: bool,
+    /// Anonymous RAM (atomic access) rather than a device region (volatile).
+    ram: bool,
 }
 
-// SAFETY: a Mapping is a plain address range in this process; all access goes
-// through volatile reads and writes, which are fine from any thread (the
-// device-side semantics of concurrent register access are the driver's).
+// SAFETY: a Mapping is a plain address range in this process. A device
+// mapping is reached only by volatile accesses to MMIO, outside Rust's
+// memory, which are fine from any thread (the device-side meaning of
+// concurrent register access is the driver's); RAM only by atomic ones.
 unsafe impl Send for Mapping {}
-// SAFETY: as above; `&Mapping` only permits volatile access.
+// SAFETY: as above; `&Mapping` permits only volatile (device) or atomic
+// (RAM) access, never a plain one or a reference into device memory.
 unsafe impl Sync for Mapping {}
 
-/// A value that can be read or written in one volatile access.
-pub trait Primitive: Copy {}
-impl Primitive for u8 {}
-impl Primitive for u16 {}
-impl Primitive for u32 {}
-impl Primitive for u64 {}
+/// A value that can be read or written in one access: one volatile access
+/// to a device region, or a (partial) atomic word of RAM.
+pub trait Primitive: Copy {
+    /// Reads the value at byte `offset` of atomic words (aligned to the
+    /// value's size, so within one word).
+    fn load(words: &[AtomicU64], offset: usize) -> Self;
+    /// Writes the value at byte `offset` of atomic words.
+    fn store(self, words: &[AtomicU64], offset: usize);
+}
+
+macro_rules! primitive {
+    ($($t:ty),*) => {$(
+        impl Primitive for $t {
+            #[inline]
+            fn load(w: &[AtomicU64], offset: usize) -> Self {
+                <$t>::from_ne_bytes(words::load(w, offset))
+            }
+            #[inline]
+            fn store(self, w: &[AtomicU64], offset: usize) {
+                words::store(w, offset, self.to_ne_bytes());
+            }
+        }
+    )*};
+}
+primitive!(u8, u16, u32, u64);
 
 impl Mapping {
     /// Maps `len` bytes of `fd` at `offset`, shared, readable and optionally writable.
@@ -53,10 +87,13 @@ impl Mapping {
         Ok(Self {
             ptr: ptr.cast(),
             len: len.get(),
+            writable: write,
+            ram: false,
         })
     }
 
-    /// Maps `len` bytes of zeroed anonymous shared memory, readable and writable.
+    /// Maps `len` bytes of zeroed anonymous shared memory (RAM), readable and
+    /// writable, reached only through atomic words.
     pub fn anonymous(len: NonZeroUsize) -> nix::Result<Self> {
         // SAFETY: as in `map_file`: a fresh range chosen by the kernel, owned by the Mapping.
         let ptr = unsafe {
@@ -70,6 +107,8 @@ impl Mapping {
         Ok(Self {
             ptr: ptr.cast(),
             len: len.get(),
+            writable: true,
+            ram: true,
         })
     }
 
@@ -78,27 +117,50 @@ impl Mapping {
         self.len
     }
 
+    /// Whether the range was mapped writable.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
     /// The start address, for handing to the kernel (e.g. `VFIO_IOMMU_MAP_DMA`).
     pub fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
     }
 
-    /// Volatile read of a `T` at `offset`. The caller has checked that
-    /// `offset + size_of::<T>() <= len` and that `offset` is aligned to `T`.
+    /// Reads a `T` at `offset`: one volatile load from a device region, an
+    /// atomic word load from RAM.
+    ///
+    /// # Panics
+    ///
+    /// Unless `offset + size_of::<T>() <= len` and `offset` is aligned to
+    /// `T`: callers check both first and turn a bad offset into an error.
     #[inline]
     pub fn read<T: Primitive>(&self, offset: usize) -> T {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
+        if self.ram {
+            return T::load(self.words(), offset);
+        }
         // SAFETY: `fits` shows the access lies inside the mapping and is aligned
         // (the mapping is page-aligned); the mapping lives as long as `self`.
         unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() }
     }
 
-    /// Volatile write of a `T` at `offset`, under the same checks as [`read`](Self::read).
+    /// Writes a `T` at `offset`: one volatile store to a device region, an
+    /// atomic store (or compare-exchange, for part of a word) to RAM.
+    ///
+    /// # Panics
+    ///
+    /// As [`read`](Self::read), and also if the range was mapped read-only
+    /// (callers refuse such writes with an error first).
     #[inline]
     pub fn write<T: Primitive>(&self, offset: usize, value: T) {
         assert!(self.fits::<T>(offset), "unchecked mapping access");
-        // SAFETY: as in `read`; the mapping is writable whenever a caller can
-        // reach this (read-only region mappings are never written by the crate).
+        assert!(self.writable, "write to a read-only mapping");
+        if self.ram {
+            return value.store(self.words(), offset);
+        }
+        // SAFETY: as in `read`, and the range is mapped writable (checked
+        // just above), so the store cannot fault.
         unsafe {
             self.ptr
                 .as_ptr()
@@ -108,18 +170,60 @@ impl Mapping {
         }
     }
 
-    /// Copies out `buf.len()` bytes at `offset` with volatile byte reads.
-    pub fn copy_out(&self, offset: usize, buf: &mut [u8]) {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = self.read::<u8>(offset + i);
+    /// The range as atomic 64-bit words, covering at least `len` bytes.
+    ///
+    /// # Panics
+    ///
+    /// For a device mapping: MMIO is never viewed as Rust memory.
+    #[inline]
+    pub fn words(&self) -> &[AtomicU64] {
+        assert!(self.ram, "a device mapping viewed as RAM");
+        // SAFETY: the range is anonymous RAM mapped readable and writable, at
+        // a page-aligned (so 8-byte aligned) address, in whole pages, so the
+        // `len.div_ceil(8)` words lie inside it; it stays mapped until `self`
+        // drops, which the borrow outlives. The kernel zeroed it, and any
+        // bits are a valid `AtomicU64`. Every CPU access to a RAM mapping
+        // goes through these words (`read`, `write` and the copies use
+        // nothing else), so no non-atomic or other-sized access races them;
+        // a device's DMA is outside Rust's memory model.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.ptr.as_ptr().cast::<AtomicU64>(),
+                self.len.div_ceil(size_of::<u64>()),
+            )
         }
     }
 
-    /// Copies `data` in at `offset` with volatile byte writes.
+    /// Copies out `buf.len()` bytes of RAM at `offset`, a word at a time.
+    ///
+    /// # Panics
+    ///
+    /// Unless the range lies within `len` (callers check it first), or for
+    /// a device mapping.
+    pub fn copy_out(&self, offset: usize, buf: &mut [u8]) {
+        assert!(
+            self.fits_range(offset, buf.len()),
+            "unchecked mapping access"
+        );
+        words::read(self.words(), offset, buf);
+    }
+
+    /// Copies `data` into RAM at `offset`, a word at a time.
+    ///
+    /// # Panics
+    ///
+    /// As [`copy_out`](Self::copy_out).
     pub fn copy_in(&self, offset: usize, data: &[u8]) {
-        for (i, b) in data.iter().enumerate() {
-            self.write::<u8>(offset + i, *b);
-        }
+        assert!(
+            self.fits_range(offset, data.len()),
+            "unchecked mapping access"
+        );
+        words::write(self.words(), offset, data);
+    }
+
+    #[inline]
+    fn fits_range(&self, offset: usize, len: usize) -> bool {
+        offset.checked_add(len).is_some_and(|end| end <= self.len)
     }
 
     #[inline]
@@ -157,6 +261,85 @@ mod tests {
         let mut buf = [0u8; 4];
         m.copy_out(4, &mut buf);
         assert_eq!(buf, 0x1234_5678u32.to_le_bytes());
+    }
+
+    #[test]
+    #[should_panic(expected = "write to a read-only mapping")]
+    fn a_write_to_a_read_only_mapping_panics_instead_of_faulting() {
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let m = Mapping::map_file(
+            std::os::fd::AsFd::as_fd(&zero),
+            0,
+            NonZeroUsize::new(4096).unwrap(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.read::<u64>(0), 0);
+        m.write::<u32>(0, 1);
+    }
+
+    /// Two threads copying into and out of one page of RAM through `&self`
+    /// at once (what a driver thread and a completion thread do with DMA
+    /// memory), with ranges that share words: every access is atomic, and
+    /// no byte of one writer is lost to the other.
+    #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "Miri does not support MAP_SHARED mmap; words:: is run instead"
+    )]
+    fn two_threads_hammering_one_page_of_ram() {
+        let m = std::sync::Arc::new(Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap());
+        let threads: Vec<_> = [(0usize, 0x11u8), (1, 0x22)]
+            .into_iter()
+            .map(|(lane, v)| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 13];
+                    for _ in 0..2000 {
+                        // 13-byte runs at odd offsets: unaligned heads and
+                        // tails, whole words in between, words shared with
+                        // the other lane's runs.
+                        for run in (lane..100).step_by(2) {
+                            m.copy_in(1 + run * 13, &[v; 13]);
+                        }
+                        m.copy_out(1 + lane * 13, &mut buf);
+                        assert_eq!(buf, [v; 13]);
+                        m.write::<u16>(4094, 0xbeef);
+                        let _ = m.read::<u32>(4092);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut all = [0u8; 1 + 100 * 13];
+        m.copy_out(0, &mut all);
+        assert_eq!(all[0], 0);
+        for (i, b) in all[1..].iter().enumerate() {
+            assert_eq!(
+                *b,
+                if (i / 13) % 2 == 0 { 0x11 } else { 0x22 },
+                "byte {}",
+                i + 1
+            );
+        }
+        assert_eq!(m.read::<u16>(4094), 0xbeef);
+    }
+
+    #[test]
+    #[should_panic(expected = "a device mapping viewed as RAM")]
+    fn a_device_mapping_is_never_viewed_as_atomic_words() {
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let m = Mapping::map_file(
+            std::os::fd::AsFd::as_fd(&zero),
+            0,
+            NonZeroUsize::new(4096).unwrap(),
+            false,
+        )
+        .unwrap();
+        let mut buf = [0u8; 8];
+        m.copy_out(0, &mut buf);
     }
 
     #[test]

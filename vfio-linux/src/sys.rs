@@ -211,32 +211,38 @@ pub fn device_get_info(device: BorrowedFd<'_>) -> nix::Result<vfio_device_info> 
     Ok(info)
 }
 
+/// The largest `argsz` an info ioctl may ask for before it is refused with
+/// E2BIG. Real capability chains are a few hundred bytes (a sparse-mmap
+/// area or an IOVA range is 16 bytes); the kernel's answer is a `u32`, and a
+/// buggy or hostile one must not make us allocate up to 4 GiB.
+pub const MAX_INFO_ARGSZ: usize = 1 << 20;
+
 /// Calls an info ioctl whose struct may be followed by a capability chain:
 /// first with just the header, then, if the kernel asks for more room
-/// (a larger argsz on return), with a buffer of that size. Returns the whole
-/// buffer as the kernel filled it.
+/// (a larger argsz on return, at most [`MAX_INFO_ARGSZ`]), with a buffer of
+/// that size. Returns the whole buffer as the kernel filled it. `call` is
+/// handed a buffer whose length is at least the argsz written at its start.
 fn info_with_caps<H: IntoBytes + FromBytes + Immutable + KnownLayout + Copy>(
     mut header: H,
     argsz_of: impl Fn(&H) -> u32,
     set_argsz: impl Fn(&mut H, u32),
-    call: impl Fn(*mut u8) -> nix::Result<i32>,
+    call: impl Fn(&mut [u8]) -> nix::Result<i32>,
 ) -> nix::Result<Vec<u8>> {
     let base = size_of::<H>();
     let mut buf = header.as_bytes().to_vec();
-    call(buf.as_mut_ptr())?;
+    call(&mut buf)?;
     header = H::read_from_bytes(&buf[..base]).map_err(|_| Errno::EIO)?;
     let wanted = argsz_of(&header) as usize;
     if wanted <= base {
         return Ok(buf);
     }
-    // A hostile or buggy kernel answer must not make us allocate without bound.
-    if wanted > 1 << 20 {
+    if wanted > MAX_INFO_ARGSZ {
         return Err(Errno::E2BIG);
     }
     buf.resize(wanted, 0);
     set_argsz(&mut header, wanted as u32);
     buf[..base].copy_from_slice(header.as_bytes());
-    call(buf.as_mut_ptr())?;
+    call(&mut buf)?;
     Ok(buf)
 }
 
@@ -255,7 +261,7 @@ pub fn device_get_region_info(device: BorrowedFd<'_>, index: u32) -> nix::Result
         |h, n| h.argsz = n,
         // SAFETY: `info_with_caps` passes a buffer at least as long as the argsz
         // written at its start; the kernel writes only within argsz.
-        |ptr| unsafe { raw::device_get_region_info(device.as_raw_fd(), ptr) },
+        |buf| unsafe { raw::device_get_region_info(device.as_raw_fd(), buf.as_mut_ptr()) },
     )
 }
 
@@ -273,7 +279,7 @@ pub fn iommu_get_info(container: BorrowedFd<'_>) -> nix::Result<Vec<u8>> {
         |h, n| h.argsz = n,
         // SAFETY: `info_with_caps` passes a buffer at least as long as the argsz
         // written at its start; the kernel writes only within argsz.
-        |ptr| unsafe { raw::iommu_get_info(container.as_raw_fd(), ptr) },
+        |buf| unsafe { raw::iommu_get_info(container.as_raw_fd(), buf.as_mut_ptr()) },
     )
 }
 
@@ -313,12 +319,36 @@ pub fn device_reset(device: BorrowedFd<'_>) -> nix::Result<()> {
     unsafe { raw::device_reset(device.as_raw_fd()) }.map(drop)
 }
 
-/// `VFIO_IOMMU_MAP_DMA`.
+/// `VFIO_IOMMU_MAP_DMA`: lets the container's devices reach `size` bytes
+/// of this process's memory at `vaddr` through IOVA `iova`.
 ///
-/// The memory at `vaddr..vaddr + size` must stay mapped in this process for as
-/// long as the mapping exists *or* its pages must be safe to leave pinned by the
-/// kernel: the kernel pins what is there at the time of the call.
-pub fn iommu_map_dma(
+/// # Safety
+///
+/// The kernel pins the pages behind `vaddr..vaddr + size` as they are at the
+/// time of the call (they cannot be swapped out, migrated or freed until
+/// the IOVA range is unmapped or the container is closed) and programs the
+/// IOMMU so that every device in the container can read them, and write
+/// them if `flags` has `VFIO_DMA_MAP_FLAG_WRITE`, at any moment, without the
+/// CPU taking part. The caller must make sure that, for as long as the
+/// mapping exists:
+///
+/// - no Rust reference to plain data (`&[u8]`, `&mut [u8]`, `&T` or
+///   `&mut T` for a `T` without interior mutability) covers those pages,
+///   and no plain (non-atomic, non-volatile) load or store touches them: a
+///   reference promises the compiler that nothing else writes the memory
+///   (`&T`) or reads it (`&mut T`) while it lives, and a device writing
+///   under a `&[u8]`, or reading while a `&mut [u8]` is written, breaks
+///   that promise: undefined behaviour, which the optimizer may turn into
+///   stale, merged or elided accesses. DMA-able memory may be reached only
+///   through atomics (`&[AtomicU64]`: shared references to atomics promise
+///   nothing about other writers) or raw pointers with volatile access;
+/// - the pages are never reused for other Rust data: memory from the Rust
+///   allocator (a `Vec`, a `Box`) goes back to it when dropped, and the
+///   device would then scribble on whatever the allocator hands out next.
+///   Memory from `mmap` that is later `munmap`ed is fine: the kernel keeps
+///   the pinned pages for the device, and a new mapping at the same address
+///   gets other pages.
+pub unsafe fn iommu_map_dma(
     container: BorrowedFd<'_>,
     vaddr: u64,
     iova: u64,
@@ -332,9 +362,9 @@ pub fn iommu_map_dma(
         iova,
         size,
     };
-    // SAFETY: `map` is a valid vfio_iommu_type1_dma_map; the kernel only reads
-    // it. The pages it names are pinned by the kernel, not accessed through
-    // Rust references, so no aliasing rule is at stake here.
+    // SAFETY: `map` is a valid vfio_iommu_type1_dma_map that outlives the
+    // call; the kernel only reads it. What the kernel then does with the
+    // pages it names is this function's own contract, upheld by its caller.
     unsafe { raw::iommu_map_dma(container.as_raw_fd(), &map) }.map(drop)
 }
 
@@ -350,4 +380,63 @@ pub fn iommu_unmap_dma(container: BorrowedFd<'_>, iova: u64, size: u64) -> nix::
     // bitmap; the kernel writes back only its size field.
     unsafe { raw::iommu_unmap_dma(container.as_raw_fd(), &mut unmap) }?;
     Ok(unmap.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    fn header() -> RegionInfoHeader {
+        RegionInfoHeader {
+            argsz: size_of::<RegionInfoHeader>() as u32,
+            flags: 0,
+            index: 0,
+            cap_offset: 0,
+            size: 0,
+            offset: 0,
+        }
+    }
+
+    /// Runs `info_with_caps` against a fake kernel that answers every call
+    /// with `answer_argsz`, recording the buffer length of each call.
+    fn ask(answer_argsz: u32) -> (nix::Result<Vec<u8>>, Vec<usize>) {
+        let calls = RefCell::new(Vec::new());
+        let result = info_with_caps(
+            header(),
+            |h| h.argsz,
+            |h, n| h.argsz = n,
+            |buf: &mut [u8]| {
+                calls.borrow_mut().push(buf.len());
+                let asked = u32::from_ne_bytes(buf[..4].try_into().unwrap());
+                assert!(asked as usize <= buf.len(), "argsz past the buffer");
+                buf[..4].copy_from_slice(&answer_argsz.to_ne_bytes());
+                Ok(0)
+            },
+        );
+        (result, calls.into_inner())
+    }
+
+    #[test]
+    fn a_huge_argsz_from_the_kernel_is_refused_without_allocating() {
+        for argsz in [MAX_INFO_ARGSZ as u32 + 1, u32::MAX] {
+            let (result, calls) = ask(argsz);
+            assert_eq!(result.unwrap_err(), Errno::E2BIG);
+            assert_eq!(calls, [size_of::<RegionInfoHeader>()]);
+        }
+    }
+
+    #[test]
+    fn a_larger_argsz_gets_one_more_call_with_that_much_room() {
+        let (result, calls) = ask(0x80);
+        assert_eq!(result.unwrap().len(), 0x80);
+        assert_eq!(calls, [size_of::<RegionInfoHeader>(), 0x80]);
+        let (result, calls) = ask(MAX_INFO_ARGSZ as u32);
+        assert_eq!(result.unwrap().len(), MAX_INFO_ARGSZ);
+        assert_eq!(calls.len(), 2);
+        // No chain (or a shrinking answer): one call, the header alone.
+        let (result, calls) = ask(8);
+        assert_eq!(result.unwrap().len(), size_of::<RegionInfoHeader>());
+        assert_eq!(calls.len(), 1);
+    }
 }

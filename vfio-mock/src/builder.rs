@@ -28,7 +28,11 @@ pub enum BarKind {
 /// One BAR of a simulated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BarSpec {
-    /// Size in bytes: a power of two, at least 16 for memory and 4 for I/O.
+    /// Size in bytes: a power of two, at least 16 for memory and 4 for I/O,
+    /// and at most 256 bytes for I/O, 2 GiB for 32-bit memory and 1 TiB for
+    /// 64-bit memory. A BAR's memory is allocated a page at a time as it is
+    /// first written, so a 1 TiB BAR costs kilobytes until used; a larger
+    /// size is a [`BuildError`].
     pub size: u64,
     /// What the BAR decodes.
     pub kind: BarKind,
@@ -516,7 +520,8 @@ impl PciDeviceBuilder {
             let max = match bar.kind {
                 BarKind::Io => 256,
                 BarKind::Memory32 => 1 << 31,
-                BarKind::Memory64 => 1 << 40,
+                // The most BarMemory supports cheaply (16 KiB up front).
+                BarKind::Memory64 => crate::bar::MAX_BAR_BYTES,
             };
             if !bar.size.is_power_of_two() || bar.size < min || bar.size > max {
                 return Err(BuildError::new(format!(

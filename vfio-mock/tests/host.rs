@@ -68,6 +68,10 @@ fn injected_faults_hit_the_next_calls_and_leftovers_are_reported() {
         .map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoSpace);
+    assert!(
+        e.detail().is_some_and(|d| d.contains("RLIMIT_MEMLOCK")),
+        "{e}"
+    );
     assert_eq!(o.device.reset().unwrap_err().errno(), Some(Errno::EBUSY));
     let left = host.done().unwrap_err();
     assert_eq!(left.pending.len(), 1);
@@ -232,6 +236,57 @@ fn keep_alive_succeeds_on_a_downstream_kernel_and_noiommu_mode_can_exist() {
     c.set_iommu(IommuType::NoIommu).unwrap();
     let d = g.open_device("0000:00:04.0").unwrap();
     assert_eq!(d.map_region(0).unwrap().read_u32(0).unwrap(), 0x0100_00ed);
+}
+
+#[test]
+fn a_one_tib_64_bit_bar_builds_cheaply_and_works_at_both_ends() {
+    const TIB: u64 = 1 << 40;
+    let address = "0000:00:01.0".parse().unwrap();
+    let host = MockHost::builder()
+        .device(
+            address,
+            1,
+            PciDeviceBuilder::new(1, 2).bar(2, vfio_mock::BarSpec::memory64(TIB)),
+        )
+        .build()
+        .unwrap();
+    let b = host.backend();
+    let o = open(&b, address);
+    assert_eq!(o.device.region_info(2).unwrap().size, TIB);
+    // Decode on, as a driver does before touching a BAR.
+    o.device.write_config(0x04, &[0x02, 0x00]).unwrap();
+    let bar = o.device.map_region(2).unwrap();
+    assert_eq!(bar.len(), TIB);
+    bar.write_u64(TIB - 8, 0x0123_4567_89ab_cdef).unwrap();
+    bar.write_u32(0, 0xdead_beef).unwrap();
+    assert_eq!(bar.read_u64(TIB - 8).unwrap(), 0x0123_4567_89ab_cdef);
+    assert_eq!(bar.read_u32(0).unwrap(), 0xdead_beef);
+    assert_eq!(bar.read_u32(TIB / 2).unwrap(), 0);
+    let e = bar.read_u32(TIB).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    host.assert_faults_consumed();
+}
+
+#[test]
+fn a_bar_past_the_supported_sizes_is_a_build_error() {
+    let address = "0000:00:01.0".parse().unwrap();
+    for (kind, bar) in [
+        ("64-bit 2 TiB", vfio_mock::BarSpec::memory64(2 << 40)),
+        ("64-bit 2^63", vfio_mock::BarSpec::memory64(1 << 63)),
+        ("32-bit 4 GiB", vfio_mock::BarSpec::memory32(4 << 30)),
+        ("I/O 512", vfio_mock::BarSpec::io(512)),
+    ] {
+        let e = MockHost::builder()
+            .device(address, 1, PciDeviceBuilder::new(1, 2).bar(0, bar))
+            .build()
+            .expect_err(kind);
+        assert!(e.to_string().contains("BAR 0 size"), "{kind}: {e}");
+    }
+    let e = MockHost::builder()
+        .device(address, 1, PciDeviceBuilder::new(1, 2).rom(4 << 30))
+        .build()
+        .expect_err("a 4 GiB ROM");
+    assert!(e.to_string().contains("ROM size"), "{e}");
 }
 
 #[test]

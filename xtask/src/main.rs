@@ -42,7 +42,8 @@ commands:
   ci
       fmt, clippy, tests, docs, the conformance suite (vfio-mock side by side with
       vfio-pci in the guest; table in target/conformance.md), vfio-core's parse:: and
-      access:: unit tests under Miri (nightly) and the fuzz corpus replay.
+      access:: and vfio-linux's words:: unit tests under Miri (nightly) and the
+      fuzz corpus replay.
   bench [ARGS...]
       `cargo bench -p vfio-linux -p vfio-mock ARGS...`, then the ratios DESIGN.md's
       performance goals are about (a report: it never fails on a ratio).

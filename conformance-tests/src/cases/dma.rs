@@ -105,7 +105,7 @@ pub fn dma_map_past_the_buffer_faults<B: VfioBackend>(env: &Env<B>) -> Result<()
         expect_error(
             format_args!("map {size:#x} bytes at offset {offset:#x} of 0x2000"),
             o.container.map_dma(&mem, offset, size, 0x80_0000, RW),
-            ErrorKind::OutOfRange,
+            ErrorKind::BadAddress,
             Some(Errno::EFAULT),
         )?;
     }
