@@ -235,82 +235,69 @@ mod tests {
     #[test]
     fn the_tracker_follows_enable_and_disable() {
         let t = IrqTracker::new();
-        let ok = || -> crate::Result<()> { Ok(()) };
-        let fail = || -> crate::Result<()> {
-            Err(crate::Error::from_errno(
-                crate::Operation::SetIrqs,
-                nix::errno::Errno::EINVAL,
-            ))
-        };
         let unbound = [None, None, None];
-        // A failed enable leaves the index disabled.
-        t.track(
-            IrqIndex::MSIX,
-            IrqAction::Trigger,
-            2,
-            &IrqData::Eventfds(&unbound),
-            fail,
-        )
-        .unwrap_err();
-        assert_eq!(t.enabled(IrqIndex::MSIX), None);
-        t.track(
-            IrqIndex::MSIX,
-            IrqAction::Trigger,
-            2,
-            &IrqData::Eventfds(&unbound),
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
-        assert_eq!(t.enabled(IrqIndex::MSI), None);
-        // Rebinding within the enabled index keeps the count.
-        t.track(
-            IrqIndex::MSIX,
-            IrqAction::Trigger,
-            0,
-            &IrqData::Eventfds(&unbound),
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
-        // A loopback trigger changes nothing; DATA_NONE count 0 disables.
-        t.track(
-            IrqIndex::MSIX,
-            IrqAction::Trigger,
-            0,
-            &IrqData::None { count: 1 },
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::MSIX), Some(5));
-        t.track(
-            IrqIndex::MSIX,
-            IrqAction::Trigger,
-            0,
-            &IrqData::None { count: 0 },
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::MSIX), None);
-        // INTx has one vector; ERR and REQ have no mode.
-        t.track(
-            IrqIndex::INTX,
-            IrqAction::Trigger,
-            0,
-            &IrqData::Eventfds(&unbound[..1]),
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::INTX), Some(1));
-        t.track(
-            IrqIndex::REQ,
-            IrqAction::Trigger,
-            0,
-            &IrqData::Eventfds(&unbound[..1]),
-            ok,
-        )
-        .unwrap();
-        assert_eq!(t.enabled(IrqIndex::REQ), None);
-        assert_eq!(t.enabled(IrqIndex::INTX), Some(1));
+        // (index, start, data, whether the call succeeds, then the mode:
+        // which index is enabled with how many vectors).
+        type Step<'a> = (IrqIndex, u32, IrqData<'a>, bool, Option<(IrqIndex, u32)>);
+        let steps: [Step<'_>; 7] = [
+            // A failed enable leaves the index disabled.
+            (IrqIndex::MSIX, 2, IrqData::Eventfds(&unbound), false, None),
+            (
+                IrqIndex::MSIX,
+                2,
+                IrqData::Eventfds(&unbound),
+                true,
+                Some((IrqIndex::MSIX, 5)),
+            ),
+            // Rebinding within the enabled index keeps the count.
+            (
+                IrqIndex::MSIX,
+                0,
+                IrqData::Eventfds(&unbound),
+                true,
+                Some((IrqIndex::MSIX, 5)),
+            ),
+            // A loopback trigger changes nothing; DATA_NONE count 0 disables.
+            (
+                IrqIndex::MSIX,
+                0,
+                IrqData::None { count: 1 },
+                true,
+                Some((IrqIndex::MSIX, 5)),
+            ),
+            (IrqIndex::MSIX, 0, IrqData::None { count: 0 }, true, None),
+            // INTx has one vector; ERR and REQ have no mode.
+            (
+                IrqIndex::INTX,
+                0,
+                IrqData::Eventfds(&unbound[..1]),
+                true,
+                Some((IrqIndex::INTX, 1)),
+            ),
+            (
+                IrqIndex::REQ,
+                0,
+                IrqData::Eventfds(&unbound[..1]),
+                true,
+                Some((IrqIndex::INTX, 1)),
+            ),
+        ];
+        for (i, (index, start, data, succeeds, mode)) in steps.into_iter().enumerate() {
+            let r = t.track(index, IrqAction::Trigger, start, &data, || {
+                if succeeds {
+                    Ok(())
+                } else {
+                    Err(crate::Error::from_errno(
+                        crate::Operation::SetIrqs,
+                        nix::errno::Errno::EINVAL,
+                    ))
+                }
+            });
+            assert_eq!(r.is_ok(), succeeds, "step {i}");
+            for probe in [IrqIndex::INTX, IrqIndex::MSI, IrqIndex::MSIX, IrqIndex::REQ] {
+                let want = mode.filter(|(m, _)| *m == probe).map(|(_, n)| n);
+                assert_eq!(t.enabled(probe), want, "step {i}: {probe}");
+            }
+        }
     }
 }
