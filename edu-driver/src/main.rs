@@ -8,7 +8,7 @@
 //! The same generic function runs in both cases; only the backend differs.
 
 use anyhow::{Context, Result, bail};
-use edu_driver::{DMA_IOVA, Edu};
+use edu::{DMA_IOVA, Edu};
 use vfio_core::{Container, Device, Group, IommuType, IrqIndex, PciAddress, VfioBackend, region};
 
 /// Opens `address` on `backend` and exercises every feature of the driver.

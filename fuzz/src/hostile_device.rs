@@ -22,7 +22,7 @@
 
 use crate::mock::OneDevice;
 use arbitrary::{Arbitrary, Unstructured};
-use edu_driver::{DMA_IOVA, DMA_MAX_TRANSFER, Edu, EduError, regs};
+use edu::{DMA_IOVA, DMA_MAX_TRANSFER, Edu, EduError, regs};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use crate::Env;
 use anyhow::{Result, ensure};
-use edu_driver::Edu;
+use edu::Edu;
 use std::time::{Duration, Instant};
 use vfio_core::{Container, Device, DmaFlags, MappedRegion, VfioBackend, region};
 
@@ -31,19 +31,16 @@ pub fn edu_driver_computes_factorials_with_completion_interrupts<B: VfioBackend>
 pub fn edu_driver_dma_round_trip_through_the_iommu<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let edu = Edu::<B>::new(&env.backend, o.device)?;
-    let data: Vec<u8> = (0..=255u8)
-        .cycle()
-        .take(edu_driver::DMA_MAX_TRANSFER)
-        .collect();
+    let data: Vec<u8> = (0..=255u8).cycle().take(edu::DMA_MAX_TRANSFER).collect();
     let back = edu.dma_round_trip(&env.backend, &o.container, &data)?;
     ensure!(back == data, "data changed on the round trip");
     let short = edu.dma_round_trip(&env.backend, &o.container, b"vfio")?;
     ensure!(short == b"vfio", "{short:?}");
-    let too_long = vec![0u8; edu_driver::DMA_BUFFER_LEN];
+    let too_long = vec![0u8; edu::DMA_BUFFER_LEN];
     let e = edu
         .dma_round_trip(&env.backend, &o.container, &too_long)
         .expect_err("4 KiB transfer");
-    ensure!(matches!(e, edu_driver::EduError::TooLong(4096)), "{e}");
+    ensure!(matches!(e, edu::EduError::TooLong(4096)), "{e}");
     Ok(())
 }
 

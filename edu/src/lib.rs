@@ -8,10 +8,10 @@
 //!
 //! ```no_run
 //! # fn demo<B: vfio_core::VfioBackend>(backend: &B, group: &B::Group, container: &B::Container)
-//! # -> Result<(), edu_driver::EduError> {
+//! # -> Result<(), edu::EduError> {
 //! use vfio_core::Group;
 //! let device = group.open_device("0000:00:02.0")?;
-//! let edu = edu_driver::Edu::<B>::new(backend, device)?;
+//! let edu = edu::Edu::<B>::new(backend, device)?;
 //! assert_eq!(edu.factorial(5)?, 120);
 //! let echoed = edu.dma_round_trip(backend, container, b"hello, device")?;
 //! assert_eq!(echoed, b"hello, device");
