@@ -45,6 +45,7 @@ mod error;
 pub mod host;
 mod info;
 mod interrupt;
+mod iova;
 mod irq;
 pub mod parse;
 mod pci_address;
@@ -61,6 +62,7 @@ pub use info::{
     IrqFlags, IrqIndex, IrqInfo, RegionCap, RegionFlags, RegionInfo, SparseArea, region,
 };
 pub use interrupt::{EventFdInterrupt, Interrupt};
+pub use iova::{IovaAllocator, IovaLease, IovaOptions};
 pub use irq::{IrqAction, IrqData, IrqTracker, check_eventfds};
 /// The errno type errors carry, re-exported so users need not depend on `nix`.
 pub use nix::errno::Errno;
