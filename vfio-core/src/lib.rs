@@ -41,6 +41,7 @@ pub mod access;
 mod async_interrupt;
 mod backend;
 pub mod clock;
+mod dma_mapping;
 mod error;
 pub mod host;
 mod info;
@@ -55,6 +56,7 @@ pub mod retry;
 pub use async_interrupt::AsyncInterrupt;
 pub use backend::{Container, Device, DmaMemory, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
+pub use dma_mapping::{DmaMapping, OwnedDmaMapping};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use host::HostPaths;
 pub use info::{

@@ -10,7 +10,7 @@ const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
+    let _first = o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
     expect_error(
         "overlap",
         o.container.map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW),
@@ -56,7 +56,7 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
 pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
-    o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
+    let _mapping = o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
     expect_error(
         "split",
         o.container.unmap_dma(0x50_1000, 0x1000),
@@ -70,8 +70,8 @@ pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Res
 pub fn unmap_covering_two_mappings_returns_both_sizes<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    o.container.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
-    o.container.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
+    let _low = o.container.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
+    let _high = o.container.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
     let n = o.container.unmap_dma(0x60_0000, 0x10_0000)?;
     ensure!(n == 0x3000, "unmapped {n:#x}");
     ensure!(
@@ -86,7 +86,7 @@ pub fn dma_avail_counts_down_per_mapping<B: VfioBackend>(env: &Env<B>) -> Result
     let o = env.open_edu()?;
     let before = o.container.iommu_info()?.dma_avail;
     let mem = env.backend.alloc_dma(0x1000)?;
-    o.container.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
+    let _mapping = o.container.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
     let after = o.container.iommu_info()?.dma_avail;
     ensure!(
         before.is_some() && after == before.map(|b| b - 1),
