@@ -69,9 +69,9 @@ pub const DMA_BUFFER_LEN: usize = 4096;
 /// transfer ends strictly before the end of its buffer, and treats a transfer
 /// reaching the last byte as a hardware error that stops the machine.
 pub const DMA_MAX_TRANSFER: usize = DMA_BUFFER_LEN - 1;
-/// The lowest IOVA the driver maps its DMA memory at, and where it maps it
-/// when nothing else of its own is mapped: the driver's IOVAs come from an
-/// [`IovaAllocator`] confined to `DMA_IOVA..=DMA_IOVA_LAST`.
+/// Where the driver maps its DMA memory: the first fit of the
+/// [`IovaAllocator`], confined to `DMA_IOVA..=DMA_IOVA_LAST`, that each
+/// [`Edu::dma_round_trip`] builds.
 pub const DMA_IOVA: u64 = 0x10_0000;
 /// The highest IOVA the driver maps: edu masks DMA addresses to 28 bits by
 /// default, so IOVAs must stay below 256 MiB.
@@ -232,11 +232,11 @@ impl<B: VfioBackend> Edu<B> {
 
     /// Copies `data` into the device's buffer by DMA and back into a second
     /// page of host memory, and returns what came back. Maps two pages of
-    /// its own DMA memory in `container` for the duration, at an IOVA an
-    /// [`IovaAllocator`] over the container's ranges chooses between
-    /// [`DMA_IOVA`] and [`DMA_IOVA_LAST`] ([`DMA_IOVA`] itself when that
-    /// space is free), and unmaps them before returning; a failed unmap is
-    /// returned once the transfer has succeeded.
+    /// its own DMA memory in `container` for the duration, at the IOVA a
+    /// new [`IovaAllocator`] over the container's ranges, confined to
+    /// [`DMA_IOVA`]`..=`[`DMA_IOVA_LAST`], picks first ([`DMA_IOVA`]), and
+    /// unmaps them before returning; a failed unmap is returned once the
+    /// transfer has succeeded.
     pub fn dma_round_trip(
         &self,
         backend: &B,
