@@ -179,3 +179,33 @@ fn an_exhausted_window_is_no_space_and_a_refused_map_frees_its_iova() {
     );
     host.assert_faults_consumed();
 }
+
+/// A drop unmaps its own range and nothing next to it.
+#[test]
+fn dropping_a_mapping_leaves_its_neighbour_mapped() {
+    let e = edu_host();
+    let mem = e.backend.alloc_dma(0x2000).unwrap();
+    mem.write_at(0x1000, b"the neighbour...").unwrap();
+    let low = e.container.map_dma(&mem, 0, 0x1000, 0x30_0000, RW).unwrap();
+    let high = e
+        .container
+        .map_dma(&mem, 0x1000, 0x1000, 0x30_1000, RW)
+        .unwrap();
+    drop(low);
+    e.dma_from(high.iova());
+    assert_eq!(e.model.last_dma_fault(), None);
+    assert_eq!(&e.model.buffer()[..16], b"the neighbour...");
+    e.dma_from(0x30_0000);
+    assert_eq!(
+        e.model.last_dma_fault(),
+        Some(DmaFault::Unmapped { iova: 0x30_0000 })
+    );
+}
+
+/// An owned mapping can be kept in a driver's struct that moves between
+/// threads.
+#[test]
+fn an_owned_mapping_is_send_sync_and_static() {
+    fn driver_state<T: Send + Sync + 'static>() {}
+    driver_state::<OwnedDmaMapping<MockBackend>>();
+}
