@@ -353,12 +353,10 @@ pub fn unbinding_a_vector_range_leaves_the_rest_bound<B: VfioBackend>(
 pub fn dma_map_and_unmap_round_trip<B: VfioBackend>(env: &Env<B>, dev: &PciAddress) -> Result<()> {
     let o = env.open(dev)?;
     let mem = env.backend.alloc_dma(0x4000)?;
-    o.container
-        .map_dma(&mem, 0, 0x4000, 0x80_0000, DmaFlags::READ | DmaFlags::WRITE)?;
-    ensure!(
-        o.container.unmap_dma(0x80_0000, 0x4000)? == 0x4000,
-        "unmap size"
-    );
+    let mapping =
+        o.container
+            .map_dma(&mem, 0, 0x4000, 0x80_0000, DmaFlags::READ | DmaFlags::WRITE)?;
+    ensure!(mapping.unmap()? == 0x4000, "unmap size");
     Ok(())
 }
 

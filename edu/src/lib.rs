@@ -21,7 +21,8 @@
 
 use std::time::Duration;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, Interrupt, IrqIndex, MappedRegion, VfioBackend, region,
+    Container, Device, DmaFlags, DmaMemory, Interrupt, IovaAllocator, IovaOptions, IrqIndex,
+    MappedRegion, VfioBackend, region,
 };
 
 /// `edu` register offsets in BAR0.
@@ -68,9 +69,13 @@ pub const DMA_BUFFER_LEN: usize = 4096;
 /// transfer ends strictly before the end of its buffer, and treats a transfer
 /// reaching the last byte as a hardware error that stops the machine.
 pub const DMA_MAX_TRANSFER: usize = DMA_BUFFER_LEN - 1;
-/// The IOVA the driver maps its DMA memory at: edu masks DMA addresses to 28
-/// bits by default, so IOVAs must stay below 256 MiB.
+/// Where the driver maps its DMA memory: the first fit of the
+/// [`IovaAllocator`], confined to `DMA_IOVA..=DMA_IOVA_LAST`, that each
+/// [`Edu::dma_round_trip`] builds.
 pub const DMA_IOVA: u64 = 0x10_0000;
+/// The highest IOVA the driver maps: edu masks DMA addresses to 28 bits by
+/// default, so IOVAs must stay below 256 MiB.
+pub const DMA_IOVA_LAST: u64 = (1 << 28) - 1;
 
 const CMD_START: u64 = 0x1;
 const CMD_TO_RAM: u64 = 0x2;
@@ -226,8 +231,12 @@ impl<B: VfioBackend> Edu<B> {
     }
 
     /// Copies `data` into the device's buffer by DMA and back into a second
-    /// page of host memory, and returns what came back. Maps its own DMA
-    /// memory at [`DMA_IOVA`] in `container` for the duration.
+    /// page of host memory, and returns what came back. Maps two pages of
+    /// its own DMA memory in `container` for the duration, at the IOVA a
+    /// new [`IovaAllocator`] over the container's ranges, confined to
+    /// [`DMA_IOVA`]`..=`[`DMA_IOVA_LAST`], picks first ([`DMA_IOVA`]), and
+    /// unmaps them before returning; a failed unmap is returned once the
+    /// transfer has succeeded.
     pub fn dma_round_trip(
         &self,
         backend: &B,
@@ -238,23 +247,31 @@ impl<B: VfioBackend> Edu<B> {
             return Err(EduError::TooLong(data.len()));
         }
         let page = DMA_BUFFER_LEN;
+        let iovas = IovaAllocator::new(
+            &container.iommu_info()?,
+            IovaOptions {
+                window: DMA_IOVA..=DMA_IOVA_LAST,
+                ..IovaOptions::default()
+            },
+        )?;
         let mem = backend.alloc_dma(2 * page)?;
-        container.map_dma(
+        let mapping = container.map_dma_in(
+            &iovas,
             &mem,
             0,
             (2 * page) as u64,
-            DMA_IOVA,
             DmaFlags::READ | DmaFlags::WRITE,
         )?;
+        let iova = mapping.iova();
         let result = (|| -> Result<Vec<u8>, EduError> {
             mem.write_at(0, data)?;
-            self.transfer(DMA_IOVA, DMA_BUFFER, data.len(), false)?;
-            self.transfer(DMA_BUFFER, DMA_IOVA + page as u64, data.len(), true)?;
+            self.transfer(iova, DMA_BUFFER, data.len(), false)?;
+            self.transfer(DMA_BUFFER, iova + page as u64, data.len(), true)?;
             let mut back = vec![0u8; data.len()];
             mem.read_at(page, &mut back)?;
             Ok(back)
         })();
-        let unmapped = container.unmap_dma(DMA_IOVA, (2 * page) as u64);
+        let unmapped = mapping.unmap();
         let back = result?;
         unmapped?;
         Ok(back)

@@ -5,6 +5,7 @@
 //! Every method has one meaning on every backend: the meaning Linux's
 //! vfio-pci gives the corresponding ioctl.
 
+use crate::dma_mapping::DmaMapping;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::host::HostPaths;
 use crate::info::{
@@ -12,8 +13,10 @@ use crate::info::{
     RegionInfo,
 };
 use crate::interrupt::Interrupt;
+use crate::iova::IovaAllocator;
 use crate::irq::{IrqAction, IrqData};
 use std::fmt::Debug;
+use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
 
 /// A VFIO implementation: the real kernel, or a simulation of it.
@@ -65,8 +68,62 @@ pub trait Container<B: VfioBackend>: Send + Sync + Debug {
     fn iommu_info(&self) -> Result<IommuInfo>;
 
     /// `VFIO_IOMMU_MAP_DMA`: makes `size` bytes of `memory` starting at
-    /// `offset` visible to devices at `iova`.
-    fn map_dma(
+    /// `offset` visible to devices at `iova`, and returns a mapping that
+    /// borrows this container, holds `memory` (a reference, or an `Arc` for
+    /// a mapping that owns its share) and unmaps the range when dropped.
+    /// The memory cannot be dropped while the mapping lives: with a
+    /// reference that does not compile, with an `Arc` the mapping keeps it.
+    ///
+    /// The kernel's answers are [`map_dma_raw`](Container::map_dma_raw)'s.
+    fn map_dma<M>(
+        &self,
+        memory: M,
+        offset: usize,
+        size: u64,
+        iova: u64,
+        flags: DmaFlags,
+    ) -> Result<DmaMapping<B, &Self, M>>
+    where
+        Self: Sized,
+        M: Deref<Target = B::DmaMemory>,
+    {
+        DmaMapping::new(self, memory, offset, size, iova, flags)
+    }
+
+    /// [`map_dma`](Container::map_dma) at an IOVA `iovas` allocates, given
+    /// back when the mapping is unmapped ([`DmaMapping::new_in`]). An
+    /// exhausted IOVA space is [`ErrorKind::NoSpace`] with no errno, before
+    /// any kernel call.
+    fn map_dma_in<M>(
+        &self,
+        iovas: &IovaAllocator,
+        memory: M,
+        offset: usize,
+        size: u64,
+        flags: DmaFlags,
+    ) -> Result<DmaMapping<B, &Self, M>>
+    where
+        Self: Sized,
+        M: Deref<Target = B::DmaMemory>,
+    {
+        DmaMapping::new_in(self, iovas, memory, offset, size, flags)
+    }
+
+    /// `VFIO_IOMMU_MAP_DMA` with nothing to undo it: the raw escape hatch
+    /// under [`map_dma`](Container::map_dma). The range stays mapped until
+    /// [`unmap_dma`](Container::unmap_dma) or until the container is
+    /// closed, whatever happens to `memory` meanwhile; memory dropped while
+    /// mapped stays reachable by the container's devices (the kernel keeps
+    /// the pages pinned, and the mock keeps the buffer) and unreachable by
+    /// the process, until then.
+    ///
+    /// A range reaching past `memory` is refused with EFAULT, before the
+    /// kernel sees it (the kernel pins whatever the process has mapped at
+    /// those addresses, and answers EFAULT where nothing is); otherwise the
+    /// kernel's answer: EINVAL for a size, IOVA or offset that is not
+    /// page-aligned, a size of 0, no access flags, or an IOVA range outside
+    /// the IOMMU's; EEXIST for an overlap; ENOSPC with no mappings left.
+    fn map_dma_raw(
         &self,
         memory: &B::DmaMemory,
         offset: usize,
@@ -75,7 +132,9 @@ pub trait Container<B: VfioBackend>: Send + Sync + Debug {
         flags: DmaFlags,
     ) -> Result<()>;
 
-    /// `VFIO_IOMMU_UNMAP_DMA`: returns how many bytes were unmapped.
+    /// `VFIO_IOMMU_UNMAP_DMA` of `iova..iova + size`, whichever mappings
+    /// lie there: returns how many bytes were unmapped. The raw escape
+    /// hatch: a [`DmaMapping`] unmaps itself.
     fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64>;
 }
 

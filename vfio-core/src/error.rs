@@ -125,6 +125,8 @@ pub enum Operation {
     MapDma,
     /// `VFIO_IOMMU_UNMAP_DMA`.
     UnmapDma,
+    /// Choosing an IOVA for a mapping ([`IovaAllocator`](crate::IovaAllocator)).
+    AllocIova,
     /// Opening a group (`/dev/vfio/N`).
     OpenGroup,
     /// `VFIO_GROUP_GET_STATUS`.
@@ -183,6 +185,7 @@ impl fmt::Display for Operation {
             Self::DmaAccess => "access DMA memory",
             Self::MapDma => "map DMA",
             Self::UnmapDma => "unmap DMA",
+            Self::AllocIova => "allocate IOVA",
             Self::OpenGroup => "open group",
             Self::GroupStatus => "get group status",
             Self::SetContainer => "set container",

@@ -41,10 +41,12 @@ pub mod access;
 mod async_interrupt;
 mod backend;
 pub mod clock;
+mod dma_mapping;
 mod error;
 pub mod host;
 mod info;
 mod interrupt;
+mod iova;
 mod irq;
 pub mod parse;
 mod pci_address;
@@ -54,6 +56,7 @@ pub mod retry;
 pub use async_interrupt::AsyncInterrupt;
 pub use backend::{Container, Device, DmaMemory, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
+pub use dma_mapping::{DmaMapping, OwnedDmaMapping};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use host::HostPaths;
 pub use info::{
@@ -61,6 +64,7 @@ pub use info::{
     IrqFlags, IrqIndex, IrqInfo, RegionCap, RegionFlags, RegionInfo, SparseArea, region,
 };
 pub use interrupt::{EventFdInterrupt, Interrupt};
+pub use iova::{IovaAllocator, IovaLease, IovaOptions};
 pub use irq::{IrqAction, IrqData, IrqTracker, check_eventfds};
 /// The errno type errors carry, re-exported so users need not depend on `nix`.
 pub use nix::errno::Errno;

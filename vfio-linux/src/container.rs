@@ -63,9 +63,10 @@ impl Container<LinuxBackend> for LinuxContainer {
     }
 
     // UNSAFETY: the one call of `VFIO_IOMMU_MAP_DMA`, whose precondition is
-    // met here: the memory is a `LinuxDmaMemory`.
+    // met here: the memory is a `LinuxDmaMemory`. Every map goes through
+    // here, the safe `DmaMapping` (`Container::map_dma`) included.
     #[expect(unsafe_code)]
-    fn map_dma(
+    fn map_dma_raw(
         &self,
         memory: &LinuxDmaMemory,
         offset: usize,
@@ -86,8 +87,15 @@ impl Container<LinuxBackend> for LinuxContainer {
         // `LinuxDmaMemory` reaches its bytes only as `&[AtomicU64]` (atomic
         // loads, stores and compare-exchanges), never through a reference to
         // plain data or a plain access. Dropping it munmaps the range,
-        // handing the pages back to the kernel (which keeps them pinned
-        // while this mapping lives), never to a Rust allocator.
+        // handing the pages back to the kernel, never to a Rust allocator.
+        // Nothing here needs the memory to outlive the IOMMU mapping: type1
+        // pins each page (`pin_user_pages_remote`, FOLL_LONGTERM), and a
+        // pinned page is freed only when the last reference goes, at the
+        // unpin of UNMAP_DMA or the container's close, so a munmap while
+        // mapped (a raw mapping whose memory was dropped) leaves the device
+        // on pages nothing else can be given, and the address range gets
+        // other pages if mapped again. `DmaMapping` rules even that out for
+        // the safe API: it holds the memory until its unmap has returned.
         unsafe { sys::iommu_map_dma(self.as_fd(), vaddr, iova, size, flags.bits()) }.map_err(|e| {
             Error::from_errno(Operation::MapDma, e)
                 .with_target(format_args!("iova {iova:#x}+{size:#x}"))

@@ -218,7 +218,7 @@ impl Container<MockBackend> for MockContainer {
             .map_err(|e| Error::from_errno(Operation::IommuInfo, e))
     }
 
-    fn map_dma(
+    fn map_dma_raw(
         &self,
         memory: &MockDmaMemory,
         offset: usize,

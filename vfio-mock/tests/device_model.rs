@@ -247,7 +247,8 @@ fn edu_dma_round_trips_through_the_iommu_and_faults_on_unmapped_iovas() {
     let mem = b.alloc_dma(0x2000).unwrap();
     let pattern: Vec<u8> = (0..64u8).collect();
     mem.write_at(0, &pattern).unwrap();
-    o.container
+    let mapping = o
+        .container
         .map_dma(&mem, 0, 0x2000, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)
         .unwrap();
     let bar = o.device.map_region(0).unwrap();
@@ -288,7 +289,7 @@ fn edu_dma_round_trips_through_the_iommu_and_faults_on_unmapped_iovas() {
         Some(DmaFault::Unmapped { iova: 0x20_0000 })
     );
     // After unmapping, the old IOVA faults too.
-    assert_eq!(o.container.unmap_dma(0x10_0000, 0x2000).unwrap(), 0x2000);
+    assert_eq!(mapping.unmap().unwrap(), 0x2000);
     dma(edu::DMA_BUFFER, 0x10_0000, edu::DMA_TO_RAM);
     assert_eq!(
         model.last_dma_fault(),

@@ -188,17 +188,16 @@ fn containers_follow_type1_rules() {
     assert_eq!((ranges[0].end, ranges[1].start), (0xfedf_ffff, 0xfef0_0000));
     // When the last group leaves, the container forgets its IOMMU type and mappings.
     let mem = b.alloc_dma(4096).unwrap();
-    c.map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
+    let first = c
+        .map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
         .unwrap();
     g1.unset_container().unwrap();
-    assert_eq!(c.unmap_dma(0x1000, 4096).unwrap(), 4096);
-    c.map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
+    assert_eq!(first.unmap().unwrap(), 4096);
+    let second = c
+        .map_dma(&mem, 0, 4096, 0x1000, vfio_core::DmaFlags::READ)
         .unwrap();
     drop(g2);
-    assert_eq!(
-        c.unmap_dma(0x1000, 4096).unwrap_err().errno(),
-        Some(Errno::EINVAL)
-    );
+    assert_eq!(second.unmap().unwrap_err().errno(), Some(Errno::EINVAL));
 }
 
 #[test]

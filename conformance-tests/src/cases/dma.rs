@@ -1,8 +1,12 @@
 //! DMA mapping behaviours.
 
 use crate::{Env, expect_error};
-use anyhow::{Result, ensure};
-use vfio_core::{Container, DmaFlags, Errno, ErrorKind, VfioBackend};
+use anyhow::{Context, Result, ensure};
+use std::sync::Arc;
+use vfio_core::{
+    Container, DmaFlags, DmaMemory, Errno, ErrorKind, IovaAllocator, IovaOptions, IovaRange,
+    VfioBackend,
+};
 
 const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 
@@ -10,7 +14,7 @@ const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
+    let _first = o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
     expect_error(
         "overlap",
         o.container.map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW),
@@ -56,7 +60,7 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
 pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
-    o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
+    let _mapping = o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
     expect_error(
         "split",
         o.container.unmap_dma(0x50_1000, 0x1000),
@@ -70,8 +74,8 @@ pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Res
 pub fn unmap_covering_two_mappings_returns_both_sizes<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    o.container.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
-    o.container.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
+    let _low = o.container.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
+    let _high = o.container.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
     let n = o.container.unmap_dma(0x60_0000, 0x10_0000)?;
     ensure!(n == 0x3000, "unmapped {n:#x}");
     ensure!(
@@ -86,7 +90,7 @@ pub fn dma_avail_counts_down_per_mapping<B: VfioBackend>(env: &Env<B>) -> Result
     let o = env.open_edu()?;
     let before = o.container.iommu_info()?.dma_avail;
     let mem = env.backend.alloc_dma(0x1000)?;
-    o.container.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
+    let _mapping = o.container.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
     let after = o.container.iommu_info()?.dma_avail;
     ensure!(
         before.is_some() && after == before.map(|b| b - 1),
@@ -111,5 +115,197 @@ pub fn dma_map_past_the_buffer_faults<B: VfioBackend>(env: &Env<B>) -> Result<()
     }
     let n = o.container.unmap_dma(0x80_0000, 0x10_0000)?;
     ensure!(n == 0, "unmapped {n:#x}");
+    Ok(())
+}
+
+/// Dropping a mapping unmaps it: the mappings-available count comes back
+/// and the same IOVA maps again. An explicit unmap returns the kernel's
+/// byte count, and a mapping holding its memory by `Arc` keeps it mapped
+/// after the caller's handle is gone.
+pub fn a_dropped_mapping_is_unmapped_and_its_iova_maps_again<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let avail = || -> Result<u32> {
+        o.container
+            .iommu_info()?
+            .dma_avail
+            .context("no DMA-available count")
+    };
+    let before = avail()?;
+    let mem = env.backend.alloc_dma(0x2000)?;
+    let mapping = o.container.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
+    ensure!(avail()? == before - 1, "mapped: {} of {before}", avail()?);
+    drop(mapping);
+    ensure!(avail()? == before, "dropped: {} of {before}", avail()?);
+    let again = o.container.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
+    let n = again.unmap()?;
+    ensure!(n == 0x2000, "unmap returned {n:#x}");
+    let n = o.container.unmap_dma(0x90_0000, 0x2000)?;
+    ensure!(n == 0, "{n:#x} bytes still mapped after unmap");
+    let shared = Arc::new(env.backend.alloc_dma(0x1000)?);
+    let owned = o
+        .container
+        .map_dma(Arc::clone(&shared), 0, 0x1000, 0x90_0000, RW)?;
+    drop(shared);
+    owned.memory().write_at(0, b"still here")?;
+    ensure!(avail()? == before - 1, "owned: {} of {before}", avail()?);
+    drop(owned);
+    ensure!(
+        avail()? == before,
+        "owned, dropped: {} of {before}",
+        avail()?
+    );
+    Ok(())
+}
+
+/// True if `[iova, iova + size)` lies inside one of `ranges`.
+fn inside(ranges: &[IovaRange], iova: u64, size: u64) -> bool {
+    let last = iova.saturating_add(size - 1);
+    ranges.iter().any(|r| iova >= r.start && last <= r.end)
+}
+
+/// Mappings at IOVAs an allocator over the reported ranges chose, with a
+/// guard page between them, land inside those ranges, a 2 MiB one on a
+/// 2 MiB boundary, and the kernel accepts each.
+pub fn allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.container.iommu_info()?;
+    let ranges = info.iova_ranges.clone().context("no IOVA ranges")?;
+    let page = info.iova_pgsizes & info.iova_pgsizes.wrapping_neg();
+    let options = IovaOptions {
+        guard_pages: 1,
+        ..IovaOptions::default()
+    };
+    let iovas = IovaAllocator::new(&info, options)?;
+    let sizes = [0x1000u64, 0x20_0000, 0x2000];
+    let memory = sizes
+        .iter()
+        .map(|&size| env.backend.alloc_dma(size as usize))
+        .collect::<vfio_core::Result<Vec<_>>>()?;
+    let mappings = memory
+        .iter()
+        .zip(sizes)
+        .map(|(mem, size)| o.container.map_dma_in(&iovas, mem, 0, size, RW))
+        .collect::<vfio_core::Result<Vec<_>>>()?;
+    let mut spans: Vec<(u64, u64)> = mappings.iter().map(|m| (m.iova(), m.size())).collect();
+    for &(iova, size) in &spans {
+        ensure!(
+            inside(&ranges, iova, size),
+            "{iova:#x}+{size:#x} outside {ranges:x?}"
+        );
+    }
+    ensure!(
+        spans[1].0 % 0x20_0000 == 0,
+        "2 MiB mapping at {:#x}",
+        spans[1].0
+    );
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        let ((a, a_size), (b, _)) = (pair[0], pair[1]);
+        ensure!(
+            a + a_size + page <= b,
+            "no guard page between {a:#x}+{a_size:#x} and {b:#x}"
+        );
+    }
+    let avail = o.container.iommu_info()?.dma_avail;
+    ensure!(
+        avail == info.dma_avail.map(|n| n - 3),
+        "{avail:?} available after 3 maps from {:?}",
+        info.dma_avail
+    );
+    for m in mappings {
+        let (iova, size) = (m.iova(), m.size());
+        let n = m.unmap()?;
+        ensure!(n == size, "unmap of {iova:#x}+{size:#x} returned {n:#x}");
+    }
+    Ok(())
+}
+
+/// A mapping larger than its memory is EFAULT, through the mapping API as
+/// through the raw call, and nothing is mapped; an allocated IOVA of a
+/// refused mapping is free again at once.
+pub fn a_mapping_larger_than_its_memory_faults_and_frees_its_iova<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.container.iommu_info()?;
+    let mem = env.backend.alloc_dma(0x2000)?;
+    expect_error(
+        "map 0x3000 bytes of 0x2000",
+        o.container.map_dma(&mem, 0, 0x3000, 0xa0_0000, RW),
+        ErrorKind::BadAddress,
+        Some(Errno::EFAULT),
+    )?;
+    let options = IovaOptions {
+        window: 0xa0_0000..=0xbf_ffff,
+        ..IovaOptions::default()
+    };
+    let iovas = IovaAllocator::new(&info, options)?;
+    expect_error(
+        "map 0x3000 bytes of 0x2000 at an allocated IOVA",
+        o.container.map_dma_in(&iovas, &mem, 0x1000, 0x3000, RW),
+        ErrorKind::BadAddress,
+        Some(Errno::EFAULT),
+    )?;
+    ensure!(
+        o.container.iommu_info()?.dma_avail == info.dma_avail,
+        "a refused map took a mapping"
+    );
+    let mapping = o.container.map_dma_in(&iovas, &mem, 0, 0x2000, RW)?;
+    ensure!(
+        mapping.iova() == 0xa0_0000,
+        "mapped at {:#x}, not at the refused mapping's IOVA",
+        mapping.iova()
+    );
+    Ok(())
+}
+
+/// An allocator confined to a window across the interrupt (MSI) window
+/// hands out the two 64 KiB pieces on either side of it, which the kernel
+/// maps; then the space is exhausted (no space, no errno, no kernel call),
+/// and dropping a mapping makes room at the same IOVA again.
+pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let o = env.open_edu()?;
+    let info = o.container.iommu_info()?;
+    let options = IovaOptions {
+        window: 0xfedf_0000..=0xfef0_ffff,
+        ..IovaOptions::default()
+    };
+    let iovas = IovaAllocator::new(&info, options)?;
+    let mem = env.backend.alloc_dma(0x2_0000)?;
+    let low = o.container.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
+    let high = o
+        .container
+        .map_dma_in(&iovas, &mem, 0x1_0000, 0x1_0000, RW)?;
+    let msi = 0xfee0_0000..=0xfeef_ffff;
+    for m in [&low, &high] {
+        ensure!(
+            !msi.contains(&m.iova()) && !msi.contains(&(m.iova() + m.size() - 1)),
+            "mapped at {:#x} inside the MSI window",
+            m.iova()
+        );
+    }
+    ensure!(
+        (low.iova(), high.iova()) == (0xfedf_0000, 0xfef0_0000),
+        "mapped at {:#x} and {:#x}",
+        low.iova(),
+        high.iova()
+    );
+    expect_error(
+        "a third mapping",
+        o.container.map_dma_in(&iovas, &mem, 0, 0x1000, RW),
+        ErrorKind::NoSpace,
+        None,
+    )?;
+    let at = low.iova();
+    drop(low);
+    let again = o.container.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
+    ensure!(again.iova() == at, "mapped again at {:#x}", again.iova());
+    drop(high);
     Ok(())
 }

@@ -80,7 +80,7 @@ pub fn nvme_controller_enable_sets_ready<B: VfioBackend>(env: &Env<B>) -> Result
     ensure!(cap & 0xffff > 0, "CAP.MQES is 0: {cap:#x}");
     ensure!(bar0.read_u32(nvme::CSTS)? & 1 == 0, "ready before enable");
     let queues = env.backend.alloc_dma(0x2000)?;
-    o.container.map_dma(
+    let _queues_mapped = o.container.map_dma(
         &queues,
         0,
         0x2000,
