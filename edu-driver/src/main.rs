@@ -47,7 +47,7 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
         dinfo.num_irqs,
         bar0.size / 1024
     );
-    let edu = Edu::<B>::new(backend, device)?;
+    let mut edu = Edu::<B>::new(backend, device)?;
     println!("edu: identification and liveness check passed; MSI vector 0 bound to an eventfd");
     match paths.vector_irq(&address, IrqIndex::MSI, 0) {
         Ok(irq) => println!("       /proc/interrupts lists vfio-msi[0]({address}) as irq {irq}"),

@@ -202,8 +202,10 @@ impl<B: VfioBackend> Edu<B> {
     }
 
     /// Computes `n!` on the device (32-bit, wrapping like the device does),
-    /// waiting for its completion interrupt.
-    pub fn factorial(&self, n: u32) -> Result<u32, EduError> {
+    /// waiting for its completion interrupt. Takes `&mut self`: the device
+    /// computes one factorial at a time and raises one interrupt for it, so
+    /// two threads sharing the device would take each other's results.
+    pub fn factorial(&mut self, n: u32) -> Result<u32, EduError> {
         self.bar0.write_u32(regs::STATUS, STATUS_IRQ_ON_DONE)?;
         self.bar0.write_u32(regs::FACTORIAL, n)?;
         self.complete("factorial", IRQ_FACTORIAL)?;
@@ -236,9 +238,10 @@ impl<B: VfioBackend> Edu<B> {
     /// new [`IovaAllocator`] over the container's ranges, confined to
     /// [`DMA_IOVA`]`..=`[`DMA_IOVA_LAST`], picks first ([`DMA_IOVA`]), and
     /// unmaps them before returning; a failed unmap is returned once the
-    /// transfer has succeeded.
+    /// transfer has succeeded. Takes `&mut self`: the device has one DMA
+    /// engine and one buffer, which a second caller would overwrite.
     pub fn dma_round_trip(
-        &self,
+        &mut self,
         backend: &B,
         container: &B::Container,
         data: &[u8],
@@ -299,7 +302,7 @@ mod tests {
     #[test]
     fn computes_factorials_and_moves_data_on_the_simulated_device() {
         let host = profiles::qemu_guest().build().unwrap();
-        let (edu, container) = edu(&host);
+        let (mut edu, container) = edu(&host);
         assert_eq!(edu.factorial(10).unwrap(), 3_628_800);
         let back = edu
             .dma_round_trip(&host.backend(), &container, b"round trip")
@@ -311,7 +314,7 @@ mod tests {
     #[test]
     fn refuses_a_transfer_the_device_would_reject() {
         let host = profiles::qemu_guest().build().unwrap();
-        let (edu, container) = edu(&host);
+        let (mut edu, container) = edu(&host);
         let e = edu
             .dma_round_trip(&host.backend(), &container, &[0; DMA_BUFFER_LEN])
             .unwrap_err();
@@ -321,7 +324,7 @@ mod tests {
     #[test]
     fn a_removal_request_is_seen_and_the_removal_waits_for_the_driver() {
         let host = profiles::qemu_guest().build().unwrap();
-        let (edu, _container) = edu(&host);
+        let (mut edu, _container) = edu(&host);
         assert!(!edu.release_requested().unwrap());
         let removal = host.remove_device(profiles::edu_address()).unwrap();
         assert!(edu.release_requested().unwrap());

@@ -215,7 +215,7 @@ fn drive(f: &Fixture, run: &Run) {
         .collect();
 
     let backend: &MockBackend = &f.host.backend;
-    let result = Edu::new(backend, f.host.open()).map(|edu| {
+    let result = Edu::new(backend, f.host.open()).map(|mut edu| {
         let fact = edu.factorial(n);
         let echoed = edu.dma_round_trip(backend, &f.host.container, &data);
         (fact, echoed)

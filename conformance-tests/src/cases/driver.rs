@@ -11,7 +11,7 @@ pub fn edu_driver_computes_factorials_with_completion_interrupts<B: VfioBackend>
     env: &Env<B>,
 ) -> Result<()> {
     let o = env.open_edu()?;
-    let edu = Edu::<B>::new(&env.backend, o.device)?;
+    let mut edu = Edu::<B>::new(&env.backend, o.device)?;
     for (n, want) in [
         (0u32, 1u32),
         (1, 1),
@@ -30,7 +30,7 @@ pub fn edu_driver_computes_factorials_with_completion_interrupts<B: VfioBackend>
 /// The edu driver moves data to the device and back by DMA through the IOMMU.
 pub fn edu_driver_dma_round_trip_through_the_iommu<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
-    let edu = Edu::<B>::new(&env.backend, o.device)?;
+    let mut edu = Edu::<B>::new(&env.backend, o.device)?;
     let data: Vec<u8> = (0..=255u8).cycle().take(edu::DMA_MAX_TRANSFER).collect();
     let back = edu.dma_round_trip(&env.backend, &o.container, &data)?;
     ensure!(back == data, "data changed on the round trip");
