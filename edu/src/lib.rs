@@ -11,7 +11,7 @@
 //! # -> Result<(), edu::EduError> {
 //! use vfio_core::Group;
 //! let device = group.open_device("0000:00:02.0")?;
-//! let edu = edu::Edu::<B>::new(backend, device)?;
+//! let mut edu = edu::Edu::<B>::new(backend, device)?;
 //! assert_eq!(edu.factorial(5)?, 120);
 //! let echoed = edu.dma_round_trip(backend, container, b"hello, device")?;
 //! assert_eq!(echoed, b"hello, device");
