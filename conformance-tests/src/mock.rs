@@ -38,4 +38,19 @@ impl crate::HostControl for MockHostControl {
     fn restore(&self, _device: &vfio_core::PciAddress) -> Result<()> {
         Ok(())
     }
+
+    /// The host's fault log ([`MockHost::iommu_faults`](vfio_mock::MockHost::iommu_faults)).
+    fn iommu_faults(&self) -> Result<Vec<crate::host_control::IommuFaultRecord>> {
+        Ok(self
+            .0
+            .iommu_faults()
+            .into_iter()
+            .map(|f| crate::host_control::IommuFaultRecord {
+                requester: f.requester,
+                page: f.page,
+                write: f.access == vfio_mock::FaultAccess::Write,
+                reason: f.reason,
+            })
+            .collect())
+    }
 }
