@@ -19,7 +19,9 @@ pub fn env() -> Result<Env<MockBackend>> {
     Ok(Env::new(host.backend()).with_host(std::sync::Arc::new(MockHostControl(host))))
 }
 
-/// Device removal on the simulated host ([`MockHost::remove_device`]).
+/// Device removal on the simulated host
+/// ([`MockHost::remove_device`](vfio_mock::MockHost::remove_device)), and its
+/// IOMMU fault log.
 #[derive(Debug)]
 pub struct MockHostControl(pub vfio_mock::MockHost);
 

@@ -37,6 +37,21 @@
 //! # }
 //! ```
 //!
+//! A [`DeviceModel`] answers register accesses and can finish work on its
+//! own time: [`DeviceContext::defer`] runs it on the device's own thread,
+//! [`DeviceContext::schedule`] when a test moves the host's virtual clock
+//! with [`MockHost::advance`] or [`MockHost::run_until_idle`], so a device
+//! can be made slow, fast or reordered deterministically. A device reset or
+//! removal drops the work it had pending (see [`DeviceModel`] for the
+//! locking rules a model lives under). A model may own the body of a
+//! vendor-specific capability ([`PciDeviceBuilder::vendor_capability`]);
+//! the rest of config space and the MSI-X table and PBA are the mock's, as
+//! vfio-pci virtualizes a real function's.
+//!
+//! Device DMA goes through the container's mappings: every mapped byte of a
+//! transfer moves and the rest is refused, and each refusal is a record in
+//! [`MockHost::iommu_faults`], what intel-iommu prints to the kernel log.
+//!
 //! Fault injection follows embedded-hal-mock: [`MockHost::fail_next`]
 //! makes the next calls of an operation fail with an errno,
 //! [`MockHost::done`] checks they all happened, and

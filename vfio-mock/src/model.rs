@@ -8,13 +8,35 @@ use vfio_core::PciAddress;
 /// Behaviour behind a device's BARs.
 ///
 /// Every BAR access, through a mapped region or `read_region` /
-/// `write_region`, first asks the model; an access the model does not
-/// handle falls through to plain memory. Accesses are naturally aligned and
-/// 1, 2, 4 or 8 bytes wide (the `read_region` path splits longer ones into
-/// 4-, 2- and 1-byte pieces, as vfio-pci does). The model may be called from
-/// many threads at once, so it keeps its state behind its own locks or
-/// atomics, and must not panic on any offset or value: the driver under
-/// test is the one choosing them.
+/// `write_region`, first asks the model, except in the MSI-X table and PBA,
+/// which are the mock's; an access the model does not handle falls through
+/// to plain memory. Accesses are naturally aligned and 1, 2, 4 or 8 bytes
+/// wide (the `read_region` path splits longer ones into 4-, 2- and 1-byte
+/// pieces, as vfio-pci does). The model must not panic on any offset or
+/// value: the driver under test is the one choosing them.
+///
+/// # Locking rules
+///
+/// - While [`read`](Self::read), [`write`](Self::write),
+///   [`config_read`](Self::config_read), [`config_write`](Self::config_write)
+///   or work given to [`DeviceContext::defer`] or
+///   [`DeviceContext::schedule`] runs, the mock holds none of its locks.
+///   [`reset`](Self::reset) runs with only the device's open-count lock held
+///   when it is vfio-pci's reset at open or last close (no lock for
+///   `VFIO_DEVICE_RESET`); it gets no context, so it cannot reach the mock.
+/// - So every [`DeviceContext`] method may be called from every callback and
+///   from deferred and scheduled work; each takes and releases its locks
+///   inside the call. The mock never calls the model from inside a
+///   `DeviceContext` call ([`DeviceContext::bar_read`] is plain memory), so
+///   a model is never re-entered on one thread by the mock.
+/// - The model may be called from many threads at once (driver threads, the
+///   device's worker, the thread advancing the clock), so it keeps its state
+///   behind its own locks or atomics. It may hold its own lock while calling
+///   the context, but must not block in a callback on work it deferred: that
+///   work may be waiting for the same lock.
+/// - [`MockHost::advance`](crate::MockHost::advance) and
+///   [`MockHost::run_until_idle`](crate::MockHost::run_until_idle) do nothing
+///   when called from device work.
 pub trait DeviceModel: Send + Sync + fmt::Debug + 'static {
     /// A read of `width` bytes at `offset` of BAR `bar`: `Some(value)` if
     /// the model handles it, `None` to read plain memory.

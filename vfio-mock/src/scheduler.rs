@@ -139,10 +139,18 @@ impl Scheduler {
 
     /// Drops every timer of `device` (its epoch ended).
     pub(crate) fn cancel(&self, device: &Weak<PciDevice>) {
-        self.state
-            .lock()
-            .timers
-            .retain(|_, t| !Weak::ptr_eq(&t.device, device));
+        let cancelled: Vec<Timer> = {
+            let mut s = self.state.lock();
+            let keys: Vec<_> = s
+                .timers
+                .iter()
+                .filter(|(_, t)| Weak::ptr_eq(&t.device, device))
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter().filter_map(|k| s.timers.remove(k)).collect()
+        };
+        // Dropped with no lock held: the work may own anything.
+        drop(cancelled);
     }
 
     /// Timers not yet run and deferred jobs not yet finished.
