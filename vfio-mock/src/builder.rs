@@ -340,8 +340,9 @@ impl PciDeviceBuilder {
     /// 192: its ID, next pointer and length byte are the mock's, and the
     /// `len - 3` bytes after them are the device model's, read and written
     /// through [`DeviceModel::config_read`] and
-    /// [`DeviceModel::config_write`] (vfio-pci passes a vendor capability
-    /// through to the device unvirtualized). At most one.
+    /// [`DeviceModel::config_write`]. vfio-pci's config code gives a vendor
+    /// capability raw read and write access to the device; no device of the
+    /// guest has one, so no conformance case checks it. At most one.
     #[must_use]
     pub fn vendor_capability(mut self, len: u8) -> Self {
         if !(4..=192).contains(&len) {

@@ -41,9 +41,17 @@
 //! own time: [`DeviceContext::defer`] runs it on the device's own thread,
 //! [`DeviceContext::schedule`] when a test moves the host's virtual clock
 //! with [`MockHost::advance`] or [`MockHost::run_until_idle`], so a device
-//! can be made slow, fast or reordered deterministically. A device reset or
-//! removal drops the work it had pending (see [`DeviceModel`] for the
-//! locking rules a model lives under). A model may own the body of a
+//! can be made slow, fast or reordered deterministically (see
+//! [`DeviceModel`] for the locking rules a model lives under). Work pending
+//! when the device is reset (`VFIO_DEVICE_RESET`, or vfio-pci's reset at
+//! the open and last close of a device that can reset) or when its removal
+//! completes is dropped without running, as a reset aborts a device's work.
+//! A device that cannot reset keeps its work across a close, but the close
+//! clears bus mastering, so its DMA fails with
+//! [`DmaFault::BusMasterDisabled`] and its MSIs are lost. Work already
+//! running finishes. Dropping the host ends each device's worker thread: an
+//! idle one is joined, one in the middle of a job ends when the job returns
+//! (the drop does not wait for it), and jobs still queued are dropped. A model may own the body of a
 //! vendor-specific capability ([`PciDeviceBuilder::vendor_capability`]);
 //! the rest of config space and the MSI-X table and PBA are the mock's, as
 //! vfio-pci virtualizes a real function's.

@@ -212,7 +212,7 @@ impl DeviceContext<'_> {
     /// one at a time, in the order deferred, with a context like this one
     /// (they may DMA, raise interrupts, defer and schedule more). Work
     /// pending when the device is reset or removed, or when the host is
-    /// dropped, never runs; see the crate docs for the rules.
+    /// dropped, never runs; see the [crate docs](crate) for the rules.
     pub fn defer(&self, work: impl FnOnce(&DeviceContext<'_>) + Send + 'static) {
         self.device.defer(Box::new(work));
     }

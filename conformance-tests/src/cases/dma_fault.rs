@@ -55,8 +55,8 @@ fn faults<B: VfioBackend>(env: &Env<B>) -> Result<Vec<IommuFaultRecord>> {
 }
 
 /// Waits until the records added after the first `before` include `want`,
-/// and checks that it is the only one: QEMU's VT-d records one fault per
-/// refused DMA (it compresses the faults that follow while one is pending).
+/// and checks that it is the only one: with QEMU's VT-d each refused DMA
+/// reached the guest's log as one record.
 ///
 /// intel-iommu rate-limits its fault messages: ten per 5 s, and each fault
 /// takes three (the status line, the record, the check that ends the
