@@ -1,5 +1,7 @@
 //! What a case may ask of the host beyond VFIO calls: removing a device, as
-//! an administrator writing its sysfs `remove` does, and bringing it back.
+//! an administrator writing its sysfs `remove` does, and bringing it back;
+//! reading the IOMMU's fault records, as an administrator reads them in the
+//! kernel log.
 
 use anyhow::{Context, Result, bail};
 use std::fmt::Debug;
@@ -16,6 +18,63 @@ pub trait HostControl: Send + Sync + Debug {
     /// Brings a removed `device` back, bound to vfio-pci, so that later
     /// cases find the host as it was.
     fn restore(&self, device: &PciAddress) -> Result<()>;
+
+    /// Every DMA remapping fault the host's IOMMU has reported so far,
+    /// oldest first. A case takes the list before and after a DMA and looks
+    /// at what was added.
+    fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>>;
+}
+
+/// A DMA remapping fault as an administrator sees it: intel-iommu prints
+/// `DMAR: [DMA Write NO_PASID] Request device [00:02.0] fault addr 0x900000
+/// [fault reason 0x05] PTE Write access is not set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IommuFaultRecord {
+    /// The device whose DMA was refused (the requester id).
+    pub requester: PciAddress,
+    /// The page of the faulting address.
+    pub page: u64,
+    /// True for a DMA write, false for a read.
+    pub write: bool,
+    /// The VT-d fault reason code.
+    pub reason: u8,
+}
+
+impl IommuFaultRecord {
+    /// Parses one intel-iommu fault line of the kernel log (with or without
+    /// the `DMAR: ` prefix); `None` for any other line.
+    pub fn parse_kernel_line(line: &str) -> Option<Self> {
+        let write = if line.contains("[DMA Write") {
+            true
+        } else if line.contains("[DMA Read") {
+            false
+        } else {
+            return None;
+        };
+        let after = |key: &str| line.find(key).map(|i| &line[i + key.len()..]);
+        let bdf = after("Request device [")?;
+        let bdf = bdf.get(..bdf.find(']')?)?;
+        let (bus, rest) = bdf.split_once(':')?;
+        let (dev, func) = rest.split_once('.')?;
+        let hex = |s: &str| -> Option<u64> {
+            let end = s.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(s.len());
+            u64::from_str_radix(s.get(..end)?, 16).ok()
+        };
+        let requester = PciAddress::new(
+            0,
+            u8::try_from(hex(bus)?).ok()?,
+            u8::try_from(hex(dev)?).ok()?,
+            u8::try_from(hex(func)?).ok()?,
+        )?;
+        let page = hex(after("fault addr 0x")?)?;
+        let reason = u8::try_from(hex(after("[fault reason 0x")?)?).ok()?;
+        Some(Self {
+            requester,
+            page,
+            write,
+            reason,
+        })
+    }
 }
 
 /// A host the suite may not change: cases that need it are not applicable.
@@ -30,24 +89,66 @@ impl HostControl for NoHostControl {
     fn restore(&self, _device: &PciAddress) -> Result<()> {
         Ok(())
     }
+
+    fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>> {
+        bail!("this host's kernel log is not the suite's to read")
+    }
 }
 
 /// The real kernel's sysfs: `remove`, `rescan`, `driver_override` and
-/// `drivers_probe` under `/sys/bus/pci` (needs root).
+/// `drivers_probe` under `/sys/bus/pci` (needs root), and its log,
+/// `/dev/kmsg`, for the IOMMU's fault lines.
 #[derive(Debug)]
 pub struct SysfsHostControl {
     pci: PathBuf,
+    kmsg: PathBuf,
 }
 
 /// How long a rescan may take to bring a device back and bind it.
 const RESCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SysfsHostControl {
-    /// Controls the devices under `sysfs` (normally `/sys`).
-    pub fn new(sysfs: &Path) -> Self {
+    /// Controls the devices under `sysfs` (normally `/sys`) and reads the
+    /// kernel log from `kmsg` (normally `/dev/kmsg`).
+    pub fn new(sysfs: &Path, kmsg: &Path) -> Self {
         Self {
             pci: sysfs.join("bus/pci"),
+            kmsg: kmsg.to_owned(),
         }
+    }
+
+    /// Every record of the kernel's log buffer, read from `/dev/kmsg`
+    /// without blocking: each read gives one record,
+    /// `PRIORITY,SEQUENCE,TIMESTAMP,FLAGS;MESSAGE`.
+    fn kernel_log(&self) -> Result<Vec<String>> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&self.kmsg)
+            .with_context(|| format!("opening {}", self.kmsg.display()))?;
+        let mut lines = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    if let Some((_, message)) = record.split_once(';') {
+                        lines.push(message.lines().next().unwrap_or("").to_owned());
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // EPIPE: records were overwritten before being read; the
+                // next read goes on from the oldest left.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading {}", self.kmsg.display()));
+                }
+            }
+        }
+        Ok(lines)
     }
 
     fn write(path: &Path, value: &str) -> Result<()> {
@@ -102,5 +203,44 @@ impl HostControl for SysfsHostControl {
             std::fs::read_link(dir.join("iommu_group")).context("the device has no IOMMU group")?;
         let node = Path::new("/dev/vfio").join(group.file_name().unwrap_or_default());
         Self::wait_for("its /dev/vfio node did not appear", || node.exists())
+    }
+
+    fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>> {
+        Ok(self
+            .kernel_log()?
+            .iter()
+            .filter_map(|l| IommuFaultRecord::parse_kernel_line(l))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intel_iommu_fault_lines_parse_and_others_do_not() {
+        let line = "DMAR: [DMA Write NO_PASID] Request device [00:02.0] fault addr 0x900000 \
+                    [fault reason 0x05] PTE Write access is not set";
+        assert_eq!(
+            IommuFaultRecord::parse_kernel_line(line),
+            Some(IommuFaultRecord {
+                requester: PciAddress::new(0, 0, 2, 0).unwrap(),
+                page: 0x90_0000,
+                write: true,
+                reason: 5,
+            })
+        );
+        let read = "DMAR: [DMA Read NO_PASID] Request device [01:1f.7] fault addr 0xa01000 \
+                    [fault reason 0x06] PTE Read access is not set";
+        let r = IommuFaultRecord::parse_kernel_line(read).unwrap();
+        assert_eq!(
+            (r.requester.to_string(), r.write, r.reason),
+            ("0000:01:1f.7".into(), false, 6)
+        );
+        assert_eq!(
+            IommuFaultRecord::parse_kernel_line("DMAR: DRHD: handling fault status reg 2"),
+            None
+        );
     }
 }

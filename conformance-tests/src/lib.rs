@@ -19,7 +19,7 @@ pub mod report;
 
 pub use env::{Env, Opened, Targets};
 pub use expect::expect_error;
-pub use host_control::{HostControl, NoHostControl, SysfsHostControl};
+pub use host_control::{HostControl, IommuFaultRecord, NoHostControl, SysfsHostControl};
 
 /// The reason a case does not apply to the device it was given. A case ends
 /// with it (through [`not_applicable`]) instead of passing with nothing

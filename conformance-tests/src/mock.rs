@@ -19,7 +19,9 @@ pub fn env() -> Result<Env<MockBackend>> {
     Ok(Env::new(host.backend()).with_host(std::sync::Arc::new(MockHostControl(host))))
 }
 
-/// Device removal on the simulated host ([`vfio_mock::MockHost::remove_device`]).
+/// Device removal on the simulated host
+/// ([`MockHost::remove_device`](vfio_mock::MockHost::remove_device)), and its
+/// IOMMU fault log.
 #[derive(Debug)]
 pub struct MockHostControl(pub vfio_mock::MockHost);
 
@@ -37,5 +39,20 @@ impl crate::HostControl for MockHostControl {
     /// Every case has a host of its own, so nothing needs bringing back.
     fn restore(&self, _device: &vfio_core::PciAddress) -> Result<()> {
         Ok(())
+    }
+
+    /// The host's fault log ([`MockHost::iommu_faults`](vfio_mock::MockHost::iommu_faults)).
+    fn iommu_faults(&self) -> Result<Vec<crate::host_control::IommuFaultRecord>> {
+        Ok(self
+            .0
+            .iommu_faults()
+            .into_iter()
+            .map(|f| crate::host_control::IommuFaultRecord {
+                requester: f.requester,
+                page: f.page,
+                write: f.access == vfio_mock::FaultAccess::Write,
+                reason: f.reason,
+            })
+            .collect())
     }
 }

@@ -31,6 +31,8 @@ fn delivery(c: &mut Criterion) {
     let backend = host.backend();
     let address = profiles::nvme_address();
     let nvme = common::open(&backend, address);
+    // An MSI-X message is a memory write: the device needs bus mastering.
+    nvme.device.set_bus_master(true).expect("bus master");
     let irq = backend.new_interrupt().expect("an interrupt");
     nvme.device
         .enable_interrupts(IrqIndex::MSIX, &[&irq])

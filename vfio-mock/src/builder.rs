@@ -129,6 +129,8 @@ enum CapKind {
     Msi(MsiSpec),
     Msix(MsixSpec),
     Pcie,
+    /// A vendor-specific capability of this many bytes.
+    Vendor(u8),
 }
 
 impl CapKind {
@@ -143,6 +145,7 @@ impl CapKind {
             },
             Self::Msix(_) => 12,
             Self::Pcie => 0x3c,
+            Self::Vendor(len) => usize::from(*len),
         }
     }
 }
@@ -225,6 +228,9 @@ pub(crate) struct DeviceSpec {
     pub interrupt_pin: u8,
     pub msi: Option<(usize, MsiSpec)>,
     pub msix: Option<(usize, MsixSpec)>,
+    /// The config bytes the model answers: a vendor-specific capability's
+    /// body, after its ID, next pointer and length.
+    pub model_config: Option<std::ops::Range<usize>>,
     pub can_reset: bool,
 }
 
@@ -327,6 +333,23 @@ impl PciDeviceBuilder {
             }),
             None,
         ));
+        self
+    }
+
+    /// Adds a vendor-specific capability (ID 0x09) of `len` bytes, 4 to
+    /// 192: its ID, next pointer and length byte are the mock's, and the
+    /// `len - 3` bytes after them are the device model's, read and written
+    /// through [`DeviceModel::config_read`] and
+    /// [`DeviceModel::config_write`]. vfio-pci's config code gives a vendor
+    /// capability raw read and write access to the device; no device of the
+    /// guest has one, so no conformance case checks it. At most one.
+    #[must_use]
+    pub fn vendor_capability(mut self, len: u8) -> Self {
+        if !(4..=192).contains(&len) {
+            self.errors
+                .push(format!("vendor capability length {len} is not 4..=192"));
+        }
+        self.caps.push((CapKind::Vendor(len), None));
         self
     }
 
@@ -450,7 +473,7 @@ impl PciDeviceBuilder {
             config.set_wmask(reg::ROM_ADDRESS, &mask.to_le_bytes());
         }
 
-        let (msi, msix) = self.lay_out_caps(&mut config)?;
+        let (msi, msix, model_config) = self.lay_out_caps(&mut config)?;
         if let Some((_, m)) = &msix {
             for (bar, offset, len, what) in [
                 (
@@ -494,6 +517,7 @@ impl PciDeviceBuilder {
             interrupt_pin: self.interrupt_pin,
             msi,
             msix,
+            model_config,
             can_reset: self.can_reset,
         })
     }
@@ -569,11 +593,19 @@ impl PciDeviceBuilder {
     fn lay_out_caps(
         &self,
         config: &mut ConfigSpace,
-    ) -> Result<(Option<(usize, MsiSpec)>, Option<(usize, MsixSpec)>), BuildError> {
+    ) -> Result<
+        (
+            Option<(usize, MsiSpec)>,
+            Option<(usize, MsixSpec)>,
+            Option<std::ops::Range<usize>>,
+        ),
+        BuildError,
+    > {
         let mut used = [false; 256];
         used[..0x40].fill(true);
         let mut msi = None;
         let mut msix = None;
+        let mut vendor = None;
         for (kind, at) in &self.caps {
             let len = kind.len();
             let offset = match at {
@@ -679,6 +711,11 @@ impl PciDeviceBuilder {
                     config.set_wmask(offset + 8, &0x7fffu16.to_le_bytes());
                     config.set_wmask(offset + 0x10, &0x0fffu16.to_le_bytes());
                 }
+                CapKind::Vendor(len) => {
+                    config.set(offset, &[id::VENDOR]);
+                    config.set(offset + 2, &[*len]);
+                    vendor = Some(offset + 3..offset + usize::from(*len));
+                }
             }
         }
         if self
@@ -699,12 +736,18 @@ impl PciDeviceBuilder {
                 .filter(|(k, _)| matches!(k, CapKind::Pcie))
                 .count()
                 > 1
+            || self
+                .caps
+                .iter()
+                .filter(|(k, _)| matches!(k, CapKind::Vendor(_)))
+                .count()
+                > 1
         {
             return Err(BuildError::new("a capability was added twice"));
         }
         if !self.caps.is_empty() {
             config.set_u16(reg::STATUS, reg::STATUS_CAP_LIST);
         }
-        Ok((msi, msix))
+        Ok((msi, msix, vendor))
     }
 }

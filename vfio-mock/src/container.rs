@@ -88,10 +88,14 @@ impl ContainerCore {
     }
 
     /// A device's DMA through this container's IOMMU.
-    pub(crate) fn dma(&self, iova: u64, access: Access<'_>) -> std::result::Result<(), DmaFault> {
+    pub(crate) fn dma(
+        &self,
+        iova: u64,
+        access: Access<'_>,
+    ) -> std::result::Result<crate::iommu::Outcome, DmaFault> {
         let s = self.state.lock();
         match s.iommu {
-            Some(IommuType::Type1 | IommuType::Type1v2) => s.dma.access(iova, access),
+            Some(IommuType::Type1 | IommuType::Type1v2) => Ok(s.dma.access(iova, access)),
             // No-IOMMU devices DMA to bus addresses the mock cannot resolve.
             _ => Err(DmaFault::NoIommu),
         }

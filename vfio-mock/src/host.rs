@@ -6,12 +6,14 @@ use crate::builder::{BuildError, PciDeviceBuilder};
 use crate::clock::MockClock;
 use crate::container::{ContainerSlot, MockContainer};
 use crate::fault::{Faults, UnconsumedFaults};
+use crate::fault_log::{FaultLog, IommuFault};
 use crate::group::{GroupCore, MockGroup};
 use crate::memory::MockDmaMemory;
 use crate::model::DeviceContext;
 use crate::pci_device::{Driver, PciDevice};
 use crate::procfs::ProcInterrupts;
 use crate::region::MockRegion;
+use crate::scheduler::Scheduler;
 use crate::sysfs::{self, NoIommuMode};
 use nix::errno::Errno;
 use parking_lot::Mutex;
@@ -43,6 +45,8 @@ pub(crate) struct HostInner {
     pub noiommu_mode: bool,
     pub groups: BTreeMap<u32, Arc<GroupCore>>,
     pub procfs: Arc<ProcInterrupts>,
+    pub fault_log: Arc<FaultLog>,
+    pub scheduler: Arc<Scheduler>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -200,6 +204,9 @@ impl MockHostBuilder {
         let paths = HostPaths::under(dir.path());
         let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
         let faults = Arc::new(Faults::default());
+        let fault_log = Arc::new(FaultLog::default());
+        let clock = self.clock.unwrap_or_default();
+        let scheduler = Arc::new(Scheduler::new(clock.clone()));
         let noiommu_mode = self.noiommu == NoIommuMode::Enabled;
 
         let mut groups: BTreeMap<u32, (bool, ContainerSlot, Vec<Arc<PciDevice>>)> = BTreeMap::new();
@@ -242,6 +249,8 @@ impl MockHostBuilder {
                 procfs.clone(),
                 group.1.clone(),
                 faults.clone(),
+                fault_log.clone(),
+                scheduler.clone(),
             );
             if has_pin {
                 procfs.add_fixed(
@@ -269,12 +278,14 @@ impl MockHostBuilder {
             inner: Arc::new(HostInner {
                 _dir: dir,
                 paths,
-                clock: self.clock.unwrap_or_default(),
+                clock,
                 faults,
                 keep_alive: self.keep_alive,
                 noiommu_mode,
                 groups,
                 procfs,
+                fault_log,
+                scheduler,
                 errors: Mutex::new(Vec::new()),
             }),
         })
@@ -342,6 +353,7 @@ impl MockHost {
         let pending = self.inner.faults.pending();
         let mut host_errors = self.inner.errors.lock().clone();
         host_errors.extend(self.inner.procfs.errors());
+        host_errors.extend(self.inner.scheduler.errors.lock().iter().cloned());
         if pending.is_empty() && host_errors.is_empty() {
             Ok(())
         } else {
@@ -394,6 +406,38 @@ impl MockHost {
         device.begin_removal(complete).then(|| Removal {
             device: device.clone(),
         })
+    }
+
+    /// Moves the host's virtual time `by` forward, running every timer of
+    /// [`DeviceContext::schedule`] that falls due, in deadline order, on
+    /// this thread and with the clock at the timer's deadline. Returns how
+    /// many ran. From inside device work it does nothing and returns 0.
+    pub fn advance(&self, by: std::time::Duration) -> usize {
+        self.inner.scheduler.advance(by)
+    }
+
+    /// Waits for every [`DeviceContext::defer`]red job to finish, then runs
+    /// the earliest timer (moving the clock to its deadline), and so on
+    /// until no job or timer is left. Returns how many timers ran. A model
+    /// that always schedules more work keeps it from returning. From
+    /// inside device work it does nothing and returns 0.
+    pub fn run_until_idle(&self) -> usize {
+        self.inner.scheduler.run_until_idle()
+    }
+
+    /// Timers not yet run and deferred jobs not yet finished.
+    pub fn pending_work(&self) -> (usize, usize) {
+        self.inner.scheduler.pending()
+    }
+
+    /// The DMA remapping faults since the host was built, oldest first:
+    /// what intel-iommu prints to the kernel log as `DMAR: [DMA Read
+    /// NO_PASID] Request device [00:02.0] fault addr 0x100000 [fault
+    /// reason 0x06] PTE Read access is not set` (each record's `Display`
+    /// gives that text). A device DMA the IOMMU refuses in part or whole
+    /// adds one record per refused run of bytes. The log keeps 4096 records.
+    pub fn iommu_faults(&self) -> Vec<IommuFault> {
+        self.inner.fault_log.snapshot().0
     }
 
     /// Acts as the device at `address`: raise interrupts, DMA, touch BAR

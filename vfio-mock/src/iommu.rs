@@ -2,7 +2,6 @@
 //! the translation devices' DMA goes through.
 
 use crate::memory::{DmaBuffer, PAGE_SIZE};
-use crate::model::DmaFault;
 use nix::errno::Errno;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -198,58 +197,95 @@ impl DmaMap {
         Ok(unmapped)
     }
 
-    /// Performs a device's DMA access at `iova`, possibly across several mappings.
-    pub(crate) fn access(&self, iova: u64, access: Access<'_>) -> Result<(), DmaFault> {
-        let (len, write) = match &access {
-            Access::Read(b) => (b.len(), false),
-            Access::Write(d) => (d.len(), true),
+    /// Performs a device's DMA access at `iova`, possibly across several
+    /// mappings. As on hardware (and QEMU's VT-d), every byte that is
+    /// mapped with the needed permission is transferred and every other
+    /// byte is refused: the refused runs come back in the [`Outcome`].
+    pub(crate) fn access(&self, iova: u64, access: Access<'_>) -> Outcome {
+        let (len, need) = match &access {
+            Access::Read(b) => (b.len(), DmaFlags::READ),
+            Access::Write(d) => (d.len(), DmaFlags::WRITE),
         };
-        // Check the whole range first so a faulting access changes nothing.
-        let mut done = 0usize;
-        let mut pieces = Vec::new();
-        while done < len {
-            let at = iova
-                .checked_add(done as u64)
-                .ok_or(DmaFault::Unmapped { iova })?;
-            let (start, m) = self.containing(at).ok_or(DmaFault::Unmapped { iova: at })?;
-            let need = if write {
-                DmaFlags::WRITE
-            } else {
-                DmaFlags::READ
+        let mut access = access;
+        let mut out = Outcome::default();
+        let mut at = 0usize;
+        while at < len {
+            let left = len - at;
+            let Some(addr) = iova.checked_add(at as u64) else {
+                // Past the top of the address space: the rest is refused.
+                out.refuse(iova.wrapping_add(at as u64), left, false);
+                break;
             };
-            if !m.flags.contains(need) {
-                return Err(DmaFault::Permission { iova: at });
-            }
-            let into = at - start;
+            let Some((start, m)) = self.containing(addr) else {
+                // A hole: refused up to the next mapping.
+                let n = self.maps.range(addr..).next().map_or(left, |(&next, _)| {
+                    usize::try_from(next - addr).unwrap_or(usize::MAX).min(left)
+                });
+                out.refuse(addr, n, false);
+                at += n;
+                continue;
+            };
+            let into = addr - start;
             let n = usize::try_from(m.size - into)
                 .unwrap_or(usize::MAX)
-                .min(len - done);
-            let off = usize::try_from(into)
+                .min(left);
+            if !m.flags.contains(need) {
+                out.refuse(addr, n, true);
+                at += n;
+                continue;
+            }
+            let copied = usize::try_from(into)
                 .ok()
                 .and_then(|i| m.offset.checked_add(i))
-                .ok_or(DmaFault::Unmapped { iova: at })?;
-            pieces.push((m.buffer.clone(), off, done, n));
-            done += n;
-        }
-        match access {
-            Access::Read(buf) => {
-                for (b, off, at, n) in pieces {
-                    let dst = buf.get_mut(at..at + n).ok_or(DmaFault::Unmapped { iova })?;
-                    if !b.read(off, dst) {
-                        return Err(DmaFault::Unmapped { iova });
-                    }
-                }
+                .is_some_and(|off| match &mut access {
+                    Access::Read(buf) => buf
+                        .get_mut(at..at + n)
+                        .is_some_and(|dst| m.buffer.read(off, dst)),
+                    Access::Write(data) => data
+                        .get(at..at + n)
+                        .is_some_and(|src| m.buffer.write(off, src)),
+                });
+            if copied {
+                out.done += n;
+            } else {
+                out.refuse(addr, n, false);
             }
-            Access::Write(data) => {
-                for (b, off, at, n) in pieces {
-                    let src = data.get(at..at + n).ok_or(DmaFault::Unmapped { iova })?;
-                    if !b.write(off, src) {
-                        return Err(DmaFault::Unmapped { iova });
-                    }
-                }
+            at += n;
+        }
+        out
+    }
+}
+
+/// What a device access did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    /// Bytes transferred.
+    pub done: usize,
+    /// The refused runs, in address order.
+    pub refused: Vec<Refused>,
+}
+
+/// A run of bytes the IOMMU refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// Its first IOVA.
+    pub iova: u64,
+    /// Its length in bytes.
+    pub len: usize,
+    /// True when a mapping covers it but lacks the permission.
+    pub mapped: bool,
+}
+
+impl Outcome {
+    /// Adds a refused run, merged with the previous one when they touch.
+    fn refuse(&mut self, iova: u64, len: usize, mapped: bool) {
+        if let Some(last) = self.refused.last_mut() {
+            if last.mapped == mapped && last.iova.wrapping_add(last.len as u64) == iova {
+                last.len += len;
+                return;
             }
         }
-        Ok(())
+        self.refused.push(Refused { iova, len, mapped });
     }
 }
 
@@ -335,19 +371,55 @@ mod tests {
         let b = buf(2);
         m.map(0x1000, 0x1000, b.clone(), 0x1000, RW).unwrap();
         m.map(0x2000, 0x1000, b.clone(), 0, DmaFlags::READ).unwrap();
-        m.access(0x1ffe, Access::Write(&[1, 2])).unwrap();
+        assert_eq!(m.access(0x1ffe, Access::Write(&[1, 2])).done, 2);
         let mut out = [0u8; 4];
-        m.access(0x1ffe, Access::Read(&mut out)).unwrap();
+        assert_eq!(m.access(0x1ffe, Access::Read(&mut out)).done, 4);
         assert_eq!(out, [1, 2, 0, 0]);
         assert!(b.read(0x1ffe, &mut out[..2]));
         assert_eq!(out[..2], [1, 2]);
+        let refused = |iova, len, mapped| Refused { iova, len, mapped };
         assert_eq!(
-            m.access(0x1fff, Access::Write(&[1, 2])),
-            Err(DmaFault::Permission { iova: 0x2000 })
+            m.access(0x1fff, Access::Write(&[7, 8])),
+            Outcome {
+                done: 1,
+                refused: vec![refused(0x2000, 1, true)]
+            }
         );
+        assert!(b.read(0x1fff, &mut out[..1]));
+        assert_eq!(out[0], 7, "the permitted byte was written");
+        let mut two = [9u8; 2];
         assert_eq!(
-            m.access(0x2fff, Access::Read(&mut [0; 2])),
-            Err(DmaFault::Unmapped { iova: 0x3000 })
+            m.access(0x2fff, Access::Read(&mut two)),
+            Outcome {
+                done: 1,
+                refused: vec![refused(0x3000, 1, false)]
+            }
         );
+        assert_eq!(two[1], 9, "a refused byte is left as it was");
+    }
+
+    #[test]
+    fn an_access_over_a_hole_transfers_both_sides_of_it() {
+        let mut m = DmaMap::new(true);
+        let b = buf(3);
+        m.map(0x1000, 0x1000, b.clone(), 0, RW).unwrap();
+        m.map(0x3000, 0x1000, b.clone(), 0x2000, RW).unwrap();
+        let data = vec![5u8; 0x3000];
+        let o = m.access(0x1000, Access::Write(&data));
+        assert_eq!(o.done, 0x2000);
+        assert_eq!(
+            o.refused,
+            vec![Refused {
+                iova: 0x2000,
+                len: 0x1000,
+                mapped: false
+            }]
+        );
+        let mut back = [0u8; 1];
+        assert!(b.read(0x2fff, &mut back));
+        assert_eq!(back, [5]);
+        let o = m.access(u64::MAX, Access::Write(&[1, 2]));
+        assert_eq!((o.done, o.refused.len()), (0, 1));
+        assert_eq!(o.refused[0].len, 2);
     }
 }

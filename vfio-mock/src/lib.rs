@@ -37,6 +37,29 @@
 //! # }
 //! ```
 //!
+//! A [`DeviceModel`] answers register accesses and can finish work on its
+//! own time: [`DeviceContext::defer`] runs it on the device's own thread,
+//! [`DeviceContext::schedule`] when a test moves the host's virtual clock
+//! with [`MockHost::advance`] or [`MockHost::run_until_idle`], so a device
+//! can be made slow, fast or reordered deterministically (see
+//! [`DeviceModel`] for the locking rules a model lives under). Work pending
+//! when the device is reset (`VFIO_DEVICE_RESET`, or vfio-pci's reset at
+//! the open and last close of a device that can reset) or when its removal
+//! completes is dropped without running, as a reset aborts a device's work.
+//! A device that cannot reset keeps its work across a close, but the close
+//! clears bus mastering, so its DMA fails with
+//! [`DmaFault::BusMasterDisabled`] and its MSIs are lost. Work already
+//! running finishes. Dropping the host ends each device's worker thread: an
+//! idle one is joined, one in the middle of a job ends when the job returns
+//! (the drop does not wait for it), and jobs still queued are dropped. A model may own the body of a
+//! vendor-specific capability ([`PciDeviceBuilder::vendor_capability`]);
+//! the rest of config space and the MSI-X table and PBA are the mock's, as
+//! vfio-pci virtualizes a real function's.
+//!
+//! Device DMA goes through the container's mappings: every mapped byte of a
+//! transfer moves and the rest is refused, and each refusal is a record in
+//! [`MockHost::iommu_faults`], what intel-iommu prints to the kernel log.
+//!
 //! Fault injection follows embedded-hal-mock: [`MockHost::fail_next`]
 //! makes the next calls of an operation fail with an errno,
 //! [`MockHost::done`] checks they all happened, and
@@ -51,6 +74,7 @@ mod config_space;
 mod container;
 mod device;
 mod fault;
+mod fault_log;
 mod group;
 mod host;
 mod iommu;
@@ -61,6 +85,7 @@ mod pci_device;
 mod procfs;
 pub mod profiles;
 mod region;
+mod scheduler;
 mod sysfs;
 mod trigger;
 mod virqfd;
@@ -70,6 +95,7 @@ pub use clock::MockClock;
 pub use container::MockContainer;
 pub use device::MockDevice;
 pub use fault::{PendingFault, UnconsumedFaults};
+pub use fault_log::{FaultAccess, IommuFault, REASON_BEYOND_MGAW, REASON_NO_READ, REASON_NO_WRITE};
 pub use group::MockGroup;
 pub use host::{KeepAlive, MockBackend, MockHost, MockHostBuilder, Removal};
 pub use memory::MockDmaMemory;

@@ -7,14 +7,16 @@ use crate::builder::{BarKind, DeviceSpec, PciDeviceBuilder};
 use crate::config_space::{ConfigSpace, reg};
 use crate::container::ContainerSlot;
 use crate::fault::Faults;
+use crate::fault_log::{self, FaultAccess, FaultLog, IommuFault};
 use crate::iommu::Access;
 use crate::irq::{Enabled, IrqEnv, IrqState, NUM_IRQS};
 use crate::model::{Delivery, DeviceContext, DeviceModel, DmaFault, Irq};
 use crate::procfs::ProcInterrupts;
+use crate::scheduler::{Scheduler, Work, Worker};
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU16, AtomicU64, Ordering};
 use vfio_core::{
     DeviceFlags, DeviceInfo, IrqAction, IrqData, IrqFlags, IrqIndex, IrqInfo, PciAddress,
     RegionCap, RegionFlags, RegionInfo, region,
@@ -84,6 +86,14 @@ pub(crate) struct PciDevice {
     pub procfs: Arc<ProcInterrupts>,
     pub container: ContainerSlot,
     pub faults: Arc<Faults>,
+    /// The host's DMA remapping fault records.
+    pub fault_log: Arc<FaultLog>,
+    /// The host's timers and deferred-work count.
+    pub scheduler: Arc<Scheduler>,
+    /// The thread deferred work runs on.
+    worker: Worker,
+    /// Bumped by a function reset and a removal: older work is dropped.
+    epoch: AtomicU64,
     /// The `Arc` this device lives in, for handlers that run later.
     me: std::sync::OnceLock<std::sync::Weak<PciDevice>>,
 }
@@ -98,6 +108,8 @@ impl PciDevice {
         procfs: Arc<ProcInterrupts>,
         container: ContainerSlot,
         faults: Arc<Faults>,
+        fault_log: Arc<FaultLog>,
+        scheduler: Arc<Scheduler>,
     ) -> Self {
         let mut bars: [Option<BarMemory>; 6] = Default::default();
         for (slot, bar) in bars.iter_mut().zip(spec.bars.iter()) {
@@ -129,6 +141,10 @@ impl PciDevice {
             procfs,
             container,
             faults,
+            fault_log,
+            scheduler,
+            worker: Worker::default(),
+            epoch: AtomicU64::new(0),
             me: std::sync::OnceLock::new(),
         }
     }
@@ -143,6 +159,34 @@ impl PciDevice {
     /// The INTx unmask eventfd was signalled (see [`crate::virqfd`]).
     pub(crate) fn unmask_intx_from_eventfd(&self, stopped: &std::sync::atomic::AtomicBool) {
         self.irqs.lock().unmask_from_eventfd(stopped);
+    }
+
+    /// The device's current work epoch (see [`crate::scheduler`]).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Ends the current epoch: deferred work and timers not yet run are dropped.
+    fn new_epoch(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(me) = self.me.get() {
+            self.scheduler.cancel(me);
+        }
+    }
+
+    /// Runs `work` on the device's worker thread.
+    pub(crate) fn defer(&self, work: Work) {
+        if let Some(me) = self.me.get() {
+            self.worker.defer(me, &self.scheduler, self.epoch(), work);
+        }
+    }
+
+    /// Runs `work` once the host's virtual time has moved `after` on.
+    pub(crate) fn schedule(&self, after: std::time::Duration, work: Work) {
+        if let Some(me) = self.me.get() {
+            self.scheduler
+                .schedule(me.clone(), self.epoch(), after, work);
+        }
     }
 
     pub(crate) fn is_removed(&self) -> bool {
@@ -331,10 +375,29 @@ impl PciDevice {
         self.command.load(Ordering::Acquire) & bit != 0
     }
 
-    /// A device register read: the model first, then plain memory.
+    /// True when `offset` of `bar` is in the MSI-X table or the PBA: the
+    /// mock's (the standard structure the kernel programs), never the model's.
+    #[inline]
+    fn in_msix_structures(&self, bar: u32, offset: u64) -> bool {
+        let Some((_, m)) = &self.spec.msix else {
+            return false;
+        };
+        let table = u64::from(m.table_offset);
+        let pba = u64::from(m.pba_offset);
+        let n = u64::from(m.table_size);
+        (u32::from(m.table_bar) == bar && offset >= table && offset < table + n * 16)
+            || (u32::from(m.pba_bar) == bar && offset >= pba && offset < pba + n.div_ceil(64) * 8)
+    }
+
+    /// A device register read: the model first (outside the MSI-X table
+    /// and PBA), then plain memory.
     #[inline]
     pub(crate) fn mmio_read(&self, bar: u32, offset: u64, width: u8) -> u64 {
-        if let Some(model) = &self.model {
+        if let Some(model) = self
+            .model
+            .as_ref()
+            .filter(|_| !self.in_msix_structures(bar, offset))
+        {
             if let Some(v) = model.read(&DeviceContext { device: self }, bar, offset, width) {
                 return v;
             }
@@ -342,10 +405,15 @@ impl PciDevice {
         self.plain_read(bar, offset, width)
     }
 
-    /// A device register write: the model first, then plain memory.
+    /// A device register write: the model first (outside the MSI-X table
+    /// and PBA), then plain memory.
     #[inline]
     pub(crate) fn mmio_write(&self, bar: u32, offset: u64, width: u8, value: u64) {
-        if let Some(model) = &self.model {
+        if let Some(model) = self
+            .model
+            .as_ref()
+            .filter(|_| !self.in_msix_structures(bar, offset))
+        {
             if model.write(&DeviceContext { device: self }, bar, offset, width, value) {
                 return;
             }
@@ -450,13 +518,35 @@ impl PciDevice {
                 Ok(count)
             }
             region::CONFIG => {
-                let c = self.config.lock();
-                let at = config_range(c.len(), offset, buf.len())?;
-                c.read(at, buf);
+                let at = {
+                    let c = self.config.lock();
+                    let at = config_range(c.len(), offset, buf.len())?;
+                    c.read(at, buf);
+                    at
+                };
+                // The model's bytes, asked with no lock held.
+                if let (Some(model), Some(owned)) = (&self.model, self.model_part(at, buf.len())) {
+                    let ctx = DeviceContext { device: self };
+                    for (off, width) in pieces(owned) {
+                        let w = usize::from(width);
+                        if let Some(v) = model.config_read(&ctx, off as u16, width) {
+                            if let Some(d) = buf.get_mut(off - at..off - at + w) {
+                                d.copy_from_slice(&v.to_le_bytes()[..w]);
+                            }
+                        }
+                    }
+                }
                 Ok(buf.len())
             }
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// The part of `[at, at + len)` the model owns, if any.
+    fn model_part(&self, at: usize, len: usize) -> Option<std::ops::Range<usize>> {
+        let owned = self.spec.model_config.as_ref()?;
+        let part = owned.start.max(at)..owned.end.min(at.saturating_add(len));
+        (part.start < part.end).then_some(part)
     }
 
     /// The device file's write path, after the caller checked `offset < size`.
@@ -469,25 +559,60 @@ impl PciDevice {
         match index {
             0..=5 => self.bar_rw(index, offset, Rw::Write(data)),
             region::CONFIG => {
-                let msi_on = self.irq_mode() == Enabled::Msi;
-                let mut c = self.config.lock();
-                let at = config_range(c.len(), offset, data.len())?;
-                c.write(at, data);
-                if let Some((cap, _)) = self.spec.msi {
-                    // As vfio_msi_config_write tests it: a write that ends
-                    // where Message Control starts counts too.
-                    let flags = cap + 2;
-                    if at <= flags && at + data.len() >= flags {
-                        self.fix_msi_flags(&mut c, flags, msi_on);
+                let at = config_range(self.spec.config.len(), offset, data.len())?;
+                let Some(owned) = self
+                    .model_part(at, data.len())
+                    .filter(|_| self.model.is_some())
+                else {
+                    self.write_config_bytes(at, data);
+                    return Ok(data.len());
+                };
+                let (head, rest) = data.split_at(owned.start - at);
+                let (mine, tail) = rest.split_at(owned.end - owned.start);
+                if !head.is_empty() {
+                    self.write_config_bytes(at, head);
+                }
+                if let Some(model) = &self.model {
+                    // With no lock held.
+                    let ctx = DeviceContext { device: self };
+                    for (off, width) in pieces(owned.clone()) {
+                        let i = off - owned.start;
+                        let mut v = [0u8; 4];
+                        if let (Some(d), Some(s)) = (
+                            v.get_mut(..usize::from(width)),
+                            mine.get(i..i + usize::from(width)),
+                        ) {
+                            d.copy_from_slice(s);
+                        }
+                        model.config_write(&ctx, off as u16, width, u32::from_le_bytes(v));
                     }
                 }
-                self.command
-                    .store(c.u16_at(reg::COMMAND), Ordering::Release);
+                if !tail.is_empty() {
+                    self.write_config_bytes(owned.end, tail);
+                }
                 Ok(data.len())
             }
             // The ROM is read-only.
             _ => Err(Errno::EINVAL),
         }
+    }
+
+    /// Writes config bytes the mock owns, through the write masks, with
+    /// the MSI fix-up and the command register's copy.
+    fn write_config_bytes(&self, at: usize, data: &[u8]) {
+        let msi_on = self.irq_mode() == Enabled::Msi;
+        let mut c = self.config.lock();
+        c.write(at, data);
+        if let Some((cap, _)) = self.spec.msi {
+            // As vfio_msi_config_write tests it: a write that ends
+            // where Message Control starts counts too.
+            let flags = cap + 2;
+            if at <= flags && at + data.len() >= flags {
+                self.fix_msi_flags(&mut c, flags, msi_on);
+            }
+        }
+        self.command
+            .store(c.u16_at(reg::COMMAND), Ordering::Release);
     }
 
     /// `vfio_msi_config_write`'s fix-up of a written MSI Message Control:
@@ -599,14 +724,45 @@ impl PciDevice {
         if self.command.load(Ordering::Acquire) & reg::COMMAND_MASTER == 0 {
             return Err(DmaFault::BusMasterDisabled);
         }
+        let direction = match access {
+            Access::Read(_) => FaultAccess::Read,
+            Access::Write(_) => FaultAccess::Write,
+        };
         let container = self.container.lock().clone().ok_or(DmaFault::NoIommu)?;
-        container.dma(iova, access)
+        let outcome = container.dma(iova, access)?;
+        let Some(first) = outcome.refused.first().copied() else {
+            return Ok(());
+        };
+        // One record per refused run, at the page of its first byte: the
+        // address VT-d's fault recording register holds.
+        for run in &outcome.refused {
+            let reason = if run.iova >> crate::iommu::IOMMU_ADDRESS_BITS != 0 {
+                fault_log::REASON_BEYOND_MGAW
+            } else if direction == FaultAccess::Write {
+                fault_log::REASON_NO_WRITE
+            } else {
+                fault_log::REASON_NO_READ
+            };
+            self.fault_log.record(IommuFault {
+                requester: self.address,
+                page: run.iova & !0xfff,
+                access: direction,
+                reason,
+            });
+        }
+        let (iova, completed) = (first.iova, outcome.done);
+        Err(if first.mapped {
+            DmaFault::Permission { iova, completed }
+        } else {
+            DmaFault::Unmapped { iova, completed }
+        })
     }
 
     // ---- lifecycle ----
 
     /// Puts BAR memory and the model back to power-on state.
     fn reset_function(&self) {
+        self.new_epoch();
         for bar in self.bars.iter().flatten() {
             bar.clear();
         }
@@ -732,6 +888,7 @@ impl PciDevice {
     /// handle of it fails.
     pub(crate) fn finish_removal(&self) {
         self.removed.store(true, Ordering::Release);
+        self.new_epoch();
         let env = self.irq_env();
         let _written = self.irqs.lock().unplug(&env);
     }
@@ -754,6 +911,25 @@ fn config_range(len: usize, offset: u64, count: usize) -> Result<usize, Errno> {
         Some(end) if end <= len => Ok(at),
         _ => Err(Errno::EFAULT),
     }
+}
+
+/// `range` cut into naturally aligned 4-, 2- and 1-byte pieces:
+/// (offset, width).
+fn pieces(range: std::ops::Range<usize>) -> impl Iterator<Item = (usize, u8)> {
+    let mut at = range.start;
+    std::iter::from_fn(move || {
+        let left = range.end.checked_sub(at).filter(|&l| l > 0)?;
+        let width: u8 = if left >= 4 && at % 4 == 0 {
+            4
+        } else if left >= 2 && at % 2 == 0 {
+            2
+        } else {
+            1
+        };
+        let piece = (at, width);
+        at += usize::from(width);
+        Some(piece)
+    })
 }
 
 /// The buffer of a read or a write through the device file.

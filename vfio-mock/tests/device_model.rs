@@ -11,7 +11,7 @@ use vfio_core::{
     VfioBackend, region,
 };
 use vfio_mock::profiles::{self, edu, nvme};
-use vfio_mock::{BarSpec, DmaFault, MockHost, PciDeviceBuilder};
+use vfio_mock::{BarSpec, DmaFault, FaultAccess, MockHost, PciDeviceBuilder};
 
 const SOON: Duration = Duration::from_secs(5);
 
@@ -286,14 +286,84 @@ fn edu_dma_round_trips_through_the_iommu_and_faults_on_unmapped_iovas() {
     dma(0x20_0000, edu::DMA_BUFFER, 0);
     assert_eq!(
         model.last_dma_fault(),
-        Some(DmaFault::Unmapped { iova: 0x20_0000 })
+        Some(DmaFault::Unmapped {
+            iova: 0x20_0000,
+            completed: 0
+        })
     );
     // After unmapping, the old IOVA faults too.
     assert_eq!(mapping.unmap().unwrap(), 0x2000);
     dma(edu::DMA_BUFFER, 0x10_0000, edu::DMA_TO_RAM);
     assert_eq!(
         model.last_dma_fault(),
-        Some(DmaFault::Unmapped { iova: 0x10_0000 })
+        Some(DmaFault::Unmapped {
+            iova: 0x10_0000,
+            completed: 0
+        })
+    );
+    // Each refused DMA left a record in the host's fault log.
+    let faults: Vec<String> = host.iommu_faults().iter().map(|f| f.to_string()).collect();
+    assert_eq!(
+        faults,
+        [
+            "[DMA Read NO_PASID] Request device [00:02.0] fault addr 0x200000 \
+             [fault reason 0x06] PTE Read access is not set",
+            "[DMA Write NO_PASID] Request device [00:02.0] fault addr 0x100000 \
+             [fault reason 0x05] PTE Write access is not set",
+        ]
+    );
+}
+
+#[test]
+fn a_dma_past_the_end_of_a_mapping_moves_the_mapped_part_and_logs_the_rest() {
+    let (host, b) = guest();
+    let o = open(&b, profiles::edu_address());
+    let mem = b.alloc_dma(0x2000).unwrap();
+    let _mapped1 = o
+        .container
+        .map_dma(&mem, 0, 0x1000, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)
+        .unwrap();
+    let _mapped2 = o
+        .container
+        .map_dma(&mem, 0x1000, 0x1000, 0x10_1000, DmaFlags::READ)
+        .unwrap();
+    o.device.set_bus_master(true).unwrap();
+    let data = [7u8; 0x20];
+    let r = host.with_device(profiles::edu_address(), |ctx| {
+        ctx.dma_write(0x10_0ff0, &data)
+    });
+    assert_eq!(
+        r,
+        Some(Err(DmaFault::Permission {
+            iova: 0x10_1000,
+            completed: 0x10
+        }))
+    );
+    let mut back = [0u8; 0x20];
+    mem.read_at(0xff0, &mut back).unwrap();
+    assert_eq!(back[..0x10], [7; 0x10]);
+    assert_eq!(back[0x10..], [0; 0x10]);
+    let mut buf = [1u8; 0x20];
+    let r = host.with_device(profiles::edu_address(), |ctx| {
+        ctx.dma_read(0x10_1ff0, &mut buf)
+    });
+    assert_eq!(
+        r,
+        Some(Err(DmaFault::Unmapped {
+            iova: 0x10_2000,
+            completed: 0x10
+        }))
+    );
+    assert_eq!(buf[0x10..], [1; 0x10], "refused bytes are left alone");
+    let faults = host.iommu_faults();
+    assert_eq!(faults.len(), 2);
+    assert_eq!(
+        (faults[0].page, faults[0].access, faults[0].reason),
+        (0x10_1000, FaultAccess::Write, vfio_mock::REASON_NO_WRITE)
+    );
+    assert_eq!(
+        (faults[1].page, faults[1].access, faults[1].reason),
+        (0x10_2000, FaultAccess::Read, vfio_mock::REASON_NO_READ)
     );
 }
 

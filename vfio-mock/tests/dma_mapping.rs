@@ -81,7 +81,10 @@ fn a_dropped_mapping_is_gone_from_the_devices_view() {
     e.dma_from(0x10_0000);
     assert_eq!(
         e.model.last_dma_fault(),
-        Some(DmaFault::Unmapped { iova: 0x10_0000 })
+        Some(DmaFault::Unmapped {
+            iova: 0x10_0000,
+            completed: 0
+        })
     );
 }
 
@@ -114,7 +117,10 @@ fn an_owned_mapping_keeps_its_memory_mapped_after_the_callers_handle_is_gone() {
     e.dma_from(0x20_0000);
     assert_eq!(
         e.model.last_dma_fault(),
-        Some(DmaFault::Unmapped { iova: 0x20_0000 })
+        Some(DmaFault::Unmapped {
+            iova: 0x20_0000,
+            completed: 0
+        })
     );
 }
 
@@ -198,7 +204,10 @@ fn dropping_a_mapping_leaves_its_neighbour_mapped() {
     e.dma_from(0x30_0000);
     assert_eq!(
         e.model.last_dma_fault(),
-        Some(DmaFault::Unmapped { iova: 0x30_0000 })
+        Some(DmaFault::Unmapped {
+            iova: 0x30_0000,
+            completed: 0
+        })
     );
 }
 

@@ -153,6 +153,15 @@ const GOALS: &[(&str, &[Row])] = &[
             },
         ],
     ),
+    (
+        "5. A device that finishes work on its own thread and raises MSI-X costs at most 2x a raw eventfd ping-pong between two threads",
+        &[Row::Ratio {
+            label: "deferred completion vs eventfd ping-pong",
+            num: "device_time/deferred_completion",
+            den: "device_time/eventfd_ping_pong",
+            goal: "at most 2x",
+        }],
+    ),
 ];
 
 /// Runs the benchmarks with `extra` appended to `cargo bench`, then prints

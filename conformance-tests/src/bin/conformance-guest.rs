@@ -21,7 +21,10 @@ fn main() {
     };
     let cases = kernel::suite();
     // The guest is the suite's own machine: cases may remove and restore devices.
-    let host: Arc<dyn HostControl> = Arc::new(SysfsHostControl::new(Path::new("/sys")));
+    let host: Arc<dyn HostControl> = Arc::new(SysfsHostControl::new(
+        Path::new("/sys"),
+        Path::new("/dev/kmsg"),
+    ));
     let factory = || {
         Ok(Env::new(LinuxBackend::new())
             .with_targets(targets)

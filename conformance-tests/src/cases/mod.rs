@@ -8,6 +8,7 @@ pub mod container;
 pub mod decode;
 pub mod device;
 pub mod dma;
+pub mod dma_fault;
 pub mod driver;
 pub mod group;
 pub mod irq;
@@ -124,6 +125,8 @@ macro_rules! for_each_case {
             decode::bar_file_access_with_memory_decode_off_is_eio,
             decode::mapped_bar_access_with_memory_decode_off_is_eio,
             decode::mapped_bar_access_after_a_reset_with_decode_off_is_eio,
+            dma_fault::dma_through_an_unmapped_iova_faults_and_the_host_logs_it,
+            dma_fault::dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
