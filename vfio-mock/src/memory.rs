@@ -312,6 +312,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        miri,
+        ignore = "a million atomic words per 2 MiB page take minutes to interpret"
+    )]
     fn huge_pages_come_from_the_pool_and_go_back_to_it() {
         let pool = Arc::new(HugetlbPool::new(3));
         let faults = Arc::<Faults>::default;
