@@ -240,19 +240,56 @@ pub trait DmaMemory: Send + Sync + Debug {
     fn rmb(&self);
 }
 
-/// The `N` bytes at `offset` of `words`, checked and loaded in one access.
+/// The `N` bytes (a power of two of at most 8) at `offset` of `words`,
+/// checked and loaded in one access.
+///
+/// An offset aligned to `N` never straddles two words, so it is in bounds
+/// exactly when its word exists: the hot path is one alignment test, one
+/// index check and the load. Anything else gets the error
+/// [`check_access`] gives, built out of line.
 #[inline]
 fn load<const N: usize>(words: &[AtomicU64], offset: usize) -> Result<[u8; N]> {
-    let at = check_access(words, offset, N)?;
-    Ok(words::load(words, at, Ordering::Relaxed))
+    match words.get(offset / words::WORD) {
+        Some(w) if offset % N == 0 => {
+            let shift = (offset % words::WORD) * 8;
+            let value = u64::from_le_bytes(w.load(Ordering::Relaxed).to_ne_bytes()) >> shift;
+            let mut out = [0; N];
+            out.copy_from_slice(&value.to_le_bytes()[..N]);
+            Ok(out)
+        }
+        _ => Err(refused(words, offset, N)),
+    }
 }
 
-/// Stores `value` at `offset` of `words`, checked, in one access.
+/// Stores `value` at `offset` of `words`, checked as [`load`] checks: one
+/// store for a whole word, else one compare-exchange loop that leaves the
+/// word's other bytes as they are.
 #[inline]
 fn store<const N: usize>(words: &[AtomicU64], offset: usize, value: [u8; N]) -> Result<()> {
-    let at = check_access(words, offset, N)?;
-    words::store(words, at, value, Ordering::Relaxed);
-    Ok(())
+    match words.get(offset / words::WORD) {
+        Some(w) if offset % N == 0 => {
+            if N == words::WORD {
+                let mut bytes = [0; words::WORD];
+                bytes.copy_from_slice(&value);
+                w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
+            } else {
+                words::store(words, offset, value, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        _ => Err(refused(words, offset, N)),
+    }
+}
+
+/// The error for a typed access [`load`] or [`store`] refused.
+#[cold]
+#[inline(never)]
+fn refused(words: &[AtomicU64], offset: usize, width: usize) -> crate::Error {
+    match check_access(words, offset, width) {
+        Err(e) => e,
+        // Unreachable: an aligned access whose word exists is accepted.
+        Ok(_) => crate::Error::new(Operation::DmaAccess, crate::ErrorKind::OutOfRange),
+    }
 }
 
 /// The byte length `words` covers.

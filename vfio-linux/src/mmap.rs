@@ -31,6 +31,9 @@ pub struct Mapping {
     writable: bool,
     /// Anonymous RAM (atomic access) rather than a device region (volatile).
     ram: bool,
+    /// The 64-bit words covering `len` (`len.div_ceil(8)`), kept so that
+    /// [`words`](Self::words) is two loads.
+    word_count: usize,
 }
 
 // SAFETY: a Mapping is a plain address range in this process. A device
@@ -89,6 +92,7 @@ impl Mapping {
             len: len.get(),
             writable: write,
             ram: false,
+            word_count: len.get().div_ceil(size_of::<u64>()),
         })
     }
 
@@ -125,6 +129,7 @@ impl Mapping {
             len: len.get(),
             writable: true,
             ram: true,
+            word_count: len.get().div_ceil(size_of::<u64>()),
         })
     }
 
@@ -196,17 +201,14 @@ impl Mapping {
         assert!(self.ram, "a device mapping viewed as RAM");
         // SAFETY: the range is anonymous RAM mapped readable and writable, at
         // a page-aligned (so 8-byte aligned) address, in whole pages, so the
-        // `len.div_ceil(8)` words lie inside it; it stays mapped until `self`
+        // `word_count` (`len.div_ceil(8)`) words lie inside it; it stays mapped until `self`
         // drops, which the borrow outlives. The kernel zeroed it, and any
         // bits are a valid `AtomicU64`. Every CPU access to a RAM mapping
         // goes through these words (`read`, `write` and the copies use
         // nothing else), so no non-atomic or other-sized access races them;
         // a device's DMA is outside Rust's memory model.
         unsafe {
-            std::slice::from_raw_parts(
-                self.ptr.as_ptr().cast::<AtomicU64>(),
-                self.len.div_ceil(size_of::<u64>()),
-            )
+            std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.word_count)
         }
     }
 
