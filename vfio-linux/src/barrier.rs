@@ -67,9 +67,10 @@ use std::sync::atomic::{Ordering, fence};
 /// memory assumed read and written (so also a compiler barrier).
 macro_rules! barrier_insn {
     ($insn:literal) => {
-        // SAFETY: a barrier instruction reads and writes no register or
-        // memory the compiler knows of and cannot fault; it only orders
-        // this CPU's accesses.
+        // SAFETY: a barrier instruction (or, for the empty template, none:
+        // a compiler barrier only) reads and writes no register or memory
+        // the compiler knows of and cannot fault; it only orders this
+        // CPU's accesses.
         unsafe { std::arch::asm!($insn, options(nostack, preserves_flags)) }
     };
 }
