@@ -10,6 +10,7 @@
 //! config space, `/proc/interrupts` and sysfs text are all things the parsers
 //! must survive rather than trust.
 
+pub mod dma_access;
 pub mod hostile_device;
 pub mod mock;
 pub mod pci_caps;
@@ -18,6 +19,7 @@ pub mod register_access;
 pub mod sysfs;
 pub mod vfio_caps;
 
+pub use dma_access::dma_access;
 pub use hostile_device::hostile_device;
 pub use pci_caps::pci_caps;
 pub use proc_interrupts::proc_interrupts;
@@ -36,4 +38,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sysfs", sysfs),
     ("register_access", register_access),
     ("hostile_device", hostile_device),
+    ("dma_access", dma_access),
 ];

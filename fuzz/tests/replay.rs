@@ -51,6 +51,7 @@ replay_tests!(
     sysfs,
     register_access,
     hostile_device,
+    dma_access,
 );
 
 /// Every target named in the library has a corpus and a replay test above.

@@ -5,6 +5,7 @@
 //! Every method has one meaning on every backend: the meaning Linux's
 //! vfio-pci gives the corresponding ioctl.
 
+use crate::dma::{DmaMemory, HugePages};
 use crate::dma_mapping::DmaMapping;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::host::HostPaths;
@@ -49,8 +50,18 @@ pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
     /// Creates an interrupt handle to bind to a vector.
     fn new_interrupt(&self) -> Result<Self::Interrupt>;
 
-    /// Allocates `size` bytes (rounded up to a page) of zeroed memory for DMA.
-    fn alloc_dma(&self, size: usize) -> Result<Self::DmaMemory>;
+    /// Allocates `size` bytes (rounded up to a base page) of zeroed memory
+    /// for DMA: [`alloc_dma_with`](Self::alloc_dma_with) with base pages.
+    fn alloc_dma(&self, size: usize) -> Result<Self::DmaMemory> {
+        self.alloc_dma_with(size, HugePages::Never)
+    }
+
+    /// Allocates `size` bytes of zeroed memory for DMA, rounded up to a
+    /// whole number of the pages `pages` asks for and the host gives
+    /// ([`DmaMemory::page_size`] says which). Zero bytes is
+    /// [`ErrorKind::InvalidArgument`]; memory the host cannot give is
+    /// [`ErrorKind::NoSpace`] (ENOMEM).
+    fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<Self::DmaMemory>;
 }
 
 /// Container operations (`VFIO_GET_API_VERSION` .. `VFIO_IOMMU_UNMAP_DMA`).
@@ -386,26 +397,6 @@ pub trait MappedRegion: Send + Sync + Debug {
     fn write_u32(&self, offset: u64, value: u32) -> Result<()>;
     /// Writes a naturally aligned little-endian `u64`.
     fn write_u64(&self, offset: u64, value: u64) -> Result<()>;
-}
-
-/// Memory a device may read and write by DMA once mapped into a container.
-///
-/// The device may change it at any time, so the CPU side is copy-in/copy-out
-/// only: no slice of it is ever lent out.
-pub trait DmaMemory: Send + Sync + Debug {
-    /// Length in bytes (a whole number of pages).
-    fn len(&self) -> usize;
-
-    /// True when the buffer has no bytes.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Copies `buf.len()` bytes at `offset` out of the buffer.
-    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()>;
-
-    /// Copies `data` into the buffer at `offset`.
-    fn write_at(&self, offset: usize, data: &[u8]) -> Result<()>;
 }
 
 /// The kernel's answer to vectors `start..start + count` of an index with

@@ -29,6 +29,12 @@
 //! and here. `nix` is therefore a public dependency: a release of this crate
 //! that moves to an incompatible `nix` is a breaking release.
 //!
+//! # `zerocopy` in the public API
+//!
+//! [`DmaMemory::read_obj`] and [`DmaMemory::write_obj`] copy any type with
+//! `zerocopy`'s `FromBytes`/`IntoBytes` (a descriptor or completion entry
+//! a driver derives them for), so `zerocopy` 0.8 is a public dependency too.
+//!
 //! # Trait objects
 //!
 //! The traits are written for static dispatch (`B: VfioBackend`), and each
@@ -41,6 +47,7 @@ pub mod access;
 mod async_interrupt;
 mod backend;
 pub mod clock;
+mod dma;
 mod dma_mapping;
 mod error;
 pub mod host;
@@ -51,11 +58,13 @@ mod irq;
 pub mod parse;
 mod pci_address;
 pub mod retry;
+pub mod words;
 
 #[cfg(feature = "tokio")]
 pub use async_interrupt::AsyncInterrupt;
-pub use backend::{Container, Device, DmaMemory, Group, GroupKeepAlive, MappedRegion, VfioBackend};
+pub use backend::{Container, Device, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
+pub use dma::{DmaMemory, HUGE_PAGE_SIZE, HugePages};
 pub use dma_mapping::{DmaMapping, OwnedDmaMapping};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use host::HostPaths;

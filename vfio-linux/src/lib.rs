@@ -1,8 +1,9 @@
 //! The real VFIO backend: Linux's vfio ioctls, mmap, eventfds, sysfs and procfs.
 //!
 //! [`LinuxBackend`] implements the [`vfio_core::VfioBackend`] trait family on
-//! the kernel's `/dev/vfio` interface. Raw calls live in two private modules
-//! (`sys` for ioctls, `mmap` for mappings); everything else is safe code but
+//! the kernel's `/dev/vfio` interface. Raw calls live in three private modules
+//! (`sys` for ioctls, `mmap` for mappings, `barrier` for the barrier
+//! instructions DMA ordering needs); everything else is safe code but
 //! one block, `LinuxContainer`'s call of `VFIO_IOMMU_MAP_DMA`, whose
 //! precondition (no Rust reference ever reaches DMA-able memory) is met there.
 //!
@@ -25,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod barrier;
 mod container;
 mod decode;
 mod device;
@@ -32,7 +34,6 @@ mod group;
 mod memory;
 mod mmap;
 mod sys;
-mod words;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
@@ -46,7 +47,7 @@ pub use vfio_core::AsyncInterrupt;
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
-use vfio_core::{Error, EventFdInterrupt, HostPaths, Operation, Result, VfioBackend};
+use vfio_core::{Error, EventFdInterrupt, HostPaths, HugePages, Operation, Result, VfioBackend};
 
 /// The kernel's VFIO, reached through the files under a [`HostPaths`].
 #[derive(Debug, Clone)]
@@ -114,7 +115,7 @@ impl VfioBackend for LinuxBackend {
         EventFdInterrupt::new()
     }
 
-    fn alloc_dma(&self, size: usize) -> Result<LinuxDmaMemory> {
-        LinuxDmaMemory::alloc(size)
+    fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<LinuxDmaMemory> {
+        LinuxDmaMemory::alloc(size, pages)
     }
 }

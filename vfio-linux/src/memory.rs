@@ -1,10 +1,14 @@
 //! Mapped device regions and DMA buffers, as the vfio-core traits see them.
 
+use crate::barrier;
 use crate::decode::MemoryDecode;
 use crate::mmap::{Mapping, Primitive};
 use std::num::NonZeroUsize;
-use vfio_core::access::{check_range, check_register_access};
-use vfio_core::{DmaMemory, Error, ErrorKind, MappedRegion, Operation, Result};
+use std::sync::atomic::AtomicU64;
+use vfio_core::access::check_register_access;
+use vfio_core::{
+    DmaMemory, Error, ErrorKind, HUGE_PAGE_SIZE, HugePages, MappedRegion, Operation, Result,
+};
 
 /// A device region mapped with mmap: register access is one bounds check and
 /// one volatile load or store (for [`anonymous`](Self::anonymous) regions,
@@ -130,32 +134,61 @@ impl MappedRegion for LinuxRegion {
     }
 }
 
-/// Anonymous shared memory for DMA, page-granular.
+/// Anonymous shared memory for DMA, page-granular: base pages, or 2 MiB
+/// pages from the hugetlb pool (`MAP_HUGETLB`) when asked for and the pool
+/// has them.
 ///
-/// [`read_at`](DmaMemory::read_at) and [`write_at`](DmaMemory::write_at)
-/// may run on any number of threads at once, and while devices access the
-/// memory: they copy with atomic `Relaxed` accesses to aligned 64-bit words
-/// (whole words in the middle of a range, compare-exchanges for the partial
-/// words at its ends), so the copies never race. They order nothing: fence
-/// as Linux's `dma_wmb()`/`dma_rmb()` do where the device must see (or has
-/// written) the data before a doorbell or after a completion.
+/// Every CPU access is atomic (see [`DmaMemory`]): the copies and typed
+/// accesses may run on any number of threads at once, and while devices
+/// access the memory, with `Relaxed` accesses to aligned 64-bit words
+/// (whole words in the middle of a copy, compare-exchanges for the partial
+/// words at its ends), so they never race. They order nothing; the
+/// barriers are the architecture's (see the table in `barrier.rs`, and
+/// `docs/design.md`).
 #[derive(Debug)]
 pub struct LinuxDmaMemory {
     map: Mapping,
+    page_size: usize,
 }
 
 impl LinuxDmaMemory {
-    pub(crate) fn alloc(size: usize) -> Result<Self> {
+    pub(crate) fn alloc(size: usize, pages: HugePages) -> Result<Self> {
+        if size == 0 {
+            return Err(too_big(size));
+        }
+        if pages != HugePages::Never {
+            let len = size
+                .checked_next_multiple_of(HUGE_PAGE_SIZE)
+                .and_then(NonZeroUsize::new)
+                .ok_or_else(|| too_big(size))?;
+            match Mapping::anonymous_huge(len) {
+                Ok(map) => {
+                    return Ok(Self {
+                        map,
+                        page_size: HUGE_PAGE_SIZE,
+                    });
+                }
+                Err(e) if pages == HugePages::Require => {
+                    return Err(Error::from_errno(Operation::AllocDma, e).with_detail(
+                        format_args!(
+                            "no {len:#x} bytes of 2 MiB hugetlb pages (see /proc/sys/vm/nr_hugepages)"
+                        ),
+                    ));
+                }
+                // No pool, or not enough free in it: base pages instead.
+                Err(_) => {}
+            }
+        }
         let page = page_size();
         let len = size
             .checked_next_multiple_of(page)
             .and_then(NonZeroUsize::new)
-            .ok_or_else(|| {
-                Error::new(Operation::AllocDma, ErrorKind::InvalidArgument)
-                    .with_detail(format_args!("cannot allocate {size} bytes of DMA memory"))
-            })?;
+            .ok_or_else(|| too_big(size))?;
         let map = Mapping::anonymous(len).map_err(|e| Error::from_errno(Operation::AllocDma, e))?;
-        Ok(Self { map })
+        Ok(Self {
+            map,
+            page_size: page,
+        })
     }
 
     /// The process address of the buffer, as handed to `VFIO_IOMMU_MAP_DMA`.
@@ -164,31 +197,50 @@ impl LinuxDmaMemory {
     }
 }
 
+fn too_big(size: usize) -> Error {
+    Error::new(Operation::AllocDma, ErrorKind::InvalidArgument)
+        .with_detail(format_args!("cannot allocate {size} bytes of DMA memory"))
+}
+
 impl DmaMemory for LinuxDmaMemory {
+    #[inline]
     fn len(&self) -> usize {
         self.map.len()
     }
 
-    fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
-        check_range(
-            Operation::DmaAccess,
-            self.map.len() as u64,
-            offset as u64,
-            buf.len() as u64,
-        )?;
-        self.map.copy_out(offset, buf);
-        Ok(())
+    #[inline]
+    fn page_size(&self) -> usize {
+        self.page_size
     }
 
-    fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
-        check_range(
-            Operation::DmaAccess,
-            self.map.len() as u64,
-            offset as u64,
-            data.len() as u64,
-        )?;
-        self.map.copy_in(offset, data);
-        Ok(())
+    #[inline]
+    fn words(&self) -> &[AtomicU64] {
+        self.map.words()
+    }
+
+    #[inline]
+    fn dma_wmb(&self) {
+        barrier::dma_wmb();
+    }
+
+    #[inline]
+    fn dma_rmb(&self) {
+        barrier::dma_rmb();
+    }
+
+    #[inline]
+    fn dma_mb(&self) {
+        barrier::dma_mb();
+    }
+
+    #[inline]
+    fn wmb(&self) {
+        barrier::wmb();
+    }
+
+    #[inline]
+    fn rmb(&self) {
+        barrier::rmb();
     }
 }
 
@@ -205,10 +257,11 @@ pub(crate) fn page_size() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::errno::Errno;
 
     #[test]
     fn dma_memory_rounds_up_to_a_page_and_checks_bounds() {
-        let m = LinuxDmaMemory::alloc(100).unwrap();
+        let m = LinuxDmaMemory::alloc(100, HugePages::Never).unwrap();
         assert_eq!(m.len(), page_size());
         m.write_at(10, b"hello").unwrap();
         let mut buf = [0u8; 5];
@@ -226,7 +279,7 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "Miri does not support MAP_SHARED mmap")]
     fn dma_memory_is_shared_by_two_threads_without_losing_bytes() {
-        let m = std::sync::Arc::new(LinuxDmaMemory::alloc(4096).unwrap());
+        let m = std::sync::Arc::new(LinuxDmaMemory::alloc(4096, HugePages::Never).unwrap());
         let threads: Vec<_> = [0usize, 1]
             .into_iter()
             .map(|lane| {
@@ -258,10 +311,167 @@ mod tests {
         }
     }
 
+    /// The kernel's page size for the mapping at `addr`, from
+    /// `/proc/self/smaps` (`KernelPageSize`), in bytes.
+    fn kernel_page_size(addr: usize) -> usize {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((start, end)) = range.split_once('-') {
+                    if let (Ok(start), Ok(end)) = (
+                        usize::from_str_radix(start, 16),
+                        usize::from_str_radix(end, 16),
+                    ) {
+                        inside = (start..end).contains(&addr);
+                        continue;
+                    }
+                }
+            }
+            if let Some(kb) = line.strip_prefix("KernelPageSize:") {
+                if inside {
+                    let kb = kb.trim().trim_end_matches("kB").trim();
+                    return kb.parse::<usize>().unwrap() * 1024;
+                }
+            }
+        }
+        panic!("no mapping at {addr:#x} in /proc/self/smaps")
+    }
+
+    /// Free 2 MiB pages in the hugetlb pool, from `/proc/meminfo`.
+    fn free_huge_pages() -> usize {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+        let size = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("Hugepagesize:"))
+            .map(|v| {
+                v.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<usize>()
+                    .unwrap()
+            });
+        if size != Some(2048) {
+            return 0;
+        }
+        meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("HugePages_Free:"))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
+    /// Base pages: the system page size, as the kernel maps them.
+    #[test]
+    fn base_page_memory_reports_the_kernels_page_size() {
+        let m = LinuxDmaMemory::alloc(5000, HugePages::Never).unwrap();
+        assert_eq!(m.page_size(), page_size());
+        assert_eq!(m.len(), 2 * page_size());
+        m.write_u64(8, 1).unwrap();
+        assert_eq!(kernel_page_size(m.addr()), m.page_size());
+    }
+
+    /// `Prefer` gives 2 MiB pages exactly when the kernel maps them (seen in
+    /// smaps), and 4 KiB pages, still usable, when the pool has none.
+    #[test]
+    fn preferred_huge_pages_are_what_the_kernel_maps() {
+        let m = LinuxDmaMemory::alloc(4096, HugePages::Prefer).unwrap();
+        m.write_u64(m.len() - 8, 0x5a).unwrap();
+        assert_eq!(m.read_u64(m.len() - 8).unwrap(), 0x5a);
+        assert_eq!(kernel_page_size(m.addr()), m.page_size());
+        if m.page_size() == HUGE_PAGE_SIZE {
+            assert_eq!(m.len(), HUGE_PAGE_SIZE);
+            assert_eq!(m.addr() % HUGE_PAGE_SIZE, 0);
+        } else {
+            assert_eq!((m.page_size(), m.len()), (page_size(), page_size()));
+        }
+    }
+
+    /// `Require` is 2 MiB pages or ENOMEM, never base pages. With pages
+    /// reserved (`echo 2 > /proc/sys/vm/nr_hugepages`) the huge path runs;
+    /// without, the refusal does.
+    #[test]
+    fn required_huge_pages_are_huge_or_enomem() {
+        let free = free_huge_pages();
+        match LinuxDmaMemory::alloc(HUGE_PAGE_SIZE + 1, HugePages::Require) {
+            Ok(m) => {
+                assert_eq!(
+                    (m.page_size(), m.len()),
+                    (HUGE_PAGE_SIZE, 2 * HUGE_PAGE_SIZE)
+                );
+                m.write_at(HUGE_PAGE_SIZE - 3, b"across").unwrap();
+                let mut back = [0u8; 6];
+                m.read_at(HUGE_PAGE_SIZE - 3, &mut back).unwrap();
+                assert_eq!(&back, b"across");
+                assert_eq!(kernel_page_size(m.addr()), HUGE_PAGE_SIZE);
+            }
+            Err(e) => {
+                assert_eq!(
+                    (e.kind(), e.errno()),
+                    (ErrorKind::NoSpace, Some(Errno::ENOMEM))
+                );
+                assert!(free < 2, "{free} free huge pages, yet: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn typed_access_to_mapped_dma_memory_is_checked_and_little_endian() {
+        let m = LinuxDmaMemory::alloc(4096, HugePages::Never).unwrap();
+        m.write_u64(0, 0x0807_0605_0403_0201).unwrap();
+        m.write_u16(2, 0xbeef).unwrap();
+        let mut bytes = [0u8; 8];
+        m.read_at(0, &mut bytes).unwrap();
+        assert_eq!(bytes, [1, 2, 0xef, 0xbe, 5, 6, 7, 8]);
+        assert_eq!(m.read_u32(4).unwrap(), 0x0807_0605);
+        m.store_release_u32(4092, 9).unwrap();
+        assert_eq!(m.load_acquire_u32(4092).unwrap(), 9);
+        assert_eq!(m.read_obj::<[u32; 2]>(0).unwrap()[1], 0x0807_0605);
+        let e = m.read_u64(4).unwrap_err();
+        assert_eq!((e.kind(), e.errno()), (ErrorKind::Misaligned, None));
+        let e = m.write_u32(4096, 0).unwrap_err();
+        assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+        let e = m.load_acquire_u64(4090).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OutOfRange);
+    }
+
+    /// A producer thread fills 24-byte records and publishes each with a
+    /// release store; the consumer polls with acquire loads and sees each
+    /// record whole: the ring handshake, on mapped memory with the
+    /// architecture's barriers.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri does not support MAP_SHARED mmap")]
+    fn release_and_acquire_hand_records_between_threads() {
+        let m = std::sync::Arc::new(LinuxDmaMemory::alloc(4096, HugePages::Never).unwrap());
+        let producer = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for seq in 1..=2000u64 {
+                    let at = (seq as usize % 8) * 32;
+                    while m.load_acquire_u64(at + 24).unwrap() != 0 {
+                        std::thread::yield_now();
+                    }
+                    m.write_obj(at, &[seq, !seq, seq << 8]).unwrap();
+                    m.store_release_u64(at + 24, seq).unwrap();
+                }
+            })
+        };
+        for seq in 1..=2000u64 {
+            let at = (seq as usize % 8) * 32;
+            while m.load_acquire_u64(at + 24).unwrap() != seq {
+                std::thread::yield_now();
+            }
+            assert_eq!(m.read_obj::<[u64; 3]>(at).unwrap(), [seq, !seq, seq << 8]);
+            m.store_release_u64(at + 24, 0).unwrap();
+        }
+        producer.join().unwrap();
+    }
+
     #[test]
     fn zero_sized_dma_memory_is_invalid() {
         assert_eq!(
-            LinuxDmaMemory::alloc(0).unwrap_err().kind(),
+            LinuxDmaMemory::alloc(0, HugePages::Never)
+                .unwrap_err()
+                .kind(),
             ErrorKind::InvalidArgument
         );
     }

@@ -9,18 +9,18 @@
 //! - anonymous memory is RAM, which several threads (and, for DMA memory,
 //!   devices) may read and write at once through `&self`. Volatile accesses
 //!   are no defence against data races there, so every access is an atomic
-//!   one on the aligned 64-bit words of the range (see [`crate::words`]).
+//!   one on the aligned 64-bit words of the range (see [`vfio_core::words`]).
 
 // UNSAFETY: mmap/munmap, volatile access through raw pointers into device
 // mappings, and viewing anonymous mappings as atomic words.
 #![expect(unsafe_code)]
 
-use crate::words;
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use vfio_core::words;
 
 /// An owned mmap'd range, unmapped on drop.
 #[derive(Debug)]
@@ -31,6 +31,9 @@ pub struct Mapping {
     writable: bool,
     /// Anonymous RAM (atomic access) rather than a device region (volatile).
     ram: bool,
+    /// The 64-bit words covering `len` (`len.div_ceil(8)`), kept so that
+    /// [`words`](Self::words) is two loads.
+    word_count: usize,
 }
 
 // SAFETY: a Mapping is a plain address range in this process. A device
@@ -57,11 +60,11 @@ macro_rules! primitive {
         impl Primitive for $t {
             #[inline]
             fn load(w: &[AtomicU64], offset: usize) -> Self {
-                <$t>::from_ne_bytes(words::load(w, offset))
+                <$t>::from_ne_bytes(words::load(w, offset, Ordering::Relaxed))
             }
             #[inline]
             fn store(self, w: &[AtomicU64], offset: usize) {
-                words::store(w, offset, self.to_ne_bytes());
+                words::store(w, offset, self.to_ne_bytes(), Ordering::Relaxed);
             }
         }
     )*};
@@ -89,19 +92,36 @@ impl Mapping {
             len: len.get(),
             writable: write,
             ram: false,
+            word_count: len.get().div_ceil(size_of::<u64>()),
         })
     }
 
     /// Maps `len` bytes of zeroed anonymous shared memory (RAM), readable and
     /// writable, reached only through atomic words.
     pub fn anonymous(len: NonZeroUsize) -> nix::Result<Self> {
+        Self::anonymous_with(len, MapFlags::MAP_SHARED)
+    }
+
+    /// [`anonymous`](Self::anonymous) backed by 2 MiB pages of the
+    /// hugetlb pool (`MAP_HUGETLB | MAP_HUGE_2MB`). `len` must be a
+    /// multiple of 2 MiB. The kernel reserves the pages at mmap time, so
+    /// without enough free pages in the pool (`/proc/sys/vm/nr_hugepages`)
+    /// the call fails with ENOMEM rather than faulting later.
+    pub fn anonymous_huge(len: NonZeroUsize) -> nix::Result<Self> {
+        Self::anonymous_with(
+            len,
+            MapFlags::MAP_SHARED | MapFlags::MAP_HUGETLB | MapFlags::MAP_HUGE_2MB,
+        )
+    }
+
+    fn anonymous_with(len: NonZeroUsize, flags: MapFlags) -> nix::Result<Self> {
         // SAFETY: as in `map_file`: a fresh range chosen by the kernel, owned by the Mapping.
         let ptr = unsafe {
             mmap_anonymous(
                 None,
                 len,
                 ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-                MapFlags::MAP_SHARED,
+                flags,
             )
         }?;
         Ok(Self {
@@ -109,6 +129,7 @@ impl Mapping {
             len: len.get(),
             writable: true,
             ram: true,
+            word_count: len.get().div_ceil(size_of::<u64>()),
         })
     }
 
@@ -180,50 +201,15 @@ impl Mapping {
         assert!(self.ram, "a device mapping viewed as RAM");
         // SAFETY: the range is anonymous RAM mapped readable and writable, at
         // a page-aligned (so 8-byte aligned) address, in whole pages, so the
-        // `len.div_ceil(8)` words lie inside it; it stays mapped until `self`
+        // `word_count` (`len.div_ceil(8)`) words lie inside it; it stays mapped until `self`
         // drops, which the borrow outlives. The kernel zeroed it, and any
         // bits are a valid `AtomicU64`. Every CPU access to a RAM mapping
         // goes through these words (`read`, `write` and the copies use
         // nothing else), so no non-atomic or other-sized access races them;
         // a device's DMA is outside Rust's memory model.
         unsafe {
-            std::slice::from_raw_parts(
-                self.ptr.as_ptr().cast::<AtomicU64>(),
-                self.len.div_ceil(size_of::<u64>()),
-            )
+            std::slice::from_raw_parts(self.ptr.as_ptr().cast::<AtomicU64>(), self.word_count)
         }
-    }
-
-    /// Copies out `buf.len()` bytes of RAM at `offset`, a word at a time.
-    ///
-    /// # Panics
-    ///
-    /// Unless the range lies within `len` (callers check it first), or for
-    /// a device mapping.
-    pub fn copy_out(&self, offset: usize, buf: &mut [u8]) {
-        assert!(
-            self.fits_range(offset, buf.len()),
-            "unchecked mapping access"
-        );
-        words::read(self.words(), offset, buf);
-    }
-
-    /// Copies `data` into RAM at `offset`, a word at a time.
-    ///
-    /// # Panics
-    ///
-    /// As [`copy_out`](Self::copy_out).
-    pub fn copy_in(&self, offset: usize, data: &[u8]) {
-        assert!(
-            self.fits_range(offset, data.len()),
-            "unchecked mapping access"
-        );
-        words::write(self.words(), offset, data);
-    }
-
-    #[inline]
-    fn fits_range(&self, offset: usize, len: usize) -> bool {
-        offset.checked_add(len).is_some_and(|end| end <= self.len)
     }
 
     #[inline]
@@ -259,7 +245,7 @@ mod tests {
         assert_eq!(m.read::<u32>(4), 0x1234_5678);
         assert_eq!(m.read::<u64>(8), 0x0102_0304_0506_0708);
         let mut buf = [0u8; 4];
-        m.copy_out(4, &mut buf);
+        words::read(m.words(), 4, &mut buf, Ordering::Relaxed);
         assert_eq!(buf, 0x1234_5678u32.to_le_bytes());
     }
 
@@ -300,9 +286,9 @@ mod tests {
                         // tails, whole words in between, words shared with
                         // the other lane's runs.
                         for run in (lane..100).step_by(2) {
-                            m.copy_in(1 + run * 13, &[v; 13]);
+                            words::write(m.words(), 1 + run * 13, &[v; 13], Ordering::Relaxed);
                         }
-                        m.copy_out(1 + lane * 13, &mut buf);
+                        words::read(m.words(), 1 + lane * 13, &mut buf, Ordering::Relaxed);
                         assert_eq!(buf, [v; 13]);
                         m.write::<u16>(4094, 0xbeef);
                         let _ = m.read::<u32>(4092);
@@ -314,7 +300,7 @@ mod tests {
             t.join().unwrap();
         }
         let mut all = [0u8; 1 + 100 * 13];
-        m.copy_out(0, &mut all);
+        words::read(m.words(), 0, &mut all, Ordering::Relaxed);
         assert_eq!(all[0], 0);
         for (i, b) in all[1..].iter().enumerate() {
             assert_eq!(
@@ -338,8 +324,7 @@ mod tests {
             false,
         )
         .unwrap();
-        let mut buf = [0u8; 8];
-        m.copy_out(0, &mut buf);
+        let _ = m.words();
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::container::{ContainerSlot, MockContainer};
 use crate::fault::{Faults, UnconsumedFaults};
 use crate::fault_log::{FaultLog, IommuFault};
 use crate::group::{GroupCore, MockGroup};
-use crate::memory::MockDmaMemory;
+use crate::memory::{HugetlbPool, MockDmaMemory};
 use crate::model::DeviceContext;
 use crate::pci_device::{Driver, PciDevice};
 use crate::procfs::ProcInterrupts;
@@ -20,7 +20,9 @@ use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tempfile::TempDir;
-use vfio_core::{Error, EventFdInterrupt, HostPaths, Operation, PciAddress, Result, VfioBackend};
+use vfio_core::{
+    Error, EventFdInterrupt, HostPaths, HugePages, Operation, PciAddress, Result, VfioBackend,
+};
 
 /// How the host answers the downstream keep-alive ioctl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +49,8 @@ pub(crate) struct HostInner {
     pub procfs: Arc<ProcInterrupts>,
     pub fault_log: Arc<FaultLog>,
     pub scheduler: Arc<Scheduler>,
+    /// The reserved 2 MiB hugetlb pages DMA memory may take.
+    pub hugetlb: Arc<HugetlbPool>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -102,6 +106,7 @@ pub struct MockHostBuilder {
     noiommu: NoIommuMode,
     cpus: usize,
     clock: Option<Arc<MockClock>>,
+    hugetlb_pages: usize,
 }
 
 impl Default for MockHostBuilder {
@@ -112,6 +117,7 @@ impl Default for MockHostBuilder {
             noiommu: NoIommuMode::Unsupported,
             cpus: 2,
             clock: None,
+            hugetlb_pages: 0,
         }
     }
 }
@@ -185,6 +191,17 @@ impl MockHostBuilder {
     #[must_use]
     pub fn cpus(mut self, cpus: usize) -> Self {
         self.cpus = cpus.clamp(1, 1024);
+        self
+    }
+
+    /// Reserved 2 MiB hugetlb pages (default 0, as `/proc/sys/vm/nr_hugepages`
+    /// is on a host that reserved none): DMA memory allocated with
+    /// [`HugePages::Prefer`] or [`HugePages::Require`] takes them while
+    /// enough are free and gives them back when its last reference (the
+    /// memory handle, or a DMA mapping of it) goes.
+    #[must_use]
+    pub fn hugetlb_pages(mut self, pages: usize) -> Self {
+        self.hugetlb_pages = pages;
         self
     }
 
@@ -286,6 +303,7 @@ impl MockHostBuilder {
                 procfs,
                 fault_log,
                 scheduler,
+                hugetlb: Arc::new(HugetlbPool::new(self.hugetlb_pages)),
                 errors: Mutex::new(Vec::new()),
             }),
         })
@@ -524,8 +542,8 @@ impl VfioBackend for MockBackend {
         EventFdInterrupt::new()
     }
 
-    fn alloc_dma(&self, size: usize) -> Result<MockDmaMemory> {
-        MockDmaMemory::alloc(size, self.inner.faults.clone())
+    fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<MockDmaMemory> {
+        MockDmaMemory::alloc_with(size, pages, &self.inner.hugetlb, self.inner.faults.clone())
     }
 }
 

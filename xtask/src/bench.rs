@@ -162,6 +162,74 @@ const GOALS: &[(&str, &[Row])] = &[
             goal: "at most 2x",
         }],
     ),
+    (
+        "6. Typed 8-byte DMA-memory access through the trait costs at most 1.2x a raw atomic on the same memory",
+        &[
+            Row::Ratio {
+                label: "vfio-linux read_u64: trait vs raw atomic",
+                num: "linux_dma/trait_read_u64",
+                den: "linux_dma/raw_load_u64",
+                goal: "<= 1.2x",
+            },
+            Row::Ratio {
+                label: "vfio-linux write_u64: trait vs raw atomic",
+                num: "linux_dma/trait_write_u64",
+                den: "linux_dma/raw_store_u64",
+                goal: "<= 1.2x",
+            },
+            Row::Ratio {
+                label: "vfio-mock read_u64: trait vs raw atomic",
+                num: "mock_dma/trait_read_u64",
+                den: "mock_dma/raw_load_u64",
+                goal: "<= 1.2x",
+            },
+            Row::Ratio {
+                label: "vfio-mock write_u64: trait vs raw atomic",
+                num: "mock_dma/trait_write_u64",
+                den: "mock_dma/raw_store_u64",
+                goal: "<= 1.2x",
+            },
+            Row::Single {
+                label: "vfio-linux load_acquire_u64",
+                bench: "linux_dma/load_acquire_u64",
+                goal: "reference",
+            },
+            Row::Single {
+                label: "vfio-linux store_release_u64",
+                bench: "linux_dma/store_release_u64",
+                goal: "reference",
+            },
+        ],
+    ),
+    (
+        "7. A 64 KiB copy into or out of DMA memory costs at most 1.5x copy_from_slice on ordinary memory",
+        &[
+            Row::Ratio {
+                label: "vfio-linux write_at 64 KiB vs copy_from_slice",
+                num: "linux_dma/write_at_64k",
+                den: "linux_dma/copy_from_slice_64k",
+                goal: "<= 1.5x",
+            },
+            Row::Ratio {
+                label: "vfio-linux read_at 64 KiB vs copy_from_slice",
+                num: "linux_dma/read_at_64k",
+                den: "linux_dma/copy_from_slice_64k",
+                goal: "<= 1.5x",
+            },
+            Row::Ratio {
+                label: "vfio-mock write_at 64 KiB vs copy_from_slice",
+                num: "mock_dma/write_at_64k",
+                den: "mock_dma/copy_from_slice_64k",
+                goal: "<= 1.5x",
+            },
+            Row::Ratio {
+                label: "vfio-mock read_at 64 KiB vs copy_from_slice",
+                num: "mock_dma/read_at_64k",
+                den: "mock_dma/copy_from_slice_64k",
+                goal: "<= 1.5x",
+            },
+        ],
+    ),
 ];
 
 /// Runs the benchmarks with `extra` appended to `cargo bench`, then prints
@@ -595,7 +663,8 @@ mod tests {
             "{write}"
         );
         assert!(line("device raises MSI-X").contains("not measured"));
-        for goal in ["1. ", "2. ", "3. ", "4. "] {
+        assert!(line("vfio-linux read_at 64 KiB").contains("not measured (linux_dma/read_at_64k"));
+        for goal in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. "] {
             assert!(
                 text.lines().any(|l| l.starts_with(goal)),
                 "{goal} in:\n{text}"

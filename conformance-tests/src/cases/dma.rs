@@ -309,3 +309,79 @@ pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBacke
     drop(high);
     Ok(())
 }
+
+/// edu's DMA engine as a ring-based driver uses DMA memory: typed stores
+/// and a `zerocopy` object written by the CPU, `wmb` before the command
+/// register starts the engine, the device copies them into its buffer and
+/// back into a second page, `rmb` after the command register says done, and
+/// typed loads read what the device wrote, little-endian. A host with no
+/// hugetlb pages reserved gives base pages to `HugePages::Prefer`.
+pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    use edu::{DMA_BUFFER, regs};
+    use vfio_core::{Device, DmaMemory, HugePages, MappedRegion, region};
+    const IOVA: u64 = 0x60_0000;
+    const START: u64 = 0x1;
+    const TO_RAM: u64 = 0x2;
+
+    let o = env.open_edu()?;
+    o.device.set_bus_master(true)?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    let mem = env.backend.alloc_dma_with(0x2000, HugePages::Prefer)?;
+    ensure!(
+        (mem.page_size(), mem.len()) == (0x1000, 0x2000),
+        "page size {:#x}, length {:#x}",
+        mem.page_size(),
+        mem.len()
+    );
+    let mapping = o.container.map_dma(&mem, 0, 0x2000, IOVA, RW)?;
+    mem.write_u64(0, 0x0102_0304_0506_0708)?;
+    mem.write_u32(8, 0xdead_beef)?;
+    mem.write_u16(12, 0xcafe)?;
+    mem.write_u8(14, 0x5a)?;
+    mem.write_obj(16, &[0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888])?;
+    mem.store_release_u32(32, 1)?;
+    let run = |src: u64, dst: u64, cmd: u64| -> Result<()> {
+        bar0.write_u64(regs::DMA_SRC, src)?;
+        bar0.write_u64(regs::DMA_DST, dst)?;
+        bar0.write_u64(regs::DMA_COUNT, 36)?;
+        mem.wmb();
+        bar0.write_u64(regs::DMA_CMD, START | cmd)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while bar0.read_u64(regs::DMA_CMD)? & START != 0 {
+            ensure!(std::time::Instant::now() < deadline, "DMA did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        mem.rmb();
+        Ok(())
+    };
+    run(IOVA, DMA_BUFFER, 0)?;
+    run(DMA_BUFFER, IOVA + 0x1000, TO_RAM)?;
+    ensure!(mapping.unmap()? == 0x2000, "unmap");
+    let back = 0x1000;
+    ensure!(mem.read_u64(back)? == 0x0102_0304_0506_0708, "u64");
+    ensure!(mem.read_u32(back + 8)? == 0xdead_beef, "u32");
+    ensure!(mem.read_u16(back + 12)? == 0xcafe, "u16");
+    ensure!(mem.read_u8(back + 14)? == 0x5a, "u8");
+    let obj: [u64; 2] = mem.read_obj(back + 16)?;
+    ensure!(
+        obj == [0x1111_2222_3333_4444, 0x5555_6666_7777_8888],
+        "{obj:x?}"
+    );
+    ensure!(mem.load_acquire_u32(back + 32)? == 1, "tag");
+    ensure!(mem.read_u32(back + 36)? == 0, "past the transfer");
+    let mut bytes = [0u8; 8];
+    mem.read_at(back, &mut bytes)?;
+    ensure!(
+        bytes == [8, 7, 6, 5, 4, 3, 2, 1],
+        "little-endian: {bytes:?}"
+    );
+    expect_error(
+        "misaligned",
+        mem.read_u32(back + 2),
+        ErrorKind::Misaligned,
+        None,
+    )?;
+    Ok(())
+}

@@ -107,6 +107,7 @@ macro_rules! for_each_case {
             driver::nvme_controller_enable_sets_ready,
             device::bar_io_at_the_end_or_in_an_absent_region_is_invalid,
             dma::dma_map_past_the_buffer_faults,
+            dma::device_dma_round_trips_typed_values_between_barriers,
             config::edu_config_space_matches_the_kernels_dump,
             config::nvme_config_space_matches_the_kernels_dump,
             config::command_register_keeps_only_qemus_writable_bits,
