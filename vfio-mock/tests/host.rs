@@ -323,3 +323,45 @@ fn builder_mistakes_are_errors_not_panics() {
         .build();
     assert!(dup.unwrap_err().to_string().contains("two devices"));
 }
+
+/// The simulated hugetlb pool: huge pages while enough are free, held by a
+/// DMA mapping after the memory handle is dropped (the kernel's pin), and
+/// free again once it is unmapped.
+#[test]
+fn huge_pages_come_from_the_hosts_pool_and_a_mapping_holds_them() {
+    use vfio_core::{DmaFlags, DmaMemory, HUGE_PAGE_SIZE, HugePages};
+    let host = profiles::qemu_guest().hugetlb_pages(2).build().unwrap();
+    let b = host.backend();
+    let o = open(&b, profiles::edu_address());
+    let mem = b.alloc_dma_with(4096, HugePages::Require).unwrap();
+    assert_eq!(
+        (mem.page_size(), mem.len()),
+        (HUGE_PAGE_SIZE, HUGE_PAGE_SIZE)
+    );
+    o.container
+        .map_dma(&mem, 0, HUGE_PAGE_SIZE as u64, 0x20_0000, DmaFlags::READ)
+        .unwrap();
+    drop(mem);
+    let e = b
+        .alloc_dma_with(2 * HUGE_PAGE_SIZE, HugePages::Require)
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.errno()),
+        (ErrorKind::NoSpace, Some(Errno::ENOMEM))
+    );
+    let base = b
+        .alloc_dma_with(2 * HUGE_PAGE_SIZE, HugePages::Prefer)
+        .unwrap();
+    assert_eq!(base.page_size(), 4096);
+    assert_eq!(
+        o.container
+            .unmap_dma(0x20_0000, HUGE_PAGE_SIZE as u64)
+            .unwrap(),
+        HUGE_PAGE_SIZE as u64
+    );
+    let two = b
+        .alloc_dma_with(2 * HUGE_PAGE_SIZE, HugePages::Require)
+        .unwrap();
+    assert_eq!(two.page_size(), HUGE_PAGE_SIZE);
+    host.assert_faults_consumed();
+}
