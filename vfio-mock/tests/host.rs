@@ -338,8 +338,10 @@ fn huge_pages_come_from_the_hosts_pool_and_a_mapping_holds_them() {
         (mem.page_size(), mem.len()),
         (HUGE_PAGE_SIZE, HUGE_PAGE_SIZE)
     );
+    // The raw call: the mapping the kernel holds, not a DmaMapping, keeps
+    // the pages once the memory handle is gone.
     o.container
-        .map_dma(&mem, 0, HUGE_PAGE_SIZE as u64, 0x20_0000, DmaFlags::READ)
+        .map_dma_raw(&mem, 0, HUGE_PAGE_SIZE as u64, 0x20_0000, DmaFlags::READ)
         .unwrap();
     drop(mem);
     let e = b
