@@ -268,8 +268,14 @@ impl<B: VfioBackend> Edu<B> {
         let iova = mapping.iova();
         let result = (|| -> Result<Vec<u8>, EduError> {
             mem.write_at(0, data)?;
+            // The data must reach memory before the command register
+            // starts the device reading it (Linux's wmb() before writel()).
+            mem.wmb();
             self.transfer(iova, DMA_BUFFER, data.len(), false)?;
             self.transfer(DMA_BUFFER, iova + page as u64, data.len(), true)?;
+            // The completion interrupt says the device has written the
+            // page: read it only after that (rmb()).
+            mem.rmb();
             let mut back = vec![0u8; data.len()];
             mem.read_at(page, &mut back)?;
             Ok(back)
