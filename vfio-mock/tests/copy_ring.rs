@@ -221,8 +221,8 @@ impl<B: VfioBackend> CopyDriver<B> {
             .write_at(slot as usize * DESCRIPTOR, &d)?;
         self.tail = (self.tail + 1) % self.entries;
         // The descriptor must be in memory before the device can see the
-        // doorbell: order the stores before the register write.
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+        // doorbell: wmb() orders DMA-memory stores before the MMIO store.
+        self.ring.memory().wmb();
         self.bar.write_u32(regs::TAIL, self.tail)?;
         Ok(slot)
     }
@@ -230,13 +230,12 @@ impl<B: VfioBackend> CopyDriver<B> {
     /// What the device says of `slot`, from its done flag (not from the
     /// interrupt, which may come first): `None` while it is not done.
     pub fn poll(&self, slot: u32) -> vfio_core::Result<Option<Copied>> {
-        let mut flags = [0u8; 4];
-        self.ring
+        // An acquire load: what the device wrote before the flag is visible
+        // after it (the load, then dma_rmb()).
+        let flags = self
+            .ring
             .memory()
-            .read_at(slot as usize * DESCRIPTOR + 20, &mut flags)?;
-        let flags = u32::from_le_bytes(flags);
-        // Read what the device wrote only after seeing its done flag.
-        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            .load_acquire_u32(slot as usize * DESCRIPTOR + 20)?;
         Ok(match (flags & DONE != 0, flags & FAULTED != 0) {
             (false, _) => None,
             (true, false) => Some(Copied::Done),
