@@ -23,6 +23,11 @@ pub trait HostControl: Send + Sync + Debug {
     /// oldest first. A case takes the list before and after a DMA and looks
     /// at what was added.
     fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>>;
+
+    /// Sets the host's pool of reserved 2 MiB hugetlb pages to `pages`
+    /// (`/proc/sys/vm/nr_hugepages`) and returns how many it now has: the
+    /// kernel may give fewer than asked.
+    fn reserve_huge_pages(&self, pages: u64) -> Result<u64>;
 }
 
 /// A DMA remapping fault as an administrator sees it: intel-iommu prints
@@ -93,6 +98,10 @@ impl HostControl for NoHostControl {
     fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>> {
         bail!("this host's kernel log is not the suite's to read")
     }
+
+    fn reserve_huge_pages(&self, _pages: u64) -> Result<u64> {
+        bail!("this host's hugetlb pool is not the suite's to change")
+    }
 }
 
 /// The real kernel's sysfs: `remove`, `rescan`, `driver_override` and
@@ -102,18 +111,21 @@ impl HostControl for NoHostControl {
 pub struct SysfsHostControl {
     pci: PathBuf,
     kmsg: PathBuf,
+    nr_hugepages: PathBuf,
 }
 
 /// How long a rescan may take to bring a device back and bind it.
 const RESCAN_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl SysfsHostControl {
-    /// Controls the devices under `sysfs` (normally `/sys`) and reads the
-    /// kernel log from `kmsg` (normally `/dev/kmsg`).
-    pub fn new(sysfs: &Path, kmsg: &Path) -> Self {
+    /// Controls the devices under `sysfs` (normally `/sys`), reads the
+    /// kernel log from `kmsg` (normally `/dev/kmsg`) and sizes the hugetlb
+    /// pool under `procfs` (normally `/proc`).
+    pub fn new(sysfs: &Path, kmsg: &Path, procfs: &Path) -> Self {
         Self {
             pci: sysfs.join("bus/pci"),
             kmsg: kmsg.to_owned(),
+            nr_hugepages: procfs.join("sys/vm/nr_hugepages"),
         }
     }
 
@@ -203,6 +215,15 @@ impl HostControl for SysfsHostControl {
             std::fs::read_link(dir.join("iommu_group")).context("the device has no IOMMU group")?;
         let node = Path::new("/dev/vfio").join(group.file_name().unwrap_or_default());
         Self::wait_for("its /dev/vfio node did not appear", || node.exists())
+    }
+
+    fn reserve_huge_pages(&self, pages: u64) -> Result<u64> {
+        Self::write(&self.nr_hugepages, &pages.to_string())?;
+        let now = std::fs::read_to_string(&self.nr_hugepages)
+            .with_context(|| format!("reading {}", self.nr_hugepages.display()))?;
+        now.trim()
+            .parse()
+            .with_context(|| format!("{} reads {now:?}", self.nr_hugepages.display()))
     }
 
     fn iommu_faults(&self) -> Result<Vec<IommuFaultRecord>> {

@@ -42,6 +42,10 @@ impl crate::HostControl for MockHostControl {
     }
 
     /// The host's fault log ([`MockHost::iommu_faults`](vfio_mock::MockHost::iommu_faults)).
+    fn reserve_huge_pages(&self, pages: u64) -> Result<u64> {
+        Ok(self.0.reserve_hugetlb_pages(pages))
+    }
+
     fn iommu_faults(&self) -> Result<Vec<crate::host_control::IommuFaultRecord>> {
         Ok(self
             .0

@@ -448,6 +448,16 @@ impl MockHost {
         self.inner.scheduler.pending()
     }
 
+    /// Sets the host's pool of reserved 2 MiB hugetlb pages to `pages` in
+    /// all, as writing `/proc/sys/vm/nr_hugepages` does (pages DMA memory
+    /// holds stay held, so the pool never shrinks below them), and returns
+    /// its size. The builder's [`hugetlb_pages`](MockHostBuilder::hugetlb_pages)
+    /// sets the size it starts with.
+    pub fn reserve_hugetlb_pages(&self, pages: u64) -> u64 {
+        let pages = usize::try_from(pages).unwrap_or(usize::MAX);
+        self.inner.hugetlb.resize(pages) as u64
+    }
+
     /// The DMA remapping faults since the host was built, oldest first:
     /// what intel-iommu prints to the kernel log as `DMAR: [DMA Read
     /// NO_PASID] Request device [00:02.0] fault addr 0x100000 [fault

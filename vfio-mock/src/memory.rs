@@ -24,6 +24,8 @@ pub(crate) const PAGE_SIZE: usize = 4096;
 #[derive(Debug, Default)]
 pub(crate) struct HugetlbPool {
     free: AtomicUsize,
+    /// Changes of the pool's size, against takes and gives.
+    resize: parking_lot::Mutex<usize>,
 }
 
 impl HugetlbPool {
@@ -31,7 +33,29 @@ impl HugetlbPool {
     pub(crate) fn new(pages: usize) -> Self {
         Self {
             free: AtomicUsize::new(pages),
+            resize: parking_lot::Mutex::new(pages),
         }
+    }
+
+    /// Sets the pool to `pages` pages in all, as writing
+    /// `/proc/sys/vm/nr_hugepages` does: pages in use stay in use, so the
+    /// pool never shrinks below them. Returns the pool's size.
+    pub(crate) fn resize(&self, pages: usize) -> usize {
+        let mut total = self.resize.lock();
+        let old_total = *total;
+        // From the free count as it is at the swap, so a page taken or
+        // given meanwhile is counted once.
+        let new_free = |free: usize| {
+            let in_use = old_total.saturating_sub(free);
+            pages.max(in_use) - in_use
+        };
+        let free = self
+            .free
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |f| Some(new_free(f)))
+            .unwrap_or_else(|f| f);
+        let in_use = old_total.saturating_sub(free);
+        *total = pages.max(in_use);
+        *total
     }
 
     /// Takes `pages` pages if that many are free.
@@ -254,6 +278,20 @@ impl DmaMemory for MockDmaMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hugetlb_pool_resizes_around_the_pages_in_use() {
+        let pool = HugetlbPool::new(2);
+        assert!(pool.take(1));
+        // Shrinking below the page in use keeps it.
+        assert_eq!(pool.resize(0), 1);
+        assert_eq!(pool.free(), 0);
+        assert!(!pool.take(1));
+        assert_eq!(pool.resize(3), 3);
+        assert_eq!(pool.free(), 2);
+        assert!(pool.take(2));
+        assert_eq!(pool.free(), 0);
+    }
 
     #[test]
     fn memory_rounds_up_to_a_page_and_checks_bounds() {

@@ -24,6 +24,7 @@ fn main() {
     let host: Arc<dyn HostControl> = Arc::new(SysfsHostControl::new(
         Path::new("/sys"),
         Path::new("/dev/kmsg"),
+        Path::new("/proc"),
     ));
     let factory = || {
         Ok(Env::new(LinuxBackend::new())

@@ -385,3 +385,85 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
     )?;
     Ok(())
 }
+
+/// DMA memory in 2 MiB hugetlb pages, where the host has them reserved: with
+/// none reserved, asking for them is ENOMEM; with two reserved, the memory
+/// reports 2 MiB pages, an allocator maps it at a 2 MiB-aligned IOVA, and
+/// edu's DMA engine reads and writes it through the IOMMU.
+pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    use edu::{DMA_BUFFER, DMA_IOVA, DMA_IOVA_LAST, regs};
+    use vfio_core::{Device, DmaMemory, HUGE_PAGE_SIZE, HugePages, MappedRegion, region};
+    /// Gives the pages back when the case ends, however it ends.
+    struct Unreserve(Arc<dyn crate::HostControl>);
+    impl Drop for Unreserve {
+        fn drop(&mut self) {
+            let _ = self.0.reserve_huge_pages(0);
+        }
+    }
+    const START: u64 = 0x1;
+    const TO_RAM: u64 = 0x2;
+    let huge = HUGE_PAGE_SIZE;
+
+    if env.host.reserve_huge_pages(0).is_err() {
+        return Err(crate::not_applicable(
+            "this host's hugetlb pool is not the suite's to change",
+        ));
+    }
+    let _unreserve = Unreserve(env.host.clone());
+    expect_error(
+        "2 MiB pages with none reserved",
+        env.backend.alloc_dma_with(huge, HugePages::Require),
+        ErrorKind::NoSpace,
+        Some(Errno::ENOMEM),
+    )?;
+    let reserved = env.host.reserve_huge_pages(2)?;
+    ensure!(reserved == 2, "{reserved} hugetlb pages reserved, not 2");
+    let mem = env.backend.alloc_dma_with(huge, HugePages::Require)?;
+    ensure!(
+        (mem.page_size(), mem.len()) == (huge, huge),
+        "page size {:#x}, length {:#x}",
+        mem.page_size(),
+        mem.len()
+    );
+
+    let o = env.open_edu()?;
+    o.device.set_bus_master(true)?;
+    let bar0 = o.device.map_region(region::BAR0)?;
+    let iovas = IovaAllocator::new(
+        &o.container.iommu_info()?,
+        IovaOptions {
+            window: DMA_IOVA..=DMA_IOVA_LAST,
+            ..IovaOptions::default()
+        },
+    )?;
+    let mapping = o.container.map_dma_in(&iovas, &mem, 0, huge as u64, RW)?;
+    let iova = mapping.iova();
+    ensure!(iova % huge as u64 == 0, "mapped at {iova:#x}");
+    let pattern: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(7)).collect();
+    mem.write_at(0x1000, &pattern)?;
+    let run = |src: u64, dst: u64, cmd: u64| -> Result<()> {
+        bar0.write_u64(regs::DMA_SRC, src)?;
+        bar0.write_u64(regs::DMA_DST, dst)?;
+        bar0.write_u64(regs::DMA_COUNT, pattern.len() as u64)?;
+        mem.wmb();
+        bar0.write_u64(regs::DMA_CMD, START | cmd)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while bar0.read_u64(regs::DMA_CMD)? & START != 0 {
+            ensure!(std::time::Instant::now() < deadline, "DMA did not finish");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        mem.rmb();
+        Ok(())
+    };
+    // Into the device from the first 4 KiB page's worth, back out 1 MiB in.
+    run(iova + 0x1000, DMA_BUFFER, 0)?;
+    run(DMA_BUFFER, iova + 0x10_0000, TO_RAM)?;
+    let mut back = vec![0u8; pattern.len()];
+    mem.read_at(0x10_0000, &mut back)?;
+    ensure!(
+        back == pattern,
+        "the round trip through huge pages changed the data"
+    );
+    ensure!(mapping.unmap()? == huge as u64, "unmap");
+    Ok(())
+}

@@ -108,6 +108,7 @@ macro_rules! for_each_case {
             device::bar_io_at_the_end_or_in_an_absent_region_is_invalid,
             dma::dma_map_past_the_buffer_faults,
             dma::device_dma_round_trips_typed_values_between_barriers,
+            dma::huge_page_backed_dma_memory_is_mapped_and_used,
             config::edu_config_space_matches_the_kernels_dump,
             config::nvme_config_space_matches_the_kernels_dump,
             config::command_register_keeps_only_qemus_writable_bits,
