@@ -1,5 +1,6 @@
 //! DMA mapping behaviours.
 
+use crate::cases::dma_fault::edu_dma;
 use crate::{Env, expect_error};
 use anyhow::{Context, Result, ensure};
 use std::sync::Arc;
@@ -319,11 +320,8 @@ pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBacke
 pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
-    use edu::{DMA_BUFFER, regs};
-    use vfio_core::{Device, DmaMemory, HugePages, MappedRegion, region};
+    use vfio_core::{Device, DmaMemory, HugePages, region};
     const IOVA: u64 = 0x60_0000;
-    const START: u64 = 0x1;
-    const TO_RAM: u64 = 0x2;
 
     let o = env.open_edu()?;
     o.device.set_bus_master(true)?;
@@ -342,22 +340,12 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
     mem.write_u8(14, 0x5a)?;
     mem.write_obj(16, &[0x1111_2222_3333_4444u64, 0x5555_6666_7777_8888])?;
     mem.store_release_u32(32, 1)?;
-    let run = |src: u64, dst: u64, cmd: u64| -> Result<()> {
-        bar0.write_u64(regs::DMA_SRC, src)?;
-        bar0.write_u64(regs::DMA_DST, dst)?;
-        bar0.write_u64(regs::DMA_COUNT, 36)?;
-        mem.wmb();
-        bar0.write_u64(regs::DMA_CMD, START | cmd)?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while bar0.read_u64(regs::DMA_CMD)? & START != 0 {
-            ensure!(std::time::Instant::now() < deadline, "DMA did not finish");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        mem.rmb();
-        Ok(())
-    };
-    run(IOVA, DMA_BUFFER, 0)?;
-    run(DMA_BUFFER, IOVA + 0x1000, TO_RAM)?;
+    // wmb() before the command register starts the device reading, rmb()
+    // after it says the device has written.
+    mem.wmb();
+    edu_dma(&bar0, IOVA, 0, 36, false)?;
+    edu_dma(&bar0, IOVA + 0x1000, 0, 36, true)?;
+    mem.rmb();
     ensure!(mapping.unmap()? == 0x2000, "unmap");
     let back = 0x1000;
     ensure!(mem.read_u64(back)? == 0x0102_0304_0506_0708, "u64");
@@ -391,8 +379,8 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
 /// reports 2 MiB pages, an allocator maps it at a 2 MiB-aligned IOVA, and
 /// edu's DMA engine reads and writes it through the IOMMU.
 pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    use edu::{DMA_BUFFER, DMA_IOVA, DMA_IOVA_LAST, regs};
-    use vfio_core::{Device, DmaMemory, HUGE_PAGE_SIZE, HugePages, MappedRegion, region};
+    use edu::{DMA_IOVA, DMA_IOVA_LAST};
+    use vfio_core::{Device, DmaMemory, HUGE_PAGE_SIZE, HugePages, region};
     /// Gives the pages back when the case ends, however it ends.
     struct Unreserve(Arc<dyn crate::HostControl>);
     impl Drop for Unreserve {
@@ -400,8 +388,6 @@ pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<
             let _ = self.0.reserve_huge_pages(0);
         }
     }
-    const START: u64 = 0x1;
-    const TO_RAM: u64 = 0x2;
     let huge = HUGE_PAGE_SIZE;
 
     if env.host.reserve_huge_pages(0).is_err() {
@@ -441,23 +427,11 @@ pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<
     ensure!(iova % huge as u64 == 0, "mapped at {iova:#x}");
     let pattern: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(7)).collect();
     mem.write_at(0x1000, &pattern)?;
-    let run = |src: u64, dst: u64, cmd: u64| -> Result<()> {
-        bar0.write_u64(regs::DMA_SRC, src)?;
-        bar0.write_u64(regs::DMA_DST, dst)?;
-        bar0.write_u64(regs::DMA_COUNT, pattern.len() as u64)?;
-        mem.wmb();
-        bar0.write_u64(regs::DMA_CMD, START | cmd)?;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while bar0.read_u64(regs::DMA_CMD)? & START != 0 {
-            ensure!(std::time::Instant::now() < deadline, "DMA did not finish");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        mem.rmb();
-        Ok(())
-    };
     // Into the device from the first 4 KiB page's worth, back out 1 MiB in.
-    run(iova + 0x1000, DMA_BUFFER, 0)?;
-    run(DMA_BUFFER, iova + 0x10_0000, TO_RAM)?;
+    mem.wmb();
+    edu_dma(&bar0, iova + 0x1000, 0, pattern.len() as u64, false)?;
+    edu_dma(&bar0, iova + 0x10_0000, 0, pattern.len() as u64, true)?;
+    mem.rmb();
     let mut back = vec![0u8; pattern.len()];
     mem.read_at(0x10_0000, &mut back)?;
     ensure!(

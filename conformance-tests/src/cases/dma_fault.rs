@@ -3,19 +3,16 @@
 
 use crate::{Env, IommuFaultRecord, not_applicable};
 use anyhow::{Context, Result, bail, ensure};
+use edu::DMA_BUFFER as EDU_BUFFER;
+use edu::regs::{DMA_CMD, DMA_COUNT, DMA_DST, DMA_SRC};
 use std::time::{Duration, Instant};
 use vfio_core::{Container, Device, DmaFlags, DmaMemory, MappedRegion, VfioBackend, region};
 
 const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 
-/// edu's DMA registers and its buffer's device address.
-const DMA_SRC: u64 = 0x80;
-const DMA_DST: u64 = 0x88;
-const DMA_COUNT: u64 = 0x90;
-const DMA_CMD: u64 = 0x98;
+/// edu's DMA command bits (its registers and buffer are the edu driver's).
 const CMD_RUN: u32 = 1;
 const CMD_TO_RAM: u32 = 2;
-const EDU_BUFFER: u64 = 0x4_0000;
 
 /// VT-d fault reasons: a write or a read through an entry that lacks the
 /// permission (an unmapped IOVA has none).
@@ -28,7 +25,13 @@ const FAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs one edu DMA of `count` bytes between `iova` and offset `at` of the
 /// device's buffer (`to_ram`: device to memory) and waits for the engine to
 /// finish, polling the command register (no interrupt is asked for).
-fn edu_dma<R: MappedRegion>(bar0: &R, iova: u64, at: u64, count: u64, to_ram: bool) -> Result<()> {
+pub(crate) fn edu_dma<R: MappedRegion>(
+    bar0: &R,
+    iova: u64,
+    at: u64,
+    count: u64,
+    to_ram: bool,
+) -> Result<()> {
     let (src, dst) = if to_ram {
         (EDU_BUFFER + at, iova)
     } else {
