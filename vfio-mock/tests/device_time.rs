@@ -95,20 +95,34 @@ fn address() -> vfio_core::PciAddress {
     vfio_core::PciAddress::new(0, 0, 4, 0).unwrap()
 }
 
-#[test]
-fn deferred_work_dmas_and_raises_msix_after_the_write_returns() {
-    let (host, done) = host(When::Deferred, false);
-    let b = host.backend();
-    let o = open(&b, address());
+/// The device opened as a driver would: bus mastering on, a page of DMA
+/// memory mapped at IOVA 0x10_0000 (until the container goes with `o`), MSI-X vector 0 bound
+/// to `irq`, BAR0 mapped.
+fn driven(
+    b: &vfio_mock::MockBackend,
+) -> (
+    common::Opened,
+    vfio_mock::MockDmaMemory,
+    vfio_core::EventFdInterrupt,
+    vfio_mock::MockRegion,
+) {
+    let o = open(b, address());
     o.device.set_bus_master(true).unwrap();
     let mem = b.alloc_dma(0x1000).unwrap();
-    let _mapped1 = o
-        .container
-        .map_dma(&mem, 0, 0x1000, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)
+    o.container
+        .map_dma_raw(&mem, 0, 0x1000, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)
         .unwrap();
     let irq = b.new_interrupt().unwrap();
     o.device.enable_interrupts(IrqIndex::MSIX, &[&irq]).unwrap();
     let bar = o.device.map_region(0).unwrap();
+    (o, mem, irq, bar)
+}
+
+#[test]
+fn deferred_work_dmas_and_raises_msix_after_the_write_returns() {
+    let (host, done) = host(When::Deferred, false);
+    let b = host.backend();
+    let (_o, mem, irq, bar) = driven(&b);
     for v in 1..=3u64 {
         bar.write_u64(0, v).unwrap();
         assert!(irq.wait(Some(SOON)).unwrap().is_some(), "completion {v}");
@@ -127,16 +141,7 @@ fn deferred_work_dmas_and_raises_msix_after_the_write_returns() {
 fn scheduled_work_runs_when_virtual_time_reaches_it_in_deadline_order() {
     let (host, done) = host(When::After(Duration::from_millis(10)), false);
     let b = host.backend();
-    let o = open(&b, address());
-    o.device.set_bus_master(true).unwrap();
-    let mem = b.alloc_dma(0x1000).unwrap();
-    let _mapped2 = o
-        .container
-        .map_dma(&mem, 0, 0x1000, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)
-        .unwrap();
-    let irq = b.new_interrupt().unwrap();
-    o.device.enable_interrupts(IrqIndex::MSIX, &[&irq]).unwrap();
-    let bar = o.device.map_region(0).unwrap();
+    let (_o, _mem, irq, bar) = driven(&b);
     let start = host.clock().now();
     bar.write_u64(0, 1).unwrap();
     // A second, faster command overtakes the first.
