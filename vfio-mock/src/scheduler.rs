@@ -4,6 +4,10 @@
 //!
 //! Each device has at most one worker thread, started by its first
 //! `defer`; jobs run on it one at a time, in the order they were deferred.
+//! An idle worker looks for its next job for [`WORKER_SPIN`] (yielding its
+//! CPU as it looks) before it sleeps, so a driver that rings the next
+//! doorbell as soon as a completion wakes it does not wait for the worker
+//! to wake too.
 //! Timers are the host's: they run on the thread that calls
 //! [`MockHost::advance`](crate::MockHost::advance) or
 //! [`MockHost::run_until_idle`](crate::MockHost::run_until_idle), in
@@ -24,9 +28,10 @@ use crate::pci_device::PciDevice;
 use parking_lot::{Condvar, Mutex};
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A piece of device work.
 pub(crate) type Work = Box<dyn FnOnce(&DeviceContext<'_>) + Send>;
@@ -76,15 +81,15 @@ struct State {
     /// By (deadline, sequence number).
     timers: BTreeMap<(Duration, u64), Timer>,
     next: u64,
-    /// Deferred jobs queued or running, over all devices.
-    deferred: usize,
 }
 
 /// The host's timers and its count of deferred jobs.
 pub(crate) struct Scheduler {
     clock: Arc<MockClock>,
     state: Mutex<State>,
-    /// Signalled when `deferred` drops to 0.
+    /// Deferred jobs queued or running, over all devices.
+    deferred: AtomicUsize,
+    /// Signalled, under `state`'s lock, when `deferred` drops to 0.
     idle: Condvar,
     /// Panics caught in device work.
     pub(crate) errors: Mutex<Vec<String>>,
@@ -95,7 +100,7 @@ impl std::fmt::Debug for Scheduler {
         let s = self.state.lock();
         f.debug_struct("Scheduler")
             .field("timers", &s.timers.len())
-            .field("deferred", &s.deferred)
+            .field("deferred", &self.deferred.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -105,6 +110,7 @@ impl Scheduler {
         Self {
             clock,
             state: Mutex::new(State::default()),
+            deferred: AtomicUsize::new(0),
             idle: Condvar::new(),
             errors: Mutex::new(Vec::new()),
         }
@@ -155,8 +161,8 @@ impl Scheduler {
 
     /// Timers not yet run and deferred jobs not yet finished.
     pub(crate) fn pending(&self) -> (usize, usize) {
-        let s = self.state.lock();
-        (s.timers.len(), s.deferred)
+        let timers = self.state.lock().timers.len();
+        (timers, self.deferred.load(Ordering::Acquire))
     }
 
     /// Takes the earliest timer due at or before `until` (any, if `None`).
@@ -205,7 +211,8 @@ impl Scheduler {
         loop {
             {
                 let mut s = self.state.lock();
-                self.idle.wait_while(&mut s, |s| s.deferred > 0);
+                self.idle
+                    .wait_while(&mut s, |_| self.deferred.load(Ordering::Acquire) > 0);
             }
             let Some((at, t)) = self.take_due(None) else {
                 return ran;
@@ -216,13 +223,22 @@ impl Scheduler {
     }
 
     fn job_queued(&self) {
-        self.state.lock().deferred += 1;
+        self.deferred.fetch_add(1, Ordering::Relaxed);
     }
 
     fn job_done(&self) {
-        let mut s = self.state.lock();
-        s.deferred = s.deferred.saturating_sub(1);
-        if s.deferred == 0 {
+        self.jobs_dropped(1);
+    }
+
+    /// `n` deferred jobs finished or were dropped unrun.
+    fn jobs_dropped(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.deferred.fetch_sub(n, Ordering::AcqRel) == n {
+            // Taken so a waiter between its check and its wait cannot miss
+            // the signal.
+            let _s = self.state.lock();
             self.idle.notify_all();
         }
     }
@@ -234,12 +250,97 @@ struct Job {
     work: Work,
 }
 
+/// How long an idle worker keeps looking for its next job before it goes
+/// to sleep.
+///
+/// A driver that waits for each completion before it rings the next
+/// doorbell (queue depth 1) rings it a thread wake-up after the completion:
+/// a few microseconds. A worker still looking then starts the job at once,
+/// instead of paying a second wake-up of its own, which is what makes a
+/// deferred completion cost about what a real device's does against the
+/// driver's own wake-up. The window is short, and the worker yields its CPU
+/// while it looks, so an idle device costs nothing once the window ends.
+pub(crate) const WORKER_SPIN: Duration = Duration::from_micros(50);
+
+/// The queue between a device and its worker thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when a job arrives for a sleeping worker, or the queue
+    /// closes.
+    ready: Condvar,
+    /// Jobs queued and not yet taken, readable without the lock.
+    queued: AtomicUsize,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// The device is gone: the worker ends, dropping what is left.
+    closed: bool,
+    /// The worker waits on `ready`.
+    sleeping: bool,
+}
+
+impl Queue {
+    fn push(&self, job: Job) {
+        let mut s = self.state.lock();
+        s.jobs.push_back(job);
+        self.queued.fetch_add(1, Ordering::Release);
+        if s.sleeping {
+            self.ready.notify_one();
+        }
+    }
+
+    fn close(&self) {
+        let jobs = {
+            let mut s = self.state.lock();
+            s.closed = true;
+            self.ready.notify_one();
+            std::mem::take(&mut s.jobs)
+        };
+        // Dropped with no lock held: the work may own anything.
+        drop(jobs);
+    }
+
+    /// The next job, looking for [`WORKER_SPIN`] before sleeping; `None`
+    /// once the queue is closed.
+    fn next(&self) -> Option<Job> {
+        let start = Instant::now();
+        let mut spins = 0u32;
+        while self.queued.load(Ordering::Acquire) == 0 {
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 {
+                if start.elapsed() >= WORKER_SPIN {
+                    break;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let mut s = self.state.lock();
+        loop {
+            if s.closed {
+                return None;
+            }
+            if let Some(job) = s.jobs.pop_front() {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                return Some(job);
+            }
+            s.sleeping = true;
+            self.ready.wait(&mut s);
+            s.sleeping = false;
+        }
+    }
+}
+
 /// A device's worker thread, started by its first deferred job. Dropping
-/// it (with the device) closes its queue and joins the thread, which drops
-/// the jobs left without running them (the device is gone).
+/// it (with the device) closes its queue, dropping the jobs left without
+/// running them (the device is gone), and joins the thread.
 #[derive(Default)]
 pub(crate) struct Worker {
-    state: Mutex<Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>>,
+    state: Mutex<Option<(Arc<Queue>, std::thread::JoinHandle<()>)>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -262,32 +363,29 @@ impl Worker {
         let mut state = self.state.lock();
         scheduler.job_queued();
         let job = Job { epoch, work };
-        let job = match state.as_ref() {
-            Some((tx, _)) => match tx.send(job) {
-                Ok(()) => return,
-                Err(mpsc::SendError(job)) => job,
-            },
-            None => job,
-        };
-        // No thread yet (or it could not take the job): start one.
-        let (tx, rx) = mpsc::channel::<Job>();
+        if let Some((queue, _)) = state.as_ref() {
+            queue.push(job);
+            return;
+        }
+        // No thread yet: start one.
+        let queue = Arc::new(Queue::default());
         let weak = device.clone();
         let sched = scheduler.clone();
+        let theirs = queue.clone();
         let spawned = std::thread::Builder::new()
             .name("vfio-mock-device".into())
             .spawn(move || {
-                for job in rx {
+                while let Some(job) = theirs.next() {
                     run_work(&weak, job.epoch, job.work, &sched.errors);
                     sched.job_done();
                 }
+                // Jobs dropped unrun by `close` are done too.
+                sched.jobs_dropped(theirs.queued.swap(0, Ordering::Relaxed));
             });
         match spawned {
             Ok(handle) => {
-                // The new thread's queue is empty and its receiver alive.
-                let _ = tx.send(job);
-                // A thread that could not take a job has ended (or is
-                // ending): it is not joined here, under the lock.
-                drop(state.replace((tx, handle)));
+                queue.push(job);
+                *state = Some((queue, handle));
             }
             Err(e) => {
                 scheduler.job_done();
@@ -302,8 +400,8 @@ impl Worker {
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        if let Some((tx, handle)) = self.state.get_mut().take() {
-            drop(tx);
+        if let Some((queue, handle)) = self.state.get_mut().take() {
+            queue.close();
             // The device's last reference may go on its own worker, in a
             // job: that thread ends by itself once the job returns.
             if handle.thread().id() != std::thread::current().id() {
