@@ -28,6 +28,11 @@ pub trait HostControl: Send + Sync + Debug {
     /// (`/proc/sys/vm/nr_hugepages`) and returns how many it now has: the
     /// kernel may give fewer than asked.
     fn reserve_huge_pages(&self, pages: u64) -> Result<u64>;
+
+    /// Called before a case makes a device DMA that the IOMMU will refuse:
+    /// waits, where the host's log is rate-limited, until the fault's
+    /// record is sure to be printed. No wait by default.
+    fn pace_fault(&self) {}
 }
 
 /// A DMA remapping fault as an administrator sees it: intel-iommu prints
@@ -112,7 +117,18 @@ pub struct SysfsHostControl {
     pci: PathBuf,
     kmsg: PathBuf,
     nr_hugepages: PathBuf,
+    /// When the latest faults were paced, oldest first.
+    faults: parking_lot::Mutex<std::collections::VecDeque<Instant>>,
 }
+
+/// intel-iommu rate-limits its fault messages: ten in any 5 s window
+/// (the printk ratelimit defaults), and each fault takes three of them (the
+/// status line, the record, the check that ends its loop). So at most
+/// three faults may fall in any window this long (with a margin) for every
+/// record to reach the log.
+const FAULT_WINDOW: Duration = Duration::from_millis(5_500);
+/// Faults that may fall in one [`FAULT_WINDOW`].
+const FAULTS_PER_WINDOW: usize = 3;
 
 /// How long a rescan may take to bring a device back and bind it.
 const RESCAN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -126,6 +142,7 @@ impl SysfsHostControl {
             pci: sysfs.join("bus/pci"),
             kmsg: kmsg.to_owned(),
             nr_hugepages: procfs.join("sys/vm/nr_hugepages"),
+            faults: parking_lot::Mutex::default(),
         }
     }
 
@@ -182,6 +199,20 @@ impl SysfsHostControl {
 }
 
 impl HostControl for SysfsHostControl {
+    fn pace_fault(&self) {
+        let mut faults = self.faults.lock();
+        if faults.len() >= FAULTS_PER_WINDOW {
+            let oldest = faults[faults.len() - FAULTS_PER_WINDOW];
+            if let Some(wait) = FAULT_WINDOW.checked_sub(oldest.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        faults.push_back(Instant::now());
+        while faults.len() > FAULTS_PER_WINDOW {
+            faults.pop_front();
+        }
+    }
+
     fn remove(&self, device: &PciAddress) -> Result<()> {
         Self::write(
             &self

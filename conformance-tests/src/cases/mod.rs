@@ -129,6 +129,7 @@ macro_rules! for_each_case {
             decode::mapped_bar_access_after_a_reset_with_decode_off_is_eio,
             dma_fault::dma_through_an_unmapped_iova_faults_and_the_host_logs_it,
             dma_fault::dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest,
+            dma_fault::dma_write_through_a_read_only_mapping_faults_and_moves_nothing,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
