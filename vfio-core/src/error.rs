@@ -231,8 +231,17 @@ fn errno_detail(op: Operation, errno: Errno) -> Option<&'static str> {
 /// `Display` names the operation, the target and the detail; the errno or
 /// I/O error that caused it is the [`source`](std::error::Error::source), not
 /// repeated in the message.
+///
+/// The error is one pointer wide (its parts are boxed), so a `Result` of a
+/// register value or a `()` is returned in registers: a register access
+/// that succeeds pays nothing for the error it might have had.
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+const _: () = assert!(size_of::<Error>() == size_of::<usize>());
+
+#[derive(Debug)]
+struct Inner {
     op: Operation,
     kind: ErrorKind,
     target: Option<String>,
@@ -244,14 +253,14 @@ pub struct Error {
 impl Error {
     /// An error of `kind` with no underlying errno.
     pub fn new(op: Operation, kind: ErrorKind) -> Self {
-        Self {
+        Self(Box::new(Inner {
             op,
             kind,
             target: None,
             detail: None,
             errno: None,
             source: None,
-        }
+        }))
     }
 
     /// An error the kernel (or a backend imitating it) reported as `errno`,
@@ -262,12 +271,11 @@ impl Error {
     /// limit (`RLIMIT_MEMLOCK`). Replace it with [`with_detail`](Self::with_detail)
     /// if the caller knows better.
     pub fn from_errno(op: Operation, errno: Errno) -> Self {
-        Self {
-            errno: Some(errno),
-            source: Some(Box::new(errno)),
-            detail: errno_detail(op, errno).map(str::to_owned),
-            ..Self::new(op, ErrorKind::for_operation(op, errno))
-        }
+        let mut e = Self::new(op, ErrorKind::for_operation(op, errno));
+        e.0.errno = Some(errno);
+        e.0.source = Some(Box::new(errno));
+        e.0.detail = errno_detail(op, errno).map(str::to_owned);
+        e
     }
 
     /// An error from a failed file-system or other I/O call.
@@ -284,69 +292,68 @@ impl Error {
                 _ => ErrorKind::Io,
             },
         };
-        Self {
-            errno,
-            source: Some(Box::new(err)),
-            detail: errno.and_then(|e| errno_detail(op, e)).map(str::to_owned),
-            ..Self::new(op, kind)
-        }
+        let mut e = Self::new(op, kind);
+        e.0.errno = errno;
+        e.0.detail = errno.and_then(|e| errno_detail(op, e)).map(str::to_owned);
+        e.0.source = Some(Box::new(err));
+        e
     }
 
     /// Names what the operation was applied to (device, group, path).
     #[must_use]
     pub fn with_target(mut self, target: impl fmt::Display) -> Self {
-        self.target = Some(target.to_string());
+        self.0.target = Some(target.to_string());
         self
     }
 
     /// Adds a sentence on what exactly was wrong.
     #[must_use]
     pub fn with_detail(mut self, detail: impl fmt::Display) -> Self {
-        self.detail = Some(detail.to_string());
+        self.0.detail = Some(detail.to_string());
         self
     }
 
     /// Attaches an underlying cause (e.g. a parse error).
     #[must_use]
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Box::new(source));
+        self.0.source = Some(Box::new(source));
         self
     }
 
     /// The operation that failed.
     pub fn operation(&self) -> Operation {
-        self.op
+        self.0.op
     }
 
     /// What kind of failure this was.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The errno reported by the kernel (or imitated by a mock), if any.
     pub fn errno(&self) -> Option<Errno> {
-        self.errno
+        self.0.errno
     }
 
     /// What the operation was applied to, if recorded.
     pub fn target(&self) -> Option<&str> {
-        self.target.as_deref()
+        self.0.target.as_deref()
     }
 
     /// The detail sentence, if any.
     pub fn detail(&self) -> Option<&str> {
-        self.detail.as_deref()
+        self.0.detail.as_deref()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} failed", self.op)?;
-        if let Some(target) = &self.target {
+        write!(f, "{} failed", self.0.op)?;
+        if let Some(target) = &self.0.target {
             write!(f, " for {target}")?;
         }
-        write!(f, " ({})", self.kind)?;
-        if let Some(detail) = &self.detail {
+        write!(f, " ({})", self.0.kind)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
         Ok(())
@@ -355,7 +362,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }

@@ -16,6 +16,7 @@
 #![expect(unsafe_code)]
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
+use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
@@ -148,47 +149,17 @@ impl Mapping {
         self.ptr.as_ptr() as usize
     }
 
-    /// Reads a `T` at `offset`: one volatile load from a device region, an
-    /// atomic word load from RAM.
-    ///
-    /// # Panics
-    ///
-    /// Unless `offset + size_of::<T>() <= len` and `offset` is aligned to
-    /// `T`: callers check both first and turn a bad offset into an error.
+    /// Where a `T` at `offset` may be accessed: `Some` if the access lies
+    /// inside the mapping and is aligned to `T`, checked once here so that
+    /// the access through the returned [`At`] needs no check of its own.
     #[inline]
-    pub fn read<T: Primitive>(&self, offset: usize) -> T {
-        assert!(self.fits::<T>(offset), "unchecked mapping access");
-        if self.ram {
-            return T::load(self.words(), offset);
-        }
-        // SAFETY: `fits` shows the access lies inside the mapping and is aligned
-        // (the mapping is page-aligned); the mapping lives as long as `self`.
-        unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() }
-    }
-
-    /// Writes a `T` at `offset`: one volatile store to a device region, an
-    /// atomic store (or compare-exchange, for part of a word) to RAM.
-    ///
-    /// # Panics
-    ///
-    /// As [`read`](Self::read), and also if the range was mapped read-only
-    /// (callers refuse such writes with an error first).
-    #[inline]
-    pub fn write<T: Primitive>(&self, offset: usize, value: T) {
-        assert!(self.fits::<T>(offset), "unchecked mapping access");
-        assert!(self.writable, "write to a read-only mapping");
-        if self.ram {
-            return value.store(self.words(), offset);
-        }
-        // SAFETY: as in `read`, and the range is mapped writable (checked
-        // just above), so the store cannot fault.
-        unsafe {
-            self.ptr
-                .as_ptr()
-                .add(offset)
-                .cast::<T>()
-                .write_volatile(value)
-        }
+    pub fn at<T: Primitive>(&self, offset: u64) -> Option<At<'_, T>> {
+        let offset = usize::try_from(offset).ok()?;
+        self.fits::<T>(offset).then_some(At {
+            map: self,
+            offset,
+            value: PhantomData,
+        })
     }
 
     /// The range as atomic 64-bit words, covering at least `len` bytes.
@@ -219,6 +190,56 @@ impl Mapping {
     }
 }
 
+/// A `T`-sized access inside a [`Mapping`], bounds and alignment checked
+/// by [`Mapping::at`]: it can only be made for that mapping, and only
+/// while it is borrowed.
+#[derive(Debug)]
+pub struct At<'a, T> {
+    map: &'a Mapping,
+    offset: usize,
+    value: PhantomData<T>,
+}
+
+impl<T: Primitive> At<'_, T> {
+    /// One volatile load from a device region, an atomic word load from RAM.
+    #[inline]
+    pub fn read(self) -> T {
+        let m = self.map;
+        if m.ram {
+            return T::load(m.words(), self.offset);
+        }
+        // SAFETY: `Mapping::at` checked that the access lies inside the
+        // mapping and is aligned (the mapping is page-aligned); the mapping
+        // lives as long as the borrow `self` holds.
+        unsafe { m.ptr.as_ptr().add(self.offset).cast::<T>().read_volatile() }
+    }
+
+    /// One volatile store to a device region, an atomic store (or
+    /// compare-exchange, for part of a word) to RAM.
+    ///
+    /// # Panics
+    ///
+    /// If the range was mapped read-only (callers refuse such writes with
+    /// an error first).
+    #[inline]
+    pub fn write(self, value: T) {
+        let m = self.map;
+        assert!(m.writable, "write to a read-only mapping");
+        if m.ram {
+            return value.store(m.words(), self.offset);
+        }
+        // SAFETY: as in `read`, and the range is mapped writable (checked
+        // just above), so the store cannot fault.
+        unsafe {
+            m.ptr
+                .as_ptr()
+                .add(self.offset)
+                .cast::<T>()
+                .write_volatile(value)
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing else
@@ -235,15 +256,15 @@ mod tests {
     #[test]
     fn anonymous_mapping_is_zeroed_and_round_trips_every_width() {
         let m = Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap();
-        assert_eq!(m.read::<u64>(4088), 0);
-        m.write::<u8>(1, 0xab);
-        m.write::<u16>(2, 0xbeef);
-        m.write::<u32>(4, 0x1234_5678);
-        m.write::<u64>(8, 0x0102_0304_0506_0708);
-        assert_eq!(m.read::<u8>(1), 0xab);
-        assert_eq!(m.read::<u16>(2), 0xbeef);
-        assert_eq!(m.read::<u32>(4), 0x1234_5678);
-        assert_eq!(m.read::<u64>(8), 0x0102_0304_0506_0708);
+        assert_eq!(m.at::<u64>(4088).unwrap().read(), 0);
+        m.at::<u8>(1).unwrap().write(0xab);
+        m.at::<u16>(2).unwrap().write(0xbeef);
+        m.at::<u32>(4).unwrap().write(0x1234_5678);
+        m.at::<u64>(8).unwrap().write(0x0102_0304_0506_0708);
+        assert_eq!(m.at::<u8>(1).unwrap().read(), 0xab);
+        assert_eq!(m.at::<u16>(2).unwrap().read(), 0xbeef);
+        assert_eq!(m.at::<u32>(4).unwrap().read(), 0x1234_5678);
+        assert_eq!(m.at::<u64>(8).unwrap().read(), 0x0102_0304_0506_0708);
         let mut buf = [0u8; 4];
         words::read(m.words(), 4, &mut buf, Ordering::Relaxed);
         assert_eq!(buf, 0x1234_5678u32.to_le_bytes());
@@ -260,8 +281,8 @@ mod tests {
             false,
         )
         .unwrap();
-        assert_eq!(m.read::<u64>(0), 0);
-        m.write::<u32>(0, 1);
+        assert_eq!(m.at::<u64>(0).unwrap().read(), 0);
+        m.at::<u32>(0).unwrap().write(1);
     }
 
     /// Two threads copying into and out of one page of RAM through `&self`
@@ -290,8 +311,8 @@ mod tests {
                         }
                         words::read(m.words(), 1 + lane * 13, &mut buf, Ordering::Relaxed);
                         assert_eq!(buf, [v; 13]);
-                        m.write::<u16>(4094, 0xbeef);
-                        let _ = m.read::<u32>(4092);
+                        m.at::<u16>(4094).unwrap().write(0xbeef);
+                        let _ = m.at::<u32>(4092).unwrap().read();
                     }
                 })
             })
@@ -310,7 +331,7 @@ mod tests {
                 i + 1
             );
         }
-        assert_eq!(m.read::<u16>(4094), 0xbeef);
+        assert_eq!(m.at::<u16>(4094).unwrap().read(), 0xbeef);
     }
 
     #[test]
@@ -328,9 +349,12 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "unchecked mapping access")]
-    fn an_unchecked_access_past_the_end_panics_instead_of_touching_memory() {
+    fn an_access_past_the_end_or_misaligned_is_refused_before_touching_memory() {
         let m = Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap();
-        m.read::<u32>(4094);
+        assert!(m.at::<u32>(4094).is_none());
+        assert!(m.at::<u32>(4096).is_none());
+        assert!(m.at::<u16>(1).is_none());
+        assert!(m.at::<u64>(u64::MAX - 3).is_none());
+        assert!(m.at::<u32>(4092).is_some());
     }
 }
