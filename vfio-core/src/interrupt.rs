@@ -4,7 +4,9 @@ use crate::error::{Error, Operation, Result};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::eventfd::{EfdFlags, EventFd};
-use std::os::fd::{AsFd, BorrowedFd};
+use parking_lot::RwLock;
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// What a driver waits on for one interrupt vector.
@@ -32,12 +34,31 @@ pub struct EventFdInterrupt {
     fd: EventFd,
 }
 
+/// The fd numbers of every live [`EventFdInterrupt`].
+///
+/// An fd number is in the set exactly while the interrupt that owns it
+/// lives: it is added after `eventfd(2)` returns it and removed before the
+/// fd is closed, and under I/O safety nothing else closes an fd it does not
+/// own, so the number cannot name another file meanwhile.
+static LIVE: RwLock<BTreeSet<RawFd>> = parking_lot::const_rwlock(BTreeSet::new());
+
 impl EventFdInterrupt {
     /// Creates a new eventfd with a zero count.
     pub fn new() -> Result<Self> {
         let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|e| Error::from_errno(Operation::CreateInterrupt, e))?;
+        LIVE.write().insert(fd.as_fd().as_raw_fd());
         Ok(Self { fd })
+    }
+
+    /// True if `fd` is the eventfd of a live `EventFdInterrupt` (of this
+    /// process): then it is an eventfd, known without asking the kernel.
+    /// False says nothing: `fd` may be an eventfd made some other way.
+    ///
+    /// [`check_eventfds`](crate::check_eventfds) and the mock's `SET_IRQS`
+    /// use it to skip the `/proc/self` lookup each other fd costs.
+    pub fn is_live_eventfd(fd: BorrowedFd<'_>) -> bool {
+        LIVE.read().contains(&fd.as_raw_fd())
     }
 
     /// Adds one to the count, as a device firing the vector would.
@@ -46,6 +67,14 @@ impl EventFdInterrupt {
             .write(1)
             .map(drop)
             .map_err(|e| Error::from_errno(Operation::WaitInterrupt, e))
+    }
+}
+
+impl Drop for EventFdInterrupt {
+    fn drop(&mut self) {
+        // Before the fd closes (when the field drops, after this), so that
+        // a new fd given the same number is never taken for this one.
+        LIVE.write().remove(&self.fd.as_fd().as_raw_fd());
     }
 }
 
@@ -112,6 +141,23 @@ impl Interrupt for EventFdInterrupt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg_attr(miri, ignore = "eventfd is a syscall Miri does not model")]
+    fn only_a_live_interrupts_fd_is_known_as_an_eventfd() {
+        let irq = EventFdInterrupt::new().unwrap();
+        assert!(EventFdInterrupt::is_live_eventfd(irq.as_fd()));
+        // A duplicate is an eventfd too, but not one this type made.
+        let dup = irq.as_fd().try_clone_to_owned().unwrap();
+        assert!(!EventFdInterrupt::is_live_eventfd(dup.as_fd()));
+        drop(dup);
+        drop(irq);
+        // The number, reused by a file (the lowest free number usually is
+        // the one just closed, unless another test took it), is not taken
+        // for the old eventfd.
+        let file = tempfile::tempfile().unwrap();
+        assert!(!EventFdInterrupt::is_live_eventfd(file.as_fd()));
+    }
 
     #[test]
     #[cfg_attr(miri, ignore = "eventfd and poll are syscalls Miri does not model")]

@@ -67,6 +67,9 @@ fn check_eventfds_in(dir: &std::path::Path, fds: &[Option<BorrowedFd<'_>>]) -> c
     }
     for (i, fd) in fds.iter().enumerate() {
         let Some(fd) = fd else { continue };
+        if crate::EventFdInterrupt::is_live_eventfd(*fd) {
+            continue;
+        }
         let raw = fd.as_raw_fd();
         match std::fs::read_link(dir.join(raw.to_string())) {
             Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {}

@@ -154,21 +154,12 @@ impl CapKind {
 #[derive(Debug)]
 pub struct BuildError {
     message: String,
-    source: Option<std::io::Error>,
 }
 
 impl BuildError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            source: None,
-        }
-    }
-
-    pub(crate) fn io(message: impl Into<String>, source: std::io::Error) -> Self {
-        Self {
-            message: message.into(),
-            source: Some(source),
         }
     }
 }
@@ -179,13 +170,7 @@ impl fmt::Display for BuildError {
     }
 }
 
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
-    }
-}
+impl std::error::Error for BuildError {}
 
 /// Describes a simulated PCI function.
 ///

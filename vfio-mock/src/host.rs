@@ -18,7 +18,7 @@ use crate::sysfs::{self, NoIommuMode};
 use nix::errno::Errno;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tempfile::TempDir;
 use vfio_core::{
     Error, EventFdInterrupt, HostPaths, HugePages, Operation, PciAddress, Result, VfioBackend,
@@ -35,12 +35,25 @@ pub enum KeepAlive {
     Downstream,
 }
 
+/// The host's fake `/sys`, `/proc` and `/dev` trees, once made.
+#[derive(Debug)]
+struct Trees {
+    /// Owns the trees; deleted with the last handle. `None` if it could
+    /// not be created (the error is the host's).
+    _dir: Option<TempDir>,
+    paths: HostPaths,
+}
+
 /// The state shared by every handle of one host.
 #[derive(Debug)]
 pub(crate) struct HostInner {
-    /// Owns the fake tree; deleted with the last handle.
-    _dir: TempDir,
-    pub paths: HostPaths,
+    /// Made on first use of the host's paths: a host whose files nobody
+    /// reads never writes them.
+    trees: OnceLock<Trees>,
+    /// Held while the trees are made and while a removal edits them, so
+    /// that a device removed meanwhile is either left out or taken out.
+    tree_lock: Mutex<()>,
+    noiommu: NoIommuMode,
     pub clock: Arc<MockClock>,
     pub faults: Arc<Faults>,
     pub keep_alive: KeepAlive,
@@ -55,6 +68,53 @@ pub(crate) struct HostInner {
 }
 
 impl HostInner {
+    /// The roots of the fake trees, making them on first use: the
+    /// temporary directory, sysfs and devfs as the devices are now (a
+    /// device removed before is not there), and `/proc/interrupts` with
+    /// every irq and count so far, kept up to date from then on.
+    pub(crate) fn paths(&self) -> &HostPaths {
+        if let Some(trees) = self.trees.get() {
+            return &trees.paths;
+        }
+        let _made = self.tree_lock.lock();
+        &self.trees.get_or_init(|| self.make_trees()).paths
+    }
+
+    fn make_trees(&self) -> Trees {
+        let dir = match tempfile::Builder::new()
+            .prefix("vfio-mock-")
+            .tempdir_in(tree_parent())
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                self.errors
+                    .lock()
+                    .push(format!("cannot create the host's temporary directory: {e}"));
+                // Under a file, so that every lookup fails (ENOTDIR).
+                return Trees {
+                    _dir: None,
+                    paths: HostPaths::under(std::path::Path::new("/dev/null/vfio-mock")),
+                };
+            }
+        };
+        let paths = HostPaths::under(dir.path());
+        let groups: Vec<_> = self.groups.values().cloned().collect();
+        if let Err(e) = sysfs::create(&paths, &groups, self.noiommu) {
+            self.errors
+                .lock()
+                .push(format!("cannot create the fake sysfs and devfs: {e}"));
+        }
+        if let Err(e) = self.procfs.attach(paths.interrupts_path()) {
+            self.errors
+                .lock()
+                .push(format!("cannot write the fake /proc/interrupts: {e}"));
+        }
+        Trees {
+            _dir: Some(dir),
+            paths,
+        }
+    }
+
     fn device(&self, address: &PciAddress) -> Option<(&Arc<GroupCore>, &Arc<PciDevice>)> {
         self.groups.values().find_map(|g| {
             g.devices
@@ -214,12 +274,7 @@ impl MockHostBuilder {
 
     /// Checks the description and creates the host and its file trees.
     pub fn build(self) -> std::result::Result<MockHost, BuildError> {
-        let dir = tempfile::Builder::new()
-            .prefix("vfio-mock-")
-            .tempdir_in(tree_parent())
-            .map_err(|e| BuildError::io("cannot create the host's temporary directory", e))?;
-        let paths = HostPaths::under(dir.path());
-        let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
+        let procfs = Arc::new(ProcInterrupts::new(self.cpus));
         let faults = Arc::new(Faults::default());
         let fault_log = Arc::new(FaultLog::default());
         let clock = self.clock.unwrap_or_default();
@@ -285,16 +340,11 @@ impl MockHostBuilder {
                 (n, Arc::new(GroupCore::new(n, noiommu, devices, slot)))
             })
             .collect();
-        let list: Vec<_> = groups.values().cloned().collect();
-        sysfs::create(&paths, &list, self.noiommu)
-            .map_err(|e| BuildError::io("cannot create the fake sysfs and devfs", e))?;
-        procfs
-            .write_initial()
-            .map_err(|e| BuildError::io("cannot write the fake /proc/interrupts", e))?;
         Ok(MockHost {
             inner: Arc::new(HostInner {
-                _dir: dir,
-                paths,
+                trees: OnceLock::new(),
+                tree_lock: Mutex::new(()),
+                noiommu: self.noiommu,
                 clock,
                 faults,
                 keep_alive: self.keep_alive,
@@ -342,8 +392,14 @@ impl MockHost {
     }
 
     /// The fake `/sys`, `/proc` and `/dev` roots.
+    ///
+    /// The trees are written the first time they are asked for, here or
+    /// through the backend's [`host_paths`](VfioBackend::host_paths), and
+    /// kept up to date from then on: they show what the kernel would show
+    /// at that moment, and a host nobody asks never touches the disk. A
+    /// failure to write them is reported by [`done`](Self::done).
     pub fn paths(&self) -> &HostPaths {
-        &self.inner.paths
+        self.inner.paths()
     }
 
     /// The virtual clock the open-device retry sleeps on.
@@ -414,7 +470,12 @@ impl MockHost {
                 return;
             };
             device.finish_removal();
-            if let Err(e) = sysfs::remove_device(&inner.paths, group, device) {
+            let _editing = inner.tree_lock.lock();
+            let Some(trees) = inner.trees.get() else {
+                // Not made yet: they will be made without the device.
+                return;
+            };
+            if let Err(e) = sysfs::remove_device(&trees.paths, group, device) {
                 inner
                     .errors
                     .lock()
@@ -504,12 +565,16 @@ impl MockBackend {
     /// `vfio_group_fops_open` for IOMMU or no-IOMMU group `number`.
     fn open_group_node(&self, number: u32, noiommu: bool) -> Result<MockGroup> {
         self.fault(Operation::OpenGroup)?;
-        let path = if noiommu {
-            self.inner.paths.noiommu_group_path(number)
-        } else {
-            self.inner.paths.group_path(number)
+        // The node's path names the error; only an error needs the trees.
+        let err = |e| {
+            let paths = self.inner.paths();
+            let path = if noiommu {
+                paths.noiommu_group_path(number)
+            } else {
+                paths.group_path(number)
+            };
+            Error::from_errno(Operation::OpenGroup, e).with_target(path.display())
         };
-        let err = |e| Error::from_errno(Operation::OpenGroup, e).with_target(path.display());
         // No node unless a device of the group is bound to vfio-pci.
         let group = self
             .inner
@@ -531,7 +596,7 @@ impl VfioBackend for MockBackend {
     type Interrupt = EventFdInterrupt;
 
     fn host_paths(&self) -> &HostPaths {
-        &self.inner.paths
+        self.inner.paths()
     }
 
     fn open_container(&self) -> Result<MockContainer> {

@@ -1,8 +1,11 @@
 //! The fake `/proc/interrupts`: one line per Linux irq that has an action
 //! or has fired, kept up to date as vectors are bound, fire and are unbound.
 //!
-//! Binding and unbinding rewrite the file (a sibling renamed over it, so a
-//! reader never sees half a file). A fire only changes counts, which the
+//! The table lives in memory; the file is written from the moment the
+//! host's trees are made ([`ProcInterrupts::attach`]), so a host whose
+//! paths nobody asks for never writes it. From then on, binding and
+//! unbinding rewrite the file (a sibling renamed over it, so a reader
+//! never sees half a file). A fire only changes counts, which the
 //! kernel prints at a fixed width: that line is overwritten in place with one
 //! `pwrite`, so raising an interrupt stays within a few syscalls of the
 //! eventfd write itself.
@@ -13,7 +16,7 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use vfio_core::parse::proc_interrupts::{format_header, format_line};
+use vfio_core::parse::proc_interrupts::{format_header, format_line, push_line};
 
 /// The first irq number handed to MSI and MSI-X vectors (as on the guest,
 /// where 0-23 belong to the IO-APIC).
@@ -46,6 +49,10 @@ struct State {
     /// Vectors left for requested irqs (`request_irq` fails with ENOSPC at 0).
     vectors_free: usize,
     descs: BTreeMap<u32, IrqDesc>,
+    /// No number from [`FIRST_DYNAMIC_IRQ`] up to this one is free, so the
+    /// search for a free one starts here (binding 2048 vectors is then
+    /// linear, not quadratic).
+    lowest_free: u32,
     /// Counts of the timer line, to make the file look like a real one.
     timer: Vec<u64>,
     /// Where each irq's line starts in the file as last written, and the
@@ -57,7 +64,8 @@ struct State {
 /// The irq table behind the fake `/proc/interrupts`.
 #[derive(Debug)]
 pub(crate) struct ProcInterrupts {
-    path: PathBuf,
+    /// Where the file is, once attached.
+    path: std::sync::OnceLock<PathBuf>,
     state: Mutex<State>,
     errors: Mutex<Vec<String>>,
 }
@@ -76,10 +84,11 @@ impl Edit<'_> {
     /// [`FIRST_DYNAMIC_IRQ`] up, with no action.
     pub(crate) fn alloc(&mut self, chip: &str, hwirq: String) -> u32 {
         self.structural = true;
-        let mut irq = FIRST_DYNAMIC_IRQ;
+        let mut irq = self.state.lowest_free.max(FIRST_DYNAMIC_IRQ);
         while self.state.descs.contains_key(&irq) {
             irq = irq.saturating_add(1);
         }
+        self.state.lowest_free = irq.saturating_add(1);
         let cpus = self.state.cpus;
         self.state.descs.insert(
             irq,
@@ -100,6 +109,7 @@ impl Edit<'_> {
         self.release(irq);
         if self.state.descs.get(&irq).is_some_and(|d| !d.fixed) {
             self.state.descs.remove(&irq);
+            self.state.lowest_free = self.state.lowest_free.min(irq);
         }
     }
 
@@ -144,19 +154,20 @@ impl Edit<'_> {
 }
 
 impl ProcInterrupts {
-    /// An irq table for `cpus` CPUs written to `path`.
-    pub(crate) fn new(path: PathBuf, cpus: usize) -> Self {
+    /// An irq table for `cpus` CPUs, in memory until [`attach`](Self::attach)ed.
+    pub(crate) fn new(cpus: usize) -> Self {
         let cpus = cpus.max(1);
         let mut timer = vec![0; cpus];
         if let Some(t) = timer.first_mut() {
             *t = 45;
         }
         Self {
-            path,
+            path: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 cpus,
                 vectors_free: (VECTORS_PER_CPU * cpus).saturating_sub(HOST_IRQS),
                 descs: BTreeMap::new(),
+                lowest_free: FIRST_DYNAMIC_IRQ,
                 timer,
                 lines: BTreeMap::new(),
                 file: None,
@@ -193,8 +204,9 @@ impl ProcInterrupts {
         });
     }
 
-    /// Runs `f` on the table, then rewrites the file once. A failure to
-    /// write is returned and also kept for [`errors`](Self::errors).
+    /// Runs `f` on the table, then, once attached, brings the file up to
+    /// date. A failure to write is returned and also kept for
+    /// [`errors`](Self::errors).
     pub(crate) fn edit<T>(&self, f: impl FnOnce(&mut Edit<'_>) -> T) -> (T, std::io::Result<()>) {
         let mut state = self.state.lock();
         let mut edit = Edit {
@@ -204,6 +216,9 @@ impl ProcInterrupts {
         };
         let out = f(&mut edit);
         let (structural, fired) = (edit.structural, edit.fired);
+        let Some(path) = self.path.get() else {
+            return (out, Ok(()));
+        };
         let written = if structural {
             self.write_locked(&mut state)
         } else if fired.is_empty() {
@@ -214,14 +229,18 @@ impl ProcInterrupts {
         if let Err(e) = &written {
             self.errors
                 .lock()
-                .push(format!("cannot rewrite {}: {e}", self.path.display()));
+                .push(format!("cannot rewrite {}: {e}", path.display()));
         }
         (out, written)
     }
 
-    /// Writes the file for the first time.
-    pub(crate) fn write_initial(&self) -> std::io::Result<()> {
+    /// Writes the table to `path` and keeps the file up to date from now
+    /// on. Only the first call counts.
+    pub(crate) fn attach(&self, path: PathBuf) -> std::io::Result<()> {
         let mut state = self.state.lock();
+        if self.path.set(path).is_err() {
+            return Ok(());
+        }
         self.write_locked(&mut state)
     }
 
@@ -279,9 +298,16 @@ impl ProcInterrupts {
             if d.action.is_none() && d.counts.iter().all(|&c| c == 0) {
                 continue;
             }
-            let line = Self::line(*irq, d);
-            lines.insert(*irq, (text.len() as u64, line.len()));
-            text.push_str(&line);
+            let at = text.len();
+            push_line(
+                &mut text,
+                *irq,
+                &d.counts,
+                &d.chip,
+                &d.hwirq,
+                d.action.as_deref().unwrap_or(""),
+            );
+            lines.insert(*irq, (at as u64, text.len() - at));
             text.push('\n');
         }
         for (name, desc) in [
@@ -300,14 +326,17 @@ impl ProcInterrupts {
     }
 
     fn write_locked(&self, state: &mut State) -> std::io::Result<()> {
+        let Some(path) = self.path.get() else {
+            return Ok(());
+        };
         // Write a sibling and rename it over, so a reader never sees half a file.
-        let tmp = self.path.with_extension("new");
+        let tmp = path.with_extension("new");
         let (text, lines) = Self::render(state);
         state.file = None;
         std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, &self.path)?;
+        std::fs::rename(&tmp, path)?;
         state.lines = lines;
-        state.file = Some(std::fs::OpenOptions::new().write(true).open(&self.path)?);
+        state.file = Some(std::fs::OpenOptions::new().write(true).open(path)?);
         Ok(())
     }
 }
@@ -320,8 +349,8 @@ mod tests {
     #[test]
     fn lines_appear_with_an_action_stay_with_counts_and_vanish_when_freed() {
         let dir = tempfile::tempdir().unwrap();
-        let p = ProcInterrupts::new(dir.path().join("interrupts"), 2);
-        p.write_initial().unwrap();
+        let p = ProcInterrupts::new(2);
+        p.attach(dir.path().join("interrupts")).unwrap();
         let read = || {
             read_all(
                 std::fs::read_to_string(dir.path().join("interrupts"))
@@ -376,8 +405,8 @@ mod tests {
     fn fires_update_counts_in_place_and_new_lines_fall_back_to_a_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("interrupts");
-        let p = ProcInterrupts::new(path.clone(), 2);
-        p.write_initial().unwrap();
+        let p = ProcInterrupts::new(2);
+        p.attach(path.clone()).unwrap();
         let (a, _) = p.edit(|e| {
             let a = e.alloc("IR-PCI-MSI", "49152-edge".into());
             e.request(a, "vfio-msix[0](0000:00:03.0)".into()).unwrap();
@@ -411,9 +440,9 @@ mod tests {
     fn dmar0_holds_irq_24_as_in_the_guest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("interrupts");
-        let p = ProcInterrupts::new(path.clone(), 2);
+        let p = ProcInterrupts::new(2);
         p.add_dmar();
-        p.write_initial().unwrap();
+        p.attach(path.clone()).unwrap();
         let ((a, b), _) = p.edit(|e| {
             (
                 e.alloc("IR-PCI-MSI", "49152-edge".into()),

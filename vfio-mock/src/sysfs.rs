@@ -50,7 +50,8 @@ fn write_param(paths: &HostPaths, module: &str, name: &str, value: &str) -> io::
     fs::write(dir.join(name), format!("{value}\n"))
 }
 
-/// Creates the whole tree.
+/// Creates the whole tree, as the devices are now: a removed device is
+/// not in it.
 pub(crate) fn create(
     paths: &HostPaths,
     groups: &[std::sync::Arc<GroupCore>],
@@ -93,7 +94,7 @@ pub(crate) fn create(
             };
             fs::write(node, b"")?;
         }
-        for d in &group.devices {
+        for d in group.devices.iter().filter(|d| !d.is_removed()) {
             let dir = device_dir(paths, d);
             fs::create_dir_all(&dir)?;
             let (vendor, device, sub_vendor, sub_device, class, revision) = d.ids();

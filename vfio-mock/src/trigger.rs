@@ -12,14 +12,17 @@ pub(crate) struct Trigger {
 
 impl Trigger {
     /// Takes a reference to `fd` as `eventfd_ctx_fdget` does: `EBADF` when
-    /// the fd cannot be looked up, `EINVAL` when it is not an eventfd
-    /// (decided from `/proc/self/fdinfo/<fd>`, which lists `eventfd-count`
-    /// for eventfds only).
+    /// the fd cannot be looked up, `EINVAL` when it is not an eventfd. The
+    /// eventfd of a live [`EventFdInterrupt`](vfio_core::EventFdInterrupt)
+    /// is one by construction; any other fd is decided from
+    /// `/proc/self/fdinfo/<fd>`, which lists `eventfd-count` for eventfds only.
     pub(crate) fn from_fd(fd: BorrowedFd<'_>) -> Result<Self, Errno> {
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-            .map_err(|_| Errno::EBADF)?;
-        if !info.lines().any(|l| l.starts_with("eventfd-count:")) {
-            return Err(Errno::EINVAL);
+        if !vfio_core::EventFdInterrupt::is_live_eventfd(fd) {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+                .map_err(|_| Errno::EBADF)?;
+            if !info.lines().any(|l| l.starts_with("eventfd-count:")) {
+                return Err(Errno::EINVAL);
+            }
         }
         let fd = fd
             .try_clone_to_owned()

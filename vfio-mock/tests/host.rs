@@ -367,3 +367,88 @@ fn huge_pages_come_from_the_hosts_pool_and_a_mapping_holds_them() {
     assert_eq!(two.page_size(), HUGE_PAGE_SIZE);
     host.assert_faults_consumed();
 }
+
+#[test]
+fn trees_written_on_first_use_show_the_host_as_it_is_then() {
+    use vfio_core::Interrupt;
+    use vfio_core::parse::proc_interrupts::read_all;
+    let (host, b) = guest();
+    let nvme = profiles::nvme_address();
+    // Before anyone asks for a path: bind, fire and remove.
+    let o = open(&b, nvme);
+    let irq = b.new_interrupt().unwrap();
+    o.device.enable_interrupts(IrqIndex::MSIX, &[&irq]).unwrap();
+    o.device.set_bus_master(true).unwrap();
+    // Raised by the device (a loopback trigger is not counted).
+    let fire = || host.with_device(nvme, |ctx| ctx.raise(vfio_mock::Irq::Msix(0)));
+    assert_eq!(fire(), Some(vfio_mock::Delivery::Signalled));
+    assert_eq!(irq.try_consume().unwrap(), Some(1));
+    let removal = host.remove_device(profiles::edu_address()).unwrap();
+    assert!(removal.is_done());
+
+    let paths = host.paths();
+    let text = std::fs::read_to_string(paths.interrupts_path()).unwrap();
+    let line = read_all(text.as_bytes())
+        .unwrap()
+        .into_iter()
+        .find(|l| l.actions == ["vfio-msix[0](0000:00:03.0)"])
+        .expect("the bound vector's line");
+    assert_eq!(line.counts.iter().sum::<u64>(), 1, "{text}");
+    assert_eq!(
+        paths.vector_irq(&nvme, IrqIndex::MSIX, 0).unwrap(),
+        match line.irq {
+            vfio_core::parse::proc_interrupts::IrqId::Number(n) => n,
+            other => panic!("{other:?}"),
+        }
+    );
+    // The removed edu is not there; its group has no node.
+    assert!(!paths.pci_device_dir(&profiles::edu_address()).exists());
+    assert!(!paths.group_path(profiles::QEMU_GUEST_GROUPS.0).exists());
+    assert!(paths.group_path(profiles::QEMU_GUEST_GROUPS.1).exists());
+
+    // From then on, the file follows: another fire counts.
+    assert_eq!(fire(), Some(vfio_mock::Delivery::Signalled));
+    let text = std::fs::read_to_string(paths.interrupts_path()).unwrap();
+    let counts: u64 = read_all(text.as_bytes())
+        .unwrap()
+        .into_iter()
+        .find(|l| l.actions == ["vfio-msix[0](0000:00:03.0)"])
+        .map(|l| l.counts.iter().sum())
+        .unwrap();
+    assert_eq!(counts, 2);
+    host.assert_faults_consumed();
+}
+
+#[test]
+fn a_thousand_hosts_across_threads_leave_nothing_behind() {
+    let roots: Vec<std::path::PathBuf> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut roots = Vec::new();
+                    for i in 0..250 {
+                        let host = profiles::qemu_guest().build().unwrap();
+                        // Every other host writes its trees.
+                        if (t + i) % 2 == 0 {
+                            let root = host.paths().sysfs().parent().unwrap().to_owned();
+                            assert!(root.is_dir());
+                            roots.push(root);
+                        }
+                        host.assert_faults_consumed();
+                    }
+                    roots
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(roots.len(), 500);
+    let unique: std::collections::BTreeSet<_> = roots.iter().collect();
+    assert_eq!(unique.len(), 500, "two hosts shared a tree");
+    for root in &roots {
+        assert!(!root.exists(), "{} outlived its host", root.display());
+    }
+}

@@ -297,25 +297,105 @@ pub fn format_header(cpus: usize) -> String {
 /// word of the `<digits>-<name>` shape (no chip Linux prints has one: such a
 /// word would be taken for the hwirq field), and `hwirq` has that shape.
 pub fn format_line(irq: u32, counts: &[u64], chip: &str, hwirq: &str, action: &str) -> String {
-    let mut s = format!("{irq:>3}: ");
-    for count in counts {
-        let _ = write!(s, "{count:>10} ");
-    }
-    let _ = write!(s, " {chip:>8}");
-    let _ = match hwirq.split_once('-') {
-        Some((number, handler)) => write!(s, " {number:>3}-{handler:<8}"),
-        None => write!(s, " {hwirq:>3}"),
-    };
-    if !action.is_empty() {
-        let _ = write!(s, "  {action}");
-    }
+    let mut s = String::with_capacity(32 + 11 * counts.len() + chip.len() + action.len());
+    push_line(&mut s, irq, counts, chip, hwirq, action);
     s
+}
+
+/// [`format_line`], appended to `out`: what a writer of the whole file
+/// uses, with no allocation per line.
+pub fn push_line(
+    out: &mut String,
+    irq: u32,
+    counts: &[u64],
+    chip: &str,
+    hwirq: &str,
+    action: &str,
+) {
+    push_right(out, u64::from(irq), 3);
+    out.push_str(": ");
+    for &count in counts {
+        push_right(out, count, 10);
+        out.push(' ');
+    }
+    out.push(' ');
+    pad_str_right(out, chip, 8);
+    out.push(' ');
+    match hwirq.split_once('-') {
+        Some((number, handler)) => {
+            pad_str_right(out, number, 3);
+            out.push('-');
+            out.push_str(handler);
+            for _ in handler.chars().count()..8 {
+                out.push(' ');
+            }
+        }
+        None => pad_str_right(out, hwirq, 3),
+    }
+    if !action.is_empty() {
+        out.push_str("  ");
+        out.push_str(action);
+    }
+}
+
+/// `n` in decimal, right-aligned to `width` (as `{n:>width}`).
+fn push_right(out: &mut String, mut n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for _ in (digits.len() - at)..width {
+        out.push(' ');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
+}
+
+/// `text` right-aligned to `width` characters (as `{text:>width}`).
+fn pad_str_right(out: &mut String, text: &str, width: usize) {
+    for _ in text.chars().count()..width {
+        out.push(' ');
+    }
+    out.push_str(text);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_line_is_laid_out_as_the_format_widths_say(
+            irq in any::<u32>(),
+            counts in proptest::collection::vec(any::<u64>(), 0..4),
+            chip in "[A-Za-z-]{0,12}",
+            number in "[0-9]{0,6}",
+            handler in "[a-z]{0,10}",
+            action in "[a-z0-9()\\[\\]:.,]{0,20}",
+        ) {
+            let hwirq = format!("{number}-{handler}");
+            let mut want = format!("{irq:>3}: ");
+            for c in &counts {
+                want.push_str(&format!("{c:>10} "));
+            }
+            want.push_str(&format!(" {chip:>8} {number:>3}-{handler:<8}"));
+            if !action.is_empty() {
+                want.push_str(&format!("  {action}"));
+            }
+            prop_assert_eq!(format_line(irq, &counts, &chip, &hwirq, &action), want);
+            let plain = format_line(irq, &counts, &chip, &number, "");
+            let tail = format!(" {chip:>8} {number:>3}");
+            prop_assert!(plain.ends_with(&tail), "{:?} does not end in {:?}", plain, tail);
+        }
+    }
 
     const SAMPLE: &str = "\
             CPU0       CPU1
