@@ -44,24 +44,30 @@
 
 // UNSAFETY: inline assembly for the barrier instructions, nothing else.
 #![cfg_attr(
-    any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "powerpc64"
+    all(
+        not(miri),
+        any(
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "powerpc64"
+        )
     ),
     expect(unsafe_code)
 )]
 
 use std::sync::atomic::{Ordering, fence};
 
-#[cfg(any(
-    target_arch = "x86",
-    target_arch = "x86_64",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "powerpc64"
+#[cfg(all(
+    not(miri),
+    any(
+        target_arch = "x86",
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64",
+        target_arch = "powerpc64"
+    )
 ))]
 /// Emits `$insn` as a barrier: no inputs or outputs, the stack untouched,
 /// memory assumed read and written (so also a compiler barrier).
@@ -77,7 +83,7 @@ macro_rules! barrier_insn {
 
 /// Architecture instructions for each barrier.
 mod insn {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    #[cfg(all(not(miri), any(target_arch = "x86", target_arch = "x86_64")))]
     pub(super) mod arch {
         /// TSO: stores are not reordered with stores (the asm is the
         /// compiler barrier Linux's `barrier()` is).
@@ -106,7 +112,7 @@ mod insn {
         }
     }
 
-    #[cfg(target_arch = "aarch64")]
+    #[cfg(all(not(miri), target_arch = "aarch64"))]
     pub(super) mod arch {
         #[inline]
         pub fn dma_wmb() {
@@ -130,7 +136,7 @@ mod insn {
         }
     }
 
-    #[cfg(target_arch = "riscv64")]
+    #[cfg(all(not(miri), target_arch = "riscv64"))]
     pub(super) mod arch {
         #[inline]
         pub fn dma_wmb() {
@@ -154,7 +160,7 @@ mod insn {
         }
     }
 
-    #[cfg(target_arch = "powerpc64")]
+    #[cfg(all(not(miri), target_arch = "powerpc64"))]
     pub(super) mod arch {
         #[inline]
         pub fn dma_wmb() {
@@ -178,13 +184,16 @@ mod insn {
         }
     }
 
-    #[cfg(not(any(
-        target_arch = "x86",
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64",
-        target_arch = "powerpc64"
-    )))]
+    #[cfg(any(
+        miri,
+        not(any(
+            target_arch = "x86",
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64",
+            target_arch = "powerpc64"
+        ))
+    ))]
     pub(super) mod arch {
         use std::sync::atomic::{Ordering, fence};
         #[inline]

@@ -288,8 +288,8 @@ mod tests {
     /// 12-byte records of one buffer through `&self`, with records sharing
     /// words: what a submission and a completion thread do with a ring.
     #[test]
-    #[cfg_attr(miri, ignore = "Miri does not support MAP_SHARED mmap")]
     fn dma_memory_is_shared_by_two_threads_without_losing_bytes() {
+        const ROUNDS: u32 = if cfg!(miri) { 20 } else { 500 };
         let m = std::sync::Arc::new(LinuxDmaMemory::alloc(4096, HugePages::Never).unwrap());
         let threads: Vec<_> = [0usize, 1]
             .into_iter()
@@ -297,7 +297,7 @@ mod tests {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     let mut back = [0u8; 12];
-                    for round in 0..500u32 {
+                    for round in 0..ROUNDS {
                         for record in (lane..300).step_by(2) {
                             let mut rec = [0u8; 12];
                             rec[..4].copy_from_slice(&round.to_le_bytes());
@@ -317,7 +317,7 @@ mod tests {
         let mut rec = [0u8; 12];
         for record in 0..300 {
             m.read_at(4 + record * 12, &mut rec).unwrap();
-            assert_eq!(rec[..4], 499u32.to_le_bytes());
+            assert_eq!(rec[..4], (ROUNDS - 1).to_le_bytes());
             assert_eq!(rec[4..8], (record as u32).to_le_bytes());
         }
     }
@@ -373,6 +373,7 @@ mod tests {
 
     /// Base pages: the system page size, as the kernel maps them.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri's mappings are not in the process's smaps")]
     fn base_page_memory_reports_the_kernels_page_size() {
         let m = LinuxDmaMemory::alloc(5000, HugePages::Never).unwrap();
         assert_eq!(m.page_size(), page_size());
@@ -384,6 +385,7 @@ mod tests {
     /// `Prefer` gives 2 MiB pages exactly when the kernel maps them (seen in
     /// smaps), and 4 KiB pages, still usable, when the pool has none.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map hugetlb pages")]
     fn preferred_huge_pages_are_what_the_kernel_maps() {
         let m = LinuxDmaMemory::alloc(4096, HugePages::Prefer).unwrap();
         m.write_u64(m.len() - 8, 0x5a).unwrap();
@@ -401,6 +403,7 @@ mod tests {
     /// reserved (`echo 2 > /proc/sys/vm/nr_hugepages`) the huge path runs;
     /// without, the refusal does.
     #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot map hugetlb pages")]
     fn required_huge_pages_are_huge_or_enomem() {
         let free = free_huge_pages();
         match LinuxDmaMemory::alloc(HUGE_PAGE_SIZE + 1, HugePages::Require) {
@@ -450,13 +453,13 @@ mod tests {
     /// record whole: the ring handshake, on mapped memory with the
     /// architecture's barriers.
     #[test]
-    #[cfg_attr(miri, ignore = "Miri does not support MAP_SHARED mmap")]
     fn release_and_acquire_hand_records_between_threads() {
+        const RECORDS: u64 = if cfg!(miri) { 40 } else { 2000 };
         let m = std::sync::Arc::new(LinuxDmaMemory::alloc(4096, HugePages::Never).unwrap());
         let producer = {
             let m = m.clone();
             std::thread::spawn(move || {
-                for seq in 1..=2000u64 {
+                for seq in 1..=RECORDS {
                     let at = (seq as usize % 8) * 32;
                     while m.load_acquire_u64(at + 24).unwrap() != 0 {
                         std::thread::yield_now();
@@ -466,7 +469,7 @@ mod tests {
                 }
             })
         };
-        for seq in 1..=2000u64 {
+        for seq in 1..=RECORDS {
             let at = (seq as usize % 8) * 32;
             while m.load_acquire_u64(at + 24).unwrap() != seq {
                 std::thread::yield_now();

@@ -68,12 +68,16 @@ const STEPS: &[Step] = &[
         run: conformance,
     },
     Step {
-        name: "miri: vfio-core parse::, access::, words:: and dma::, vfio-mock memory:: and iommu:: tests",
+        name: "miri: vfio-linux's mappings and DMA memory, the atomic words of vfio-core and vfio-mock",
         run: miri,
     },
     Step {
         name: "fuzz corpus replay",
         run: fuzz_replay,
+    },
+    Step {
+        name: "fuzz: each target for a short while, from its corpus",
+        run: fuzz_briefly,
     },
 ];
 
@@ -84,21 +88,31 @@ const CONFORMANCE_MARKDOWN: &str = "target/conformance.md";
 const MIRI_TOOLCHAIN: &str = "nightly";
 const MIRI_COMPONENTS: [&str; 2] = ["miri", "rust-src"];
 
-/// The vfio-core tests Miri runs: the pure paths, with the atomic-word copies
-/// behind both backends' DMA memory and the typed access on top of them (their
-/// two-thread race tests included). Miri interprets on one core: all of `--lib`
-/// takes 23 minutes there.
-const MIRI_FILTERS: [&str; 4] = ["parse::", "access::", "words::", "dma::"];
+/// What Miri runs: the code where it can find undefined behaviour.
+///
+/// - vfio-linux's `mmap::` and `memory::` tests: the unsafe mapping code
+///   and DMA memory on anonymous memory (mapped private under Miri, which
+///   has no shared mappings), their two-thread races and release/acquire
+///   handshakes included, with the barriers as fences (Miri runs no inline
+///   assembly). Tests that map files or hugetlb pages are ignored there.
+/// - vfio-core's `words::` and `dma::` tests: the lock-free atomic-word
+///   copies both backends' DMA memory is made of, and the typed access on
+///   top of them.
+/// - vfio-mock's `memory::` and `iommu::` tests: its DMA memory (the same
+///   words, with a device thread and a driver thread racing on them) and
+///   the IOMMU translating into it.
+///
+/// vfio-core's parsers are safe code with no unsafe underneath; Miri has
+/// nothing to find there that the tests and fuzzing do not.
+const MIRI_RUNS: [(&str, &[&str]); 3] = [
+    ("vfio-linux", &["mmap::", "memory::"]),
+    ("vfio-core", &["words::", "dma::"]),
+    ("vfio-mock", &["memory::", "iommu::"]),
+];
 
-/// Tests too slow for Miri: a 1 MiB line read through a 7-byte buffer takes about 15
-/// minutes there, for no check the other parser tests lack.
-const MIRI_SKIPS: [&str; 1] = ["overlong_lines_are_skipped_and_crlf_is_accepted"];
-
-/// The vfio-mock tests Miri runs: its DMA memory (plain atomic words, with a
-/// device thread and a driver thread racing on them) and the IOMMU translating
-/// into it. vfio-linux's DMA memory is mmap'd `MAP_SHARED` and its barriers are
-/// inline assembly, neither of which Miri supports; its words are vfio-core's.
-const MIRI_MOCK_FILTERS: [&str; 2] = ["memory::", "iommu::"];
+/// How long `cargo fuzz` runs each target in CI: long enough to shake out a
+/// shallow crash, short enough for the 2-core CI machine.
+const FUZZ_SECONDS: u32 = 20;
 
 /// Runs every step; fails at the first failing step.
 pub fn run() -> Result<()> {
@@ -277,17 +291,11 @@ fn conformance() -> Result<Outcome> {
     Ok(Outcome::Passed)
 }
 
-/// vfio-core's parser and register-access unit tests under Miri, which checks that pure
-/// code for undefined behaviour. Tests that need system calls Miri lacks are
-/// `#[cfg_attr(miri, ignore)]` in vfio-core; proptest runs few cases, as Miri is slow.
-/// Run through `rustup run` because `$CARGO` is the stable cargo, not the rustup proxy
-/// that understands `+nightly`.
+/// [`MIRI_RUNS`] under Miri. Run through `rustup run` because `$CARGO` is
+/// the stable cargo, not the rustup proxy that understands `+nightly`;
+/// proptest runs few cases, as Miri is slow.
 fn miri() -> Result<Outcome> {
-    let runs: [(&str, &[&str], &[&str]); 2] = [
-        ("vfio-core", &MIRI_FILTERS, &MIRI_SKIPS),
-        ("vfio-mock", &MIRI_MOCK_FILTERS, &[]),
-    ];
-    for (package, filters, skips) in runs {
+    for (package, filters) in MIRI_RUNS {
         let mut command = Command::new("rustup");
         command
             .current_dir(paths::workspace_root())
@@ -303,11 +311,12 @@ fn miri() -> Result<Outcome> {
             ])
             .arg("--")
             .args(filters)
-            .args(skips.iter().flat_map(|test| ["--skip", test]))
             .env("PROPTEST_CASES", "8")
             .env("MIRIFLAGS", "-Zmiri-disable-isolation");
         println!("$ {}", cmd::display(&command));
+        let started = Instant::now();
         cmd::run(&mut command)?;
+        println!("miri: {package} in {}", secs(started.elapsed()));
     }
     Ok(Outcome::Passed)
 }
@@ -319,4 +328,119 @@ fn fuzz_replay() -> Result<Outcome> {
         return Ok(Outcome::Skipped("no fuzz/ crate".to_owned()));
     }
     cargo(&["test", "--manifest-path", "fuzz/Cargo.toml"], &[]).context("replaying the fuzz corpus")
+}
+
+/// The fuzz targets: the `[[bin]]` names of fuzz/Cargo.toml.
+fn fuzz_targets(manifest: &str) -> Vec<String> {
+    let mut targets = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin {
+            if let Some(name) = line
+                .strip_prefix("name")
+                .map(str::trim_start)
+                .and_then(|rest| rest.strip_prefix('='))
+            {
+                targets.push(name.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    targets
+}
+
+/// Each fuzz target under `cargo fuzz` (nightly, with its sanitizer) for
+/// [`FUZZ_SECONDS`], starting from its committed corpus; new inputs go to
+/// a scratch directory, so the checkout is left as it was. Prints each
+/// target's executions per second. A crash fails the step, with the input
+/// left where libFuzzer says.
+fn fuzz_briefly() -> Result<Outcome> {
+    let root = paths::workspace_root();
+    let fuzz = root.join("fuzz");
+    let Ok(manifest) = std::fs::read_to_string(fuzz.join("Cargo.toml")) else {
+        return Ok(Outcome::Skipped("no fuzz/ crate".to_owned()));
+    };
+    install_cargo_fuzz()?;
+    let scratch = crate::scratch::ScratchDir::new(&root.join("target"), "fuzz-scratch")?;
+    let mut rates = Vec::new();
+    for target in fuzz_targets(&manifest) {
+        let new_inputs = scratch.path().join(&target);
+        std::fs::create_dir_all(&new_inputs)?;
+        let mut command = Command::new("rustup");
+        command
+            .current_dir(&fuzz)
+            .args([
+                "run",
+                MIRI_TOOLCHAIN,
+                "cargo",
+                "fuzz",
+                "run",
+                "--features",
+                "libfuzzer",
+            ])
+            .arg(&target)
+            .arg(&new_inputs);
+        let corpus = fuzz.join("corpus").join(&target);
+        if corpus.is_dir() {
+            command.arg(corpus);
+        }
+        command
+            .arg("--")
+            .arg(format!("-max_total_time={FUZZ_SECONDS}"))
+            .arg("-print_final_stats=1");
+        println!("$ {}", cmd::display(&command));
+        let out = command
+            .output()
+            .with_context(|| format!("running cargo fuzz on {target}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() {
+            eprintln!("{log}");
+            bail!("cargo fuzz run {target} failed: {}", out.status);
+        }
+        let stat = |name: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        let rate = match (
+            stat("stat::number_of_executed_units:"),
+            stat("stat::average_exec_per_sec:"),
+        ) {
+            (Some(runs), Some(per_sec)) => format!("{runs} runs, {per_sec}/s"),
+            _ => "no final stats".to_owned(),
+        };
+        println!("fuzz: {target}: {rate}");
+        rates.push(format!("{target} {rate}"));
+    }
+    println!("fuzz rates ({FUZZ_SECONDS} s each): {}", rates.join("; "));
+    Ok(Outcome::Passed)
+}
+
+/// Installs cargo-fuzz (into cargo's bin directory, which a fresh clone
+/// keeps) if `cargo fuzz` is not there.
+fn install_cargo_fuzz() -> Result<()> {
+    let present = Command::new(paths::cargo())
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    if present {
+        return Ok(());
+    }
+    let mut install = Command::new(paths::cargo());
+    install.args(["install", "cargo-fuzz", "--locked"]);
+    println!("$ {}", cmd::display(&install));
+    cmd::run(&mut install).context("installing cargo-fuzz")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuzz_targets_are_the_bin_names_of_the_manifest() {
+        let manifest = "[package]\nname = \"vfio-fuzz\"\n\n[[bin]]\nname = \"vfio_caps\"\npath = \"x.rs\"\n\n[[bin]]\nname=\"hostile_device\"\n[dependencies]\nname = \"not-a-target\"\n";
+        assert_eq!(fuzz_targets(manifest), ["vfio_caps", "hostile_device"]);
+    }
 }

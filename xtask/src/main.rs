@@ -41,9 +41,10 @@ commands:
       Build a workspace binary statically for the guest and print its path.
   ci
       fmt, clippy, tests, docs, the conformance suite (vfio-mock side by side with
-      vfio-pci in the guest; table in target/conformance.md), vfio-core's parse::,
-      access::, words:: and dma:: and vfio-mock's memory:: and iommu:: unit tests
-      under Miri (nightly) and the fuzz corpus replay.
+      vfio-pci in the guest; table in target/conformance.md), Miri over vfio-linux's
+      mappings and DMA memory and the atomic words of vfio-core and vfio-mock
+      (nightly), the fuzz corpus replay, and each fuzz target under cargo fuzz for
+      a short while.
   bench [ARGS...]
       `cargo bench -p vfio-linux -p vfio-mock ARGS...`, then the ratios DESIGN.md's
       performance goals are about (a report: it never fails on a ratio).
