@@ -194,7 +194,7 @@ pub enum NvmeError {
     #[error(transparent)]
     Vfio(#[from] vfio_core::Error),
     /// The controller completed the command with an error status.
-    #[error("{command} failed: {status}")]
+    #[error("{command} failed: {status}{}", if status.dnr() { ", do not retry" } else { "" })]
     Command {
         /// The command.
         command: CommandRef,
@@ -330,7 +330,8 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "I/O Read (opcode 0x02, cid 0x0103, queue 1) failed: LBA out of range (sct 0, sc 0x80)"
+            "I/O Read (opcode 0x02, cid 0x0103, queue 1) failed: LBA out of range (sct 0, sc 0x80), \
+             do not retry"
         );
         assert_eq!(e.kind(), ErrorKind::Status);
         assert_eq!(e.status(), Some(Status::LBA_OUT_OF_RANGE.with_dnr()));
