@@ -1,4 +1,4 @@
-//! A userspace NVMe driver, written once and generic over [`VfioBackend`]:
+//! A userspace NVMe driver, written once and generic over [`VfioBackend`](vfio_core::VfioBackend):
 //! the same code drives QEMU's NVMe controller through the kernel's
 //! vfio-pci and a simulated controller in tests.
 //!
@@ -22,7 +22,7 @@
 //! - **I/O**: read, write (from caller buffers with PRP1, PRP2 or a PRP
 //!   list, or through a per-queue bounce buffer), flush, write zeroes and
 //!   deallocate, polled or interrupt-driven ([`CompletionMode`]), with
-//!   timeouts; with the `tokio` feature, [`AsyncNvme`] awaits completions
+//!   timeouts; with the `tokio` feature, `AsyncNvme` awaits completions
 //!   on the queues' vectors.
 //! - [`Nvme::submit_raw`]: any command, malformed ones included, still with
 //!   a tracked identifier, for what the driver has no method for.
