@@ -451,6 +451,12 @@ impl<B: VfioBackend> Nvme<B> {
         let namespace = IdentifyNamespace::read_from_bytes(&data)
             .map_err(|_| NvmeError::InvalidRequest("short Identify data".into()))?;
         self.namespace = identify::check_namespace(&namespace, self.options.nsid)?;
+        if self.namespace.block_size as usize > self.max_transfer {
+            return Err(NvmeError::Identify(IdentifyProblem::BlockExceedsTransfer {
+                block: self.namespace.block_size,
+                max_transfer: self.max_transfer,
+            }));
+        }
         *self.controller = controller;
         *self.namespace_data = namespace;
         Ok(())

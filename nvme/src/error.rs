@@ -135,6 +135,13 @@ pub enum IdentifyProblem {
         /// Metadata bytes per block.
         metadata: u16,
     },
+    /// A logical block is larger than the longest transfer (MDTS).
+    BlockExceedsTransfer {
+        /// The block size.
+        block: u32,
+        /// The longest transfer.
+        max_transfer: usize,
+    },
     /// Set Features (Number of Queues) granted no I/O queue.
     NoQueuesGranted(u32),
 }
@@ -158,6 +165,13 @@ impl fmt::Display for IdentifyProblem {
             Self::LbaFormat { lbads, metadata } => write!(
                 f,
                 "LBA format with LBADS {lbads} and {metadata} metadata bytes is unsupported"
+            ),
+            Self::BlockExceedsTransfer {
+                block,
+                max_transfer,
+            } => write!(
+                f,
+                "{block}-byte blocks exceed the longest transfer, {max_transfer} bytes"
             ),
             Self::NoQueuesGranted(result) => {
                 write!(f, "Number of Queues granted {result:#010x}: no I/O queue")

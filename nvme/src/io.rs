@@ -128,6 +128,12 @@ impl<B: VfioBackend> Nvme<B> {
         let bounce = io.bounce.lock();
         let bs = self.namespace.block_size as usize;
         let piece = bounce.len() - bounce.len() % bs;
+        if piece == 0 {
+            return Err(NvmeError::InvalidRequest(format!(
+                "{bs}-byte blocks do not fit the {}-byte bounce buffer",
+                bounce.len()
+            )));
+        }
         let mut lba = slba;
         for chunk in out.chunks_mut(piece) {
             self.read_dma(qid, lba, &bounce, 0, chunk.len())?;
@@ -144,6 +150,12 @@ impl<B: VfioBackend> Nvme<B> {
         let bounce = io.bounce.lock();
         let bs = self.namespace.block_size as usize;
         let piece = bounce.len() - bounce.len() % bs;
+        if piece == 0 {
+            return Err(NvmeError::InvalidRequest(format!(
+                "{bs}-byte blocks do not fit the {}-byte bounce buffer",
+                bounce.len()
+            )));
+        }
         let mut lba = slba;
         for chunk in data.chunks(piece) {
             self.blocks_of(chunk.len())?;

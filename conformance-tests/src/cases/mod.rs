@@ -109,7 +109,7 @@ macro_rules! for_each_case {
             nvme::nvme_identify_returns_qemus_controller_and_namespace,
             nvme::nvme_number_of_queues_grants_qemus_64_pairs,
             nvme::nvme_writes_read_back_across_prp_list_boundaries,
-            nvme::nvme_io_wraps_the_queues_and_a_full_queue_is_refused,
+            nvme::nvme_io_wraps_the_queues_and_never_overfills_one,
             nvme::nvme_a_reset_mid_run_fails_what_was_in_flight_and_keeps_what_was_written,
             nvme::nvme_write_zeroes_and_deallocate_read_back_as_qemu_returns_them,
             nvme::nvme_each_queue_completes_on_its_own_vector,

@@ -295,9 +295,10 @@ pub fn nvme_writes_read_back_across_prp_list_boundaries<B: VfioBackend>(
 /// With 8-entry queues, 27 commands in sequence wrap the submission and
 /// completion queues three times (the phase tag flips each time) and every
 /// write reads back; 7 commands submitted at once fill the queue (one
-/// entry stays empty), an eighth is refused by the driver as queue full,
-/// and all 7 complete.
-pub fn nvme_io_wraps_the_queues_and_a_full_queue_is_refused<B: VfioBackend>(
+/// entry stays empty), an eighth is refused by the driver as queue full
+/// unless completions have freed entries (the controller's SQ head), and
+/// all complete with their own command identifiers.
+pub fn nvme_io_wraps_the_queues_and_never_overfills_one<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
     let nvme = driven(env, 1, 8)?;
