@@ -119,6 +119,7 @@ macro_rules! for_each_case {
             nvme::nvme_queue_creation_with_a_bad_id_or_size_is_refused,
             nvme::nvme_deleting_a_queue_that_does_not_exist_is_invalid_queue_id,
             nvme::nvme_a_prp_entry_with_a_bad_offset_is_prp_offset_invalid,
+            nvme::nvme_admin_commands_with_bad_fields_get_qemus_status,
             nvme::nvme_awaited_completions_carry_the_data_and_the_status,
             device::bar_io_at_the_end_or_in_an_absent_region_is_invalid,
             dma::dma_map_past_the_buffer_faults,

@@ -647,6 +647,58 @@ pub fn nvme_deleting_a_queue_that_does_not_exist_is_invalid_queue_id<B: VfioBack
     Ok(())
 }
 
+/// Admin commands with a field QEMU refuses, each with the status it
+/// gives, all with DNR: Identify with a CNS it does not know, Get Features
+/// of feature 0 and Get Log Page of a page it does not have are Invalid
+/// Field (not Invalid Log Page); a completion queue on an MSI-X vector past
+/// its 65 is Invalid Interrupt Vector, one at an address that is not
+/// page-aligned PRP Offset Invalid; a second queue with the identifier of
+/// one in use is Invalid Queue Identifier.
+pub fn nvme_admin_commands_with_bad_fields_get_qemus_status<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let nvme = driven(env, 1, 16)?;
+    let page = nvme.alloc_buffer(&env.backend, 4096)?;
+    let mut identify = Command::new(admin::IDENTIFY, 0);
+    identify.cdw10 = 0x7f;
+    identify.prp1 = page.iova();
+    let mut get = Command::new(admin::GET_FEATURES, 0);
+    get.cdw10 = 0;
+    let mut log = Command::new(admin::GET_LOG_PAGE, 0);
+    log.prp1 = page.iova();
+    log.cdw10 = (127 << 16) | 0x7f;
+    let mut vector = create_cq(9, 16, page.iova());
+    vector.cdw11 = (65 << 16) | 0b11;
+    let unaligned = create_cq(9, 16, page.iova() + 512);
+    let again = create_cq(1, 16, page.iova());
+    let mut sq_again = Command::new(admin::CREATE_SQ, 0);
+    sq_again.prp1 = page.iova();
+    sq_again.cdw10 = (15 << 16) | 1;
+    sq_again.cdw11 = (1 << 16) | 1;
+    for (what, c, want) in [
+        ("Identify CNS 0x7f", identify, Status::INVALID_FIELD),
+        ("Get Features 0", get, Status::INVALID_FIELD),
+        ("Get Log Page 0x7f", log, Status::INVALID_FIELD),
+        (
+            "Create CQ on vector 65",
+            vector,
+            Status::INVALID_INTERRUPT_VECTOR,
+        ),
+        (
+            "Create CQ at a page offset",
+            unaligned,
+            Status::INVALID_PRP_OFFSET,
+        ),
+        ("Create CQ 1 again", again, Status::INVALID_QUEUE_ID),
+        ("Create SQ 1 again", sq_again, Status::INVALID_QUEUE_ID),
+    ] {
+        let got = raw_status(&nvme, 0, c)?;
+        expect_status(what, got, want.with_dnr())?;
+    }
+    nvme.get_features(feature::NUMBER_OF_QUEUES)?;
+    Ok(())
+}
+
 /// A PRP2 (or PRP list entry) that is not page-aligned is PRP Offset
 /// Invalid with DNR, and nothing lands in memory; the same read with the
 /// entries aligned succeeds.
