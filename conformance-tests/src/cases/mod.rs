@@ -107,6 +107,7 @@ macro_rules! for_each_case {
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,
             nvme::nvme_identify_returns_qemus_controller_and_namespace,
+            nvme::nvme_identify_of_other_namespaces_is_what_qemu_returns,
             nvme::nvme_number_of_queues_grants_qemus_64_pairs,
             nvme::nvme_writes_read_back_across_prp_list_boundaries,
             nvme::nvme_io_wraps_the_queues_and_never_overfills_one,
