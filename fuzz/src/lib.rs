@@ -12,6 +12,7 @@
 
 pub mod dma_access;
 pub mod hostile_device;
+pub mod hostile_nvme;
 pub mod mock;
 pub mod pci_caps;
 pub mod proc_interrupts;
@@ -21,6 +22,7 @@ pub mod vfio_caps;
 
 pub use dma_access::dma_access;
 pub use hostile_device::hostile_device;
+pub use hostile_nvme::hostile_nvme;
 pub use pci_caps::pci_caps;
 pub use proc_interrupts::proc_interrupts;
 pub use register_access::register_access;
@@ -38,5 +40,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sysfs", sysfs),
     ("register_access", register_access),
     ("hostile_device", hostile_device),
+    ("hostile_nvme", hostile_nvme),
     ("dma_access", dma_access),
 ];

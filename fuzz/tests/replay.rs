@@ -51,6 +51,7 @@ replay_tests!(
     sysfs,
     register_access,
     hostile_device,
+    hostile_nvme,
     dma_access,
 );
 

@@ -36,6 +36,30 @@ pub mod admin {
     pub const DOORBELL_BUFFER_CONFIG: u8 = 0x7c;
     /// Format NVM.
     pub const FORMAT_NVM: u8 = 0x80;
+
+    /// The specification's name of admin opcode `opcode`.
+    pub const fn name(opcode: u8) -> Option<&'static str> {
+        Some(match opcode {
+            DELETE_SQ => "Delete I/O Submission Queue",
+            CREATE_SQ => "Create I/O Submission Queue",
+            GET_LOG_PAGE => "Get Log Page",
+            DELETE_CQ => "Delete I/O Completion Queue",
+            CREATE_CQ => "Create I/O Completion Queue",
+            IDENTIFY => "Identify",
+            ABORT => "Abort",
+            SET_FEATURES => "Set Features",
+            GET_FEATURES => "Get Features",
+            ASYNC_EVENT_REQUEST => "Asynchronous Event Request",
+            NS_MANAGEMENT => "Namespace Management",
+            FIRMWARE_COMMIT => "Firmware Commit",
+            FIRMWARE_DOWNLOAD => "Firmware Image Download",
+            NS_ATTACHMENT => "Namespace Attachment",
+            KEEP_ALIVE => "Keep Alive",
+            DOORBELL_BUFFER_CONFIG => "Doorbell Buffer Config",
+            FORMAT_NVM => "Format NVM",
+            _ => return None,
+        })
+    }
 }
 
 /// NVM command set opcodes.
@@ -58,6 +82,22 @@ pub mod nvm {
     pub const VERIFY: u8 = 0x0c;
     /// Copy.
     pub const COPY: u8 = 0x19;
+
+    /// The specification's name of NVM opcode `opcode`.
+    pub const fn name(opcode: u8) -> Option<&'static str> {
+        Some(match opcode {
+            FLUSH => "Flush",
+            WRITE => "Write",
+            READ => "Read",
+            WRITE_UNCORRECTABLE => "Write Uncorrectable",
+            COMPARE => "Compare",
+            WRITE_ZEROES => "Write Zeroes",
+            DATASET_MANAGEMENT => "Dataset Management",
+            VERIFY => "Verify",
+            COPY => "Copy",
+            _ => return None,
+        })
+    }
 }
 
 /// Feature identifiers for Get and Set Features (dword 10 bits 7:0).
@@ -86,6 +126,21 @@ pub mod feature {
     pub const ASYNC_EVENT_CONFIG: u8 = 0x0b;
     /// Timestamp.
     pub const TIMESTAMP: u8 = 0x0e;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn opcode_names_are_the_specifications() {
+        assert_eq!(super::admin::name(0x06), Some("Identify"));
+        assert_eq!(
+            super::admin::name(0x01),
+            Some("Create I/O Submission Queue")
+        );
+        assert_eq!(super::nvm::name(0x02), Some("Read"));
+        assert_eq!(super::nvm::name(0x09), Some("Dataset Management"));
+        assert_eq!(super::nvm::name(0x7f), None);
+    }
 }
 
 /// Log page identifiers for Get Log Page (dword 10 bits 7:0).

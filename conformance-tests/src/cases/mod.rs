@@ -12,6 +12,7 @@ pub mod dma_fault;
 pub mod driver;
 pub mod group;
 pub mod irq;
+pub mod nvme;
 pub mod reset;
 
 use crate::Case;
@@ -105,6 +106,22 @@ macro_rules! for_each_case {
             driver::edu_driver_computes_factorials_with_completion_interrupts,
             driver::edu_driver_dma_round_trip_through_the_iommu,
             driver::nvme_controller_enable_sets_ready,
+            nvme::nvme_identify_returns_qemus_controller_and_namespace,
+            nvme::nvme_identify_of_other_namespaces_is_what_qemu_returns,
+            nvme::nvme_number_of_queues_grants_qemus_64_pairs,
+            nvme::nvme_writes_read_back_across_prp_list_boundaries,
+            nvme::nvme_io_wraps_the_queues_and_never_overfills_one,
+            nvme::nvme_a_reset_mid_run_fails_what_was_in_flight_and_keeps_what_was_written,
+            nvme::nvme_write_zeroes_and_deallocate_read_back_as_qemu_returns_them,
+            nvme::nvme_each_queue_completes_on_its_own_vector,
+            nvme::nvme_read_past_the_end_is_lba_out_of_range,
+            nvme::nvme_an_invalid_opcode_is_invalid_command_opcode,
+            nvme::nvme_io_to_an_invalid_namespace_is_refused,
+            nvme::nvme_queue_creation_with_a_bad_id_or_size_is_refused,
+            nvme::nvme_deleting_a_queue_that_does_not_exist_is_invalid_queue_id,
+            nvme::nvme_a_prp_entry_with_a_bad_offset_is_prp_offset_invalid,
+            nvme::nvme_admin_commands_with_bad_fields_get_qemus_status,
+            nvme::nvme_awaited_completions_carry_the_data_and_the_status,
             device::bar_io_at_the_end_or_in_an_absent_region_is_invalid,
             dma::dma_map_past_the_buffer_faults,
             dma::device_dma_round_trips_typed_values_between_barriers,
@@ -130,6 +147,7 @@ macro_rules! for_each_case {
             dma_fault::dma_through_an_unmapped_iova_faults_and_the_host_logs_it,
             dma_fault::dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest,
             dma_fault::dma_write_through_a_read_only_mapping_faults_and_moves_nothing,
+            nvme::nvme_a_transfer_through_an_unmapped_iova_completes_and_the_iommu_faults,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
