@@ -180,11 +180,6 @@ impl Nvme {
     /// consumes it.
     fn reap_from(&mut self, which: Option<&mut Queue>) -> Completion {
         let deadline = Instant::now() + Duration::from_secs(10);
-        let q_ptr: *const Queue = match &which {
-            Some(q) => &**q,
-            None => &self.admin,
-        };
-        let _ = q_ptr;
         loop {
             let found = match &which {
                 Some(q) => self.peek(q),
@@ -1031,4 +1026,161 @@ fn random_commands_and_register_writes_never_wedge_or_panic_the_controller() {
         let _ = n.bar.read_u32(offset & !3);
     }
     n.host.run_until_idle();
+}
+
+#[test]
+fn without_msix_completions_assert_intx_through_qemus_interrupt_mask() {
+    let host = profiles::qemu_guest().build().unwrap();
+    let mut n = Nvme::open(host, profiles::nvme_address(), 0);
+    let intx = n.host.backend().new_interrupt().unwrap();
+    n.device
+        .enable_interrupts(IrqIndex::INTX, &[&intx])
+        .unwrap();
+    n.enable();
+    // Vector 0 masked: the completion is posted, INTx stays low.
+    n.bar.write_u32(0x0c, 1).unwrap();
+    assert_eq!(n.bar.read_u32(0x10).unwrap(), 1, "INTMC reads the mask");
+    let mut c = Command::new(admin::GET_FEATURES, 0);
+    c.cdw10 = feature::ARBITRATION.into();
+    n.submit_to(None, c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while n.peek(&n.admin).is_none() {
+        n.host.run_until_idle();
+        assert!(Instant::now() < deadline);
+    }
+    assert!(intx.try_consume().unwrap().is_none());
+    // Unmasking it asserts INTx for the pending CQ.
+    n.bar.write_u32(0x10, 1).unwrap();
+    assert!(intx.try_consume().unwrap().is_some());
+    let cqe = n.reap_from(None);
+    assert_eq!((cqe.status(), cqe.result), (Status::SUCCESS, 7));
+    // A CQ vector other than 0 needs MSI-X.
+    let mut cq = Command::new(admin::CREATE_CQ, 0);
+    cq.prp1 = IOVA + IOCQ;
+    cq.cdw10 = 1 | (3 << 16);
+    cq.cdw11 = 0x3 | (1 << 16);
+    assert_eq!(
+        n.admin_status(cq),
+        Status::INVALID_INTERRUPT_VECTOR.with_dnr()
+    );
+}
+
+#[test]
+fn a_full_cq_holds_completions_until_its_head_doorbell_frees_a_slot() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 2, 1);
+    // A 2-entry CQ holds one entry; the 2-entry SQ one command at a time.
+    let first = n.submit_to(Some(&mut q), rw(nvm::READ, 0, 1, IOVA + DATA, 0));
+    n.host.run_until_idle();
+    let second = n.submit_to(Some(&mut q), rw(nvm::READ, 1, 1, IOVA + DATA, 0));
+    n.host.run_until_idle();
+    let cqe = n.peek(&q).unwrap();
+    assert_eq!(cqe.cid, first);
+    // The second finished but waits for room: its slot is still empty.
+    let mut after = Queue::new(1, q.sq, q.cq, q.size);
+    after.head = 1;
+    assert!(n.peek(&after).is_none());
+    assert_eq!(n.reap_from(Some(&mut q)).cid, first);
+    let cqe = n.reap_from(Some(&mut q));
+    assert_eq!((cqe.cid, cqe.sq_head), (second, 0));
+}
+
+#[test]
+fn the_smart_log_counts_what_reached_the_drive() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    assert_eq!(
+        n.io(&mut q, rw(nvm::WRITE, 0, 8, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    assert_eq!(
+        n.io(&mut q, rw(nvm::READ, 0, 8, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    assert_eq!(
+        n.io(&mut q, rw(nvm::READ, 0, 1, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    // Refused commands do not count.
+    let out = rw(nvm::READ, 1 << 40, 1, IOVA + DATA, 0);
+    assert_eq!(
+        n.io(&mut q, out).status(),
+        Status::LBA_OUT_OF_RANGE.with_dnr()
+    );
+    let mut c = Command::new(admin::GET_LOG_PAGE, 0);
+    c.nsid = u32::MAX;
+    c.prp1 = IOVA + DATA + 0x8000;
+    c.cdw10 = 0x02 | (127 << 16);
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    let mut raw = [0u8; 512];
+    n.mem
+        .memory()
+        .read_at(DATA as usize + 0x8000, &mut raw)
+        .unwrap();
+    let smart = nvme_spec::log::SmartLog::read_from_bytes(&raw).unwrap();
+    use nvme_spec::log::counter;
+    assert_eq!(smart.temperature_kelvin(), 323);
+    assert_eq!(counter(smart.data_units_written), 1);
+    assert_eq!(counter(smart.data_units_read), 1);
+    assert_eq!(counter(smart.host_read_commands), 2);
+    assert_eq!(counter(smart.host_write_commands), 1);
+    // The firmware slot log: slot 1 active, revision "1.0".
+    c.cdw10 = 0x03 | (127 << 16);
+    c.nsid = 0;
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    n.mem
+        .memory()
+        .read_at(DATA as usize + 0x8000, &mut raw)
+        .unwrap();
+    assert_eq!((raw[0], &raw[8..16]), (1, &b"1.0     "[..]));
+}
+
+#[test]
+fn features_read_back_as_qemu_answers_them() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let get = |fid: u8, sel: u32, dw11: u32| {
+        let mut c = Command::new(admin::GET_FEATURES, 0);
+        c.cdw10 = u32::from(fid) | (sel << 8);
+        c.cdw11 = dw11;
+        c.nsid = 1;
+        c
+    };
+    let mut result = |c| {
+        let cqe = n.admin(c);
+        assert_eq!(cqe.status(), Status::SUCCESS);
+        cqe.result
+    };
+    assert_eq!(result(get(feature::VOLATILE_WRITE_CACHE, 0, 0)), 1);
+    assert_eq!(result(get(feature::TEMPERATURE_THRESHOLD, 0, 0)), 0x157);
+    assert_eq!(result(get(feature::INTERRUPT_VECTOR_CONFIG, 0, 0)), 1 << 16);
+    assert_eq!(result(get(feature::INTERRUPT_VECTOR_CONFIG, 0, 5)), 5);
+    assert_eq!(
+        result(get(feature::NUMBER_OF_QUEUES, 3, 0)),
+        4,
+        "capabilities: changeable"
+    );
+    assert_eq!(
+        result(get(feature::ERROR_RECOVERY, 3, 0)),
+        6,
+        "changeable, per namespace"
+    );
+    let mut set = Command::new(admin::SET_FEATURES, 0);
+    set.cdw10 = feature::VOLATILE_WRITE_CACHE.into();
+    assert_eq!(n.admin_status(set), Status::SUCCESS);
+    let cqe = n.admin(get(feature::VOLATILE_WRITE_CACHE, 0, 0));
+    assert_eq!(cqe.result, 0);
+    // Saved and default select read QEMU's default table, which has 0 here
+    // (even though the cache starts enabled).
+    assert_eq!(n.admin(get(feature::VOLATILE_WRITE_CACHE, 1, 0)).result, 0);
+    assert_eq!(n.admin(get(feature::ARBITRATION, 2, 0)).result, 7);
+    let mut bad = Command::new(admin::SET_FEATURES, 0);
+    bad.cdw10 = feature::VOLATILE_WRITE_CACHE.into();
+    bad.nsid = 1;
+    assert_eq!(
+        n.admin_status(bad),
+        Status::FEATURE_NOT_NS_SPECIFIC.with_dnr()
+    );
 }

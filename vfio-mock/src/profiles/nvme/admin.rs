@@ -3,7 +3,7 @@
 //! Asynchronous Event Request.
 
 use super::io::{self, BROADCAST, MAX_NSID, MDTS, nsid_valid};
-use super::queues::{self, AER_ERROR, AER_NOTICE, AER_SMART, Cq, Sq, Todo, Work};
+use super::queues::{self, AER_ERROR, AER_NOTICE, AER_SMART, Cq, Sq, Todo};
 use super::{Ctrl, IO_QUEUE_PAIRS, Shared, prp};
 use crate::model::DeviceContext;
 use nvme_spec::identify::IdentifyController;
@@ -154,7 +154,7 @@ pub(super) fn execute(
             }
         }
         admin::SET_FEATURES => set_features(c, ctx, cmd, todo),
-        admin::GET_FEATURES => get_features(shared, c, ctx, cmd),
+        admin::GET_FEATURES => get_features(c, ctx, cmd),
         _ => {
             // The limit check is `>`, so AERL + 2 requests may be
             // outstanding (the specification allows AERL + 1); the one
@@ -272,9 +272,8 @@ fn delete_sq(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command, todo: &mut To
             .retain(|d| !(d.sqid == qid && d.serial == serial));
     }
     c.sqs[usize::from(qid)] = None;
-    // Posting may have freed requests of other queues.
-    let _ = local;
-    todo.push(Work::Cq(cqid));
+    // Posting may have freed requests other queues were waiting for.
+    todo.extend(local);
     Status::SUCCESS
 }
 
@@ -414,7 +413,7 @@ fn identify(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Comman
         // I/O command set specific controller.
         0x06 => match csi {
             0 => {
-                page[0] = io_vsl();
+                page[0] = io::VSL;
                 page[4..8].copy_from_slice(&io::dmrsl(c.ns.block_size).to_le_bytes());
                 Ok(())
             }
@@ -438,9 +437,12 @@ fn identify(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Comman
         0x12 | 0x13 => Err(Status::INVALID_FIELD.with_dnr()),
         // Primary controller capabilities.
         0x14 => {
+            // CRT: queue and interrupt resources; VQPRT: 65 queues and
+            // VIPRT: every vector, both private; granularity 1; nothing
+            // flexible (no SR-IOV).
             page[4] = 0x3;
-            page[38..40].copy_from_slice(&(IO_QUEUE_PAIRS as u16 + 1).to_le_bytes());
-            page[42..44].copy_from_slice(&1u16.to_le_bytes());
+            page[42..44].copy_from_slice(&(IO_QUEUE_PAIRS as u16 + 1).to_le_bytes());
+            page[46..48].copy_from_slice(&1u16.to_le_bytes());
             page[74..76].copy_from_slice(&shared.fixed.vectors.to_le_bytes());
             page[78..80].copy_from_slice(&1u16.to_le_bytes());
             Ok(())
@@ -460,12 +462,7 @@ fn identify(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Comman
     }
 }
 
-/// QEMU's Verify Size Limit (`vsl`).
-fn io_vsl() -> u8 {
-    7
-}
-
-fn get_features(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Outcome {
+fn get_features(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Outcome {
     let fid = (cmd.cdw10 & 0xff) as u8;
     let sel = (cmd.cdw10 >> 8) & 0x7;
     let dw11 = cmd.cdw11;
@@ -530,13 +527,7 @@ fn get_features(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Co
         }
     }
     let result = match fid {
-        feature::TEMPERATURE_THRESHOLD => {
-            if composite && thsel == 0 {
-                TEMPERATURE_WARNING.into()
-            } else {
-                0
-            }
-        }
+        feature::TEMPERATURE_THRESHOLD if composite && thsel == 0 => TEMPERATURE_WARNING.into(),
         // Both counts are always the maximum, 64 I/O queues (0's based).
         feature::NUMBER_OF_QUEUES => (IO_QUEUE_PAIRS - 1) | ((IO_QUEUE_PAIRS - 1) << 16),
         feature::INTERRUPT_VECTOR_CONFIG => {
@@ -551,7 +542,6 @@ fn get_features(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Co
         feature::ARBITRATION => 0x7,
         _ => 0,
     };
-    let _ = shared;
     Some((Status::SUCCESS, result))
 }
 

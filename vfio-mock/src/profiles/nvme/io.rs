@@ -23,7 +23,7 @@ pub(super) struct Stats {
 /// QEMU's MDTS (7): at most 2^7 memory pages per command.
 pub(super) const MDTS: u8 = 7;
 /// QEMU's Verify size limit (`vsl`, 7).
-const VSL: u8 = 7;
+pub(super) const VSL: u8 = 7;
 /// The highest namespace ID QEMU accepts (`NVME_MAX_NAMESPACES`).
 pub(super) const MAX_NSID: u32 = 256;
 /// The broadcast namespace ID.

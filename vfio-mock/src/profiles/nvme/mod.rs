@@ -374,6 +374,10 @@ impl DeviceModel for NvmeModel {
         // QEMU's smallest access is 2 bytes: a 1-byte write reaches the
         // controller as a 2-byte one with the upper byte zero.
         let width = width.max(2);
+        let value = match width {
+            8 => value,
+            w => value & ((1u64 << (8 * u32::from(w.min(7)))) - 1),
+        };
         if offset < regs::BLOCK {
             regs::write(&self.shared, ctx, offset, width, value);
         } else {

@@ -123,9 +123,16 @@ impl Todo {
             self.0.push_back(w);
         }
     }
+
+    /// Adds `other`'s work after this one's.
+    pub(super) fn extend(&mut self, other: Todo) {
+        for w in other.0 {
+            self.push(w);
+        }
+    }
 }
 
-/// Runs `first` and whatever it leads to, with the lock held.
+/// Runs `todo` and whatever it leads to, with the lock held.
 pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
     while let Some(w) = todo.0.pop_front() {
         match w {
@@ -245,7 +252,7 @@ fn process_sq(
         }
         sq.head = (sq.head + 1) % sq.size;
         sq.free -= 1;
-        let (serial, cqid) = (sq.serial, sq.cqid);
+        let serial = sq.serial;
         let cmd = Command::read_from_bytes(&raw).unwrap_or_default();
         if qid == 0 {
             if let Some((status, result)) = admin::execute(shared, c, ctx, &cmd, todo) {
@@ -270,7 +277,6 @@ fn process_sq(
                 run(&shared2, &mut c, ctx, todo);
             });
         }
-        let _ = cqid;
     }
 }
 
