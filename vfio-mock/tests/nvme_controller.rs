@@ -1184,3 +1184,123 @@ fn features_read_back_as_qemu_answers_them() {
         Status::FEATURE_NOT_NS_SPECIFIC.with_dnr()
     );
 }
+
+#[test]
+fn format_nvm_switches_to_4_kib_blocks_and_zeroes_the_namespace() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    n.mem
+        .memory()
+        .write_at(DATA as usize, &[0x11; 512])
+        .unwrap();
+    assert_eq!(
+        n.io(&mut q, rw(nvm::WRITE, 0, 1, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    let mut f = Command::new(admin::FORMAT_NVM, 0);
+    f.nsid = 1;
+    f.cdw10 = 9;
+    assert_eq!(
+        n.admin_status(f),
+        Status::INVALID_FORMAT.with_dnr(),
+        "no format 9"
+    );
+    f.cdw10 = 1 << 5;
+    assert_eq!(
+        n.admin_status(f),
+        Status::INVALID_FORMAT.with_dnr(),
+        "PI without metadata"
+    );
+    f.cdw10 = 4;
+    assert_eq!(n.admin_status(f), Status::SUCCESS);
+    let id = IdentifyNamespace::read_from_bytes(&n.identify(0, 1).1).unwrap();
+    assert_eq!((id.flbas, id.nsze, id.npdg), (4, 16384, 0));
+    n.mem
+        .memory()
+        .write_at(DATA as usize, &[0xff; 4096])
+        .unwrap();
+    assert_eq!(
+        n.io(&mut q, rw(nvm::READ, 0, 1, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    let mut back = vec![0u8; 4096];
+    n.mem.memory().read_at(DATA as usize, &mut back).unwrap();
+    assert!(back.iter().all(|b| *b == 0));
+    let past = rw(nvm::READ, 16384, 1, IOVA + DATA, 0);
+    assert_eq!(
+        n.io(&mut q, past).status(),
+        Status::LBA_OUT_OF_RANGE.with_dnr()
+    );
+}
+
+#[test]
+fn commands_for_a_subsystem_or_sr_iov_fail_as_on_a_controller_without_them() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut attach = Command::new(admin::NS_ATTACHMENT, 0);
+    attach.nsid = 1;
+    attach.prp1 = IOVA + DATA;
+    assert_eq!(n.admin_status(attach), Status::INVALID_FIELD.with_dnr());
+    attach.nsid = 0;
+    assert_eq!(n.admin_status(attach), Status::INVALID_NAMESPACE.with_dnr());
+    let mut virt = Command::new(0x1c, 0);
+    virt.cdw10 = 0x09;
+    assert_eq!(
+        n.admin_status(virt),
+        Status::new(1, 0x1f).with_dnr(),
+        "online: no such secondary"
+    );
+    virt.cdw10 = 0x01;
+    virt.cdw11 = 1;
+    assert_eq!(
+        n.admin_status(virt),
+        Status::new(1, 0x21).with_dnr(),
+        "no flexible resources"
+    );
+    virt.cdw10 = 0x01 | (2 << 8);
+    assert_eq!(
+        n.admin_status(virt),
+        Status::new(1, 0x22).with_dnr(),
+        "resource type 2"
+    );
+}
+
+#[test]
+fn with_a_doorbell_buffer_the_controller_takes_tails_from_the_shadow_and_writes_event_indexes() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let (dbs, eis) = (DATA + 0x2a_0000, DATA + 0x2b_0000);
+    let mut c = Command::new(admin::DOORBELL_BUFFER_CONFIG, 0);
+    c.prp1 = IOVA + dbs + 8;
+    c.prp2 = IOVA + eis;
+    assert_eq!(
+        n.admin_status(c),
+        Status::INVALID_FIELD.with_dnr(),
+        "misaligned"
+    );
+    c.prp1 = IOVA + dbs;
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    // The admin SQ's tail is mirrored into the shadow buffer.
+    assert_eq!(
+        n.mem.memory().read_u32(dbs as usize).unwrap(),
+        u32::from(n.admin.tail)
+    );
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    // An I/O submission through the shadow doorbell: the MMIO doorbell only
+    // wakes the controller, which reads the tail from memory.
+    let mut cmd = rw(nvm::READ, 0, 1, IOVA + DATA, 0);
+    cmd.set_cid(0x77);
+    let bytes = zerocopy::IntoBytes::as_bytes(&cmd).to_vec();
+    n.mem.memory().write_at(IOSQ as usize, &bytes).unwrap();
+    n.mem.memory().write_u32(dbs as usize + 8, 1).unwrap();
+    n.bar.write_u32(0x1008, 0).unwrap();
+    q.tail = 1;
+    let cqe = n.reap_from(Some(&mut q));
+    assert_eq!((cqe.cid, cqe.status()), (0x77, Status::SUCCESS));
+    assert_eq!(
+        n.mem.memory().read_u32(eis as usize + 8).unwrap(),
+        1,
+        "SQ event index"
+    );
+}

@@ -124,11 +124,13 @@ pub(super) fn execute(
             | admin::SET_FEATURES
             | admin::GET_FEATURES
             | admin::ASYNC_EVENT_REQUEST
+            | admin::NS_ATTACHMENT
+            | VIRTUALIZATION_MANAGEMENT
+            | admin::DOORBELL_BUFFER_CONFIG
+            | admin::FORMAT_NVM
     );
     if !supported {
-        // Also Namespace Attachment, Virtualization Management, Doorbell
-        // Buffer Config and Format NVM, which QEMU runs and this model
-        // does not.
+        // Namespace Management among them, though OACS advertises it.
         return done(Status::INVALID_OPCODE.with_dnr());
     }
     if cmd.psdt() != 0 {
@@ -155,6 +157,17 @@ pub(super) fn execute(
         }
         admin::SET_FEATURES => set_features(c, ctx, cmd, todo),
         admin::GET_FEATURES => get_features(c, ctx, cmd),
+        admin::NS_ATTACHMENT => {
+            // Attachment needs a subsystem; this controller has none.
+            if nsid_valid(cmd.nsid) {
+                done(Status::INVALID_FIELD.with_dnr())
+            } else {
+                done(Status::INVALID_NAMESPACE.with_dnr())
+            }
+        }
+        VIRTUALIZATION_MANAGEMENT => virt_mgmt(cmd),
+        admin::DOORBELL_BUFFER_CONFIG => done(dbbuf_config(c, ctx, cmd)),
+        admin::FORMAT_NVM => done(format(c, cmd)),
         _ => {
             // The limit check is `>`, so AERL + 2 requests may be
             // outstanding (the specification allows AERL + 1); the one
@@ -169,6 +182,103 @@ pub(super) fn execute(
             None
         }
     }
+}
+
+/// Virtualization Management, opcode 1Ch.
+const VIRTUALIZATION_MANAGEMENT: u8 = 0x1c;
+/// Invalid Controller Identifier.
+const INVALID_CONTROLLER_ID: Status = Status::new(1, 0x1f);
+/// Invalid Number of Controller Resources.
+const INVALID_RESOURCE_COUNT: Status = Status::new(1, 0x21);
+/// Invalid Resource Identifier.
+const INVALID_RESOURCE_ID: Status = Status::new(1, 0x22);
+
+/// Virtualization Management on a controller without SR-IOV: no flexible
+/// resources and no secondary controllers to act on.
+fn virt_mgmt(cmd: &Command) -> Outcome {
+    let act = cmd.cdw10 & 0xf;
+    let rt = (cmd.cdw10 >> 8) & 0x7;
+    let cntlid = cmd.cdw10 >> 16;
+    let nr = cmd.cdw11 & 0xffff;
+    if rt > 1 {
+        return done(INVALID_RESOURCE_ID.with_dnr());
+    }
+    match act {
+        // Primary controller flexible allocation: none to give.
+        0x01 => {
+            if cntlid != 0 {
+                done(INVALID_CONTROLLER_ID.with_dnr())
+            } else if nr > 0 {
+                done(INVALID_RESOURCE_COUNT.with_dnr())
+            } else {
+                Some((Status::SUCCESS, 0))
+            }
+        }
+        0x07..=0x09 => done(INVALID_CONTROLLER_ID.with_dnr()),
+        _ => done(Status::INVALID_FIELD.with_dnr()),
+    }
+}
+
+/// Doorbell Buffer Config: both buffers page-aligned (else Invalid Field
+/// with DNR). From then on the controller takes SQ tails and CQ heads from
+/// the shadow buffer and writes event indexes to the other, as QEMU does.
+fn dbbuf_config(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
+    let (dbs, eis) = (cmd.prp1, cmd.prp2);
+    if dbs % c.page != 0 || eis % c.page != 0 {
+        return Status::INVALID_FIELD.with_dnr();
+    }
+    c.dbbuf = Some((dbs, eis));
+    for (i, sq) in c.sqs.iter_mut().enumerate() {
+        if let Some(sq) = sq {
+            let at = (i as u64) << 3;
+            sq.shadow = Some((dbs + at, eis + at));
+            let _ = ctx.dma_write(dbs + at, &sq.tail.to_le_bytes());
+        }
+    }
+    for (i, cq) in c.cqs.iter_mut().enumerate() {
+        if let Some(cq) = cq {
+            let at = ((i as u64) << 3) + 4;
+            cq.shadow = Some((dbs + at, eis + at));
+            let _ = ctx.dma_write(dbs + at, &cq.head.to_le_bytes());
+        }
+    }
+    Status::SUCCESS
+}
+
+/// Format NVM of NSID 1 (or all, with the broadcast NSID): the format must
+/// exist and carry enough metadata for protection information; the blocks
+/// all read zero afterwards. Metadata itself is not modelled.
+fn format(c: &mut Ctrl, cmd: &Command) -> Status {
+    let dw10 = cmd.cdw10;
+    let mut lbaf = (dw10 & 0xf) as u8;
+    let mset = ((dw10 >> 4) & 1) as u8;
+    let pi = ((dw10 >> 5) & 0x7) as u8;
+    let pil = ((dw10 >> 8) & 1) as u8;
+    if c.features.host_behavior[2] != 0 {
+        lbaf |= (((dw10 >> 12) & 0x3) as u8) << 4;
+    }
+    let nsid = cmd.nsid;
+    if nsid != BROADCAST {
+        if !nsid_valid(nsid) {
+            return Status::INVALID_NAMESPACE.with_dnr();
+        }
+        if nsid != 1 {
+            return Status::INVALID_FIELD.with_dnr();
+        }
+    }
+    let index = usize::from(lbaf);
+    if index >= c.ns.format_count() {
+        return Status::INVALID_FORMAT.with_dnr();
+    }
+    // The 16-bit guard protection tuple is 8 bytes.
+    if pi != 0 && c.ns.metadata_of(index) < 8 {
+        return Status::INVALID_FORMAT.with_dnr();
+    }
+    if pi > 3 {
+        return Status::INVALID_FIELD.with_dnr();
+    }
+    c.ns.format(lbaf, mset, pi, pil);
+    Status::SUCCESS
 }
 
 /// Copies `data` to the command's data pointer (`nvme_c2h`): PRP errors
@@ -218,12 +328,14 @@ fn create_cq(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &
         // Physically contiguous queues only.
         return Status::INVALID_FIELD.with_dnr();
     }
-    c.cqs[cqid as usize] = Some(Cq::new(
-        cmd.prp1,
-        qsize as u16 + 1,
-        flags & 2 != 0,
-        vector as u16,
-    ));
+    let mut cq = Cq::new(cmd.prp1, qsize as u16 + 1, flags & 2 != 0, vector as u16);
+    cq.shadow = c.dbbuf.map(|(dbs, eis)| {
+        (
+            dbs + (u64::from(cqid) << 3) + 4,
+            eis + (u64::from(cqid) << 3) + 4,
+        )
+    });
+    c.cqs[cqid as usize] = Some(cq);
     c.qs_created = true;
     Status::SUCCESS
 }
@@ -249,7 +361,11 @@ fn create_sq(c: &mut Ctrl, cmd: &Command) -> Status {
         return Status::INVALID_FIELD.with_dnr();
     }
     let serial = c.take_serial();
-    c.sqs[sqid as usize] = Some(Sq::new(cmd.prp1, qsize as u16 + 1, cqid as u16, serial));
+    let mut sq = Sq::new(cmd.prp1, qsize as u16 + 1, cqid as u16, serial);
+    sq.shadow = c
+        .dbbuf
+        .map(|(dbs, eis)| (dbs + (u64::from(sqid) << 3), eis + (u64::from(sqid) << 3)));
+    c.sqs[sqid as usize] = Some(sq);
     Status::SUCCESS
 }
 
@@ -289,7 +405,7 @@ fn delete_cq(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
     let Some(cq) = c.cqs[qid as usize].as_ref() else {
         return Status::CQ_INVALID.with_dnr();
     };
-    if cq.irq_enabled && cq.tail != cq.head {
+    if cq.irq_enabled && u32::from(cq.tail) != cq.head {
         c.cq_pending = c.cq_pending.wrapping_sub(1);
     }
     queues::irq_deassert(c, ctx, qid as u16);

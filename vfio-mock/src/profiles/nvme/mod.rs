@@ -258,6 +258,8 @@ struct Ctrl {
     features: admin::Features,
     stats: io::Stats,
     ns: namespace::Namespace,
+    /// Shadow doorbell and event index buffers (Doorbell Buffer Config).
+    dbbuf: Option<(u64, u64)>,
     /// Counts controller resets: work queued before one is dropped.
     generation: u64,
     /// Numbers queues so work for a deleted queue is not run on a new one.
@@ -281,6 +283,7 @@ impl Ctrl {
             features: admin::Features::default(),
             stats: io::Stats::default(),
             ns: namespace::Namespace::new(config.drive_bytes, config.block_size, config.discard),
+            dbbuf: None,
             generation: 0,
             next_serial: 1,
         }
@@ -303,6 +306,7 @@ impl Ctrl {
         self.aer_queue.clear();
         self.aer_mask = 0;
         self.qs_created = false;
+        self.dbbuf = None;
         self.regs.set32(reg::CSTS, 0);
         self.regs.set32(reg::INTMS, 0);
         self.regs.set32(reg::INTMC, 0);

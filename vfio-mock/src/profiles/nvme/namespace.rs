@@ -24,6 +24,17 @@ const LBA_FORMATS: [(u8, u16); 8] = [
 /// A namespace: its geometry and its blocks.
 #[derive(Debug)]
 pub(super) struct Namespace {
+    /// The drive's size in bytes.
+    drive_bytes: u64,
+    /// The LBA formats `(lbads, metadata bytes)`: QEMU's eight, and the
+    /// drive's block size when it is none of them.
+    formats: Vec<(u8, u16)>,
+    /// Discard granularity: the drive's block size, at least 4 KiB.
+    granularity: u64,
+    /// FLBAS (the format in use, bits 3:0 and 6:5; MSET, bit 4).
+    flbas: u8,
+    /// DPS (protection type and location), as Format NVM set it.
+    dps: u8,
     /// Logical block size in bytes.
     pub(super) block_size: u64,
     /// Number of logical blocks (NSZE = NCAP = NUSE).
@@ -37,13 +48,56 @@ pub(super) struct Namespace {
 impl Namespace {
     /// A blank namespace over a drive of `drive_bytes` with `block_size`-byte blocks.
     pub(super) fn new(drive_bytes: u64, block_size: u32, discard: bool) -> Self {
-        let block_size = u64::from(block_size);
-        Self {
-            block_size,
-            blocks: drive_bytes / block_size,
+        let lbads = block_size.trailing_zeros() as u8;
+        let mut formats = LBA_FORMATS.to_vec();
+        let index = match formats.iter().position(|f| *f == (lbads, 0)) {
+            Some(i) => i,
+            None => {
+                formats.push((lbads, 0));
+                formats.len() - 1
+            }
+        };
+        let mut ns = Self {
+            drive_bytes,
+            formats,
+            granularity: u64::from(block_size).max(4096),
+            flbas: index as u8,
+            dps: 0,
+            block_size: 0,
+            blocks: 0,
             discard,
             chunks: HashMap::new(),
-        }
+        };
+        ns.init_format();
+        ns
+    }
+
+    /// `nvme_ns_init_format`: block size and count from the format in use
+    /// (metadata bytes count against the drive, as QEMU lays them out).
+    fn init_format(&mut self) {
+        let index = usize::from((self.flbas & 0xf) | ((self.flbas >> 5) & 0x3) << 4);
+        let (ds, ms) = self.formats.get(index).copied().unwrap_or((9, 0));
+        self.block_size = 1 << ds;
+        self.blocks = self.drive_bytes / (self.block_size + u64::from(ms));
+    }
+
+    /// Number of LBA formats.
+    pub(super) fn format_count(&self) -> usize {
+        self.formats.len()
+    }
+
+    /// Metadata bytes of format `index`.
+    pub(super) fn metadata_of(&self, index: usize) -> u16 {
+        self.formats.get(index).map_or(0, |f| f.1)
+    }
+
+    /// Format NVM's effect (`nvme_format_set`): every block zero, the new
+    /// format and protection settings in force.
+    pub(super) fn format(&mut self, lbaf: u8, mset: u8, pi: u8, pil: u8) {
+        self.chunks.clear();
+        self.dps = (pil << 3) | pi;
+        self.flbas = ((lbaf >> 4) << 5) | (mset << 4) | (lbaf & 0xf);
+        self.init_format();
     }
 
     /// Byte offset and length of `nlb` blocks from `slba`, if in range.
@@ -122,23 +176,13 @@ impl Namespace {
         id.mc = 0x3;
         id.dpc = 0x1f;
         id.dlfeat = 0x1;
-        let lbads = self.block_size.trailing_zeros() as u8;
-        let mut formats = LBA_FORMATS.len();
-        for (i, (ds, ms)) in LBA_FORMATS.iter().enumerate() {
+        id.dps = self.dps;
+        for (i, (ds, ms)) in self.formats.iter().enumerate() {
             id.lbaf[i] = u32::from(*ms) | (u32::from(*ds) << 16);
         }
-        let index = match LBA_FORMATS.iter().position(|f| *f == (lbads, 0)) {
-            Some(i) => i,
-            None => {
-                id.lbaf[formats] = u32::from(lbads) << 16;
-                formats += 1;
-                formats - 1
-            }
-        };
-        id.flbas = index as u8;
-        id.nlbaf = (formats - 1) as u8;
-        let granularity = self.block_size.max(4096);
-        let npdg = (granularity / self.block_size).saturating_sub(1) as u16;
+        id.flbas = self.flbas;
+        id.nlbaf = (self.formats.len() - 1) as u8;
+        let npdg = (self.granularity / self.block_size).saturating_sub(1) as u16;
         id.npdg = npdg;
         id.npda = npdg;
         id

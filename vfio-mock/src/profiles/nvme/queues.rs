@@ -34,9 +34,12 @@ pub(super) struct Sq {
     pub(super) base: u64,
     pub(super) size: u16,
     pub(super) head: u16,
-    pub(super) tail: u16,
+    /// The tail; from a shadow doorbell it is whatever the host wrote.
+    pub(super) tail: u32,
     pub(super) cqid: u16,
     pub(super) serial: u64,
+    /// Shadow doorbell and event index addresses (Doorbell Buffer Config).
+    pub(super) shadow: Option<(u64, u64)>,
     /// Requests not in flight: QEMU gives a queue as many as its size, and
     /// a fetched command holds one until its completion is posted.
     pub(super) free: u16,
@@ -54,6 +57,7 @@ impl Sq {
             tail: 0,
             cqid,
             serial,
+            shadow: None,
             free: size,
             inflight: VecDeque::new(),
             next_inflight: 0,
@@ -76,9 +80,12 @@ pub(super) struct Done {
 pub(super) struct Cq {
     pub(super) base: u64,
     pub(super) size: u16,
-    pub(super) head: u16,
+    /// The head; from a shadow doorbell it is whatever the host wrote.
+    pub(super) head: u32,
     pub(super) tail: u16,
     pub(super) phase: bool,
+    /// Shadow doorbell and event index addresses (Doorbell Buffer Config).
+    pub(super) shadow: Option<(u64, u64)>,
     pub(super) irq_enabled: bool,
     pub(super) vector: u16,
     pub(super) pending: VecDeque<Done>,
@@ -92,6 +99,7 @@ impl Cq {
             head: 0,
             tail: 0,
             phase: true,
+            shadow: None,
             irq_enabled,
             vector,
             pending: VecDeque::new(),
@@ -99,7 +107,7 @@ impl Cq {
     }
 
     fn full(&self) -> bool {
-        (self.tail + 1) % self.size == self.head
+        u32::from((self.tail + 1) % self.size) == self.head
     }
 }
 
@@ -132,11 +140,23 @@ impl Todo {
     }
 }
 
+/// Commands one job fetches at most before handing the rest of its work
+/// to a new job, so a host that keeps the controller busy (a shadow
+/// doorbell beyond its queue, say) never holds the lock for long.
+const BUDGET: usize = 1024;
+
 /// Runs `todo` and whatever it leads to, with the lock held.
 pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
+    let mut budget = BUDGET;
     while let Some(w) = todo.0.pop_front() {
         match w {
-            Work::Sq(qid) => process_sq(shared, c, ctx, qid, &mut todo),
+            Work::Sq(qid) => {
+                if !process_sq(shared, c, ctx, qid, &mut todo, &mut budget) {
+                    todo.0.push_front(w);
+                    flush(shared, c, ctx, todo);
+                    return;
+                }
+            }
             Work::Cq(qid) => post_cqes(c, ctx, qid, &mut todo),
         }
     }
@@ -186,8 +206,13 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
         if cq.full() {
             todo.push(Work::Cq(qid as u16));
         }
-        cq.head = value;
-        if cq.tail == cq.head {
+        cq.head = value.into();
+        if qid == 0 {
+            if let Some((db, _)) = cq.shadow {
+                let _ = ctx.dma_write(db, &cq.head.to_le_bytes());
+            }
+        }
+        if u32::from(cq.tail) == cq.head {
             if cq.irq_enabled {
                 c.cq_pending = c.cq_pending.wrapping_sub(1);
             }
@@ -206,7 +231,14 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             bad_doorbell(c, AER_INFO_INVALID_DB_VALUE, &mut todo);
             return flush(shared, c, ctx, todo);
         }
-        sq.tail = value;
+        sq.tail = value.into();
+        // QEMU mirrors admin doorbell writes into the shadow buffer, for
+        // drivers that do not update it for the admin queue.
+        if qid == 0 {
+            if let Some((db, _)) = sq.shadow {
+                let _ = ctx.dma_write(db, &sq.tail.to_le_bytes());
+            }
+        }
         todo.push(Work::Sq(qid as u16));
     }
     flush(shared, c, ctx, todo);
@@ -228,31 +260,44 @@ fn bad_doorbell(c: &mut Ctrl, info: u8, todo: &mut Todo) {
 /// Fetches and runs commands while the SQ has some and requests to hold
 /// them (`nvme_process_sq`). An SQ entry the controller cannot read sets
 /// CSTS.CFS (QEMU writes CSTS as exactly CFS, clearing RDY).
+/// False when it stopped with commands left because `budget` ran out.
 fn process_sq(
     shared: &Arc<Shared>,
     c: &mut Ctrl,
     ctx: &DeviceContext<'_>,
     qid: u16,
     todo: &mut Todo,
-) {
+    budget: &mut usize,
+) -> bool {
+    if let Some(sq) = c.sqs.get_mut(usize::from(qid)).and_then(Option::as_mut) {
+        shadow_tail(ctx, sq);
+    }
     loop {
         let Some(sq) = c.sqs.get_mut(usize::from(qid)).and_then(Option::as_mut) else {
-            return;
+            return true;
         };
-        if sq.head == sq.tail || sq.free == 0 {
-            return;
+        if u32::from(sq.head) == sq.tail || sq.free == 0 {
+            return true;
         }
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
         let mut raw = [0u8; 64];
         if ctx
             .dma_read(sq.base + u64::from(sq.head) * 64, &mut raw)
             .is_err()
         {
             c.regs.set32(reg::CSTS, CSTS_CFS);
-            return;
+            return true;
         }
         sq.head = (sq.head + 1) % sq.size;
         sq.free -= 1;
         let serial = sq.serial;
+        if let Some((_, ei)) = sq.shadow {
+            let _ = ctx.dma_write(ei, &sq.tail.to_le_bytes());
+            shadow_tail(ctx, sq);
+        }
         let cmd = Command::read_from_bytes(&raw).unwrap_or_default();
         if qid == 0 {
             if let Some((status, result)) = admin::execute(shared, c, ctx, &cmd, todo) {
@@ -277,6 +322,16 @@ fn process_sq(
                 run(&shared2, &mut c, ctx, todo);
             });
         }
+    }
+}
+
+/// Takes an SQ's tail from its shadow doorbell, if it has one (an
+/// unreadable shadow reads as 0).
+fn shadow_tail(ctx: &DeviceContext<'_>, sq: &mut Sq) {
+    if let Some((db, _)) = sq.shadow {
+        let mut v = [0u8; 4];
+        let _ = ctx.dma_read(db, &mut v);
+        sq.tail = u32::from_le_bytes(v);
     }
 }
 
@@ -357,8 +412,14 @@ pub(super) fn post_cqes(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16, todo: 
     let Some(cq) = cqs.get_mut(usize::from(cqid)).and_then(Option::as_mut) else {
         return;
     };
-    let pending = cq.head != cq.tail;
+    let pending = cq.head != u32::from(cq.tail);
     while let Some(done) = cq.pending.front().copied() {
+        if let Some((db, ei)) = cq.shadow {
+            let _ = ctx.dma_write(ei, &cq.head.to_le_bytes());
+            let mut v = [0u8; 4];
+            let _ = ctx.dma_read(db, &mut v);
+            cq.head = u32::from_le_bytes(v);
+        }
         if cq.full() {
             break;
         }
@@ -389,12 +450,12 @@ pub(super) fn post_cqes(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16, todo: 
         if let Some(sq) = sq {
             let starved = sq.free == 0;
             sq.free += 1;
-            if starved && sq.head != sq.tail {
+            if starved && u32::from(sq.head) != sq.tail {
                 todo.push(Work::Sq(done.sqid));
             }
         }
     }
-    if cq.tail != cq.head {
+    if u32::from(cq.tail) != cq.head {
         if cq.irq_enabled && !pending {
             *cq_pending = cq_pending.wrapping_add(1);
         }
