@@ -5,7 +5,7 @@
 //!
 //! # What is modelled
 //!
-//! - Registers ([`regs`](self)): CAP (MQES 0x7ff, CQR, TO 7.5 s, DSTRD 0,
+//! - Registers: CAP (MQES 0x7ff, CQR, TO 7.5 s, DSTRD 0,
 //!   NVM + I/O command sets + admin only, MPS 4 to 64 KiB), VS 1.4, INTMS and
 //!   INTMC, CC with enable (every check of `nvme_start_ctrl`; a refused
 //!   enable sets CSTS.CFS) and shutdown (CSTS.SHST goes straight to
@@ -22,8 +22,14 @@
 //!   Page (error, SMART, firmware slot, changed namespaces, command
 //!   effects), Asynchronous Event Request (events for invalid doorbell
 //!   writes and the temperature threshold).
+//! - Format NVM (the LBA format switches and every block reads zero),
+//!   Doorbell Buffer Config (SQ tails and CQ heads taken from the shadow
+//!   buffer, event indexes written), and QEMU's refusals of Namespace
+//!   Attachment and Virtualization Management on a controller without a
+//!   subsystem or SR-IOV.
 //! - I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//!   Compare and Verify, over PRP1/PRP2 and (chained) PRP lists.
+//!   Compare and Verify, over PRP1/PRP2 and (chained) PRP lists, through
+//!   the simulated IOMMU ([`DeviceContext::dma_read`] and `dma_write`).
 //! - Status codes and the DNR bit exactly as QEMU 7.2 sets them, including
 //!   where that differs from the specification (each such place says so).
 //! - Device time: a doorbell write returns at once; the controller fetches
@@ -34,17 +40,45 @@
 //!   interrupt before the driver polls.
 //! - Reset: CC.EN 1 to 0 and a function-level reset delete every queue,
 //!   drop the outstanding asynchronous event requests and queued events,
-//!   and clear CC, CSTS and the interrupt mask, keeping AQA, ASQ and ACQ
-//!   (`nvme_ctrl_reset`). Features and the namespace's data survive.
+//!   turn shadow doorbells off and clear CC (all of it), CSTS and the
+//!   interrupt mask, keeping AQA, ASQ and ACQ (`nvme_ctrl_reset`). Features
+//!   and the namespace's data survive.
+//!
+//! # Where QEMU 7.2 differs from the specification (and the model follows QEMU)
+//!
+//! - A data buffer the IOMMU refuses does not fail the command: QEMU's DMA
+//!   helpers drop the refused bytes (a device read of them yields zeroes)
+//!   and the command succeeds. Only a PRP list, SQ entry or CQ entry the
+//!   controller cannot reach is an error (Data Transfer Error, or CSTS.CFS
+//!   for queue entries). Read, Write and the other data commands add DNR
+//!   to every error, a Data Transfer Error included; admin commands do not.
+//! - A valid NSID without a namespace (2 to 256) is Invalid Field in
+//!   Command, not Invalid Namespace, for I/O commands, Flush and Identify's
+//!   descriptor list; the SMART log refuses NSID 0 as Invalid Namespace.
+//! - Clearing CC.EN clears all of CC; a shutdown notification reports
+//!   "complete" at once and the queues keep working afterwards.
+//! - Set Features Number of Queues always grants 64 and 64; Get Features
+//!   with "saved" or "default" select reads QEMU's default table (0 for
+//!   the write cache, which is on).
+//! - Up to AERL + 2 (5) Asynchronous Event Requests are accepted; a doorbell
+//!   error event's information is 0 for "invalid doorbell register" and 1
+//!   for "invalid doorbell write value" (the specification's 1 and 2).
+//! - Dataset Management skips ranges that are out of bounds or too long
+//!   rather than failing; the deallocate is passed to the drive, which the
+//!   guest's `-drive` ignores (see [`NvmeConfig::discard`]).
+//! - OACS advertises Namespace Management, which is Invalid Opcode.
+//! - Pin-based interrupts keep QEMU's pending-CQ counter, which a head
+//!   doorbell on an empty CQ can wrap; it survives resets, as QEMU's does.
 //!
 //! # What is not modelled
 //!
 //! SGLs (QEMU accepts them for I/O commands; here PSDT 1 and 2 are Invalid
-//! Field with DNR), Copy, Format NVM, Namespace Attachment, Virtualization
-//! Management and Doorbell Buffer Config (Invalid Opcode with DNR here),
-//! metadata and protection information, the DULBE error-recovery check,
-//! the controller memory buffer, and QEMU's rule that a PRP pointing into
-//! the controller's own BAR is a Data Transfer Error.
+//! Field with DNR), Copy (Invalid Opcode here), metadata and protection
+//! information (formats with metadata only change the geometry), the DULBE
+//! error-recovery check (the feature is stored), the controller memory
+//! buffer and PMR, NVM subsystem reset, QEMU's rule that a PRP pointing
+//! into the controller's own BAR is a Data Transfer Error, and its single
+//! DMA bounce buffer.
 
 mod admin;
 mod io;
