@@ -1,7 +1,7 @@
 //! I/O commands (`nvme_io_cmd` and the NVM command set's handlers):
 //! Read, Write, Flush, Write Zeroes, Dataset Management, Compare, Verify.
 
-use super::{Ctrl, prp, reg};
+use super::{Ctrl, prp, reg, sgl};
 use crate::model::DeviceContext;
 use nvme_spec::opcode::nvm;
 use nvme_spec::{Command, Status};
@@ -106,8 +106,8 @@ fn check_bounds(c: &Ctrl, slba: u64, nlb: u64) -> Result<(u64, u64), Status> {
         .ok_or(Status::LBA_OUT_OF_RANGE.with_dnr())
 }
 
-/// `nvme_map_dptr`: PRPs for PSDT 0; SGLs are not modelled (Invalid Field
-/// with DNR, where QEMU would use them); PSDT 3 is Invalid Field.
+/// `nvme_map_dptr`: PRPs for PSDT 0, an SGL for PSDT 1 and 2 (the metadata
+/// pointer's form does not matter without metadata), Invalid Field for 3.
 pub(super) fn map_dptr(
     c: &Ctrl,
     ctx: &DeviceContext<'_>,
@@ -116,7 +116,12 @@ pub(super) fn map_dptr(
 ) -> Result<prp::Segments, Status> {
     match cmd.psdt() {
         0 => prp::map(ctx, c.page, cmd.prp1, cmd.prp2, len),
-        1 | 2 => Err(Status::INVALID_FIELD.with_dnr()),
+        1 | 2 => {
+            let mut dptr = [0u8; 16];
+            dptr[..8].copy_from_slice(&cmd.prp1.to_le_bytes());
+            dptr[8..].copy_from_slice(&cmd.prp2.to_le_bytes());
+            sgl::map(ctx, dptr, len)
+        }
         _ => Err(Status::INVALID_FIELD),
     }
 }

@@ -28,8 +28,9 @@
 //!   Attachment and Virtualization Management on a controller without a
 //!   subsystem or SR-IOV.
 //! - I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//!   Compare and Verify, over PRP1/PRP2 and (chained) PRP lists, through
-//!   the simulated IOMMU ([`DeviceContext::dma_read`] and `dma_write`).
+//!   Compare and Verify, over PRP1/PRP2 and (chained) PRP lists or SGLs
+//!   (Data Block, Segment, Last Segment descriptors), through the simulated
+//!   IOMMU ([`DeviceContext::dma_read`] and `dma_write`).
 //! - Status codes and the DNR bit exactly as QEMU 7.2 sets them, including
 //!   where that differs from the specification (each such place says so).
 //! - Device time: a doorbell write returns at once; the controller fetches
@@ -72,8 +73,7 @@
 //!
 //! # What is not modelled
 //!
-//! SGLs (QEMU accepts them for I/O commands; here PSDT 1 and 2 are Invalid
-//! Field with DNR), Copy (Invalid Opcode here), metadata and protection
+//! Copy (Invalid Opcode here), metadata and protection
 //! information (formats with metadata only change the geometry), the DULBE
 //! error-recovery check (the feature is stored), the controller memory
 //! buffer and PMR, NVM subsystem reset, QEMU's rule that a PRP pointing
@@ -86,6 +86,7 @@ mod namespace;
 mod prp;
 mod queues;
 mod regs;
+mod sgl;
 
 use crate::builder::{BarSpec, PciDeviceBuilder};
 use crate::model::{DeviceContext, DeviceModel};
