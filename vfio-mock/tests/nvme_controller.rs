@@ -1383,3 +1383,32 @@ fn io_data_may_be_described_by_sgls_as_qemu_accepts_them() {
     let id = with_sgl(id, sgl(IOVA + DATA, 4096, 0));
     assert_eq!(n.admin_status(id), Status::INVALID_FIELD.with_dnr());
 }
+
+#[test]
+fn copy_fails_with_command_size_limit_exceeded_on_qemus_own_namespace() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    let copy = |cdw12: u32| {
+        let mut c = Command::new(nvm::COPY, 0);
+        c.nsid = 1;
+        c.prp1 = IOVA + DATA;
+        c.cdw12 = cdw12;
+        c
+    };
+    let limit = Status::new(1, 0x83).with_dnr();
+    assert_eq!(
+        n.io(&mut q, copy(0)).status(),
+        limit,
+        "one range of one block"
+    );
+    assert_eq!(n.io(&mut q, copy(1)).status(), limit, "two ranges");
+    assert_eq!(
+        n.io(&mut q, copy(1 << 8)).status(),
+        Status::INVALID_FORMAT.with_dnr()
+    );
+    assert_eq!(
+        n.io(&mut q, copy(2 << 8)).status(),
+        Status::INVALID_FIELD.with_dnr()
+    );
+}

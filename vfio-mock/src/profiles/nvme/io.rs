@@ -86,8 +86,7 @@ fn run(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
         nvm::DATASET_MANAGEMENT => dsm(c, ctx, cmd),
         nvm::COMPARE => compare(c, ctx, cmd),
         nvm::VERIFY => verify(c, cmd),
-        // Copy is not modelled.
-        _ => Status::INVALID_OPCODE.with_dnr(),
+        _ => copy(c, ctx, cmd),
     }
 }
 
@@ -267,4 +266,38 @@ fn verify(c: &mut Ctrl, cmd: &Command) -> Status {
         }
         Err(s) => s,
     }
+}
+
+/// Command Size Limit Exceeded.
+const COMMAND_SIZE_LIMIT: Status = Status::new(1, 0x83);
+
+/// Copy. The controller's own namespace has QEMU's zero MSSRL, MCL and
+/// MSRC (those are `nvme-ns` properties), so after the format checks and
+/// reading the source ranges every Copy fails with Command Size Limit
+/// Exceeded: more than one range, or a range of any length.
+fn copy(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
+    let nr = u64::from(cmd.cdw12 & 0xff) + 1;
+    let format = (cmd.cdw12 >> 8) & 0xf;
+    let (prinfor, prinfow) = ((cmd.cdw12 >> 12) & 0xf, (cmd.cdw12 >> 26) & 0xf);
+    if c.ns.protection() != 0 && (prinfor & 0x8) != (prinfow & 0x8) {
+        return Status::INVALID_FIELD.with_dnr();
+    }
+    // OCFS: formats 0 and 1.
+    if format > 1 {
+        return Status::INVALID_FIELD.with_dnr();
+    }
+    if nr > 1 {
+        return COMMAND_SIZE_LIMIT.with_dnr();
+    }
+    // Format 0 is the one for the 16-bit guard QEMU's namespace uses.
+    if format != 0 {
+        return Status::INVALID_FORMAT.with_dnr();
+    }
+    let segs = match map_dptr(c, ctx, cmd, 32) {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    let mut range = [0u8; 32];
+    prp::read_in(ctx, &segs, &mut range);
+    COMMAND_SIZE_LIMIT.with_dnr()
 }

@@ -28,7 +28,8 @@
 //!   Attachment and Virtualization Management on a controller without a
 //!   subsystem or SR-IOV.
 //! - I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//!   Compare and Verify, over PRP1/PRP2 and (chained) PRP lists or SGLs
+//!   Compare, Verify and Copy (which QEMU's own namespace always refuses
+//!   with Command Size Limit Exceeded), over PRP1/PRP2 and (chained) PRP lists or SGLs
 //!   (Data Block, Segment, Last Segment descriptors), through the simulated
 //!   IOMMU ([`DeviceContext::dma_read`] and `dma_write`).
 //! - Status codes and the DNR bit exactly as QEMU 7.2 sets them, including
@@ -73,12 +74,12 @@
 //!
 //! # What is not modelled
 //!
-//! Copy (Invalid Opcode here), metadata and protection
-//! information (formats with metadata only change the geometry), the DULBE
-//! error-recovery check (the feature is stored), the controller memory
-//! buffer and PMR, NVM subsystem reset, QEMU's rule that a PRP pointing
-//! into the controller's own BAR is a Data Transfer Error, and its single
-//! DMA bounce buffer.
+//! Metadata and protection information (a format with metadata only
+//! changes the geometry), the DULBE error-recovery check (the feature is
+//! stored; which blocks QEMU sees as deallocated depends on the host file
+//! system under the drive), the controller memory buffer and PMR, NVM
+//! subsystem reset, QEMU's rule that a PRP pointing into the controller's
+//! own BAR is a Data Transfer Error, and its single DMA bounce buffer.
 
 mod admin;
 mod io;

@@ -81,6 +81,11 @@ impl Namespace {
         self.blocks = self.drive_bytes / (self.block_size + u64::from(ms));
     }
 
+    /// The protection type in use (DPS bits 2:0).
+    pub(super) fn protection(&self) -> u8 {
+        self.dps & 0x7
+    }
+
     /// Number of LBA formats.
     pub(super) fn format_count(&self) -> usize {
         self.formats.len()
