@@ -1026,6 +1026,83 @@ fn random_commands_and_register_writes_never_wedge_or_panic_the_controller() {
         let _ = n.bar.read_u32(offset & !3);
     }
     n.host.run_until_idle();
+    // Whatever that left, a controller reset brings back a working controller.
+    n.bar.write_u32(0x14, 0).unwrap();
+    n.admin = Queue::new(0, ASQ, ACQ, 16);
+    n.enable();
+    let (st, page) = n.identify(1, 0);
+    assert_eq!((st, &page[..2]), (Status::SUCCESS, &[0x36, 0x1b][..]));
+}
+
+#[test]
+fn an_sq_or_cq_entry_the_iommu_refuses_sets_controller_fatal_status() {
+    let mut n = Nvme::guest();
+    n.enable();
+    // An I/O SQ in unmapped memory: the fetch fails, CSTS reads exactly CFS.
+    let mut c = Command::new(admin::CREATE_CQ, 0);
+    c.prp1 = IOVA + IOCQ;
+    c.cdw10 = 1 | (3 << 16);
+    c.cdw11 = 1;
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    let mut s = Command::new(admin::CREATE_SQ, 0);
+    s.prp1 = UNMAPPED;
+    s.cdw10 = 1 | (3 << 16);
+    s.cdw11 = 1 | (1 << 16);
+    assert_eq!(n.admin_status(s), Status::SUCCESS);
+    n.bar.write_u32(0x1008, 1).unwrap();
+    n.host.run_until_idle();
+    assert_eq!(n.csts(), 2);
+    assert_eq!(n.host.iommu_faults()[0].page, UNMAPPED);
+    // And a CQ in unmapped memory: the completion cannot be posted.
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut c = Command::new(admin::CREATE_CQ, 0);
+    c.prp1 = UNMAPPED;
+    c.cdw10 = 1 | (3 << 16);
+    c.cdw11 = 1;
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    let mut s = Command::new(admin::CREATE_SQ, 0);
+    s.prp1 = IOVA + IOSQ;
+    s.cdw10 = 1 | (3 << 16);
+    s.cdw11 = 1 | (1 << 16);
+    assert_eq!(n.admin_status(s), Status::SUCCESS);
+    let mut q = Queue::new(1, IOSQ, UNMAPPED, 4);
+    let mut flush = Command::new(nvm::FLUSH, 0);
+    flush.nsid = 1;
+    n.submit_to(Some(&mut q), flush);
+    n.host.run_until_idle();
+    assert_eq!(n.csts(), 2);
+    assert_eq!(n.host.iommu_faults()[0].page, UNMAPPED);
+}
+
+#[test]
+fn with_discard_enabled_a_deallocated_range_reads_zero() {
+    let mut n = Nvme::with(NvmeConfig::default().discard(true));
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    n.mem
+        .memory()
+        .write_at(DATA as usize, &[0x5a; 4096])
+        .unwrap();
+    assert_eq!(
+        n.io(&mut q, rw(nvm::WRITE, 0, 8, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    let range = DATA + 0x8000;
+    n.mem.memory().write_at(range as usize, &[0; 16]).unwrap();
+    n.mem.memory().write_u32(range as usize + 4, 8).unwrap();
+    let mut d = Command::new(nvm::DATASET_MANAGEMENT, 0);
+    d.nsid = 1;
+    d.prp1 = IOVA + range;
+    d.cdw11 = 1 << 2;
+    assert_eq!(n.io(&mut q, d).status(), Status::SUCCESS);
+    assert_eq!(
+        n.io(&mut q, rw(nvm::READ, 0, 8, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    let mut back = vec![1u8; 4096];
+    n.mem.memory().read_at(DATA as usize, &mut back).unwrap();
+    assert!(back.iter().all(|b| *b == 0));
 }
 
 #[test]

@@ -231,15 +231,15 @@ fn dbbuf_config(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status 
     for (i, sq) in c.sqs.iter_mut().enumerate() {
         if let Some(sq) = sq {
             let at = (i as u64) << 3;
-            sq.shadow = Some((dbs + at, eis + at));
-            let _ = ctx.dma_write(dbs + at, &sq.tail.to_le_bytes());
+            sq.shadow = Some((dbs.wrapping_add(at), eis.wrapping_add(at)));
+            let _ = ctx.dma_write(dbs.wrapping_add(at), &sq.tail.to_le_bytes());
         }
     }
     for (i, cq) in c.cqs.iter_mut().enumerate() {
         if let Some(cq) = cq {
             let at = ((i as u64) << 3) + 4;
-            cq.shadow = Some((dbs + at, eis + at));
-            let _ = ctx.dma_write(dbs + at, &cq.head.to_le_bytes());
+            cq.shadow = Some((dbs.wrapping_add(at), eis.wrapping_add(at)));
+            let _ = ctx.dma_write(dbs.wrapping_add(at), &cq.head.to_le_bytes());
         }
     }
     Status::SUCCESS
@@ -331,8 +331,8 @@ fn create_cq(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &
     let mut cq = Cq::new(cmd.prp1, qsize as u16 + 1, flags & 2 != 0, vector as u16);
     cq.shadow = c.dbbuf.map(|(dbs, eis)| {
         (
-            dbs + (u64::from(cqid) << 3) + 4,
-            eis + (u64::from(cqid) << 3) + 4,
+            dbs.wrapping_add((u64::from(cqid) << 3) + 4),
+            eis.wrapping_add((u64::from(cqid) << 3) + 4),
         )
     });
     c.cqs[cqid as usize] = Some(cq);
@@ -362,9 +362,12 @@ fn create_sq(c: &mut Ctrl, cmd: &Command) -> Status {
     }
     let serial = c.take_serial();
     let mut sq = Sq::new(cmd.prp1, qsize as u16 + 1, cqid as u16, serial);
-    sq.shadow = c
-        .dbbuf
-        .map(|(dbs, eis)| (dbs + (u64::from(sqid) << 3), eis + (u64::from(sqid) << 3)));
+    sq.shadow = c.dbbuf.map(|(dbs, eis)| {
+        (
+            dbs.wrapping_add(u64::from(sqid) << 3),
+            eis.wrapping_add(u64::from(sqid) << 3),
+        )
+    });
     c.sqs[sqid as usize] = Some(sq);
     Status::SUCCESS
 }

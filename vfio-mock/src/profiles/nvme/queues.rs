@@ -285,7 +285,7 @@ fn process_sq(
         *budget -= 1;
         let mut raw = [0u8; 64];
         if ctx
-            .dma_read(sq.base + u64::from(sq.head) * 64, &mut raw)
+            .dma_read(sq.base.wrapping_add(u64::from(sq.head) * 64), &mut raw)
             .is_err()
         {
             c.regs.set32(reg::CSTS, CSTS_CFS);
@@ -434,9 +434,10 @@ pub(super) fn post_cqes(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16, todo: 
         entry[10..12].copy_from_slice(&done.sqid.to_le_bytes());
         entry[12..14].copy_from_slice(&done.cid.to_le_bytes());
         entry[14..16].copy_from_slice(&done.status.to_word(cq.phase).to_le_bytes());
-        let at = cq.base + u64::from(cq.tail) * 16;
+        let at = cq.base.wrapping_add(u64::from(cq.tail) * 16);
         // The phase tag is in the last word: write it last.
-        if ctx.dma_write(at, &entry[..12]).is_err() || ctx.dma_write(at + 12, &entry[12..]).is_err()
+        if ctx.dma_write(at, &entry[..12]).is_err()
+            || ctx.dma_write(at.wrapping_add(12), &entry[12..]).is_err()
         {
             regs.set32(reg::CSTS, CSTS_CFS);
             break;
