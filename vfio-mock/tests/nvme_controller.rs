@@ -1489,3 +1489,29 @@ fn copy_fails_with_command_size_limit_exceeded_on_qemus_own_namespace() {
         Status::INVALID_FIELD.with_dnr()
     );
 }
+
+#[test]
+fn deleting_an_sq_finishes_its_commands_in_flight_first() {
+    let mut n = Nvme::with(NvmeConfig::default().latency(Duration::from_millis(5)));
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    let cid = n.submit_to(Some(&mut q), rw(nvm::READ, 0, 1, IOVA + DATA, 0));
+    while n.host.pending_work().1 != 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(n.peek(&q).is_none(), "waiting for the clock");
+    let mut d = Command::new(admin::DELETE_SQ, 0);
+    d.cdw10 = 1;
+    let del = n.submit_to(None, d);
+    while n.peek(&n.admin).is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(n.reap_from(None).cid, del);
+    // The read completed when the queue went, not when the clock got there.
+    let cqe = n.peek(&q).expect("posted by the delete");
+    assert_eq!((cqe.cid, cqe.status()), (cid, Status::SUCCESS));
+    n.host.advance(Duration::from_millis(5));
+    let mut next = Queue::new(1, q.sq, q.cq, q.size);
+    next.head = 1;
+    assert!(n.peek(&next).is_none(), "and only once");
+}
