@@ -1515,3 +1515,34 @@ fn deleting_an_sq_finishes_its_commands_in_flight_first() {
     next.head = 1;
     assert!(n.peek(&next).is_none(), "and only once");
 }
+
+#[test]
+fn a_controller_reset_lets_writes_in_flight_reach_the_namespace_but_drops_their_completions() {
+    let mut n = Nvme::with(NvmeConfig::default().latency(Duration::from_millis(5)));
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    n.mem
+        .memory()
+        .write_at(DATA as usize, &[0x3c; 512])
+        .unwrap();
+    n.submit_to(Some(&mut q), rw(nvm::WRITE, 7, 1, IOVA + DATA, 0));
+    while n.host.pending_work().1 != 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    n.bar.write_u32(0x14, 0).unwrap();
+    assert!(n.peek(&q).is_none(), "no completion for the reset queue");
+    n.host.advance(Duration::from_millis(5));
+    assert!(n.peek(&q).is_none(), "nor later");
+    n.admin = Queue::new(0, ASQ, ACQ, 16);
+    n.enable();
+    let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
+    n.mem.memory().write_at(DATA as usize, &[0; 512]).unwrap();
+    n.submit_to(Some(&mut q), rw(nvm::READ, 7, 1, IOVA + DATA, 0));
+    while n.peek(&q).is_none() {
+        n.host.run_until_idle();
+    }
+    assert_eq!(n.reap_from(Some(&mut q)).status(), Status::SUCCESS);
+    let mut back = [0u8; 512];
+    n.mem.memory().read_at(DATA as usize, &mut back).unwrap();
+    assert!(back.iter().all(|b| *b == 0x3c));
+}

@@ -115,8 +115,16 @@ fn write_cc(c: &mut Ctrl, ctx: &DeviceContext<'_>, cc: u32) {
             super::CSTS_CFS
         };
     } else if !en && old_en {
-        // A controller reset: CC itself reads 0 afterwards (QEMU clears
-        // the whole register, not only EN).
+        // A controller reset. QEMU first drains the drive, so I/O in
+        // flight reaches the namespace (its completions go with the
+        // queues); CC itself reads 0 afterwards (QEMU clears the whole
+        // register, not only EN).
+        let mut dropped = queues::Todo::default();
+        for qid in 1..=super::IO_QUEUE_PAIRS as u16 {
+            if let Some(serial) = c.sqs[usize::from(qid)].as_ref().map(|s| s.serial) {
+                queues::finish_inflight(c, ctx, qid, serial, None, &mut dropped);
+            }
+        }
         c.reset();
         return;
     }
