@@ -1537,11 +1537,8 @@ fn a_controller_reset_lets_writes_in_flight_reach_the_namespace_but_drops_their_
     n.enable();
     let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
     n.mem.memory().write_at(DATA as usize, &[0; 512]).unwrap();
-    n.submit_to(Some(&mut q), rw(nvm::READ, 7, 1, IOVA + DATA, 0));
-    while n.peek(&q).is_none() {
-        n.host.run_until_idle();
-    }
-    assert_eq!(n.reap_from(Some(&mut q)).status(), Status::SUCCESS);
+    let r = rw(nvm::READ, 7, 1, IOVA + DATA, 0);
+    assert_eq!(n.io(&mut q, r).status(), Status::SUCCESS);
     let mut back = [0u8; 512];
     n.mem.memory().read_at(DATA as usize, &mut back).unwrap();
     assert!(back.iter().all(|b| *b == 0x3c));
