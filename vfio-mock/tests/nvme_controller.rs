@@ -123,6 +123,16 @@ impl Nvme {
         }
     }
 
+    /// Waits until the device's thread has run every job deferred so far
+    /// (timers on the virtual clock are left alone).
+    fn wait_for_device_thread(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.host.pending_work().1 != 0 {
+            assert!(Instant::now() < deadline, "the device's thread is stuck");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn csts(&self) -> u32 {
         self.bar.read_u32(0x1c).unwrap()
     }
@@ -810,14 +820,10 @@ fn io_completions_arrive_late_on_the_virtual_clock_and_out_of_order_across_queue
     n.fired();
     n.submit_to(Some(&mut q1), rw(nvm::READ, 0, 1, IOVA + DATA, 0));
     // Wait for the device's thread to fetch it (no timer is run).
-    while n.host.pending_work().1 != 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    n.wait_for_device_thread();
     n.host.advance(Duration::from_micros(30));
     n.submit_to(Some(&mut q2), rw(nvm::READ, 0, 1, IOVA + DATA, 0));
-    while n.host.pending_work().1 != 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    n.wait_for_device_thread();
     assert!(n.peek(&q1).is_none() && n.peek(&q2).is_none());
     assert!(n.fired().is_empty());
     n.host.advance(Duration::from_micros(20));
@@ -1496,16 +1502,12 @@ fn deleting_an_sq_finishes_its_commands_in_flight_first() {
     n.enable();
     let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
     let cid = n.submit_to(Some(&mut q), rw(nvm::READ, 0, 1, IOVA + DATA, 0));
-    while n.host.pending_work().1 != 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    n.wait_for_device_thread();
     assert!(n.peek(&q).is_none(), "waiting for the clock");
     let mut d = Command::new(admin::DELETE_SQ, 0);
     d.cdw10 = 1;
     let del = n.submit_to(None, d);
-    while n.peek(&n.admin).is_none() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    n.wait_for_device_thread();
     assert_eq!(n.reap_from(None).cid, del);
     // The read completed when the queue went, not when the clock got there.
     let cqe = n.peek(&q).expect("posted by the delete");
@@ -1526,9 +1528,7 @@ fn a_controller_reset_lets_writes_in_flight_reach_the_namespace_but_drops_their_
         .write_at(DATA as usize, &[0x3c; 512])
         .unwrap();
     n.submit_to(Some(&mut q), rw(nvm::WRITE, 7, 1, IOVA + DATA, 0));
-    while n.host.pending_work().1 != 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    n.wait_for_device_thread();
     n.bar.write_u32(0x14, 0).unwrap();
     assert!(n.peek(&q).is_none(), "no completion for the reset queue");
     n.host.advance(Duration::from_millis(5));
