@@ -1543,3 +1543,31 @@ fn a_controller_reset_lets_writes_in_flight_reach_the_namespace_but_drops_their_
     n.mem.memory().read_at(DATA as usize, &mut back).unwrap();
     assert!(back.iter().all(|b| *b == 0x3c));
 }
+
+#[test]
+fn a_cq_created_without_ien_completes_without_interrupting() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let mut c = Command::new(admin::CREATE_CQ, 0);
+    c.prp1 = IOVA + IOCQ;
+    c.cdw10 = 1 | (3 << 16);
+    c.cdw11 = 0x1 | (2 << 16);
+    assert_eq!(n.admin_status(c), Status::SUCCESS);
+    let mut s = Command::new(admin::CREATE_SQ, 0);
+    s.prp1 = IOVA + IOSQ;
+    s.cdw10 = 1 | (3 << 16);
+    s.cdw11 = 1 | (1 << 16);
+    assert_eq!(n.admin_status(s), Status::SUCCESS);
+    n.fired();
+    let mut q = Queue::new(1, IOSQ, IOCQ, 4);
+    assert_eq!(
+        n.io(&mut q, rw(nvm::READ, 0, 1, IOVA + DATA, 0)).status(),
+        Status::SUCCESS
+    );
+    assert!(n.fired().is_empty());
+    // The admin CQ interrupts on vector 0.
+    let mut f = Command::new(admin::GET_FEATURES, 0);
+    f.cdw10 = feature::ARBITRATION.into();
+    n.admin(f);
+    assert_eq!(n.fired(), vec![0]);
+}
