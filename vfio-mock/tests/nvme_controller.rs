@@ -1468,7 +1468,7 @@ fn io_data_may_be_described_by_sgls_as_qemu_accepts_them() {
 }
 
 #[test]
-fn copy_fails_with_command_size_limit_exceeded_on_qemus_own_namespace() {
+fn copy_always_fails_on_qemus_own_namespace() {
     let mut n = Nvme::guest();
     n.enable();
     let mut q = n.create_pair(1, IOSQ, IOCQ, 4, 1);
@@ -1480,11 +1480,9 @@ fn copy_fails_with_command_size_limit_exceeded_on_qemus_own_namespace() {
         c
     };
     let limit = Status::new(1, 0x83).with_dnr();
-    assert_eq!(
-        n.io(&mut q, copy(0)).status(),
-        limit,
-        "one range of one block"
-    );
+    // One range: over MSSRL 0 too, but reported through QEMU's
+    // asynchronous error path, which makes it Internal Error.
+    assert_eq!(n.io(&mut q, copy(0)).status(), Status::INTERNAL_ERROR);
     assert_eq!(n.io(&mut q, copy(1)).status(), limit, "two ranges");
     assert_eq!(
         n.io(&mut q, copy(1 << 8)).status(),
@@ -1570,4 +1568,177 @@ fn a_cq_created_without_ien_completes_without_interrupting() {
     f.cdw10 = feature::ARBITRATION.into();
     n.admin(f);
     assert_eq!(n.fired(), vec![0]);
+}
+
+/// What QEMU 7.2's controller answered, recorded by
+/// `fixtures/qemu-7.2-nvme/capture.py`.
+macro_rules! qemu_fixture {
+    ($name:literal) => {
+        include_bytes!(concat!("fixtures/qemu-7.2-nvme/", $name))
+    };
+}
+
+#[test]
+fn identify_and_log_pages_equal_qemus_byte_for_byte() {
+    let mut n = Nvme::guest();
+    n.enable();
+    let identify: [(&str, u32, u32, u32, &[u8]); 13] = [
+        ("controller", 0, 0x01, 0, qemu_fixture!("identify-ctrl.bin")),
+        ("namespace 1", 1, 0x00, 0, qemu_fixture!("identify-ns1.bin")),
+        ("namespace 2", 2, 0x00, 0, qemu_fixture!("identify-ns2.bin")),
+        (
+            "active list",
+            0,
+            0x02,
+            0,
+            qemu_fixture!("identify-list.bin"),
+        ),
+        (
+            "descriptors",
+            1,
+            0x03,
+            0,
+            qemu_fixture!("identify-descs.bin"),
+        ),
+        (
+            "NVM namespace",
+            1,
+            0x05,
+            0,
+            qemu_fixture!("identify-csns.bin"),
+        ),
+        (
+            "NVM controller",
+            0,
+            0x06,
+            0,
+            qemu_fixture!("identify-csctrl.bin"),
+        ),
+        (
+            "zoned controller",
+            0,
+            0x06,
+            2 << 24,
+            qemu_fixture!("identify-csctrl_zoned.bin"),
+        ),
+        (
+            "NVM active list",
+            0,
+            0x07,
+            0,
+            qemu_fixture!("identify-cslist.bin"),
+        ),
+        (
+            "primary controller",
+            0,
+            0x14,
+            0,
+            qemu_fixture!("identify-pri.bin"),
+        ),
+        (
+            "secondary list",
+            0,
+            0x15,
+            0,
+            qemu_fixture!("identify-sec.bin"),
+        ),
+        (
+            "command sets",
+            0,
+            0x1c,
+            0,
+            qemu_fixture!("identify-iocs.bin"),
+        ),
+        (
+            "allocated namespace 1",
+            1,
+            0x11,
+            0,
+            qemu_fixture!("identify-present.bin"),
+        ),
+    ];
+    let logs: [(&str, u32, u32, &[u8]); 5] = [
+        ("SMART", 0x02, u32::MAX, qemu_fixture!("log-smart.bin")),
+        ("firmware slot", 0x03, 0, qemu_fixture!("log-fw.bin")),
+        ("error", 0x01, 0, qemu_fixture!("log-err.bin")),
+        (
+            "changed namespaces",
+            0x04,
+            0,
+            qemu_fixture!("log-changed.bin"),
+        ),
+        ("command effects", 0x05, 0, qemu_fixture!("log-effects.bin")),
+    ];
+    let mut commands = Vec::new();
+    for (what, nsid, cns, cdw11, want) in identify {
+        let mut c = Command::new(admin::IDENTIFY, 0);
+        (c.nsid, c.cdw10, c.cdw11) = (nsid, cns, cdw11);
+        commands.push((what, c, want));
+    }
+    for (what, lid, nsid, want) in logs {
+        // 4 KiB asked: a shorter page leaves the rest of the buffer alone.
+        let mut c = Command::new(admin::GET_LOG_PAGE, 0);
+        (c.nsid, c.cdw10) = (nsid, lid | (1023 << 16));
+        commands.push((what, c, want));
+    }
+    for (what, mut c, want) in commands {
+        c.prp1 = IOVA + DATA;
+        n.mem
+            .memory()
+            .write_at(DATA as usize, &[0xaa; 4096])
+            .unwrap();
+        assert_eq!(n.admin_status(c), Status::SUCCESS, "{what}");
+        let mut page = vec![0u8; 4096];
+        n.mem.memory().read_at(DATA as usize, &mut page).unwrap();
+        let diffs: Vec<_> = (0..4096)
+            .filter(|&i| page[i] != want[i])
+            .map(|i| (i, page[i], want[i]))
+            .take(8)
+            .collect();
+        assert!(diffs.is_empty(), "{what}: (offset, model, QEMU) {diffs:x?}");
+    }
+}
+
+#[test]
+fn three_hundred_commands_complete_with_qemus_status_and_result() {
+    // QEMU's side ran with MSI-X disabled, so the model's does too.
+    let host = profiles::qemu_guest().build().unwrap();
+    let mut n = Nvme::open(host, profiles::nvme_address(), 0);
+    n.admin = Queue::new(0, ASQ, ACQ, 32);
+    n.enable();
+    n.mem.memory().write_at(IOCQ as usize, &[0; 4096]).unwrap();
+    let mut io = Queue::new(1, IOSQ, IOCQ, 8);
+    let commands = std::str::from_utf8(qemu_fixture!("commands.txt")).unwrap();
+    let statuses = std::str::from_utf8(qemu_fixture!("statuses.txt")).unwrap();
+    let mut differ = Vec::new();
+    let mut count = 0;
+    for (line, want) in commands.lines().zip(statuses.lines()) {
+        let mut f = line.split_whitespace();
+        let admin_queue = f.next() == Some("a");
+        let v: Vec<u64> = f
+            .map(|x| u64::from_str_radix(x.trim_start_matches("0x"), 16).unwrap())
+            .collect();
+        let mut c = Command::new(v[0] as u8, 0);
+        c.cdw0 |= (v[10] as u32) << 8;
+        (c.nsid, c.prp1, c.prp2) = (v[1] as u32, v[2], v[3]);
+        let [c10, c11, c12, c13, c14, c15] = std::array::from_fn(|i| v[4 + i] as u32);
+        (c.cdw10, c.cdw11, c.cdw12, c.cdw13, c.cdw14, c.cdw15) = (c10, c11, c12, c13, c14, c15);
+        let got = if admin_queue && c.opcode() == admin::ASYNC_EVENT_REQUEST {
+            n.submit_to(None, c);
+            "held".to_string()
+        } else {
+            let cqe = if admin_queue {
+                n.admin(c)
+            } else {
+                n.io(&mut io, c)
+            };
+            format!("{:#x} {:#x}", cqe.status().field(), cqe.result)
+        };
+        if got != want {
+            differ.push(format!("{line}: model {got}, QEMU {want}"));
+        }
+        count += 1;
+    }
+    assert!(count > 300, "{count} commands");
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
 }

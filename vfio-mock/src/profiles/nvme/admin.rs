@@ -759,8 +759,10 @@ fn set_features(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command, todo: &mut
 fn get_log(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command, todo: &mut Todo) -> Status {
     let lid = (cmd.cdw10 & 0xff) as u8;
     let rae = cmd.cdw10 & (1 << 15) != 0;
-    let numd = u64::from(cmd.cdw10 >> 16) | (u64::from(cmd.cdw11 & 0xffff) << 16);
-    let len = (numd + 1) * 4;
+    // QEMU computes the length in 32 bits: NUMD FFFFFFFFh wraps to 0 bytes
+    // (and succeeds, transferring nothing).
+    let numd = (cmd.cdw10 >> 16) | ((cmd.cdw11 & 0xffff) << 16);
+    let len = u64::from(numd.wrapping_add(1) << 2);
     let off = u64::from(cmd.cdw12) | (u64::from(cmd.cdw13) << 32);
     if off % 4 != 0 {
         return Status::INVALID_FIELD.with_dnr();

@@ -28,8 +28,8 @@
 //!   Attachment and Virtualization Management on a controller without a
 //!   subsystem or SR-IOV.
 //! - I/O commands: Read, Write, Flush, Write Zeroes, Dataset Management,
-//!   Compare, Verify and Copy (which QEMU's own namespace always refuses
-//!   with Command Size Limit Exceeded), over PRP1/PRP2 and (chained) PRP lists or SGLs
+//!   Compare, Verify and Copy (which QEMU's own namespace always fails),
+//!   over PRP1/PRP2 and (chained) PRP lists or SGLs
 //!   (Data Block, Segment, Last Segment descriptors), through the simulated
 //!   IOMMU ([`DeviceContext::dma_read`] and `dma_write`).
 //! - Status codes and the DNR bit exactly as QEMU 7.2 sets them, including
