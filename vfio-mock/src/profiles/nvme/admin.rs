@@ -169,9 +169,8 @@ pub(super) fn execute(
         admin::DOORBELL_BUFFER_CONFIG => done(dbbuf_config(c, ctx, cmd)),
         admin::FORMAT_NVM => done(format(c, cmd)),
         _ => {
-            // The limit check is `>`, so AERL + 2 requests may be
-            // outstanding (the specification allows AERL + 1); the one
-            // over the limit completes without DNR.
+            // AERL is 0's based: AERL + 1 requests may be outstanding; the
+            // one over the limit completes without DNR.
             if c.aer_reqs.len() > usize::from(AERL) {
                 return done(Status::ASYNC_EVENT_LIMIT_EXCEEDED);
             }

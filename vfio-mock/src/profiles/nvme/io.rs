@@ -34,9 +34,25 @@ pub(super) fn nsid_valid(nsid: u32) -> bool {
     nsid != 0 && (nsid == BROADCAST || nsid <= MAX_NSID)
 }
 
-/// Runs I/O command `cmd`: its status and result dword.
-pub(super) fn execute(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> (Status, u32) {
-    (run(c, ctx, cmd), 0)
+/// Runs I/O command `cmd`: its status, its result dword, and whether QEMU
+/// would have finished it in the block layer rather than at once. QEMU
+/// answers a command it refuses while it walks the SQ, and one that reached
+/// the drive when the drive's completion comes back; completions that come
+/// back together are posted last-first (QEMU's completion bottom halves run
+/// in reverse order of scheduling), so a batch of reads fetched together
+/// completes in reverse.
+pub(super) fn execute(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> (Status, u32, bool) {
+    let status = run(c, ctx, cmd);
+    let asynchronous = match cmd.opcode() {
+        nvm::READ | nvm::WRITE | nvm::WRITE_ZEROES | nvm::FLUSH | nvm::VERIFY => {
+            status == Status::SUCCESS
+        }
+        nvm::DATASET_MANAGEMENT => status == Status::SUCCESS && cmd.cdw11 & (1 << 2) != 0,
+        nvm::COMPARE => status == Status::SUCCESS || status == Status::COMPARE_FAILURE,
+        nvm::COPY => status == Status::INTERNAL_ERROR,
+        _ => false,
+    };
+    (status, 0, asynchronous)
 }
 
 fn run(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {

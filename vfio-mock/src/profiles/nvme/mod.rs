@@ -62,9 +62,11 @@
 //! - Set Features Number of Queues always grants 64 and 64; Get Features
 //!   with "saved" or "default" select reads QEMU's default table (0 for
 //!   the write cache, which is on).
-//! - Up to AERL + 2 (5) Asynchronous Event Requests are accepted; a doorbell
-//!   error event's information is 0 for "invalid doorbell register" and 1
-//!   for "invalid doorbell write value" (the specification's 1 and 2).
+//! - A doorbell error event's information is 0 for "invalid doorbell
+//!   register" and 1 for "invalid doorbell write value" (the
+//!   specification's 1 and 2).
+//! - I/O commands that reach the drive and come back together complete
+//!   last first (a batch of reads fetched by one doorbell posts in reverse).
 //! - Dataset Management skips ranges that are out of bounds or too long
 //!   rather than failing; the deallocate is passed to the drive, which the
 //!   guest's `-drive` ignores (see [`NvmeConfig::discard`]).

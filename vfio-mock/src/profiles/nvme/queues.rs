@@ -269,6 +269,27 @@ fn process_sq(
     todo: &mut Todo,
     budget: &mut usize,
 ) -> bool {
+    let mut drive = Vec::new();
+    let done = fetch(shared, c, ctx, qid, todo, budget, &mut drive);
+    // What went to the drive comes back after the walk, last first.
+    for (serial, cid, status, result) in drive.into_iter().rev() {
+        complete(c, qid, serial, cid, status, result, todo);
+    }
+    done
+}
+
+/// The walk of `process_sq`: commands QEMU finishes in the block layer go
+/// to `drive` instead of their CQ.
+#[allow(clippy::too_many_arguments)]
+fn fetch(
+    shared: &Arc<Shared>,
+    c: &mut Ctrl,
+    ctx: &DeviceContext<'_>,
+    qid: u16,
+    todo: &mut Todo,
+    budget: &mut usize,
+    drive: &mut Vec<(u64, u16, Status, u32)>,
+) -> bool {
     if let Some(sq) = c.sqs.get_mut(usize::from(qid)).and_then(Option::as_mut) {
         shadow_tail(ctx, sq);
     }
@@ -304,8 +325,12 @@ fn process_sq(
                 complete(c, 0, serial, cmd.cid(), status, result, todo);
             }
         } else if shared.fixed.latency.is_zero() {
-            let (status, result) = io::execute(c, ctx, &cmd);
-            complete(c, qid, serial, cmd.cid(), status, result, todo);
+            let (status, result, asynchronous) = io::execute(c, ctx, &cmd);
+            if asynchronous {
+                drive.push((serial, cmd.cid(), status, result));
+            } else {
+                complete(c, qid, serial, cmd.cid(), status, result, todo);
+            }
         } else {
             let id = sq.next_inflight;
             sq.next_inflight += 1;
@@ -359,7 +384,7 @@ pub(super) fn finish_inflight(
         let Some((_, cmd)) = at.and_then(|at| sq.inflight.remove(at)) else {
             return;
         };
-        let (status, result) = io::execute(c, ctx, &cmd);
+        let (status, result, _) = io::execute(c, ctx, &cmd);
         complete(c, qid, serial, cmd.cid(), status, result, todo);
         if only.is_some() {
             return;
