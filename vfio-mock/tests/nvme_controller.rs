@@ -1792,3 +1792,44 @@ fn reads_fetched_together_complete_last_first_and_wait_for_room_in_the_cq() {
         .collect();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn intx_follows_qemus_pending_cq_count_even_when_a_head_doorbell_wraps_it() {
+    // As QEMU 7.2 does it (recorded through qtest's IRQ intercept): a
+    // completion asserts INTx, INTMS masks it, INTMC unmasks it, consuming
+    // the CQ deasserts it; a second head doorbell with nothing new wraps the
+    // pending count, so the next completion's INTx stays asserted after the
+    // host has consumed it.
+    let host = profiles::qemu_guest().build().unwrap();
+    let mut n = Nvme::open(host, profiles::nvme_address(), 0);
+    let intx = n.host.backend().new_interrupt().unwrap();
+    n.device
+        .enable_interrupts(IrqIndex::INTX, &[&intx])
+        .unwrap();
+    n.enable();
+    let features = || {
+        let mut c = Command::new(admin::GET_FEATURES, 0);
+        c.cdw10 = feature::ARBITRATION.into();
+        c
+    };
+    // Whether INTx is asserted now: unmasking a level-triggered line that
+    // is still asserted delivers it again.
+    let asserted = |n: &Nvme| {
+        let _ = intx.try_consume().unwrap();
+        n.device.unmask_intx().unwrap();
+        intx.try_consume().unwrap().is_some()
+    };
+    n.submit_to(None, features());
+    n.wait_for_device_thread();
+    assert!(asserted(&n), "a completion asserts INTx");
+    n.bar.write_u32(0x0c, 1).unwrap();
+    assert!(!asserted(&n), "INTMS masks it");
+    n.bar.write_u32(0x10, 1).unwrap();
+    assert!(asserted(&n), "INTMC unmasks it");
+    let _ = n.reap_from(None);
+    assert!(!asserted(&n), "consuming the CQ deasserts it");
+    n.bar.write_u32(0x1004, u32::from(n.admin.head)).unwrap();
+    assert!(!asserted(&n));
+    let _ = n.admin(features());
+    assert!(asserted(&n), "the wrapped count keeps INTx asserted");
+}
