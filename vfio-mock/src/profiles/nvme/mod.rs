@@ -91,7 +91,10 @@
 //! own BAR is a Data Transfer Error, and its single DMA bounce buffer.
 
 mod admin;
+mod features;
+mod identify;
 mod io;
+mod log;
 mod namespace;
 mod prp;
 mod queues;
@@ -300,7 +303,7 @@ struct Ctrl {
     /// An I/O CQ was created since the last reset (Set Features Number of
     /// Queues is then refused).
     qs_created: bool,
-    features: admin::Features,
+    features: features::Features,
     stats: io::Stats,
     ns: namespace::Namespace,
     /// Shadow doorbell and event index buffers (Doorbell Buffer Config).
@@ -325,7 +328,7 @@ impl Ctrl {
             aer_queue: std::collections::VecDeque::new(),
             aer_mask: 0,
             qs_created: false,
-            features: admin::Features::default(),
+            features: features::Features::default(),
             stats: io::Stats::default(),
             ns: namespace::Namespace::new(config.drive_bytes, config.block_size, config.discard),
             dbbuf: None,
