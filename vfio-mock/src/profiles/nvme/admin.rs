@@ -6,7 +6,7 @@
 
 use super::io::{BROADCAST, nsid_valid};
 use super::queues::{self, Cq, Sq, Todo};
-use super::{Ctrl, IO_QUEUE_PAIRS, Shared, features, identify, log, prp};
+use super::{Ctrl, IO_QUEUE_PAIRS, Shared, events, features, identify, irq, log, prp};
 use crate::model::DeviceContext;
 use nvme_spec::opcode::admin;
 use nvme_spec::{Command, Status};
@@ -104,7 +104,7 @@ pub(super) fn execute(
             }
             c.aer_reqs.push(cmd.cid());
             if !c.aer_queue.is_empty() {
-                queues::process_aers(c, todo);
+                events::process_aers(c, todo);
             }
             None
         }
@@ -338,7 +338,7 @@ fn delete_cq(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
     if cq.irq_enabled && u32::from(cq.tail) != cq.head {
         c.cq_pending = c.cq_pending.wrapping_sub(1);
     }
-    queues::irq_deassert(c, ctx, qid as u16);
+    irq::irq_deassert(c, ctx, qid as u16);
     c.cqs[qid as usize] = None;
     Status::SUCCESS
 }

@@ -2,8 +2,9 @@
 //! features QEMU answers, their capabilities, and the values it keeps.
 
 use super::admin::{Outcome, TEMPERATURE, TEMPERATURE_WARNING, c2h, done, h2c};
+use super::events::{self, AER_SMART};
 use super::io::{BROADCAST, nsid_valid};
-use super::queues::{self, AER_SMART, Todo};
+use super::queues::Todo;
 use super::{Ctrl, IO_QUEUE_PAIRS};
 use crate::model::DeviceContext;
 use nvme_spec::opcode::feature;
@@ -210,7 +211,7 @@ pub(super) fn set_features(
                 if TEMPERATURE >= c.features.temp_over || TEMPERATURE <= c.features.temp_under {
                     // A SMART temperature event, if the host enabled it.
                     if c.features.async_config & (1 << 1) != 0 {
-                        queues::enqueue_event(c, AER_SMART, 0x01, 0x02, todo);
+                        events::enqueue_event(c, AER_SMART, 0x01, 0x02, todo);
                     }
                 }
             }

@@ -3,8 +3,9 @@
 
 use super::Ctrl;
 use super::admin::{TEMPERATURE, c2h, pad};
+use super::events::{self, AER_ERROR, AER_NOTICE, AER_SMART};
 use super::io::{self, BROADCAST};
-use super::queues::{self, AER_ERROR, AER_NOTICE, AER_SMART, Todo};
+use super::queues::Todo;
 use crate::model::DeviceContext;
 use nvme_spec::log::{FirmwareSlotLog, SmartLog};
 use nvme_spec::{Command, Status};
@@ -34,7 +35,7 @@ pub(super) fn get_log(
     let page: Vec<u8> = match lid {
         0x01 => {
             if !rae {
-                queues::clear_events(c, AER_ERROR, todo);
+                events::clear_events(c, AER_ERROR, todo);
             }
             // QEMU keeps no errors: one zeroed entry, copied from its start
             // whatever the offset.
@@ -67,7 +68,7 @@ pub(super) fn get_log(
             let hours = ctx.now().as_secs() / 3600;
             smart.power_on_hours[..8].copy_from_slice(&hours.to_le_bytes());
             if !rae {
-                queues::clear_events(c, AER_SMART, todo);
+                events::clear_events(c, AER_SMART, todo);
             }
             smart.as_bytes().to_vec()
         }
@@ -85,7 +86,7 @@ pub(super) fn get_log(
                 return Status::INVALID_FIELD.with_dnr();
             }
             if !rae {
-                queues::clear_events(c, AER_NOTICE, todo);
+                events::clear_events(c, AER_NOTICE, todo);
             }
             vec![0u8; 4096]
         }

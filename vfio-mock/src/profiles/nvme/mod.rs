@@ -91,9 +91,11 @@
 //! own BAR is a Data Transfer Error, and its single DMA bounce buffer.
 
 mod admin;
+mod events;
 mod features;
 mod identify;
 mod io;
+mod irq;
 mod log;
 mod namespace;
 mod prp;

@@ -1,32 +1,13 @@
-//! Submission and completion queues, the doorbells, the controller's
-//! fetch-and-complete loop, interrupts and asynchronous events
-//! (`nvme_process_db`, `nvme_process_sq`, `nvme_post_cqes`,
-//! `nvme_irq_assert`, `nvme_process_aers`).
+//! Submission and completion queues, the doorbells and the controller's
+//! fetch-and-complete loop (`nvme_process_db`, `nvme_process_sq`,
+//! `nvme_post_cqes`).
 
-use super::{CSTS_CFS, Ctrl, IO_QUEUE_PAIRS, Shared, admin, io, reg};
-use crate::model::{DeviceContext, Irq};
+use super::{CSTS_CFS, Ctrl, IO_QUEUE_PAIRS, Shared, admin, events, io, irq, reg};
+use crate::model::DeviceContext;
 use nvme_spec::{Command, Status};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use zerocopy::FromBytes;
-
-/// Asynchronous event type "error status".
-pub(super) const AER_ERROR: u8 = 0;
-/// Asynchronous event type "SMART / health status".
-pub(super) const AER_SMART: u8 = 1;
-/// Asynchronous event type "notice".
-pub(super) const AER_NOTICE: u8 = 2;
-/// Error event information for a doorbell write to a queue that does not
-/// exist. QEMU 7.2 numbers it 0 (the specification's 0 is "write to invalid
-/// submission queue", and "invalid doorbell register" is 1).
-pub(super) const AER_INFO_INVALID_DB_REGISTER: u8 = 0;
-/// Error event information for a doorbell value beyond the queue: QEMU
-/// numbers it 1 (the specification's "invalid doorbell write value" is 2).
-pub(super) const AER_INFO_INVALID_DB_VALUE: u8 = 1;
-/// Log page of error events (Error Information).
-const LOG_ERROR: u8 = 0x01;
-/// How many events QEMU queues at most (`aer_max_queued`).
-const AER_MAX_QUEUED: usize = 64;
 
 /// A submission queue.
 #[derive(Debug)]
@@ -196,11 +177,11 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             .and_then(|q| c.cqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, AER_INFO_INVALID_DB_REGISTER, &mut todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
             return flush(shared, c, ctx, todo);
         };
         if value >= cq.size {
-            bad_doorbell(c, AER_INFO_INVALID_DB_VALUE, &mut todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
             return flush(shared, c, ctx, todo);
         }
         if cq.full() {
@@ -216,7 +197,7 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             if cq.irq_enabled {
                 c.cq_pending = c.cq_pending.wrapping_sub(1);
             }
-            irq_deassert(c, ctx, qid as u16);
+            irq::irq_deassert(c, ctx, qid as u16);
         }
     } else {
         let Some(sq) = usize::try_from(qid)
@@ -224,11 +205,11 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             .and_then(|q| c.sqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, AER_INFO_INVALID_DB_REGISTER, &mut todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
             return flush(shared, c, ctx, todo);
         };
         if value >= sq.size {
-            bad_doorbell(c, AER_INFO_INVALID_DB_VALUE, &mut todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
             return flush(shared, c, ctx, todo);
         }
         sq.tail = value.into();
@@ -253,7 +234,7 @@ fn flush(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
 
 fn bad_doorbell(c: &mut Ctrl, info: u8, todo: &mut Todo) {
     if !c.aer_reqs.is_empty() {
-        enqueue_event(c, AER_ERROR, info, LOG_ERROR, todo);
+        events::enqueue_event(c, events::AER_ERROR, info, events::LOG_ERROR, todo);
     }
 }
 
@@ -485,106 +466,7 @@ pub(super) fn post_cqes(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16, todo: 
         if cq.irq_enabled && !pending {
             *cq_pending = cq_pending.wrapping_add(1);
         }
-        irq_assert(c, ctx, cqid);
-    }
-}
-
-/// `nvme_irq_assert`: the CQ's MSI-X vector, or its bit in the pin-based
-/// interrupt status.
-fn irq_assert(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16) {
-    let Some(cq) = c.cqs.get(usize::from(cqid)).and_then(Option::as_ref) else {
-        return;
-    };
-    if !cq.irq_enabled {
-        return;
-    }
-    if ctx.msix_enabled() {
-        ctx.raise(Irq::Msix(u32::from(cq.vector)));
-    } else {
-        // QEMU asserts the vector is below 32 here; it can only be 0
-        // without MSI-X unless MSI-X was disabled after the CQ was made.
-        if let Some(bit) = 1u32.checked_shl(u32::from(cq.vector)) {
-            c.irq_status |= bit;
-        }
-        irq_check(c, ctx);
-    }
-}
-
-/// `nvme_irq_deassert`: without MSI-X, the CQ's status bit clears once no
-/// CQ is pending.
-pub(super) fn irq_deassert(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16) {
-    let Some(cq) = c.cqs.get(usize::from(cqid)).and_then(Option::as_ref) else {
-        return;
-    };
-    if !cq.irq_enabled || ctx.msix_enabled() {
-        return;
-    }
-    if c.cq_pending == 0 {
-        if let Some(bit) = 1u32.checked_shl(u32::from(cq.vector)) {
-            c.irq_status &= !bit;
-        }
-    }
-    irq_check(c, ctx);
-}
-
-/// `nvme_irq_check`: without MSI-X, INTx follows the unmasked status bits.
-pub(super) fn irq_check(c: &mut Ctrl, ctx: &DeviceContext<'_>) {
-    if ctx.msix_enabled() {
-        return;
-    }
-    let want = !c.regs.get32(reg::INTMS) & c.irq_status != 0;
-    if want && !c.intx {
-        ctx.raise(Irq::Intx);
-        c.intx = true;
-    } else if !want && c.intx {
-        ctx.lower_intx();
-        c.intx = false;
-    }
-}
-
-/// Queues an asynchronous event (dropped when 64 are queued) and reports
-/// what it can.
-pub(super) fn enqueue_event(c: &mut Ctrl, kind: u8, info: u8, log: u8, todo: &mut Todo) {
-    if c.aer_queue.len() >= AER_MAX_QUEUED {
-        return;
-    }
-    c.aer_queue.push_back((kind, info, log));
-    process_aers(c, todo);
-}
-
-/// Completes outstanding event requests with queued events whose type is
-/// not masked (`nvme_process_aers`). QEMU completes the request submitted
-/// last first.
-pub(super) fn process_aers(c: &mut Ctrl, todo: &mut Todo) {
-    let mut i = 0;
-    while i < c.aer_queue.len() {
-        if c.aer_reqs.is_empty() {
-            break;
-        }
-        let (kind, info, log) = c.aer_queue[i];
-        if c.aer_mask & (1 << (kind & 7)) != 0 {
-            i += 1;
-            continue;
-        }
-        c.aer_queue.remove(i);
-        c.aer_mask |= 1 << (kind & 7);
-        let Some(cid) = c.aer_reqs.pop() else {
-            break;
-        };
-        let Some(serial) = c.sqs[0].as_ref().map(|s| s.serial) else {
-            continue;
-        };
-        let result = u32::from(kind) | (u32::from(info) << 8) | (u32::from(log) << 16);
-        complete(c, 0, serial, cid, Status::SUCCESS, result, todo);
-    }
-}
-
-/// Clears an event type's mask (its log page was read) and reports the
-/// events that were waiting for it.
-pub(super) fn clear_events(c: &mut Ctrl, kind: u8, todo: &mut Todo) {
-    c.aer_mask &= !(1 << kind);
-    if !c.aer_queue.is_empty() {
-        process_aers(c, todo);
+        irq::irq_assert(c, ctx, cqid);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The controller registers (the 4 KiB block before the doorbells) and
 //! what writing them does (`nvme_write_bar`, `nvme_start_ctrl`).
 
-use super::{CAP, Ctrl, Shared, VS, queues, reg};
+use super::{CAP, Ctrl, Shared, VS, irq, queues, reg};
 use crate::model::DeviceContext;
 
 /// Size of the register block; the doorbells follow it.
@@ -76,7 +76,7 @@ pub(super) fn write(shared: &Shared, ctx: &DeviceContext<'_>, offset: u64, width
             }
             c.regs.set32(reg::INTMS, mask);
             c.regs.set32(reg::INTMC, mask);
-            queues::irq_check(&mut c, ctx);
+            irq::irq_check(&mut c, ctx);
         }
         reg::CC => write_cc(&mut c, ctx, data),
         // CSTS is read-only; NSSR is not supported (CAP.NSSRS is 0).
