@@ -1833,3 +1833,38 @@ fn intx_follows_qemus_pending_cq_count_even_when_a_head_doorbell_wraps_it() {
     let _ = n.admin(features());
     assert!(asserted(&n), "the wrapped count keeps INTx asserted");
 }
+
+#[test]
+fn registers_read_back_what_qemu_reads_back_after_each_write() {
+    let n = Nvme::guest();
+    let script = std::str::from_utf8(qemu_fixture!("registers.txt")).unwrap();
+    let mut differ = Vec::new();
+    let mut reads = 0;
+    for line in script.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |s: &str| u64::from_str_radix(s.trim_start_matches("0x"), 16).unwrap();
+        let (width, offset, value) = (num(f[1]), num(f[2]), num(f[3]));
+        if f[0] == "w" {
+            match width {
+                1 => n.bar.write_u8(offset, value as u8),
+                2 => n.bar.write_u16(offset, value as u16),
+                4 => n.bar.write_u32(offset, value as u32),
+                _ => n.bar.write_u64(offset, value),
+            }
+            .unwrap();
+            continue;
+        }
+        let got = match width {
+            1 => u64::from(n.bar.read_u8(offset).unwrap()),
+            2 => u64::from(n.bar.read_u16(offset).unwrap()),
+            4 => u64::from(n.bar.read_u32(offset).unwrap()),
+            _ => n.bar.read_u64(offset).unwrap(),
+        };
+        reads += 1;
+        if got != value {
+            differ.push(format!("{line}: model {got:#x}"));
+        }
+    }
+    assert!(reads > 600, "{reads} reads");
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
