@@ -49,9 +49,9 @@
 //! The facts come from QEMU 7.2's source as Debian bookworm ships it
 //! (1:7.2+dfsg-7+deb12u18, QEMU 7.2.22, the guest's), and the answers are
 //! checked against that QEMU itself: `tests/nvme_controller.rs` compares
-//! Identify and log pages byte for byte and the status and result of 317
-//! admin and I/O commands with what `tests/fixtures/qemu-7.2-nvme/capture.py`
-//! recorded from it.
+//! Identify and log pages byte for byte, the status and result of 317
+//! admin and I/O commands, and the registers after each of 60 writes with
+//! what `tests/fixtures/qemu-7.2-nvme/capture.py` recorded from it.
 //!
 //! # Where QEMU 7.2 differs from the specification (and the model follows QEMU)
 //!
