@@ -77,6 +77,10 @@
 //! - Dataset Management skips ranges that are out of bounds or too long
 //!   rather than failing; the deallocate is passed to the drive, which the
 //!   guest's `-drive` ignores (see [`NvmeConfig::discard`]).
+//! - Get Log Page computes its length in 32 bits: NUMD FFFFFFFFh is a
+//!   successful transfer of nothing.
+//! - Copy of one range on QEMU's own namespace (MSSRL 0) fails with
+//!   Internal Error, no DNR, rather than Command Size Limit Exceeded.
 //! - OACS advertises Namespace Management, which is Invalid Opcode.
 //! - Pin-based interrupts keep QEMU's pending-CQ counter, which a head
 //!   doorbell on an empty CQ can wrap; it survives resets, as QEMU's does.
