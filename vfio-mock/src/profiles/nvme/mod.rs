@@ -50,8 +50,9 @@
 //! (1:7.2+dfsg-7+deb12u18, QEMU 7.2.22, the guest's), and the answers are
 //! checked against that QEMU itself: `tests/nvme_controller.rs` compares
 //! Identify and log pages byte for byte, the status and result of 317
-//! admin and I/O commands, and the registers after each of 60 writes with
-//! what `tests/fixtures/qemu-7.2-nvme/capture.py` recorded from it.
+//! admin and I/O commands (and of 25 more under CC.CSS 7 and 6), and the
+//! registers after each of 60 writes with what
+//! `tests/fixtures/qemu-7.2-nvme/capture.py` recorded from it.
 //!
 //! # Where QEMU 7.2 differs from the specification (and the model follows QEMU)
 //!
