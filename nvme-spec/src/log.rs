@@ -103,6 +103,23 @@ pub struct ErrorLogEntry {
 
 const _: () = assert!(size_of::<ErrorLogEntry>() == 64);
 
+/// The Firmware Slot Information log page (log identifier 0x03).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct FirmwareSlotLog {
+    /// Active Firmware Info: the running slot (bits 2:0) and the slot
+    /// activated at the next reset (bits 6:4).
+    pub afi: u8,
+    /// Reserved.
+    pub rsvd1: [u8; 7],
+    /// Firmware Revision of slots 1 to 7 (ASCII, space-padded).
+    pub frs: [[u8; 8]; 7],
+    /// Reserved.
+    pub rsvd64: [u8; 448],
+}
+
+const _: () = assert!(size_of::<FirmwareSlotLog>() == 512);
+
 /// The result (dword 0) of an Asynchronous Event Request's completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AsyncEvent(pub u32);

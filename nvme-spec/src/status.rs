@@ -154,6 +154,8 @@ impl Status {
     pub const OPERATION_DENIED: Self = Self::new(0, 0x15);
     /// SGL offset invalid.
     pub const SGL_OFFSET_INVALID: Self = Self::new(0, 0x16);
+    /// I/O command set combination rejected (Set Features, Command Set Profile).
+    pub const COMMAND_SET_COMBINATION_REJECTED: Self = Self::new(0, 0x2b);
     /// Invalid command set.
     pub const INVALID_COMMAND_SET: Self = Self::new(0, 0x2c);
     /// LBA out of range.
@@ -202,6 +204,8 @@ impl Status {
     pub const WRITE_FAULT: Self = Self::new(2, 0x80);
     /// Unrecovered read error.
     pub const UNRECOVERED_READ_ERROR: Self = Self::new(2, 0x81);
+    /// Compare failure: the data differ from the namespace's.
+    pub const COMPARE_FAILURE: Self = Self::new(2, 0x85);
     /// Access denied.
     pub const ACCESS_DENIED: Self = Self::new(2, 0x86);
     /// Deallocated or unwritten logical block.
@@ -228,6 +232,11 @@ const NAMES: &[(Status, &str)] = &[
         "aborted: power loss notification",
     ),
     (Status::INTERNAL_ERROR, "internal error"),
+    (
+        Status::COMMAND_SET_COMBINATION_REJECTED,
+        "I/O command set combination rejected",
+    ),
+    (Status::COMPARE_FAILURE, "compare failure"),
     (Status::ABORT_REQUESTED, "command abort requested"),
     (
         Status::ABORTED_SQ_DELETION,

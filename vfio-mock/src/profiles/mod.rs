@@ -5,7 +5,7 @@ pub mod edu;
 pub mod nvme;
 
 pub use edu::{EduModel, edu};
-pub use nvme::{NvmeModel, nvme, nvme_with_vectors};
+pub use nvme::{NvmeConfig, NvmeModel, nvme, nvme_with_vectors};
 
 use crate::host::MockHostBuilder;
 use crate::{BarSpec, Driver, PciDeviceBuilder};
@@ -77,7 +77,7 @@ pub const NVME_BAR0_ADDRESS: u64 = 0xfeb1_0000;
 /// sharing group [`QEMU_GUEST_SHARED_GROUP`], a second `edu` bound to
 /// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
 /// that group not viable; and at 0000:00:05.0 an NVMe controller with 2048
-/// MSI-X vectors ([`nvme_with_vectors`]), more than the 2 CPUs can take, in
+/// MSI-X vectors and serial `vfio0002` ([`NvmeConfig`]), more than the 2 CPUs can take, in
 /// group [`QEMU_GUEST_BIG_NVME_GROUP`].
 pub fn qemu_guest() -> MockHostBuilder {
     crate::MockHost::builder()
@@ -102,6 +102,6 @@ pub fn qemu_guest() -> MockHostBuilder {
         .device(
             big_nvme_address(),
             QEMU_GUEST_BIG_NVME_GROUP,
-            nvme_with_vectors(2048),
+            NvmeConfig::new("vfio0002").msix_vectors(2048).build(),
         )
 }
