@@ -4,10 +4,10 @@ use crate::buffer::{DmaBuffer, PAGE_SIZE};
 use crate::controller::Nvme;
 use crate::error::{NvmeError, Result};
 use crate::prp::prps;
-use crate::queue::Page;
+use crate::queue::{Page, Ticket};
 use nvme_spec::identify::{ONCS_DSM, ONCS_WRITE_ZEROES};
 use nvme_spec::opcode::nvm;
-use nvme_spec::{Command, DsmRange};
+use nvme_spec::{Command, Completion, DsmRange};
 use vfio_core::{DmaMemory, VfioBackend};
 use zerocopy::IntoBytes;
 
@@ -91,6 +91,69 @@ impl<B: VfioBackend> Nvme<B> {
             buf.memory().rmb();
         }
         Ok(())
+    }
+
+    /// Submits a read or write of `len` bytes at `offset` of `buf` without
+    /// waiting for it.
+    fn submit_transfer(
+        &self,
+        qid: u16,
+        opcode: u8,
+        slba: u64,
+        buf: &DmaBuffer<B>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Ticket> {
+        let (c, list) = self.transfer_command(qid, opcode, slba, buf, offset, len)?;
+        let page = if list.is_empty() {
+            Page::Unused
+        } else {
+            Page::PrpList(&list)
+        };
+        self.queue(qid)?.submit(&self.bar0, c, page)
+    }
+
+    /// [`read_dma`](Self::read_dma) without waiting: the read is on queue
+    /// `qid` when this returns, and [`finish`](Self::finish) waits for it.
+    /// Keeping several in flight (up to the queue's depth less one) is how
+    /// a caller reaches a queue depth above 1. `buf` must stay mapped, and
+    /// its bytes at `offset..offset + len` unread, until then.
+    pub fn submit_read_dma(
+        &self,
+        qid: u16,
+        slba: u64,
+        buf: &DmaBuffer<B>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Ticket> {
+        self.submit_transfer(qid, nvm::READ, slba, buf, offset, len)
+    }
+
+    /// [`write_dma`](Self::write_dma) without waiting; see
+    /// [`submit_read_dma`](Self::submit_read_dma).
+    pub fn submit_write_dma(
+        &self,
+        qid: u16,
+        slba: u64,
+        buf: &DmaBuffer<B>,
+        offset: usize,
+        len: usize,
+    ) -> Result<Ticket> {
+        self.submit_transfer(qid, nvm::WRITE, slba, buf, offset, len)
+    }
+
+    /// Waits for a command of [`submit_read_dma`](Self::submit_read_dma),
+    /// [`submit_write_dma`](Self::submit_write_dma) or
+    /// [`submit_raw`](Self::submit_raw) as the completion mode says, and
+    /// turns an error status into [`NvmeError::Command`]. After a read, the
+    /// data is in the buffer and reads of it come after the completion.
+    pub fn finish(&self, ticket: &Ticket) -> Result<Completion> {
+        let cqe = self.wait(ticket)?;
+        crate::controller::check(ticket.command(), &cqe)?;
+        if ticket.command().opcode == nvm::READ {
+            self.queue(ticket.command().qid)?.rmb();
+        }
+        Ok(cqe)
     }
 
     /// Reads `len` bytes (whole blocks) from `slba` into `buf` at `offset`

@@ -114,6 +114,12 @@ pub(crate) struct Queue<B: VfioBackend> {
 }
 
 impl<B: VfioBackend> Queue<B> {
+    /// Orders the reads of DMA memory that follow after the completion
+    /// just taken (as the slot page's read does).
+    pub(crate) fn rmb(&self) {
+        self.memory.memory().rmb();
+    }
+
     /// A queue pair of `entries` entries (2 to 65536) in new DMA memory.
     pub(crate) fn new(
         backend: &B,

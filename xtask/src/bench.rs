@@ -35,6 +35,21 @@ enum Row {
         bench: BenchId,
         goal: &'static str,
     },
+    /// The rate of `part` (one operation each) as a share of the rate of
+    /// `whole`: `whole / part`, in percent.
+    Share {
+        label: &'static str,
+        part: BenchId,
+        whole: BenchId,
+        goal: &'static str,
+    },
+    /// `num` against the sum of two benchmarks, as a factor.
+    RatioToSum {
+        label: &'static str,
+        num: BenchId,
+        den: (BenchId, BenchId),
+        goal: &'static str,
+    },
     /// What each unit of N adds, from two benchmarks at N = `from.0` and `to.0`.
     Slope {
         label: &'static str,
@@ -256,6 +271,38 @@ const GOALS: &[(&str, &[Row])] = &[
             },
         ],
     ),
+    (
+        "9. 4 KiB random reads through the NVMe driver on the mock, against the same copies with no device",
+        &[
+            Row::Share {
+                label: "polled, queue depth 32",
+                part: "nvme_random_read/polled_qd32",
+                whole: "nvme_random_read/baseline_copy_4k",
+                goal: "at least 25%",
+            },
+            Row::Share {
+                label: "interrupt-driven, queue depth 32",
+                part: "nvme_random_read/interrupt_qd32",
+                whole: "nvme_random_read/baseline_copy_4k",
+                goal: "at least 10%",
+            },
+            Row::Share {
+                label: "polled, queue depth 1",
+                part: "nvme_random_read/polled_qd1",
+                whole: "nvme_random_read/baseline_copy_4k",
+                goal: "-",
+            },
+            Row::RatioToSum {
+                label: "interrupt-driven QD1 latency vs ping-pong + copy",
+                num: "nvme_random_read/interrupt_qd1",
+                den: (
+                    "nvme_random_read/eventfd_ping_pong",
+                    "nvme_random_read/baseline_copy_4k",
+                ),
+                goal: "at most 3x",
+            },
+        ],
+    ),
 ];
 
 /// Runs the benchmarks with `extra` appended to `cargo bench`, then prints
@@ -266,7 +313,7 @@ pub fn run(extra: &[OsString]) -> Result<()> {
     cmd::run(
         Command::new(paths::cargo())
             .current_dir(&root)
-            .args(["bench", "-p", "vfio-linux", "-p", "vfio-mock"])
+            .args(["bench", "-p", "vfio-linux", "-p", "vfio-mock", "-p", "nvme"])
             .args(extra),
     )?;
     let took = started.elapsed();
@@ -332,6 +379,42 @@ fn report(criterion_dir: &Path) -> String {
                             format!("{:>10} vs {:>10}  = {:.2}x", time(a), time(b), a / b)
                         }
                         _ => not_measured(&[num, den]),
+                    };
+                    (label, measured, goal)
+                }
+                Row::Share {
+                    label,
+                    part,
+                    whole,
+                    goal,
+                } => {
+                    let measured = match (mean(part), mean(whole)) {
+                        (Some(p), Some(w)) => format!(
+                            "{:>10} vs {:>10}  = {:.1}% of the rate",
+                            time(p),
+                            time(w),
+                            100.0 * w / p
+                        ),
+                        _ => not_measured(&[part, whole]),
+                    };
+                    (label, measured, goal)
+                }
+                Row::RatioToSum {
+                    label,
+                    num,
+                    den: (d1, d2),
+                    goal,
+                } => {
+                    let measured = match (mean(num), mean(d1), mean(d2)) {
+                        (Some(a), Some(b), Some(c)) => {
+                            format!(
+                                "{:>10} vs {:>10}  = {:.2}x",
+                                time(a),
+                                time(b + c),
+                                a / (b + c)
+                            )
+                        }
+                        _ => not_measured(&[num, d1, d2]),
                     };
                     (label, measured, goal)
                 }
@@ -690,7 +773,9 @@ mod tests {
         );
         assert!(line("device raises MSI-X").contains("not measured"));
         assert!(line("vfio-linux read_at 64 KiB").contains("not measured (linux_dma/read_at_64k"));
-        for goal in ["1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. "] {
+        for goal in [
+            "1. ", "2. ", "3. ", "4. ", "5. ", "6. ", "7. ", "8. ", "9. ",
+        ] {
             assert!(
                 text.lines().any(|l| l.starts_with(goal)),
                 "{goal} in:\n{text}"

@@ -46,7 +46,7 @@ commands:
       (nightly), the fuzz corpus replay, and each fuzz target under cargo fuzz for
       a short while.
   bench [ARGS...]
-      `cargo bench -p vfio-linux -p vfio-mock ARGS...`, then the ratios DESIGN.md's
+      `cargo bench -p vfio-linux -p vfio-mock -p nvme ARGS...`, then the ratios DESIGN.md's
       performance goals are about (a report: it never fails on a ratio).
 ";
 
