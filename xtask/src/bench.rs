@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: runs the criterion benchmarks of vfio-linux and
-//! vfio-mock, then prints the ratios that DESIGN.md's "Performance that
+//! `cargo xtask bench`: runs the criterion benchmarks of vfio-linux,
+//! vfio-mock and the NVMe driver, then prints the ratios that DESIGN.md's "Performance that
 //! matters" goals are about, from that one run.
 //!
 //! It only reports: a ratio far from its goal is printed, never a failure.
