@@ -35,6 +35,53 @@ pub enum KeepAlive {
     Downstream,
 }
 
+/// The Linux release whose vfio-pci the host imitates, where releases differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub enum KernelVersion {
+    /// Linux 6.1 (the default).
+    #[default]
+    V6_1,
+    /// Linux 6.12.
+    V6_12,
+}
+
+impl KernelVersion {
+    /// The series, e.g. `6.12`.
+    pub fn series(self) -> &'static str {
+        match self {
+            Self::V6_1 => "6.1",
+            Self::V6_12 => "6.12",
+        }
+    }
+
+    /// Whether vfio-pci can add MSI-X vectors to an enabled index
+    /// (`vdev->has_dyn_msix`, from `pci_msix_can_alloc_dyn`, Linux 6.5 on;
+    /// true on the x86 guest), so `VFIO_DEVICE_GET_IRQ_INFO` leaves
+    /// `NORESIZE` off a device's MSI-X index.
+    pub(crate) fn dynamic_msix(self) -> bool {
+        self >= Self::V6_12
+    }
+
+    /// Whether `VFIO_GROUP_GET_DEVICE_FD` still finds a device whose removal
+    /// has begun: on 6.1 it stays on the group's device list until released;
+    /// 6.12's `vfio_unregister_group_dev` takes it off first
+    /// (`vfio_device_group_unregister`), so the name is ENODEV.
+    pub(crate) fn opens_devices_being_removed(self) -> bool {
+        self < Self::V6_12
+    }
+
+    /// Interrupt vectors each x86-64 CPU has for device irqs: 201 on 6.1,
+    /// which reserves the lowest external vector (0x20) as
+    /// `IRQ_MOVE_CLEANUP_VECTOR`; 6.12 has no such vector (cleanup runs
+    /// from a timer), so 202. Both measured in the QEMU guest.
+    pub(crate) fn vectors_per_cpu(self) -> usize {
+        match self {
+            Self::V6_1 => 201,
+            Self::V6_12 => 202,
+        }
+    }
+}
+
 /// The state shared by every handle of one host.
 #[derive(Debug)]
 pub(crate) struct HostInner {
@@ -45,6 +92,7 @@ pub(crate) struct HostInner {
     pub faults: Arc<Faults>,
     pub keep_alive: KeepAlive,
     pub noiommu_mode: bool,
+    pub kernel: KernelVersion,
     pub groups: BTreeMap<u32, Arc<GroupCore>>,
     pub procfs: Arc<ProcInterrupts>,
     pub fault_log: Arc<FaultLog>,
@@ -104,6 +152,7 @@ pub struct MockHostBuilder {
     entries: Vec<Entry>,
     keep_alive: KeepAlive,
     noiommu: NoIommuMode,
+    kernel: KernelVersion,
     cpus: usize,
     clock: Option<Arc<MockClock>>,
     hugetlb_pages: usize,
@@ -115,6 +164,7 @@ impl Default for MockHostBuilder {
             entries: Vec::new(),
             keep_alive: KeepAlive::Upstream,
             noiommu: NoIommuMode::Unsupported,
+            kernel: KernelVersion::V6_1,
             cpus: 2,
             clock: None,
             hugetlb_pages: 0,
@@ -183,11 +233,20 @@ impl MockHostBuilder {
         self
     }
 
+    /// The kernel release to imitate where vfio-pci's behaviour changed between
+    /// releases (default [`KernelVersion::V6_1`]).
+    #[must_use]
+    pub fn kernel(mut self, kernel: KernelVersion) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
     /// The host's CPUs (default 2, like the guest): the columns of
     /// `/proc/interrupts`, and the interrupt-vector budget. Each CPU has 201
-    /// vectors for device irqs (measured on Linux 6.1 x86-64) and the host's
-    /// own 7 irqs hold some, so 2 CPUs take 395 bound MSI/MSI-X vectors and
-    /// INTx lines; one more bind fails with ENOSPC, as `request_irq` does.
+    /// vectors for device irqs (measured on Linux 6.1 x86-64; 202 on 6.12)
+    /// and the host's own 7 irqs hold some, so 2 CPUs take 395 bound
+    /// MSI/MSI-X vectors and INTx lines (397 on 6.12); one more bind fails
+    /// with ENOSPC, as `request_irq` does.
     #[must_use]
     pub fn cpus(mut self, cpus: usize) -> Self {
         self.cpus = cpus.clamp(1, 1024);
@@ -219,7 +278,11 @@ impl MockHostBuilder {
             .tempdir_in(tree_parent())
             .map_err(|e| BuildError::io("cannot create the host's temporary directory", e))?;
         let paths = HostPaths::under(dir.path());
-        let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
+        let procfs = Arc::new(ProcInterrupts::new(
+            paths.interrupts_path(),
+            self.cpus,
+            self.kernel.vectors_per_cpu(),
+        ));
         let faults = Arc::new(Faults::default());
         let fault_log = Arc::new(FaultLog::default());
         let clock = self.clock.unwrap_or_default();
@@ -299,6 +362,7 @@ impl MockHostBuilder {
                 faults,
                 keep_alive: self.keep_alive,
                 noiommu_mode,
+                kernel: self.kernel,
                 groups,
                 procfs,
                 fault_log,
@@ -339,6 +403,11 @@ impl MockHost {
         MockBackend {
             inner: self.inner.clone(),
         }
+    }
+
+    /// The kernel release the host imitates ([`MockHostBuilder::kernel`]).
+    pub fn kernel(&self) -> KernelVersion {
+        self.inner.kernel
     }
 
     /// The fake `/sys`, `/proc` and `/dev` roots.
