@@ -48,8 +48,9 @@ commands:
       xtask/kernel/linux-6.12.config on top of tinyconfig (about 5 minutes), or find
       it in ${XDG_CACHE_HOME:-~/.cache}/vfio-stack/kernels/, and print its directory.
   ci
-      fmt, clippy, tests, docs, the conformance suite (vfio-mock side by side with
-      vfio-pci in the guest; table in target/conformance.md), vfio-core's parse::,
+      fmt, clippy, tests, docs, the 6.12 guest kernel, the conformance suite
+      (vfio-mock imitating 6.1 and 6.12 side by side with vfio-pci in the guest on
+      each; table in target/conformance.md), vfio-core's parse::,
       access::, words:: and dma:: and vfio-mock's memory:: and iommu:: unit tests
       under Miri (nightly) and the fuzz corpus replay.
   bench [ARGS...]
