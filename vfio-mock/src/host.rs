@@ -69,17 +69,6 @@ impl KernelVersion {
     pub(crate) fn opens_devices_being_removed(self) -> bool {
         self < Self::V6_12
     }
-
-    /// Interrupt vectors each x86-64 CPU has for device irqs: 201 on 6.1,
-    /// which reserves the lowest external vector (0x20) as
-    /// `IRQ_MOVE_CLEANUP_VECTOR`; 6.12 has no such vector (cleanup runs
-    /// from a timer), so 202. Both measured in the QEMU guest.
-    pub(crate) fn vectors_per_cpu(self) -> usize {
-        match self {
-            Self::V6_1 => 201,
-            Self::V6_12 => 202,
-        }
-    }
 }
 
 /// The state shared by every handle of one host.
@@ -243,10 +232,10 @@ impl MockHostBuilder {
 
     /// The host's CPUs (default 2, like the guest): the columns of
     /// `/proc/interrupts`, and the interrupt-vector budget. Each CPU has 201
-    /// vectors for device irqs (measured on Linux 6.1 x86-64; 202 on 6.12)
-    /// and the host's own 7 irqs hold some, so 2 CPUs take 395 bound
-    /// MSI/MSI-X vectors and INTx lines (397 on 6.12); one more bind fails
-    /// with ENOSPC, as `request_irq` does.
+    /// vectors for device irqs (measured on Linux 6.1 x86-64, and on the 6.12
+    /// guest kernel) and the host's own 7 irqs hold some, so 2 CPUs take 395
+    /// bound MSI/MSI-X vectors and INTx lines; one more bind fails with
+    /// ENOSPC, as `request_irq` does.
     #[must_use]
     pub fn cpus(mut self, cpus: usize) -> Self {
         self.cpus = cpus.clamp(1, 1024);
@@ -278,11 +267,7 @@ impl MockHostBuilder {
             .tempdir_in(tree_parent())
             .map_err(|e| BuildError::io("cannot create the host's temporary directory", e))?;
         let paths = HostPaths::under(dir.path());
-        let procfs = Arc::new(ProcInterrupts::new(
-            paths.interrupts_path(),
-            self.cpus,
-            self.kernel.vectors_per_cpu(),
-        ));
+        let procfs = Arc::new(ProcInterrupts::new(paths.interrupts_path(), self.cpus));
         let faults = Arc::new(Faults::default());
         let fault_log = Arc::new(FaultLog::default());
         let clock = self.clock.unwrap_or_default();
