@@ -31,7 +31,7 @@ fn cargo() -> Command {
 /// `<workspace>/target/guest/conformance-<series>.json`.
 pub fn run(workspace: &Path, series: &str) -> Result<Report> {
     if series != "6.1" {
-        // Built (about 5 minutes) or found in the cache, with its progress shown.
+        // Built (5 to 10 minutes) or found in the cache, with its progress shown.
         let status = cargo()
             .current_dir(workspace)
             .args(["xtask", "kernel"])

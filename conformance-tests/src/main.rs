@@ -145,6 +145,10 @@ fn kernel_report(o: &Options, workspace: &Path, kernel: KernelVersion) -> Result
     if o.host {
         let release = kernel::release()?;
         if report::kernel_series(&release) != kernel.series() {
+            println!(
+                "== this host runs {release}, not Linux {}: no kernel run for it",
+                kernel.series()
+            );
             return Ok(None);
         }
         check_host(&[o.targets.edu, o.targets.nvme])?;

@@ -261,7 +261,7 @@ fn install_miri() -> Result<bool> {
     Ok(true)
 }
 
-/// The 6.12 guest kernel: found in the cache, or built (about 5 minutes on two cores).
+/// The 6.12 guest kernel: found in the cache, or built (5 to 10 minutes on two cores).
 fn guest_kernel() -> Result<Outcome> {
     let built = crate::kernel::ensure()?;
     println!("Linux {}: {}", crate::kernel::SERIES, built.dir.display());

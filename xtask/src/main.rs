@@ -45,7 +45,7 @@ commands:
       Build a workspace binary statically for the guest and print its path.
   kernel
       Build Linux 6.12 from Debian trixie's linux-source-6.12 with
-      xtask/kernel/linux-6.12.config on top of tinyconfig (about 5 minutes), or find
+      xtask/kernel/linux-6.12.config on top of tinyconfig (5 to 10 minutes), or find
       it in ${XDG_CACHE_HOME:-~/.cache}/vfio-stack/kernels/, and print its directory.
   ci
       fmt, clippy, tests, docs, the 6.12 guest kernel, the conformance suite

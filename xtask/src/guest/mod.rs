@@ -27,7 +27,7 @@
 //!   bridge is the firmware's choice (1), read from sysfs at boot.
 //! - `VFIO_GUEST_BIG_NVME=0000:00:05.0`: a second NVMe controller, bound to vfio-pci,
 //!   with 2048 MSI-X vectors (`msix_qsize=2048`), more than the guest's CPUs can
-//!   take (with 2 CPUs, 395 of them bind on 6.1), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
+//!   take (with 2 CPUs, 395 of them bind, on 6.1 and on 6.12), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
 //! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
 //! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
 //! - The NVMe disks are blank on every run; kernel messages logged while the binary ran are

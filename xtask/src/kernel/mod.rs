@@ -7,9 +7,9 @@
 //! olddefconfig`, check that every option of the fragment survived, `make -j2 bzImage`.
 //! The bzImage, the ELF `vmlinux` (which QEMU boots through its PVH entry point,
 //! skipping decompression) and the `.config` are kept under [`cache::root`], named by
-//! [`cache::key`]; the scratch directory is removed. A build takes about 5 minutes on two
-//! cores; later runs find the cached kernel in well under a second (one `apt-cache` call;
-//! `apt-get update` at most once a day).
+//! [`cache::key`]; the scratch directory is removed. A build takes 5 to 10 minutes on two
+//! shared cores; later runs find the cached kernel in about a second (one `apt-cache`
+//! call; `apt-get update` at most once a day).
 
 mod cache;
 mod fragment;
@@ -88,7 +88,7 @@ pub fn ensure() -> Result<BuiltKernel> {
     }
     eprintln!(
         "xtask: building Linux {SERIES} from {SOURCE_PACKAGE} {version} (Debian {SUITE}) \
-         into {}; about 5 minutes on two cores",
+         into {}; 5 to 10 minutes on two cores",
         kernel.dir.display()
     );
     let start = Instant::now();
