@@ -19,7 +19,7 @@ pub fn env() -> Result<Env<MockBackend>> {
     env_on(KernelVersion::V6_1)
 }
 
-/// [`env`], imitating `kernel`'s vfio-pci.
+/// [`env()`], imitating `kernel`'s vfio-pci.
 pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
     let host = profiles::qemu_guest().kernel(kernel).build()?;
     let suite_kernel = match kernel {

@@ -38,7 +38,7 @@ pub(crate) fn msix_flags(kernel: Kernel) -> IrqFlags {
 
 /// The NVMe controller's MSI-X index has 65 vectors, eventfd-capable, and
 /// on Linux 6.1 cannot be resized while enabled (NORESIZE); on 6.12 it can
-/// ([`msix_flags`]).
+/// (`msix_flags`).
 pub fn nvme_msix_has_65_vectors_noresize_on_6_1_only<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let want = msix_flags(env.kernel()?);
     let o = env.open_nvme()?;
