@@ -57,6 +57,35 @@ impl Targets {
     }
 }
 
+/// The kernel whose vfio-pci a run is on (or the mock imitates), for the
+/// behaviours that changed between the releases the suite is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kernel {
+    /// Linux 6.1.
+    V6_1,
+    /// Linux 6.12.
+    V6_12,
+}
+
+impl Kernel {
+    /// The kernel of a release (`uname -r`), if the suite knows its series.
+    pub fn from_release(release: &str) -> Option<Self> {
+        match crate::report::kernel_series(release).as_str() {
+            "6.1" => Some(Self::V6_1),
+            "6.12" => Some(Self::V6_12),
+            _ => None,
+        }
+    }
+
+    /// The series, e.g. `6.12`.
+    pub fn series(self) -> &'static str {
+        match self {
+            Self::V6_1 => "6.1",
+            Self::V6_12 => "6.12",
+        }
+    }
+}
+
 /// A case's environment: a fresh backend, the target devices, and what the
 /// host lets a case do beyond VFIO calls.
 #[derive(Debug)]
@@ -67,6 +96,8 @@ pub struct Env<B: VfioBackend> {
     pub targets: Targets,
     /// Device removal and restore on this host.
     pub host: std::sync::Arc<dyn crate::HostControl>,
+    /// The kernel the backend is on or imitates, if the suite knows it.
+    pub kernel: Option<Kernel>,
 }
 
 /// A device opened the usual way, with the container and group it needs.
@@ -88,7 +119,26 @@ impl<B: VfioBackend> Env<B> {
             backend,
             targets: Targets::default(),
             host: std::sync::Arc::new(crate::NoHostControl),
+            kernel: None,
         }
+    }
+
+    /// The same environment on (or imitating) `kernel`.
+    #[must_use]
+    pub fn with_kernel(mut self, kernel: Option<Kernel>) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// The kernel, for a case pinning a behaviour that differs between
+    /// releases; not applicable on a kernel the suite does not know.
+    pub fn kernel(&self) -> Result<Kernel> {
+        self.kernel.ok_or_else(|| {
+            crate::not_applicable(
+                "this behaviour differs between kernel releases, and the suite knows it \
+                 on Linux 6.1 and 6.12 only",
+            )
+        })
     }
 
     /// The same environment with other targets.
@@ -141,5 +191,19 @@ impl<B: VfioBackend> Env<B> {
     /// Opens the NVMe device.
     pub fn open_nvme(&self) -> Result<Opened<B>> {
         self.open(&self.targets.nvme)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_map_to_the_kernels_the_suite_knows() {
+        assert_eq!(Kernel::from_release("6.1.0-54-amd64"), Some(Kernel::V6_1));
+        assert_eq!(Kernel::from_release("6.12.117"), Some(Kernel::V6_12));
+        assert_eq!(Kernel::from_release("6.6.30"), None);
+        assert_eq!(Kernel::from_release("6.10.1"), None);
+        assert_eq!(Kernel::V6_12.series(), "6.12");
     }
 }

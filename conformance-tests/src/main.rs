@@ -12,6 +12,9 @@
 //!                       of in the QEMU guest
 //!   --edu ADDR          the edu device's PCI address (default 0000:00:02.0)
 //!   --nvme ADDR         the NVMe device's PCI address (default 0000:00:03.0)
+//!   --kernel SERIES     the kernel to judge by, 6.1 or 6.12 (repeatable;
+//!                       default both: the mock imitating each, and the guest
+//!                       booting each; with --host, the one this host runs)
 //!   --require-kernel    fail when the kernel side cannot run (default when CI=true)
 //!   --markdown FILE     write the side-by-side table as Markdown
 //!   --json FILE         write the table as JSON: {"runs": {id: {backend,
@@ -19,18 +22,20 @@
 //!                       {status, detail}}, only}]}
 //! ```
 //!
-//! With no options it runs the suite on the mock and, where QEMU is installed,
-//! in the guest, prints the table, and exits non-zero if any case fails on
+//! With no options it runs the suite on the mock imitating Linux 6.1 and 6.12
+//! and, where QEMU is installed, in the guest on each of the two kernels,
+//! prints the table, and exits non-zero if any case fails on
 //! any run, or twins (the mock and Linux on the same kernel and mode) differ
 //! on any case, n/a against pass included.
 
 use anyhow::{Context, Result, bail};
 use conformance_tests::report::{self, Backend, Report, Run, Table};
-use conformance_tests::{Env, Targets, cases, guest, kernel, mock};
+use conformance_tests::{Env, Kernel, Targets, cases, guest, kernel, mock};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vfio_core::PciAddress;
 use vfio_linux::LinuxBackend;
+use vfio_mock::KernelVersion;
 
 /// The IOMMU interface every case uses (a Type1v2 container).
 const MODE: &str = "type1";
@@ -42,6 +47,7 @@ struct Options {
     host: bool,
     require_kernel: bool,
     targets: Targets,
+    kernels: Vec<KernelVersion>,
     markdown: Option<PathBuf>,
     json: Option<PathBuf>,
 }
@@ -61,11 +67,21 @@ fn parse_args() -> Result<Options> {
             "--require-kernel" => o.require_kernel = true,
             "--edu" => o.targets.edu = address(&value("--edu")?)?,
             "--nvme" => o.targets.nvme = address(&value("--nvme")?)?,
+            "--kernel" => {
+                let series = value("--kernel")?;
+                let kernel = mock::KERNELS
+                    .into_iter()
+                    .find(|k| k.series() == series)
+                    .with_context(|| format!("--kernel takes 6.1 or 6.12, not `{series}`"))?;
+                if !o.kernels.contains(&kernel) {
+                    o.kernels.push(kernel);
+                }
+            }
             "--markdown" => o.markdown = Some(value("--markdown")?.into()),
             "--json" => o.json = Some(value("--json")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run -p conformance-tests [-- --mock-only | --host] [--edu ADDR] [--nvme ADDR] [--require-kernel] [--markdown FILE] [--json FILE]"
+                    "usage: cargo run -p conformance-tests [-- --mock-only | --host] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--require-kernel] [--markdown FILE] [--json FILE]"
                 );
                 std::process::exit(0);
             }
@@ -75,6 +91,10 @@ fn parse_args() -> Result<Options> {
     if o.mock_only && o.require_kernel && std::env::var("CI").is_err() {
         bail!("--mock-only and --require-kernel contradict each other");
     }
+    if o.kernels.is_empty() {
+        o.kernels = mock::KERNELS.to_vec();
+    }
+    o.kernels.sort();
     Ok(o)
 }
 
@@ -116,18 +136,33 @@ fn check_host(devices: &[PciAddress]) -> Result<()> {
     Ok(())
 }
 
-fn kernel_report(o: &Options, workspace: &Path) -> Result<Option<Report>> {
+/// The suite on the real kernel `kernel`: in the guest booting it, or with
+/// `--host` on this host (whatever it runs; `None` for the other kernels).
+fn kernel_report(o: &Options, workspace: &Path, kernel: KernelVersion) -> Result<Option<Report>> {
     if o.mock_only {
         return Ok(None);
     }
     if o.host {
+        let release = kernel::release()?;
+        if report::kernel_series(&release) != kernel.series() {
+            println!(
+                "== this host runs {release}, not Linux {}: no kernel run for it",
+                kernel.series()
+            );
+            return Ok(None);
+        }
         check_host(&[o.targets.edu, o.targets.nvme])?;
         let cases = kernel::suite();
         let targets = o.targets;
-        let factory = move || Ok(Env::new(LinuxBackend::new()).with_targets(targets));
+        let known = Kernel::from_release(&release);
+        let factory = move || {
+            Ok(Env::new(LinuxBackend::new())
+                .with_targets(targets)
+                .with_kernel(known))
+        };
         println!("== the suite on this host's vfio-pci");
         let mut report = report::run_suite("vfio-linux (host)", &cases, &factory);
-        report.kernel = Some(kernel::release()?);
+        report.kernel = Some(release);
         return Ok(Some(report));
     }
     if let Some(why) = guest::unavailable() {
@@ -137,8 +172,17 @@ fn kernel_report(o: &Options, workspace: &Path) -> Result<Option<Report>> {
         println!("== kernel side skipped: {why}");
         return Ok(None);
     }
-    println!("== the suite on Linux 6.1's vfio-pci in the QEMU guest");
-    guest::run(workspace).map(Some)
+    let series = kernel.series();
+    println!("== the suite on Linux {series}'s vfio-pci in the QEMU guest");
+    let report = guest::run(workspace, series)?;
+    let release = report
+        .kernel
+        .as_deref()
+        .context("the kernel's report does not say which kernel ran it")?;
+    if report::kernel_series(release) != series {
+        bail!("the guest was to boot Linux {series} but ran {release}");
+    }
+    Ok(Some(report))
 }
 
 /// `--device ADDR`: the device-agnostic cases on a device of this host.
@@ -152,8 +196,9 @@ fn run_on_device(device: PciAddress) -> Result<bool> {
             conformance_tests::Case::new(g.name, move |env: &Env<LinuxBackend>| run(env, &device))
         })
         .collect();
+    let known = Kernel::from_release(&kernel::release()?);
     let report = report::run_suite("vfio-linux (host)", &cases, &|| {
-        Ok(Env::new(LinuxBackend::new()))
+        Ok(Env::new(LinuxBackend::new()).with_kernel(known))
     });
     let counts = report.counts();
     println!("{counts}");
@@ -169,21 +214,24 @@ fn run() -> Result<bool> {
         .parent()
         .context("workspace root")?
         .to_owned();
-    println!("== the suite on vfio-mock");
     let mut table = Table::default();
-    let mock_report = report::run_suite("vfio-mock", &cases::all(), &mock::env);
-    table.add(
-        Run::new(Backend::Mock, mock::KERNEL, MODE),
-        &mock_report,
-        &[],
-    );
-    if let Some(k) = kernel_report(&o, &workspace)? {
-        let release = k
-            .kernel
-            .as_deref()
-            .context("the kernel's report does not say which kernel ran it")?;
-        let run = Run::new(Backend::Linux, report::kernel_series(release), MODE);
-        table.add(run, &k, &kernel::only_reasons());
+    for &version in &o.kernels {
+        println!(
+            "== the suite on vfio-mock imitating Linux {}",
+            version.series()
+        );
+        let factory = move || mock::env_on(version);
+        let mock_report = report::run_suite("vfio-mock", &cases::all(), &factory);
+        table.add(
+            Run::new(Backend::Mock, version.series(), MODE),
+            &mock_report,
+            &[],
+        );
+        if let Some(k) = kernel_report(&o, &workspace, version)? {
+            let release = k.kernel.as_deref().unwrap_or_default();
+            let run = Run::new(Backend::Linux, report::kernel_series(release), MODE);
+            table.add(run, &k, &kernel::only_reasons());
+        }
     }
     let markdown = table.markdown();
     println!("\n{markdown}");
@@ -208,13 +256,16 @@ fn run() -> Result<bool> {
     for run in &table.runs {
         let id = run.id();
         println!("{id}: {}", table.counts(&id));
-        if table.runs.len() > 1 && !table.runs.iter().any(|r| r.is_twin_of(run)) {
+        let kernel_ran = table.runs.iter().any(|r| r.backend == Backend::Linux);
+        if kernel_ran && !table.runs.iter().any(|r| r.is_twin_of(run)) {
             println!("{id}: no twin to agree with");
         }
     }
     let problems = table.problems();
     match (table.runs.len(), problems.len()) {
-        (1, 0) => println!("{} cases; kernel side not run", table.rows.len()),
+        (_, 0) if !table.runs.iter().any(|r| r.backend == Backend::Linux) => {
+            println!("{} cases; kernel side not run", table.rows.len())
+        }
         (_, 0) => println!("{} cases; all twins agree", table.rows.len()),
         (_, n) => println!(
             "{} cases; {n} problems (listed under the table)",

@@ -7,16 +7,28 @@
 use crate::Env;
 use anyhow::Result;
 use std::time::Duration;
-use vfio_mock::{MockBackend, profiles};
+use vfio_mock::{KernelVersion, MockBackend, profiles};
 
-/// The kernel series whose vfio-pci the mock follows.
-pub const KERNEL: &str = "6.1";
+/// Every kernel the mock is judged against, each by the guest booting it.
+pub const KERNELS: [KernelVersion; 2] = [KernelVersion::V6_1, KernelVersion::V6_12];
 
-/// A fresh mock host with the guest's topology: `edu` at 00:02.0 and NVMe at
-/// 00:03.0, each in its own group, both bound to vfio-pci.
+/// A fresh mock host with the guest's topology, imitating Linux 6.1: `edu`
+/// at 00:02.0 and NVMe at 00:03.0, each in its own group, both bound to
+/// vfio-pci.
 pub fn env() -> Result<Env<MockBackend>> {
-    let host = profiles::qemu_guest().build()?;
-    Ok(Env::new(host.backend()).with_host(std::sync::Arc::new(MockHostControl(host))))
+    env_on(KernelVersion::V6_1)
+}
+
+/// [`env()`], imitating `kernel`'s vfio-pci.
+pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
+    let host = profiles::qemu_guest().kernel(kernel).build()?;
+    let suite_kernel = match kernel {
+        KernelVersion::V6_1 => crate::Kernel::V6_1,
+        KernelVersion::V6_12 => crate::Kernel::V6_12,
+    };
+    Ok(Env::new(host.backend())
+        .with_host(std::sync::Arc::new(MockHostControl(host)))
+        .with_kernel(Some(suite_kernel)))
 }
 
 /// Device removal on the simulated host

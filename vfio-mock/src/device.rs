@@ -128,7 +128,7 @@ impl Device<MockBackend> for MockDevice {
     fn irq_info(&self, index: IrqIndex) -> Result<IrqInfo> {
         self.enter(Operation::IrqInfo)?;
         self.dev()
-            .irq_info(index)
+            .irq_info(index, self.host.kernel.dynamic_msix())
             .map_err(|e| self.err(Operation::IrqInfo, e))
     }
 

@@ -141,10 +141,16 @@ impl MockGroup {
 
     /// `vfio_device_get_from_name`: the first device of this group, bound
     /// to vfio-pci, that `name` names (see [`match_name`]), or the errno
-    /// of a name vfio-pci refuses.
+    /// of a name vfio-pci refuses. A device whose removal has begun is
+    /// still listed on 6.1, not on 6.12
+    /// ([`KernelVersion::opens_devices_being_removed`](crate::KernelVersion)).
     fn find(&self, name: &str) -> std::result::Result<Option<&Arc<PciDevice>>, Errno> {
+        let unlisted_early = !self.host.kernel.opens_devices_being_removed();
         for d in &self.core().devices {
-            if d.driver != Driver::VfioPci || d.is_removed() {
+            if d.driver != Driver::VfioPci
+                || d.is_removed()
+                || (unlisted_early && d.is_unregistering())
+            {
                 continue;
             }
             if match_name(&d.address.to_string(), name)? {

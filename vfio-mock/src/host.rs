@@ -35,6 +35,42 @@ pub enum KeepAlive {
     Downstream,
 }
 
+/// The Linux release whose vfio-pci the host imitates, where releases differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub enum KernelVersion {
+    /// Linux 6.1 (the default).
+    #[default]
+    V6_1,
+    /// Linux 6.12.
+    V6_12,
+}
+
+impl KernelVersion {
+    /// The series, e.g. `6.12`.
+    pub fn series(self) -> &'static str {
+        match self {
+            Self::V6_1 => "6.1",
+            Self::V6_12 => "6.12",
+        }
+    }
+
+    /// Whether vfio-pci can add MSI-X vectors to an enabled index
+    /// (`vdev->has_dyn_msix`, from `pci_msix_can_alloc_dyn`, Linux 6.5 on;
+    /// true on the x86 guest), so `VFIO_DEVICE_GET_IRQ_INFO` leaves
+    /// `NORESIZE` off a device's MSI-X index.
+    pub(crate) fn dynamic_msix(self) -> bool {
+        self >= Self::V6_12
+    }
+
+    /// Whether `VFIO_GROUP_GET_DEVICE_FD` still finds a device whose removal
+    /// has begun: on 6.1 it stays on the group's device list until released;
+    /// 6.12's `vfio_unregister_group_dev` takes it off first
+    /// (`vfio_device_group_unregister`), so the name is ENODEV.
+    pub(crate) fn opens_devices_being_removed(self) -> bool {
+        self < Self::V6_12
+    }
+}
+
 /// The host's fake `/sys`, `/proc` and `/dev` trees, once made.
 #[derive(Debug)]
 struct Trees {
@@ -58,6 +94,7 @@ pub(crate) struct HostInner {
     pub faults: Arc<Faults>,
     pub keep_alive: KeepAlive,
     pub noiommu_mode: bool,
+    pub kernel: KernelVersion,
     pub groups: BTreeMap<u32, Arc<GroupCore>>,
     pub procfs: Arc<ProcInterrupts>,
     pub fault_log: Arc<FaultLog>,
@@ -164,6 +201,7 @@ pub struct MockHostBuilder {
     entries: Vec<Entry>,
     keep_alive: KeepAlive,
     noiommu: NoIommuMode,
+    kernel: KernelVersion,
     cpus: usize,
     clock: Option<Arc<MockClock>>,
     hugetlb_pages: usize,
@@ -175,6 +213,7 @@ impl Default for MockHostBuilder {
             entries: Vec::new(),
             keep_alive: KeepAlive::Upstream,
             noiommu: NoIommuMode::Unsupported,
+            kernel: KernelVersion::V6_1,
             cpus: 2,
             clock: None,
             hugetlb_pages: 0,
@@ -243,11 +282,20 @@ impl MockHostBuilder {
         self
     }
 
+    /// The kernel release to imitate where vfio-pci's behaviour changed between
+    /// releases (default [`KernelVersion::V6_1`]).
+    #[must_use]
+    pub fn kernel(mut self, kernel: KernelVersion) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
     /// The host's CPUs (default 2, like the guest): the columns of
     /// `/proc/interrupts`, and the interrupt-vector budget. Each CPU has 201
-    /// vectors for device irqs (measured on Linux 6.1 x86-64) and the host's
-    /// own 7 irqs hold some, so 2 CPUs take 395 bound MSI/MSI-X vectors and
-    /// INTx lines; one more bind fails with ENOSPC, as `request_irq` does.
+    /// vectors for device irqs (measured on Linux 6.1 x86-64, and on the 6.12
+    /// guest kernel) and the host's own 7 irqs hold some, so 2 CPUs take 395
+    /// bound MSI/MSI-X vectors and INTx lines; one more bind fails with
+    /// ENOSPC, as `request_irq` does.
     #[must_use]
     pub fn cpus(mut self, cpus: usize) -> Self {
         self.cpus = cpus.clamp(1, 1024);
@@ -349,6 +397,7 @@ impl MockHostBuilder {
                 faults,
                 keep_alive: self.keep_alive,
                 noiommu_mode,
+                kernel: self.kernel,
                 groups,
                 procfs,
                 fault_log,
@@ -389,6 +438,11 @@ impl MockHost {
         MockBackend {
             inner: self.inner.clone(),
         }
+    }
+
+    /// The kernel release the host imitates ([`MockHostBuilder::kernel`]).
+    pub fn kernel(&self) -> KernelVersion {
+        self.inner.kernel
     }
 
     /// The fake `/sys`, `/proc` and `/dev` roots.

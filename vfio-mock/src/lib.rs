@@ -97,7 +97,7 @@ pub use device::MockDevice;
 pub use fault::{PendingFault, UnconsumedFaults};
 pub use fault_log::{FaultAccess, IommuFault, REASON_BEYOND_MGAW, REASON_NO_READ, REASON_NO_WRITE};
 pub use group::MockGroup;
-pub use host::{KeepAlive, MockBackend, MockHost, MockHostBuilder, Removal};
+pub use host::{KeepAlive, KernelVersion, MockBackend, MockHost, MockHostBuilder, Removal};
 pub use memory::MockDmaMemory;
 pub use model::{Delivery, DeviceContext, DeviceModel, DmaFault, Irq};
 pub use pci_device::Driver;

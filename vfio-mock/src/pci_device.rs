@@ -193,6 +193,11 @@ impl PciDevice {
         self.removed.load(Ordering::Acquire)
     }
 
+    /// Whether removal has begun (it completes once the device is released).
+    pub(crate) fn is_unregistering(&self) -> bool {
+        self.unregistering.load(Ordering::Acquire)
+    }
+
     /// The config space bytes (for sysfs `config`).
     pub(crate) fn config_bytes(&self) -> Vec<u8> {
         self.config.lock().bytes().to_vec()
@@ -243,12 +248,17 @@ impl PciDevice {
     }
 
     /// `VFIO_DEVICE_GET_IRQ_INFO`: ERR exists only on PCI Express devices.
-    pub(crate) fn irq_info(&self, index: IrqIndex) -> Result<IrqInfo, Errno> {
+    /// Every index but INTx is `NORESIZE`, except the MSI-X index of a
+    /// device with MSI-X when the kernel can allocate vectors dynamically
+    /// (`dynamic_msix`: `vdev->has_dyn_msix`).
+    pub(crate) fn irq_info(&self, index: IrqIndex, dynamic_msix: bool) -> Result<IrqInfo, Errno> {
         if index.0 >= NUM_IRQS || (index == IrqIndex::ERR && !self.spec.is_pcie) {
             return Err(Errno::EINVAL);
         }
         let flags = if index == IrqIndex::INTX {
             IrqFlags::EVENTFD | IrqFlags::MASKABLE | IrqFlags::AUTOMASKED
+        } else if index == IrqIndex::MSIX && dynamic_msix && self.spec.msix.is_some() {
+            IrqFlags::EVENTFD
         } else {
             IrqFlags::EVENTFD | IrqFlags::NORESIZE
         };

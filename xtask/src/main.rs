@@ -2,6 +2,7 @@
 //!
 //! - `guest`: run a static binary in a QEMU guest with the real vfio-pci driver;
 //! - `build-guest-bin`: build a workspace binary statically for that guest;
+//! - `kernel`: build (or find in the cache) the guest's Linux 6.12;
 //! - `ci`: the project's whole test pipeline;
 //! - `bench`: the criterion benchmarks and the performance-goal ratios.
 
@@ -11,6 +12,7 @@ mod build_guest_bin;
 mod ci;
 mod cmd;
 mod guest;
+mod kernel;
 mod paths;
 mod scratch;
 
@@ -25,8 +27,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  guest [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
-      Run a static x86-64 BINARY in a QEMU guest (Debian Linux 6.1, real vfio-pci).
+  guest [--kernel 6.1|6.12] [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
+      Run a static x86-64 BINARY in a QEMU guest with the real vfio-pci: Debian's
+      Linux 6.1 (default), or Linux 6.12 built from Debian's linux-source-6.12 (see
+      `kernel`).
       Devices, with their addresses and IOMMU groups in VFIO_GUEST_<NAME>[_GROUP]:
         EDU         0000:00:02.0  group 1  vfio-pci
         NVME        0000:00:03.0  group 2  vfio-pci
@@ -39,12 +43,16 @@ commands:
       to FILE. Exits with the binary's exit code. Default timeout 300 s, 2 CPUs.
   build-guest-bin PACKAGE BIN
       Build a workspace binary statically for the guest and print its path.
+  kernel
+      Build Linux 6.12 from Debian trixie's linux-source-6.12 with
+      xtask/kernel/linux-6.12.config on top of tinyconfig (5 to 10 minutes), or find
+      it in ${XDG_CACHE_HOME:-~/.cache}/vfio-stack/kernels/, and print its directory.
   ci
-      fmt, clippy, tests, docs, the conformance suite (vfio-mock side by side with
-      vfio-pci in the guest; table in target/conformance.md), Miri over vfio-linux's
-      mappings and DMA memory and the atomic words of vfio-core and vfio-mock
-      (nightly), the fuzz corpus replay, and each fuzz target under cargo fuzz for
-      a short while.
+      fmt, clippy, tests, docs, the 6.12 guest kernel, the conformance suite
+      (vfio-mock imitating 6.1 and 6.12 side by side with vfio-pci in the guest on
+      each; table in target/conformance.md), Miri over vfio-linux's mappings and
+      DMA memory and the atomic words of vfio-core and vfio-mock (nightly), the
+      fuzz corpus replay, and each fuzz target under cargo fuzz for a short while.
   bench [ARGS...]
       `cargo bench -p vfio-linux -p vfio-mock -p nvme ARGS...`, then the ratios DESIGN.md's
       performance goals are about (a report: it never fails on a ratio).
@@ -87,6 +95,20 @@ fn run() -> Result<ExitCode> {
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Some("kernel") => {
+            if !rest.is_empty() {
+                bail!("`cargo xtask kernel` takes no arguments");
+            }
+            let start = std::time::Instant::now();
+            let built = kernel::ensure()?;
+            eprintln!(
+                "xtask: Linux {} ready in {:.1} s",
+                kernel::SERIES,
+                start.elapsed().as_secs_f64()
+            );
+            println!("{}", built.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Some("ci") => {
             if !rest.is_empty() {
                 bail!("`cargo xtask ci` takes no arguments");
@@ -114,15 +136,25 @@ fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
     let mut output = None;
     let mut timeout = guest::DEFAULT_TIMEOUT;
     let mut cpus = guest::DEFAULT_CPUS;
+    let mut kernel = guest::GuestKernel::default();
     let mut args = args.into_iter();
     let binary = loop {
         let Some(arg) = args.next() else {
-            bail!("usage: cargo xtask guest [--output FILE] [--timeout SECS] -- BINARY [ARGS...]");
+            bail!(
+                "usage: cargo xtask guest [--kernel 6.1|6.12] [--output FILE] [--timeout SECS] -- BINARY [ARGS...]"
+            );
         };
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.to_str() {
             Some("--") => {
                 break args.next().context("missing BINARY after `--`")?;
+            }
+            Some("--kernel") => {
+                let series = value("--kernel")?;
+                kernel = series
+                    .to_str()
+                    .and_then(guest::GuestKernel::from_series)
+                    .with_context(|| format!("--kernel takes 6.1 or 6.12, not {series:?}"))?;
             }
             Some("--output") => output = Some(PathBuf::from(value("--output")?)),
             Some("--timeout") => {
@@ -145,6 +177,7 @@ fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
         }
     };
     Ok(guest::GuestOptions {
+        kernel,
         binary: PathBuf::from(binary),
         args: args.collect(),
         output,
@@ -178,6 +211,10 @@ mod tests {
         assert_eq!(opts.args, os(&["--x", "y"]));
         assert_eq!(opts.output, Some(PathBuf::from("o.json")));
         assert_eq!(opts.timeout, Duration::from_secs(12));
+        assert_eq!(opts.kernel, guest::GuestKernel::Debian6_1);
+
+        let opts = parse_guest(os(&["--kernel", "6.12", "--", "bin"])).unwrap();
+        assert_eq!(opts.kernel, guest::GuestKernel::Built6_12);
 
         let opts = parse_guest(os(&["bin", "--output"])).unwrap();
         assert_eq!(opts.args, os(&["--output"]));
@@ -191,5 +228,6 @@ mod tests {
         assert!(parse_guest(os(&["--timeout", "-1", "--", "b"])).is_err());
         assert!(parse_guest(os(&["--bogus", "--", "b"])).is_err());
         assert!(parse_guest(os(&["--"])).is_err());
+        assert!(parse_guest(os(&["--kernel", "6.6", "--", "b"])).is_err());
     }
 }

@@ -6,7 +6,7 @@
 //! JSON report on a line prefixed `@@OUT@@ ` for the host to collect, then a
 //! `N passed, N n/a, N failed` line. Exits 1 if any case fails.
 
-use conformance_tests::{Env, HostControl, SysfsHostControl, Targets, kernel, report};
+use conformance_tests::{Env, HostControl, Kernel, SysfsHostControl, Targets, kernel, report};
 use std::path::Path;
 use std::sync::Arc;
 use vfio_linux::LinuxBackend;
@@ -26,10 +26,12 @@ fn main() {
         Path::new("/dev/kmsg"),
         Path::new("/proc"),
     ));
+    let kernel = Kernel::from_release(&release);
     let factory = || {
         Ok(Env::new(LinuxBackend::new())
             .with_targets(targets)
-            .with_host(host.clone()))
+            .with_host(host.clone())
+            .with_kernel(kernel))
     };
     let mut report = report::run_suite("vfio-linux", &cases, &factory);
     report.kernel = Some(release);

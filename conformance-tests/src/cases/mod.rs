@@ -79,7 +79,7 @@ macro_rules! for_each_case {
             dma::allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded,
             dma::a_mapping_larger_than_its_memory_faults_and_frees_its_iova,
             dma::iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room,
-            irq::nvme_msix_has_65_vectors_and_noresize,
+            irq::nvme_msix_has_65_vectors_noresize_on_6_1_only,
             irq::data_none_trigger_fires_bound_vectors_instead_of_unbinding,
             irq::bound_vectors_appear_in_proc_interrupts,
             irq::edu_irq_info_for_every_index,

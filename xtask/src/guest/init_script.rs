@@ -25,6 +25,9 @@ pub fn render(modules: &[Module], devices: &[GuestDevice], args: &[OsString]) ->
     let mut s = String::new();
     s.push_str(PRELUDE.trim_start());
     s.push_str("\nstamp \"loading modules\"\n");
+    if modules.is_empty() {
+        s.push_str("echo \"guest: no modules to load (this kernel has its drivers built in)\"\n");
+    }
     for module in modules {
         match &module.path {
             Some(path) => s.push_str(&format!(
@@ -236,6 +239,13 @@ mod tests {
         ));
         assert!(script.contains("/vfio-test '--json' 'x y' < /dev/null\n"));
         assert!(script.contains(&format!("echo \"{EXIT_MARKER} $code\"")));
+    }
+
+    #[test]
+    fn a_kernel_without_modules_loads_none() {
+        let script = String::from_utf8(render(&[], &crate::guest::DEVICES, &[])).unwrap();
+        assert!(!script.contains("insmod"), "{script}");
+        assert!(script.contains("no modules to load"), "{script}");
     }
 
     #[test]

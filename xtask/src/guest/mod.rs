@@ -1,10 +1,11 @@
 //! `cargo xtask guest`: run a static binary inside a QEMU guest whose kernel drives the
 //! emulated `edu` and NVMe devices with the real vfio-pci driver.
 //!
-//! The guest: Debian's Linux 6.1 (TCG, q35, emulated VT-d), a busybox initramfs whose
-//! `/init` loads the VFIO and watchdog modules, binds the devices of [`DEVICES`] to their
-//! drivers, runs the binary as `/vfio-test` and reports its exit code over the serial
-//! console.
+//! The guest: Debian's Linux 6.1, or Linux 6.12 built from Debian's source by
+//! [`crate::kernel`] ([`GuestKernel`]), under TCG (q35, emulated VT-d), with a busybox
+//! initramfs whose `/init` loads the VFIO and watchdog modules (6.1; 6.12 has them built
+//! in), binds the devices of [`DEVICES`] to their drivers, runs the binary as
+//! `/vfio-test` and reports its exit code over the serial console.
 //!
 //! # What the test binary sees
 //! - Runs as root (pid > 1, a child of `/init`) in `/`, stdin `/dev/null`, stdout and
@@ -26,7 +27,7 @@
 //!   bridge is the firmware's choice (1), read from sysfs at boot.
 //! - `VFIO_GUEST_BIG_NVME=0000:00:05.0`: a second NVMe controller, bound to vfio-pci,
 //!   with 2048 MSI-X vectors (`msix_qsize=2048`), more than the guest's CPUs can
-//!   take (on 6.1 with 2 CPUs, 395 of them bind), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
+//!   take (with 2 CPUs, 395 of them bind, on 6.1 and on 6.12), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
 //! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
 //! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
 //! - The NVMe disks are blank on every run; kernel messages logged while the binary ran are
@@ -48,7 +49,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use crate::scratch::ScratchDir;
-use crate::{apt, paths};
+use crate::{apt, kernel, paths};
 use console::Console;
 use init_script::Module;
 use initramfs::CpioWriter;
@@ -117,9 +118,10 @@ pub enum Slot {
 pub enum Driver {
     /// vfio-pci; `/init` also waits for the group's `/dev/vfio/<group>` node.
     VfioPci,
-    /// An ordinary kernel driver, by its name under `/sys/bus/pci/drivers/`. Its module
-    /// must be in [`assets::MODULES`]; the driver usually claims the device as soon as
-    /// the module loads.
+    /// An ordinary kernel driver, by its name under `/sys/bus/pci/drivers/`. On 6.1 its
+    /// module must be in [`assets::MODULES`] (the driver usually claims the device as
+    /// soon as the module loads); the 6.12 kernel has it built in (see
+    /// `xtask/kernel/linux-6.12.config`).
     Kernel(&'static str),
 }
 
@@ -215,9 +217,34 @@ pub const DEVICES: [GuestDevice; 5] = [
 /// The i6300esb driver's name in sysfs.
 const WATCHDOG_DRIVER: &str = "i6300ESB timer";
 
+/// The kernel the guest boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuestKernel {
+    /// Debian's `linux-image-6.1.0-54-amd64-unsigned`, VFIO and the watchdog driver
+    /// as modules.
+    #[default]
+    Debian6_1,
+    /// Linux 6.12 from Debian's `linux-source-6.12`, built by [`kernel::ensure`] with
+    /// everything built in.
+    Built6_12,
+}
+
+impl GuestKernel {
+    /// Parses the series given to `--kernel`: `6.1` or `6.12`.
+    pub fn from_series(series: &str) -> Option<Self> {
+        match series {
+            "6.1" => Some(Self::Debian6_1),
+            s if s == kernel::SERIES => Some(Self::Built6_12),
+            _ => None,
+        }
+    }
+}
+
 /// What to run in the guest, and how.
 #[derive(Debug)]
 pub struct GuestOptions {
+    /// The kernel to boot.
+    pub kernel: GuestKernel,
     /// The static binary to run.
     pub binary: PathBuf,
     /// Its arguments.
@@ -242,7 +269,13 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
     for stem in ["run", "fetch-scratch", "assets-staging"] {
         ScratchDir::sweep(&cache, stem);
     }
-    let assets = assets::ensure(&cache)?;
+    let mut assets = assets::ensure(&cache)?;
+    if opts.kernel == GuestKernel::Built6_12 {
+        let built = kernel::ensure().context("building the guest's Linux 6.12")?;
+        // The 6.1 package's busybox stays; the kernel has no modules to load.
+        assets.kernel = built.vmlinux;
+        assets.modules.clear();
+    }
     // Per-run files, so concurrent runs neither share an initramfs nor fight over the
     // disk image's lock, and every run starts from a blank NVMe disk.
     let run_dir = ScratchDir::new(&cache, "run")?;
@@ -261,7 +294,11 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
     };
     let mut console = Console::new(opts.output.as_deref())?;
     let boot = machine.boot(&mut console, opts.timeout)?;
-    eprintln!("guest: ran in {:.1} s", boot.elapsed.as_secs_f64());
+    eprintln!(
+        "guest: ran in {:.1} s ({})",
+        boot.elapsed.as_secs_f64(),
+        assets.kernel.display()
+    );
 
     if let Some(reason) = &console.setup_failed {
         bail!(
