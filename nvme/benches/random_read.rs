@@ -5,7 +5,9 @@
 //! - polled, queue depth 32: at least 25% of the baseline's rate;
 //! - interrupt-driven, queue depth 32: at least 10%;
 //! - interrupt-driven, queue depth 1: a read's latency at most 3x a raw
-//!   eventfd ping-pong between two threads plus the copy.
+//!   eventfd ping-pong between two threads plus the copy (the ping-pong is
+//!   vfio-mock's `device_time/eventfd_ping_pong`, from the same
+//!   `cargo xtask bench` run).
 //!
 //! The drive is the QEMU guest's (64 MiB of 512-byte blocks, at
 //! 0000:00:03.0 of `profiles::qemu_guest()`), with its first 16 MiB
@@ -16,15 +18,13 @@
 //!
 //! `baseline_copy_4k` copies 4 KiB from a random page of a 16 MiB buffer
 //! into the mock's DMA memory (what the device does for a read, and
-//! nothing else). `eventfd_ping_pong` hands an eventfd to a second thread,
-//! which hands another back. `cargo xtask bench` reports the ratios.
+//! nothing else). `cargo xtask bench` reports the ratios.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use vfio_core::{Container, DmaMemory, EventFdInterrupt, Group, Interrupt, IommuType, VfioBackend};
+use vfio_core::{Container, DmaMemory, Group, IommuType, VfioBackend};
 use vfio_mock::{MockBackend, MockHost, profiles};
 
 /// The bytes of one read.
@@ -87,33 +87,12 @@ fn random_read(c: &mut Criterion) {
     let storage: Vec<u8> = (0..SPAN).map(|i| (i % 253) as u8).collect();
     let mem = backend.alloc_dma(READ).expect("DMA memory");
 
-    // The floor for a wake-up each way.
-    let ping = Arc::new(EventFdInterrupt::new().expect("an eventfd"));
-    let pong = Arc::new(EventFdInterrupt::new().expect("an eventfd"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let echo = {
-        let (ping, pong, stop) = (ping.clone(), pong.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while ping.wait(None).is_ok() && !stop.load(Ordering::Acquire) {
-                if pong.signal().is_err() {
-                    return;
-                }
-            }
-        })
-    };
-
     let mut g = c.benchmark_group("nvme_random_read");
     g.bench_function("baseline_copy_4k", |b| {
         b.iter(|| {
             let at = pages.next() as usize * READ;
             mem.write_at(0, black_box(&storage[at..at + READ]))
                 .expect("copy");
-        });
-    });
-    g.bench_function("eventfd_ping_pong", |b| {
-        b.iter(|| {
-            ping.signal().expect("ping");
-            pong.wait(None).expect("pong")
         });
     });
     for (mode, name) in [
@@ -157,9 +136,6 @@ fn random_read(c: &mut Criterion) {
         });
     }
     g.finish();
-    stop.store(true, Ordering::Release);
-    ping.signal().expect("the last ping");
-    echo.join().expect("the echo thread");
     drop(buffers);
     drop(nvme);
     host.run_until_idle();

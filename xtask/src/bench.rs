@@ -296,7 +296,7 @@ const GOALS: &[(&str, &[Row])] = &[
                 label: "interrupt-driven QD1 latency vs ping-pong + copy",
                 num: "nvme_random_read/interrupt_qd1",
                 den: (
-                    "nvme_random_read/eventfd_ping_pong",
+                    "device_time/eventfd_ping_pong",
                     "nvme_random_read/baseline_copy_4k",
                 ),
                 goal: "at most 3x",
