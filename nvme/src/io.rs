@@ -184,11 +184,10 @@ impl<B: VfioBackend> Nvme<B> {
         self.transfer(qid, nvm::WRITE, slba, buf, offset, len)
     }
 
-    /// Reads `out.len()` bytes (whole blocks) from `slba` through queue
-    /// `qid`'s bounce buffer, in pieces of at most its size.
-    pub fn read(&self, qid: u16, slba: u64, out: &mut [u8]) -> Result<()> {
-        let io = self.io_queue(qid)?;
-        let bounce = io.bounce.lock();
+    /// Queue `qid`'s bounce buffer, locked, and the largest whole number of
+    /// blocks it holds, in bytes.
+    fn bounce(&self, qid: u16) -> Result<(parking_lot::MutexGuard<'_, DmaBuffer<B>>, usize)> {
+        let bounce = self.io_queue(qid)?.bounce.lock();
         let bs = self.namespace.block_size as usize;
         let piece = bounce.len() - bounce.len() % bs;
         if piece == 0 {
@@ -197,11 +196,23 @@ impl<B: VfioBackend> Nvme<B> {
                 bounce.len()
             )));
         }
+        Ok((bounce, piece))
+    }
+
+    /// The LBA `len` bytes after `lba`.
+    fn after(&self, lba: u64, len: usize) -> u64 {
+        lba + (len / self.namespace.block_size as usize) as u64
+    }
+
+    /// Reads `out.len()` bytes (whole blocks) from `slba` through queue
+    /// `qid`'s bounce buffer, in pieces of at most its size.
+    pub fn read(&self, qid: u16, slba: u64, out: &mut [u8]) -> Result<()> {
+        let (bounce, piece) = self.bounce(qid)?;
         let mut lba = slba;
         for chunk in out.chunks_mut(piece) {
             self.read_dma(qid, lba, &bounce, 0, chunk.len())?;
             bounce.memory().read_at(0, chunk)?;
-            lba += (chunk.len() / bs) as u64;
+            lba = self.after(lba, chunk.len());
         }
         Ok(())
     }
@@ -209,22 +220,13 @@ impl<B: VfioBackend> Nvme<B> {
     /// Writes `data` (whole blocks) to `slba` through queue `qid`'s bounce
     /// buffer, in pieces of at most its size.
     pub fn write(&self, qid: u16, slba: u64, data: &[u8]) -> Result<()> {
-        let io = self.io_queue(qid)?;
-        let bounce = io.bounce.lock();
-        let bs = self.namespace.block_size as usize;
-        let piece = bounce.len() - bounce.len() % bs;
-        if piece == 0 {
-            return Err(NvmeError::InvalidRequest(format!(
-                "{bs}-byte blocks do not fit the {}-byte bounce buffer",
-                bounce.len()
-            )));
-        }
+        let (bounce, piece) = self.bounce(qid)?;
         let mut lba = slba;
         for chunk in data.chunks(piece) {
             self.blocks_of(chunk.len())?;
             bounce.memory().write_at(0, chunk)?;
             self.write_dma(qid, lba, &bounce, 0, chunk.len())?;
-            lba += (chunk.len() / bs) as u64;
+            lba = self.after(lba, chunk.len());
         }
         Ok(())
     }

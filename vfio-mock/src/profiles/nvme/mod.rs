@@ -132,29 +132,8 @@ pub const CAP: u64 = 0x7ff | (1 << 16) | (0xf << 24) | ((0x1 | 0x40 | 0x80) << 3
 /// Version: NVMe 1.4.
 pub const VS: u32 = 0x0001_0400;
 
-/// Register offsets.
-pub mod reg {
-    /// Controller Capabilities (u64).
-    pub const CAP: u64 = 0x00;
-    /// Version.
-    pub const VS: u64 = 0x08;
-    /// Interrupt Mask Set.
-    pub const INTMS: u64 = 0x0c;
-    /// Interrupt Mask Clear.
-    pub const INTMC: u64 = 0x10;
-    /// Controller Configuration.
-    pub const CC: u64 = 0x14;
-    /// Controller Status.
-    pub const CSTS: u64 = 0x1c;
-    /// NVM Subsystem Reset.
-    pub const NSSR: u64 = 0x20;
-    /// Admin Queue Attributes.
-    pub const AQA: u64 = 0x24;
-    /// Admin Submission Queue base (u64).
-    pub const ASQ: u64 = 0x28;
-    /// Admin Completion Queue base (u64).
-    pub const ACQ: u64 = 0x30;
-}
+/// Register offsets: nvme-spec's, which the NVMe driver uses too.
+pub use nvme_spec::regs as reg;
 
 /// CC.EN.
 pub const CC_EN: u32 = 1;
