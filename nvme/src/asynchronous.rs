@@ -5,7 +5,7 @@
 use crate::buffer::DmaBuffer;
 use crate::controller::{Nvme, check};
 use crate::error::{NvmeError, Result};
-use crate::queue::{Page, Ticket};
+use crate::queue::Ticket;
 use nvme_spec::opcode::nvm;
 use nvme_spec::{Command, Completion};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -113,15 +113,9 @@ impl<'a, B: VfioBackend> AsyncNvme<'a, B> {
         offset: usize,
         len: usize,
     ) -> Result<()> {
-        let (c, list) = self
+        let ticket = self
             .nvme
-            .transfer_command(qid, opcode, slba, buf, offset, len)?;
-        let page = if list.is_empty() {
-            Page::Unused
-        } else {
-            Page::PrpList(&list)
-        };
-        let ticket = self.nvme.queue(qid)?.submit(&self.nvme.bar0, c, page)?;
+            .submit_transfer(qid, opcode, slba, buf, offset, len)?;
         let (cqe, _) = self.wait_page(&ticket, false).await?;
         check(ticket.command(), &cqe)?;
         if opcode == nvm::READ {

@@ -68,6 +68,7 @@ impl<B: VfioBackend> Nvme<B> {
         Ok((c, p.list))
     }
 
+    /// A read or write, submitted and waited for.
     fn transfer(
         &self,
         qid: u16,
@@ -77,25 +78,15 @@ impl<B: VfioBackend> Nvme<B> {
         offset: usize,
         len: usize,
     ) -> Result<()> {
-        let (c, list) = self.transfer_command(qid, opcode, slba, buf, offset, len)?;
-        let page = if list.is_empty() {
-            Page::Unused
-        } else {
-            Page::PrpList(&list)
-        };
         // Written data reaches memory before the doorbell: the queue's wmb()
         // before it covers the buffer too.
-        self.execute(qid, c, page)?;
-        if opcode == nvm::READ {
-            // The completion says the data is in memory: read it after.
-            buf.memory().rmb();
-        }
-        Ok(())
+        let ticket = self.submit_transfer(qid, opcode, slba, buf, offset, len)?;
+        self.finish(&ticket).map(drop)
     }
 
     /// Submits a read or write of `len` bytes at `offset` of `buf` without
     /// waiting for it.
-    fn submit_transfer(
+    pub(crate) fn submit_transfer(
         &self,
         qid: u16,
         opcode: u8,
