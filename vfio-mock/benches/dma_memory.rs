@@ -1,8 +1,8 @@
-//! Goals, on the mock (its DMA memory is lock-free atomic words, as on
-//! vfio-linux): a typed 8-byte access through the `DmaMemory` trait
-//! costs at most 1.2x a raw atomic access to the same word, and a 64 KiB
-//! copy into or out of DMA memory at most 1.5x `copy_from_slice` between
-//! ordinary buffers.
+//! Goals, on both backends (`linux_dma`: vfio-linux's mmap'd memory;
+//! `mock_dma`: the mock's lock-free words, laid out the same way): a typed
+//! 8-byte access through the `DmaMemory` trait costs at most 1.2x a raw
+//! atomic access to the same word, and a 64 KiB copy into or out of DMA
+//! memory at most 1.5x `copy_from_slice` between ordinary buffers.
 //!
 //! The trait side is a function generic over `M: DmaMemory`, as a driver
 //! calls it, with the offset through `black_box` so the bounds and
@@ -41,15 +41,14 @@ fn write_u64<M: DmaMemory>(mem: &M, offset: usize, value: u64) {
     }
 }
 
-fn dma_memory(c: &mut Criterion) {
-    let host = MockHost::builder().build().expect("a mock host");
-    let backend = host.backend();
+/// The benchmarks of `group` on `backend`'s DMA memory.
+fn dma_memory<B: VfioBackend>(c: &mut Criterion, group: &str, backend: &B) {
     let mem = backend.alloc_dma(2 * BULK).expect("DMA memory");
     let raw = &mem.words()[OFFSET / 8];
     write_u64(&mem, OFFSET, 0x0123_4567_89ab_cdef);
     assert_eq!(raw.load(Ordering::Relaxed), 0x0123_4567_89ab_cdef);
 
-    let mut g = c.benchmark_group("mock_dma");
+    let mut g = c.benchmark_group(group);
     g.bench_function("trait_read_u64", |b| {
         b.iter(|| read_u64(&mem, black_box(OFFSET)));
     });
@@ -89,12 +88,18 @@ fn dma_memory(c: &mut Criterion) {
     assert_eq!(out, src);
 }
 
+fn both_backends(c: &mut Criterion) {
+    dma_memory(c, "linux_dma", &vfio_linux::LinuxBackend::new());
+    let host = MockHost::builder().build().expect("a mock host");
+    dma_memory(c, "mock_dma", &host.backend());
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_millis(1500));
-    targets = dma_memory
+    targets = both_backends
 }
 criterion_main!(benches);
