@@ -4,10 +4,10 @@
 
 use super::{CSTS_CFS, Ctrl, IO_QUEUE_PAIRS, Shared, admin, events, io, irq, reg};
 use crate::model::DeviceContext;
-use nvme_spec::{Command, Status};
+use nvme_spec::{Command, Completion, Status};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use zerocopy::FromBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// A submission queue.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
     if offset % 4 != 0 {
         return;
     }
-    let index = (offset - 0x1000) / 4;
+    let index = (offset - reg::DOORBELL_BASE) / 4;
     let qid = index / 2;
     let value = value as u16;
     let mut c = shared.ctrl.lock();
@@ -287,7 +287,11 @@ fn fetch(
         *budget -= 1;
         let mut raw = [0u8; 64];
         if ctx
-            .dma_read(sq.base.wrapping_add(u64::from(sq.head) * 64), &mut raw)
+            .dma_read(
+                sq.base
+                    .wrapping_add(u64::from(sq.head) * nvme_spec::SQE_SIZE as u64),
+                &mut raw,
+            )
             .is_err()
         {
             c.regs.set32(reg::CSTS, CSTS_CFS);
@@ -434,13 +438,18 @@ pub(super) fn post_cqes(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16, todo: 
             .and_then(Option::as_mut)
             .filter(|s| s.serial == done.serial);
         let sq_head = sq.as_ref().map_or(0, |s| s.head);
-        let mut entry = [0u8; 16];
-        entry[0..4].copy_from_slice(&done.result.to_le_bytes());
-        entry[8..10].copy_from_slice(&sq_head.to_le_bytes());
-        entry[10..12].copy_from_slice(&done.sqid.to_le_bytes());
-        entry[12..14].copy_from_slice(&done.cid.to_le_bytes());
-        entry[14..16].copy_from_slice(&done.status.to_word(cq.phase).to_le_bytes());
-        let at = cq.base.wrapping_add(u64::from(cq.tail) * 16);
+        let completion = Completion {
+            result: done.result,
+            dw1: 0,
+            sq_head,
+            sq_id: done.sqid,
+            cid: done.cid,
+            status: done.status.to_word(cq.phase),
+        };
+        let entry = completion.as_bytes();
+        let at = cq
+            .base
+            .wrapping_add(u64::from(cq.tail) * nvme_spec::CQE_SIZE as u64);
         // The phase tag is in the last word: write it last.
         if ctx.dma_write(at, &entry[..12]).is_err()
             || ctx.dma_write(at.wrapping_add(12), &entry[12..]).is_err()
