@@ -200,17 +200,17 @@ impl SysfsHostControl {
 
 impl HostControl for SysfsHostControl {
     fn pace_fault(&self) {
+        // The last FAULTS_PER_WINDOW faults: the oldest of them must be a
+        // window old before another may come.
         let mut faults = self.faults.lock();
-        if faults.len() >= FAULTS_PER_WINDOW {
-            let oldest = faults[faults.len() - FAULTS_PER_WINDOW];
-            if let Some(wait) = FAULT_WINDOW.checked_sub(oldest.elapsed()) {
-                std::thread::sleep(wait);
+        if faults.len() == FAULTS_PER_WINDOW {
+            if let Some(oldest) = faults.pop_front() {
+                if let Some(wait) = FAULT_WINDOW.checked_sub(oldest.elapsed()) {
+                    std::thread::sleep(wait);
+                }
             }
         }
         faults.push_back(Instant::now());
-        while faults.len() > FAULTS_PER_WINDOW {
-            faults.pop_front();
-        }
     }
 
     fn remove(&self, device: &PciAddress) -> Result<()> {

@@ -145,18 +145,27 @@ mod tests {
     #[test]
     #[cfg_attr(miri, ignore = "eventfd is a syscall Miri does not model")]
     fn only_a_live_interrupts_fd_is_known_as_an_eventfd() {
+        use nix::fcntl::{FcntlArg, fcntl};
         let irq = EventFdInterrupt::new().unwrap();
+        let raw = irq.as_fd().as_raw_fd();
         assert!(EventFdInterrupt::is_live_eventfd(irq.as_fd()));
         // A duplicate is an eventfd too, but not one this type made.
         let dup = irq.as_fd().try_clone_to_owned().unwrap();
         assert!(!EventFdInterrupt::is_live_eventfd(dup.as_fd()));
         drop(dup);
         drop(irq);
-        // The number, reused by a file (the lowest free number usually is
-        // the one just closed, unless another test took it), is not taken
-        // for the old eventfd.
+        // A file takes the lowest free number from the closed one up: that
+        // number itself unless another test took it meanwhile. The number
+        // a file holds is never taken for an eventfd. (The duplicate fd is
+        // left open: closing a raw number needs unsafe code.)
         let file = tempfile::tempfile().unwrap();
-        assert!(!EventFdInterrupt::is_live_eventfd(file.as_fd()));
+        let at = fcntl(&file, FcntlArg::F_DUPFD_CLOEXEC(raw)).unwrap();
+        assert!(!LIVE.read().contains(&at));
+        if at == raw {
+            // Held by the file, so no live interrupt can have it: the
+            // interrupt's drop took it out of the set.
+            assert!(!LIVE.read().contains(&raw));
+        }
     }
 
     #[test]

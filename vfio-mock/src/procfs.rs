@@ -249,15 +249,23 @@ impl ProcInterrupts {
         self.errors.lock().clone()
     }
 
-    /// The line of `irq`, as the file shows it.
-    fn line(irq: u32, d: &IrqDesc) -> String {
-        format_line(
+    /// The line of `irq`, as the file shows it, appended to `out`.
+    fn push_desc(out: &mut String, irq: u32, d: &IrqDesc) {
+        push_line(
+            out,
             irq,
             &d.counts,
             &d.chip,
             &d.hwirq,
             d.action.as_deref().unwrap_or(""),
-        )
+        );
+    }
+
+    /// The line of `irq`, as the file shows it.
+    fn line(irq: u32, d: &IrqDesc) -> String {
+        let mut s = String::new();
+        Self::push_desc(&mut s, irq, d);
+        s
     }
 
     /// Overwrites the lines of `fired` in place. Fails (and the caller
@@ -299,14 +307,7 @@ impl ProcInterrupts {
                 continue;
             }
             let at = text.len();
-            push_line(
-                &mut text,
-                *irq,
-                &d.counts,
-                &d.chip,
-                &d.hwirq,
-                d.action.as_deref().unwrap_or(""),
-            );
+            Self::push_desc(&mut text, *irq, d);
             lines.insert(*irq, (at as u64, text.len() - at));
             text.push('\n');
         }
