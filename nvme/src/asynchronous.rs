@@ -74,11 +74,7 @@ impl<'a, B: VfioBackend> AsyncNvme<'a, B> {
             .irqs
             .get(usize::from(qid))
             .ok_or(NvmeError::NoSuchQueue(qid))?;
-        let timeout = if qid == 0 {
-            self.nvme.options.admin_timeout
-        } else {
-            self.nvme.options.io_timeout
-        };
+        let timeout = self.nvme.timeout(qid);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(done) = queue.poll(&self.nvme.bar0, ticket, page_out)? {
@@ -86,7 +82,7 @@ impl<'a, B: VfioBackend> AsyncNvme<'a, B> {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                queue.give_up(ticket);
+                queue.abandon(ticket);
                 return Err(NvmeError::Timeout {
                     command: ticket.command(),
                     timeout,

@@ -294,15 +294,11 @@ impl<B: VfioBackend> Nvme<B> {
     pub(crate) fn queue(&self, qid: u16) -> Result<&Queue<B>> {
         match qid {
             0 => Ok(&self.admin),
-            q => self
-                .io
-                .get(usize::from(q) - 1)
-                .map(|io| &io.queue)
-                .ok_or(NvmeError::NoSuchQueue(q)),
+            q => self.io_queue(q).map(|io| &io.queue),
         }
     }
 
-    fn timeout(&self, qid: u16) -> Duration {
+    pub(crate) fn timeout(&self, qid: u16) -> Duration {
         if qid == 0 {
             self.options.admin_timeout
         } else {
@@ -394,7 +390,8 @@ impl<B: VfioBackend> Nvme<B> {
     /// controller fatal status ends the wait.
     fn wait_ready(&self, ready: bool) -> Result<()> {
         let to = self.cap.to();
-        let limit = Duration::from_millis(u64::from(to.max(1)) * 500);
+        // CAP.TO 0 is read as its smallest step, 500 ms.
+        let limit = Duration::from_millis(self.cap.timeout_ms().max(500));
         let start = Instant::now();
         loop {
             let status = self.read_csts()?;

@@ -88,7 +88,7 @@ pub(crate) fn check_namespace(ns: &IdentifyNamespace, nsid: u32) -> Result<Names
         nsid,
         blocks: ns.nsze,
         capacity: ns.ncap,
-        block_size: 1 << format.lbads(),
+        block_size: format.block_size().ok_or(unsupported)?,
         format_index: index,
         dlfeat: ns.dlfeat,
     })

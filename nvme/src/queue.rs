@@ -394,7 +394,7 @@ impl<B: VfioBackend> Queue<B> {
 
     /// Gives up on `ticket`: its slot is freed when (if ever) the
     /// controller completes it, and not reused before.
-    fn abandon(&self, ticket: &Ticket) {
+    pub(crate) fn abandon(&self, ticket: &Ticket) {
         let mut s = self.state.lock();
         if s.epoch != ticket.epoch {
             return;
@@ -449,11 +449,5 @@ impl<B: VfioBackend> Queue<B> {
     ) -> Result<Option<(Completion, Vec<u8>)>> {
         self.reap(bar0)?;
         self.take(ticket, page_out)
-    }
-
-    /// [`abandon`](Self::abandon), for the async path.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn give_up(&self, ticket: &Ticket) {
-        self.abandon(ticket);
     }
 }

@@ -354,8 +354,9 @@ pub fn nvme_writes_read_back_across_prp_list_boundaries<B: VfioBackend>(
     Ok(())
 }
 
-/// With 8-entry queues, 27 commands in sequence wrap the submission and
-/// completion queues three times (the phase tag flips each time) and every
+/// With 8-entry queues, 27 writes each read back (54 commands in sequence)
+/// wrap the submission and completion queues six times over (the phase
+/// tag flips at each wrap) and every
 /// write reads back; 7 commands submitted at once fill the queue (one
 /// entry stays empty), an eighth is refused by the driver as queue full
 /// unless completions have freed entries (the controller's SQ head), and
