@@ -696,6 +696,34 @@ thread_local! {
     };
 }
 
+/// Brings the driver up (polled) on the hostile controller with `twists`
+/// for its first commands, honest after them, and returns what bring-up
+/// gave: the way a test pins the error one lie must produce.
+pub fn bring_up_with(twists: &[Twist]) -> Result<(), NvmeError> {
+    FIXTURE.with(|f| {
+        let device = f
+            .group
+            .open_device(&mock::address().to_string())
+            .expect("opening the device");
+        *f.model.script.lock() = Script {
+            twists: twists.iter().copied().collect(),
+            bent: None,
+            lied: false,
+        };
+        let options = Options {
+            io_queues: 2,
+            queue_depth: 8,
+            admin_timeout: Duration::from_millis(20),
+            io_timeout: Duration::from_millis(20),
+            completion: CompletionMode::Polled,
+            ..Options::default()
+        };
+        let result = Nvme::new(&f.backend, device, f.container.clone(), options).map(drop);
+        check_host(f);
+        result
+    })
+}
+
 /// The target.
 pub fn hostile_nvme(data: &[u8]) {
     let Some(run) = Run::decode(data) else {
