@@ -96,7 +96,8 @@ pub fn download(package: &str, dir: &Path) -> Result<PathBuf> {
     find_deb(package, dir)
 }
 
-fn find_deb(package: &str, dir: &Path) -> Result<PathBuf> {
+/// The `.deb` of `package` that `apt-get download` left in `dir`.
+pub(crate) fn find_deb(package: &str, dir: &Path) -> Result<PathBuf> {
     let prefix = format!("{package}_");
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();

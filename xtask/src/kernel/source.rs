@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::cmd;
 
@@ -137,18 +137,7 @@ impl PrivateApt {
                 .arg(format!("{package}={version}"))
                 .current_dir(dir),
         )?;
-        let prefix = format!("{package}_");
-        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-            let path = entry?.path();
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            if name.starts_with(&prefix) && name.ends_with(".deb") {
-                return Ok(path);
-            }
-        }
-        bail!(
-            "apt-get download {package} left no .deb in {}",
-            dir.display()
-        )
+        crate::apt::find_deb(package, dir)
     }
 }
 
