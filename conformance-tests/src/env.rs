@@ -58,33 +58,9 @@ impl Targets {
 }
 
 /// The kernel whose vfio-pci a run is on (or the mock imitates), for the
-/// behaviours that changed between the releases the suite is judged by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kernel {
-    /// Linux 6.1.
-    V6_1,
-    /// Linux 6.12.
-    V6_12,
-}
-
-impl Kernel {
-    /// The kernel of a release (`uname -r`), if the suite knows its series.
-    pub fn from_release(release: &str) -> Option<Self> {
-        match crate::report::kernel_series(release).as_str() {
-            "6.1" => Some(Self::V6_1),
-            "6.12" => Some(Self::V6_12),
-            _ => None,
-        }
-    }
-
-    /// The series, e.g. `6.12`.
-    pub fn series(self) -> &'static str {
-        match self {
-            Self::V6_1 => "6.1",
-            Self::V6_12 => "6.12",
-        }
-    }
-}
+/// behaviours that changed between the releases the suite is judged by:
+/// the mock's own setting, so the two cannot drift apart.
+pub use vfio_mock::KernelVersion as Kernel;
 
 /// A case's environment: a fresh backend, the target devices, and what the
 /// host lets a case do beyond VFIO calls.

@@ -22,13 +22,9 @@ pub fn env() -> Result<Env<MockBackend>> {
 /// [`env()`], imitating `kernel`'s vfio-pci.
 pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
     let host = profiles::qemu_guest().kernel(kernel).build()?;
-    let suite_kernel = match kernel {
-        KernelVersion::V6_1 => crate::Kernel::V6_1,
-        KernelVersion::V6_12 => crate::Kernel::V6_12,
-    };
     Ok(Env::new(host.backend())
         .with_host(std::sync::Arc::new(MockHostControl(host)))
-        .with_kernel(Some(suite_kernel)))
+        .with_kernel(Some(kernel)))
 }
 
 /// Device removal on the simulated host

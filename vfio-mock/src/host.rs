@@ -46,6 +46,17 @@ pub enum KernelVersion {
 }
 
 impl KernelVersion {
+    /// The kernel of a release (`uname -r`, e.g. `6.1.0-54-amd64`), if it
+    /// is one of the series the mock imitates.
+    pub fn from_release(release: &str) -> Option<Self> {
+        let mut numbers = release.split(|c: char| !c.is_ascii_digit());
+        match (numbers.next(), numbers.next()) {
+            (Some("6"), Some("1")) => Some(Self::V6_1),
+            (Some("6"), Some("12")) => Some(Self::V6_12),
+            _ => None,
+        }
+    }
+
     /// The series, e.g. `6.12`.
     pub fn series(self) -> &'static str {
         match self {
