@@ -227,9 +227,9 @@ fn run() -> Result<bool> {
             &mock_report,
             &[],
         );
+        // kernel_report checked that the guest ran this series.
         if let Some(k) = kernel_report(&o, &workspace, version)? {
-            let release = k.kernel.as_deref().unwrap_or_default();
-            let run = Run::new(Backend::Linux, report::kernel_series(release), MODE);
+            let run = Run::new(Backend::Linux, version.series(), MODE);
             table.add(run, &k, &kernel::only_reasons());
         }
     }
@@ -253,17 +253,17 @@ fn run() -> Result<bool> {
         std::fs::write(path, serde_json::to_string_pretty(&table)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let kernel_ran = table.runs.iter().any(|r| r.backend == Backend::Linux);
     for run in &table.runs {
         let id = run.id();
         println!("{id}: {}", table.counts(&id));
-        let kernel_ran = table.runs.iter().any(|r| r.backend == Backend::Linux);
         if kernel_ran && !table.runs.iter().any(|r| r.is_twin_of(run)) {
             println!("{id}: no twin to agree with");
         }
     }
     let problems = table.problems();
     match (table.runs.len(), problems.len()) {
-        (_, 0) if !table.runs.iter().any(|r| r.backend == Backend::Linux) => {
+        (_, 0) if !kernel_ran => {
             println!("{} cases; kernel side not run", table.rows.len())
         }
         (_, 0) => println!("{} cases; all twins agree", table.rows.len()),
