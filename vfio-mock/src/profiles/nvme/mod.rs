@@ -136,11 +136,11 @@ pub const VS: u32 = 0x0001_0400;
 pub use nvme_spec::regs as reg;
 
 /// CC.EN.
-pub const CC_EN: u32 = 1;
-/// CSTS.RDY.
-pub const CSTS_RDY: u32 = 1;
+pub use nvme_spec::regs::cc::EN as CC_EN;
 /// CSTS.CFS (controller fatal status: the enable was refused).
-pub const CSTS_CFS: u32 = 2;
+pub use nvme_spec::regs::csts::CFS as CSTS_CFS;
+/// CSTS.RDY.
+pub use nvme_spec::regs::csts::RDY as CSTS_RDY;
 
 /// The controller's settings: the drive behind its namespace, its serial
 /// number, its MSI-X vectors and how long it takes. The defaults are the
