@@ -14,7 +14,7 @@ use anyhow::{Context, Result, ensure};
 use std::time::Duration;
 use vfio_core::parse::{pci_caps, sysfs};
 use vfio_core::{
-    Container, Device, DeviceFlags, DmaFlags, Errno, ErrorKind, GroupStatus, Interrupt, IrqFlags,
+    Device, DeviceFlags, DmaFlags, DmaSpace, Errno, ErrorKind, GroupStatus, Interrupt, IrqFlags,
     IrqIndex, MappedRegion, PciAddress, RegionFlags, VfioBackend, region,
 };
 

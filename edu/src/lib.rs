@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, Interrupt, IovaAllocator, IovaOptions, IrqIndex,
-    MappedRegion, VfioBackend, region,
+    Container, Device, DmaFlags, DmaMemory, DmaSpace, Interrupt, IovaAllocator, IovaOptions,
+    IrqIndex, MappedRegion, VfioBackend, region,
 };
 
 /// `edu` register offsets in BAR0.

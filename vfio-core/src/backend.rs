@@ -10,12 +10,14 @@ use crate::dma_mapping::DmaMapping;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::host::HostPaths;
 use crate::info::{
-    DeviceInfo, DmaFlags, Extension, GroupStatus, IommuInfo, IommuType, IrqIndex, IrqInfo,
-    RegionInfo,
+    DeviceInfo, DmaFlags, Extension, GroupStatus, IommuInfo, IommuType, IovaRange, IrqIndex,
+    IrqInfo, RegionInfo,
 };
 use crate::interrupt::Interrupt;
-use crate::iova::IovaAllocator;
+use crate::iommufd::{Ioas, IommuFd};
+use crate::iova::{IovaAllocator, IovaOptions};
 use crate::irq::{IrqAction, IrqData};
+use crate::pci_address::PciAddress;
 use std::fmt::Debug;
 use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -34,6 +36,10 @@ pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
     type DmaMemory: DmaMemory;
     /// An interrupt handle (eventfd).
     type Interrupt: Interrupt;
+    /// An iommufd (`/dev/iommu`).
+    type IommuFd: IommuFd<Self>;
+    /// An I/O address space of an iommufd (`IOMMU_IOAS_ALLOC`).
+    type Ioas: Ioas<Self>;
 
     /// The host paths this backend's lookups read.
     fn host_paths(&self) -> &HostPaths;
@@ -46,6 +52,21 @@ pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
 
     /// Opens no-IOMMU group `number` (`/dev/vfio/noiommu-<number>`).
     fn open_noiommu_group(&self, number: u32) -> Result<Self::Group>;
+
+    /// Opens `/dev/iommu`. A kernel built without `CONFIG_IOMMUFD` has no
+    /// such node: [`ErrorKind::NotFound`], with a detail naming the option.
+    fn open_iommufd(&self) -> Result<Self::IommuFd>;
+
+    /// Opens the VFIO device cdev of `address`: the `vfioN` that sysfs
+    /// lists under the device's `vfio-dev/` directory, as
+    /// `/dev/vfio/devices/vfioN` (Linux 6.6 and later, with
+    /// `CONFIG_VFIO_DEVICE_CDEV`). The handle can do nothing until it is
+    /// bound ([`Device::bind_iommufd`]): the kernel answers every other
+    /// ioctl with EINVAL. A device with no `vfio-dev/` entry (not bound to
+    /// a VFIO driver, or a kernel without cdev support) is
+    /// [`ErrorKind::NotFound`]; a no-IOMMU device has the sysfs entry but
+    /// no node, since the kernel gives no-IOMMU devices no cdev.
+    fn open_device_cdev(&self, address: &PciAddress) -> Result<Self::Device>;
 
     /// Creates an interrupt handle to bind to a vector.
     fn new_interrupt(&self) -> Result<Self::Interrupt>;
@@ -64,28 +85,47 @@ pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
     fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<Self::DmaMemory>;
 }
 
-/// Container operations (`VFIO_GET_API_VERSION` .. `VFIO_IOMMU_UNMAP_DMA`).
-pub trait Container<B: VfioBackend>: Send + Sync + Debug {
-    /// `VFIO_GET_API_VERSION` (0 on every kernel so far).
-    fn api_version(&self) -> Result<i32>;
+/// An IOMMU context devices DMA through: a container (`/dev/vfio/vfio`)
+/// set to Type1, or an iommufd IOAS. Drivers map their DMA memory through
+/// this trait, so one driver runs on both; [`DmaMapping`] holds any of them.
+///
+/// A space can also be untranslated: a container set to
+/// [`IommuType::NoIommu`], where devices reach memory at its physical
+/// address and there is nothing to map ([`translates`](DmaSpace::translates)
+/// is false). The raw calls there are the kernel's refusal; a
+/// [`DmaMapping`] made on such a space maps nothing and gives the device
+/// the physical addresses ([`DmaMapping::device_address`]), so a driver that
+/// takes its device addresses from its mappings runs unchanged in
+/// no-IOMMU mode.
+pub trait DmaSpace<B: VfioBackend>: Send + Sync + Debug {
+    /// True when devices reach memory through this space's IOMMU mappings
+    /// (IOVAs); false in no-IOMMU mode, where they use physical addresses.
+    fn translates(&self) -> bool;
 
-    /// `VFIO_CHECK_EXTENSION`: the kernel's answer, 0 meaning unsupported.
-    fn check_extension(&self, extension: Extension) -> Result<u32>;
+    /// The IOVA ranges mappings may use, sorted and disjoint
+    /// (`VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE`, `IOMMU_IOAS_IOVA_RANGES`).
+    fn iova_ranges(&self) -> Result<Vec<IovaRange>>;
 
-    /// `VFIO_SET_IOMMU`. The container needs a group first.
-    fn set_iommu(&self, iommu: IommuType) -> Result<()>;
+    /// The IOMMU page sizes a mapping may be aligned to, as a bitmap (bit n
+    /// set: 2^n bytes): a container's `iova_pgsizes`; for an IOAS, every
+    /// power of two from the alignment `IOMMU_IOAS_IOVA_RANGES` reports.
+    fn iova_page_sizes(&self) -> Result<u64>;
 
-    /// `VFIO_IOMMU_GET_INFO` with its capabilities (IOVA ranges, DMA limit).
-    fn iommu_info(&self) -> Result<IommuInfo>;
+    /// An [`IovaAllocator`] over this space's ranges and page sizes.
+    fn iova_allocator(&self, options: IovaOptions) -> Result<IovaAllocator> {
+        IovaAllocator::from_ranges(&self.iova_ranges()?, self.iova_page_sizes()?, options)
+    }
 
-    /// `VFIO_IOMMU_MAP_DMA`: makes `size` bytes of `memory` starting at
-    /// `offset` visible to devices at `iova`, and returns a mapping that
-    /// borrows this container, holds `memory` (a reference, or an `Arc` for
-    /// a mapping that owns its share) and unmaps the range when dropped.
-    /// The memory cannot be dropped while the mapping lives: with a
-    /// reference that does not compile, with an `Arc` the mapping keeps it.
+    /// Makes `size` bytes of `memory` starting at `offset` visible to devices
+    /// at `iova`, and returns a mapping that borrows this space, holds
+    /// `memory` (a reference, or an `Arc` for a mapping that owns its share)
+    /// and unmaps the range when dropped. The memory cannot be dropped while
+    /// the mapping lives: with a reference that does not compile, with an
+    /// `Arc` the mapping keeps it.
     ///
-    /// The kernel's answers are [`map_dma_raw`](Container::map_dma_raw)'s.
+    /// The kernel's answers are [`map_dma_raw`](DmaSpace::map_dma_raw)'s.
+    /// On an untranslated space nothing is mapped and `iova` is ignored:
+    /// see [`DmaMapping::new`].
     fn map_dma<M>(
         &self,
         memory: M,
@@ -101,7 +141,7 @@ pub trait Container<B: VfioBackend>: Send + Sync + Debug {
         DmaMapping::new(self, memory, offset, size, iova, flags)
     }
 
-    /// [`map_dma`](Container::map_dma) at an IOVA `iovas` allocates, given
+    /// [`map_dma`](DmaSpace::map_dma) at an IOVA `iovas` allocates, given
     /// back when the mapping is unmapped ([`DmaMapping::new_in`]). An
     /// exhausted IOVA space is [`ErrorKind::NoSpace`] with no errno, before
     /// any kernel call.
@@ -120,20 +160,23 @@ pub trait Container<B: VfioBackend>: Send + Sync + Debug {
         DmaMapping::new_in(self, iovas, memory, offset, size, flags)
     }
 
-    /// `VFIO_IOMMU_MAP_DMA` with nothing to undo it: the raw escape hatch
-    /// under [`map_dma`](Container::map_dma). The range stays mapped until
-    /// [`unmap_dma`](Container::unmap_dma) or until the container is
+    /// Maps with nothing to undo it (`VFIO_IOMMU_MAP_DMA`, or
+    /// `IOMMU_IOAS_MAP` with `IOMMU_IOAS_MAP_FIXED_IOVA`): the raw escape
+    /// hatch under [`map_dma`](DmaSpace::map_dma). The range stays mapped
+    /// until [`unmap_dma`](DmaSpace::unmap_dma) or until the space is
     /// closed, whatever happens to `memory` meanwhile; memory dropped while
-    /// mapped stays reachable by the container's devices (the kernel keeps
-    /// the pages pinned, and the mock keeps the buffer) and unreachable by
-    /// the process, until then.
+    /// mapped stays reachable by the space's devices (the kernel keeps the
+    /// pages pinned, and the mock keeps the buffer) and unreachable by the
+    /// process, until then.
     ///
     /// A range reaching past `memory` is refused with EFAULT, before the
     /// kernel sees it (the kernel pins whatever the process has mapped at
     /// those addresses, and answers EFAULT where nothing is); otherwise the
-    /// kernel's answer: EINVAL for a size, IOVA or offset that is not
+    /// kernel's answer. Type1: EINVAL for a size, IOVA or offset that is not
     /// page-aligned, a size of 0, no access flags, or an IOVA range outside
     /// the IOMMU's; EEXIST for an overlap; ENOSPC with no mappings left.
+    /// An IOAS answers as `iommufd` does (the backend's documentation and
+    /// the conformance suite list its errnos).
     fn map_dma_raw(
         &self,
         memory: &B::DmaMemory,
@@ -143,10 +186,26 @@ pub trait Container<B: VfioBackend>: Send + Sync + Debug {
         flags: DmaFlags,
     ) -> Result<()>;
 
-    /// `VFIO_IOMMU_UNMAP_DMA` of `iova..iova + size`, whichever mappings
-    /// lie there: returns how many bytes were unmapped. The raw escape
-    /// hatch: a [`DmaMapping`] unmaps itself.
+    /// Unmaps `iova..iova + size`, whichever mappings lie there
+    /// (`VFIO_IOMMU_UNMAP_DMA`, `IOMMU_IOAS_UNMAP`): returns how many bytes
+    /// were unmapped. The raw escape hatch: a [`DmaMapping`] unmaps itself.
     fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64>;
+}
+
+/// Container operations (`VFIO_GET_API_VERSION` .. `VFIO_IOMMU_GET_INFO`);
+/// its DMA mappings are [`DmaSpace`]'s.
+pub trait Container<B: VfioBackend>: DmaSpace<B> {
+    /// `VFIO_GET_API_VERSION` (0 on every kernel so far).
+    fn api_version(&self) -> Result<i32>;
+
+    /// `VFIO_CHECK_EXTENSION`: the kernel's answer, 0 meaning unsupported.
+    fn check_extension(&self, extension: Extension) -> Result<u32>;
+
+    /// `VFIO_SET_IOMMU`. The container needs a group first.
+    fn set_iommu(&self, iommu: IommuType) -> Result<()>;
+
+    /// `VFIO_IOMMU_GET_INFO` with its capabilities (IOVA ranges, DMA limit).
+    fn iommu_info(&self) -> Result<IommuInfo>;
 }
 
 /// Group operations (`VFIO_GROUP_*`).
@@ -201,6 +260,33 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
 
     /// `VFIO_DEVICE_RESET`.
     fn reset(&self) -> Result<()>;
+
+    /// `VFIO_DEVICE_BIND_IOMMUFD`: binds a device opened through its cdev
+    /// ([`VfioBackend::open_device_cdev`]) to the iommufd `iommufd`
+    /// (normally an [`IommuFd`]'s `as_fd()`) and returns the device's
+    /// object id in that iommufd. Until this succeeds the device answers
+    /// nothing else. The kernel's answers: EINVAL for a device opened
+    /// through a group or one already bound, EBADFD for a file that is not
+    /// an iommufd, EBUSY while the device is open through its group.
+    fn bind_iommufd(&self, iommufd: BorrowedFd<'_>) -> Result<u32>;
+
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches the bound device to the
+    /// page table `pt_id` of its iommufd (an IOAS or a hardware page
+    /// table) and returns the id the kernel reports back: for an IOAS, the
+    /// hardware page table it created or reused for it. Attaching again
+    /// replaces the page table. ENOENT for an id that names nothing of
+    /// that iommufd; a device opened through its group answers ENOTTY.
+    fn attach_pt(&self, pt_id: u32) -> Result<u32>;
+
+    /// [`attach_pt`](Device::attach_pt) to `ioas`.
+    fn attach_ioas(&self, ioas: &B::Ioas) -> Result<u32> {
+        self.attach_pt(ioas.id())
+    }
+
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: detaches the device from its page
+    /// table; it can no longer DMA. The kernel answers 0 even when nothing
+    /// was attached.
+    fn detach_pt(&self) -> Result<()>;
 
     /// Reads region `index` at `offset` through the device file (`pread`).
     /// Returns the byte count, which the kernel may shorten at a region's end.
@@ -456,12 +542,12 @@ fn check_enabled_range<B: VfioBackend, D: Device<B> + ?Sized>(
 /// in this signature is checked for object safety when the crate compiles.
 #[allow(dead_code)]
 fn object_safe<B: VfioBackend>(
-    _: &dyn Container<B>,
+    _: (&dyn DmaSpace<B>, &dyn Container<B>),
+    _: (&dyn IommuFd<B>, &dyn Ioas<B>),
     _: &dyn Group<B>,
     _: &dyn GroupKeepAlive<B>,
     _: &dyn Device<B>,
     _: &dyn MappedRegion,
-    _: &dyn DmaMemory,
-    _: &dyn Interrupt,
+    _: (&dyn DmaMemory, &dyn Interrupt),
 ) {
 }

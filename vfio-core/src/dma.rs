@@ -77,6 +77,18 @@ pub trait DmaMemory: Send + Sync + Debug {
     /// size, or [`HUGE_PAGE_SIZE`] when huge pages were asked for and given.
     fn page_size(&self) -> usize;
 
+    /// The physical address of byte `offset`, which a device is given in
+    /// no-IOMMU mode, where nothing translates its DMA. Contiguous only
+    /// within one [`page_size`](Self::page_size) page. The memory is
+    /// pinned for as long as it lives, so the address holds until it is
+    /// dropped. vfio-linux reads it from `/proc/self/pagemap`, which shows
+    /// page frame numbers only to a process with `CAP_SYS_ADMIN`
+    /// ([`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)
+    /// naming that privilege otherwise); the mock gives the simulated
+    /// host's physical addresses. Past the end is
+    /// [`ErrorKind::OutOfRange`](crate::ErrorKind::OutOfRange).
+    fn physical_address(&self, offset: usize) -> Result<u64>;
+
     /// The memory as atomic 64-bit words, `len() / 8` of them: word `i`
     /// holds bytes `8 * i..8 * i + 8`, in memory order. Every CPU access of
     /// this trait goes through these words; a caller may use them directly
@@ -337,6 +349,9 @@ mod tests {
         }
         fn page_size(&self) -> usize {
             4096
+        }
+        fn physical_address(&self, offset: usize) -> Result<u64> {
+            Ok(0x1_0000_0000 + offset as u64)
         }
         fn words(&self) -> &[AtomicU64] {
             &self.0

@@ -1,6 +1,6 @@
 //! DMA mappings that unmap themselves and keep their memory alive.
 //!
-//! `VFIO_IOMMU_MAP_DMA` lets devices reach memory until
+//! `VFIO_IOMMU_MAP_DMA` (or `IOMMU_IOAS_MAP`) lets devices reach memory until
 //! `VFIO_IOMMU_UNMAP_DMA` (or the container's close) takes it away. A
 //! [`DmaMapping`] is that interval as a value: it holds the container and
 //! the memory for as long as it lives, so neither can be dropped while a
@@ -9,13 +9,13 @@
 //!
 //! It holds both through any [`Deref`]: plain references, for a mapping
 //! that lives inside one function (what
-//! [`Container::map_dma`](crate::Container::map_dma) returns: the borrow
+//! [`DmaSpace::map_dma`](crate::DmaSpace::map_dma) returns: the borrow
 //! checker refuses to drop the memory first), or `Arc`s, for a mapping a
 //! driver stores in its own struct next to everything else ([`OwnedDmaMapping`]).
 //!
 //! ```
 //! use std::sync::Arc;
-//! use vfio_core::{Container, DmaFlags, DmaMemory, OwnedDmaMapping, Result, VfioBackend};
+//! use vfio_core::{DmaFlags, DmaMemory, OwnedDmaMapping, Result, VfioBackend};
 //!
 //! /// A ring a driver keeps mapped for as long as it lives.
 //! struct Ring<B: VfioBackend> {
@@ -33,7 +33,7 @@
 //! Memory borrowed by a mapping cannot be dropped before it:
 //!
 //! ```compile_fail,E0505
-//! use vfio_core::{Container, DmaFlags, Result, VfioBackend};
+//! use vfio_core::{DmaFlags, DmaSpace, Result, VfioBackend};
 //!
 //! fn freed_while_mapped<B: VfioBackend>(backend: &B, container: &B::Container) -> Result<()> {
 //!     let memory = backend.alloc_dma(4096)?;
@@ -44,8 +44,9 @@
 //! }
 //! ```
 
-use crate::backend::{Container, VfioBackend};
-use crate::error::Result;
+use crate::backend::{DmaSpace, VfioBackend};
+use crate::dma::DmaMemory;
+use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::info::DmaFlags;
 use crate::iova::{IovaAllocator, IovaLease};
 use std::fmt;
@@ -70,7 +71,7 @@ use std::sync::Arc;
 /// again (the kernel removes the mapping when the container is closed).
 ///
 /// The raw calls stay available as the escape hatch,
-/// [`Container::map_dma_raw`] and [`Container::unmap_dma`], with nothing
+/// [`DmaSpace::map_dma_raw`] and [`DmaSpace::unmap_dma`], with nothing
 /// tracking what they do: a raw unmap of a range a `DmaMapping` holds makes
 /// that mapping's drop unmap whatever is mapped there by then.
 #[must_use = "dropping the mapping unmaps it at once"]
@@ -78,7 +79,7 @@ pub struct DmaMapping<B, C, M>
 where
     B: VfioBackend,
     C: Deref,
-    C::Target: Container<B>,
+    C::Target: DmaSpace<B>,
     M: Deref<Target = B::DmaMemory>,
 {
     container: C,
@@ -99,17 +100,28 @@ where
 pub type OwnedDmaMapping<B> =
     DmaMapping<B, Arc<<B as VfioBackend>::Container>, Arc<<B as VfioBackend>::DmaMemory>>;
 
+/// [`OwnedDmaMapping`] in an iommufd IOAS.
+pub type OwnedIoasMapping<B> =
+    DmaMapping<B, Arc<<B as VfioBackend>::Ioas>, Arc<<B as VfioBackend>::DmaMemory>>;
+
 impl<B, C, M> DmaMapping<B, C, M>
 where
     B: VfioBackend,
     C: Deref,
-    C::Target: Container<B>,
+    C::Target: DmaSpace<B>,
     M: Deref<Target = B::DmaMemory>,
 {
     /// Maps `size` bytes of `memory` from `offset` at `iova`
-    /// ([`Container::map_dma_raw`]) and returns the mapping holding both.
+    /// ([`DmaSpace::map_dma_raw`]) and returns the mapping holding both.
     /// On failure nothing is mapped and `container` and `memory` are
     /// dropped.
+    ///
+    /// On a space that does not translate (no-IOMMU mode) there is nothing
+    /// to map: the range is checked against `memory` (EFAULT past its end,
+    /// as a map would be), `iova` is ignored, and the device reaches the
+    /// memory at its physical addresses, which
+    /// [`device_address`](Self::device_address) gives. Dropping it then
+    /// unmaps nothing.
     pub fn new(
         container: C,
         memory: M,
@@ -118,8 +130,34 @@ where
         iova: u64,
         flags: DmaFlags,
     ) -> Result<Self> {
+        if !container.translates() {
+            crate::access::check_range(Operation::MapDma, memory.len() as u64, offset as u64, size)
+                .map_err(|_| {
+                    Error::from_errno(Operation::MapDma, crate::Errno::EFAULT).with_detail(
+                    format_args!(
+                        "{size:#x} bytes from offset {offset:#x} reach past the {:#x}-byte buffer",
+                        memory.len()
+                    ),
+                )
+                })?;
+            let start = memory.physical_address(offset)?;
+            return Ok(Self::mapped(container, memory, offset, size, start, flags));
+        }
         container.map_dma_raw(&memory, offset, size, iova, flags)?;
-        Ok(Self {
+        Ok(Self::mapped(container, memory, offset, size, iova, flags))
+    }
+
+    /// A mapping of a range already mapped at `iova` (or, on a space that
+    /// does not translate, starting at physical address `iova`).
+    pub(crate) fn mapped(
+        container: C,
+        memory: M,
+        offset: usize,
+        size: u64,
+        iova: u64,
+        flags: DmaFlags,
+    ) -> Self {
+        Self {
             container,
             memory,
             iova,
@@ -129,7 +167,7 @@ where
             lease: None,
             mapped: true,
             backend: PhantomData,
-        })
+        }
     }
 
     /// Maps `size` bytes of `memory` from `offset` at an IOVA `iovas`
@@ -144,15 +182,46 @@ where
         size: u64,
         flags: DmaFlags,
     ) -> Result<Self> {
+        if !container.translates() {
+            return Self::new(container, memory, offset, size, 0, flags);
+        }
         let lease = iovas.alloc(size)?;
         let mut mapping = Self::new(container, memory, offset, size, lease.iova(), flags)?;
         mapping.lease = Some(lease);
         Ok(mapping)
     }
 
-    /// The IOVA devices reach the memory at.
+    /// The IOVA devices reach the start of the memory at (on a space that
+    /// does not translate, the physical address of its first byte: use
+    /// [`device_address`](Self::device_address) for the rest).
     pub fn iova(&self) -> u64 {
         self.iova
+    }
+
+    /// The address a device is given for byte `at` of the mapping: the
+    /// IOVA `iova() + at`, or in no-IOMMU mode that byte's physical
+    /// address, which is contiguous only within a page
+    /// ([`DmaMemory::page_size`](crate::DmaMemory::page_size)): a driver
+    /// that gives a device a range crossing a page boundary asks for each
+    /// page's address, as a PRP or scatter-gather list does. `at` past the
+    /// mapping is [`ErrorKind::OutOfRange`] with no errno.
+    pub fn device_address(&self, at: u64) -> Result<u64> {
+        if at >= self.size {
+            return Err(
+                Error::new(Operation::DmaAccess, ErrorKind::OutOfRange).with_detail(format_args!(
+                    "byte {at:#x} of a {:#x}-byte mapping",
+                    self.size
+                )),
+            );
+        }
+        if self.container.translates() {
+            return Ok(self.iova + at);
+        }
+        let offset = usize::try_from(at)
+            .ok()
+            .and_then(|at| self.offset.checked_add(at))
+            .ok_or_else(|| Error::new(Operation::DmaAccess, ErrorKind::OutOfRange))?;
+        self.memory.physical_address(offset)
     }
 
     /// The mapping's size in bytes.
@@ -190,6 +259,9 @@ where
 
     fn unmap_once(&mut self) -> Result<u64> {
         self.mapped = false;
+        if !self.container.translates() {
+            return Ok(self.size);
+        }
         let result = self.container.unmap_dma(self.iova, self.size);
         if result.is_err() {
             if let Some(lease) = self.lease.take() {
@@ -204,7 +276,7 @@ impl<B, C, M> Drop for DmaMapping<B, C, M>
 where
     B: VfioBackend,
     C: Deref,
-    C::Target: Container<B>,
+    C::Target: DmaSpace<B>,
     M: Deref<Target = B::DmaMemory>,
 {
     fn drop(&mut self) {
@@ -219,7 +291,7 @@ impl<B, C, M> fmt::Debug for DmaMapping<B, C, M>
 where
     B: VfioBackend,
     C: Deref,
-    C::Target: Container<B>,
+    C::Target: DmaSpace<B>,
     M: Deref<Target = B::DmaMemory>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

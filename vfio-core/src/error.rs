@@ -171,6 +171,24 @@ pub enum Operation {
     ModuleParameter,
     /// Parsing data from the kernel or a device.
     Parse,
+    /// Opening `/dev/iommu`.
+    OpenIommufd,
+    /// Opening a device's VFIO cdev (`/dev/vfio/devices/vfioN`).
+    OpenDeviceCdev,
+    /// `VFIO_DEVICE_BIND_IOMMUFD`.
+    BindIommufd,
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`.
+    AttachPt,
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`.
+    DetachPt,
+    /// `IOMMU_IOAS_ALLOC`.
+    AllocIoas,
+    /// `IOMMU_IOAS_IOVA_RANGES`.
+    IovaRanges,
+    /// `IOMMU_DESTROY`.
+    Destroy,
+    /// Looking up the physical address of DMA memory.
+    PhysicalAddress,
 }
 
 impl fmt::Display for Operation {
@@ -208,6 +226,15 @@ impl fmt::Display for Operation {
             Self::LookupIrq => "look up irq",
             Self::ModuleParameter => "read module parameter",
             Self::Parse => "parse",
+            Self::OpenIommufd => "open iommufd",
+            Self::OpenDeviceCdev => "open device cdev",
+            Self::BindIommufd => "bind iommufd",
+            Self::AttachPt => "attach page table",
+            Self::DetachPt => "detach page table",
+            Self::AllocIoas => "allocate IOAS",
+            Self::IovaRanges => "get IOVA ranges",
+            Self::Destroy => "destroy iommufd object",
+            Self::PhysicalAddress => "look up physical address",
         };
         f.write_str(s)
     }

@@ -103,6 +103,45 @@ impl HostPaths {
         self.dev.join("vfio").join(format!("noiommu-{number}"))
     }
 
+    /// `/dev/iommu`.
+    pub fn iommufd_path(&self) -> PathBuf {
+        self.dev.join("iommu")
+    }
+
+    /// `/dev/vfio/devices/<name>`, the node of a VFIO device cdev.
+    pub fn device_cdev_path(&self, name: &str) -> PathBuf {
+        self.dev.join("vfio").join("devices").join(name)
+    }
+
+    /// The name of `address`'s VFIO device cdev (`vfioN`): the one entry of
+    /// its sysfs `vfio-dev/` directory. A device with no such directory
+    /// (not bound to a VFIO driver, or a kernel without
+    /// `CONFIG_VFIO_DEVICE_CDEV`) is [`ErrorKind::NotFound`].
+    pub fn device_cdev_name(&self, address: &PciAddress) -> Result<String> {
+        let dir = self.pci_device_dir(address).join("vfio-dev");
+        let entries = fs::read_dir(&dir).map_err(|e| {
+            Error::from_io(Operation::OpenDeviceCdev, e)
+                .with_target(dir.display())
+                .with_detail(
+                    "no vfio-dev entry: the device is not bound to a VFIO driver, or the \
+                     kernel lacks CONFIG_VFIO_DEVICE_CDEV (Linux 6.6 and later)",
+                )
+        })?;
+        let mut names = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                n.strip_prefix("vfio")
+                    .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            });
+        match (names.next(), names.next()) {
+            (Some(name), None) => Ok(name),
+            _ => Err(Error::new(Operation::OpenDeviceCdev, ErrorKind::Malformed)
+                .with_target(dir.display())
+                .with_detail("expected exactly one vfioN entry")),
+        }
+    }
+
     /// `/sys/bus/pci/devices/<address>`.
     pub fn pci_device_dir(&self, address: &PciAddress) -> PathBuf {
         self.sysfs.join("bus/pci/devices").join(address.to_string())

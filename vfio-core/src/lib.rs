@@ -53,6 +53,7 @@ mod error;
 pub mod host;
 mod info;
 mod interrupt;
+mod iommufd;
 mod iova;
 mod irq;
 pub mod parse;
@@ -62,10 +63,10 @@ pub mod words;
 
 #[cfg(feature = "tokio")]
 pub use async_interrupt::AsyncInterrupt;
-pub use backend::{Container, Device, Group, GroupKeepAlive, MappedRegion, VfioBackend};
+pub use backend::{Container, Device, DmaSpace, Group, GroupKeepAlive, MappedRegion, VfioBackend};
 pub use clock::{Clock, SystemClock};
 pub use dma::{DmaMemory, HUGE_PAGE_SIZE, HugePages};
-pub use dma_mapping::{DmaMapping, OwnedDmaMapping};
+pub use dma_mapping::{DmaMapping, OwnedDmaMapping, OwnedIoasMapping};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use host::HostPaths;
 pub use info::{
@@ -73,6 +74,7 @@ pub use info::{
     IrqFlags, IrqIndex, IrqInfo, RegionCap, RegionFlags, RegionInfo, SparseArea, region,
 };
 pub use interrupt::{EventFdInterrupt, Interrupt};
+pub use iommufd::{Ioas, IommuFd};
 pub use iova::{IovaAllocator, IovaLease, IovaOptions};
 pub use irq::{IrqAction, IrqData, IrqTracker, check_eventfds};
 /// The errno type errors carry, re-exported so users need not depend on `nix`.

@@ -5,23 +5,29 @@ use crate::memory::LinuxDmaMemory;
 use crate::sys;
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use vfio_core::Errno;
 use vfio_core::access::check_range;
 use vfio_core::parse::vfio_caps;
 use vfio_core::{
-    Container, DmaFlags, DmaMemory, Error, ErrorKind, Extension, IommuInfo, IommuType, Operation,
-    Result,
+    Container, DmaFlags, DmaMemory, DmaSpace, Error, ErrorKind, Extension, IommuInfo, IommuType,
+    IovaRange, Operation, Result,
 };
 
 /// An open `/dev/vfio/vfio`.
 #[derive(Debug)]
 pub struct LinuxContainer {
     file: File,
+    /// `VFIO_SET_IOMMU` succeeded with the no-IOMMU driver: nothing translates.
+    noiommu: AtomicBool,
 }
 
 impl LinuxContainer {
     pub(crate) fn new(file: File) -> Self {
-        Self { file }
+        Self {
+            file,
+            noiommu: AtomicBool::new(false),
+        }
     }
 }
 
@@ -44,7 +50,10 @@ impl Container<LinuxBackend> for LinuxContainer {
     fn set_iommu(&self, iommu: IommuType) -> Result<()> {
         sys::set_iommu(self.as_fd(), iommu.raw()).map_err(|e| {
             Error::from_errno(Operation::SetIommu, e).with_target(format_args!("{iommu:?}"))
-        })
+        })?;
+        self.noiommu
+            .store(iommu == IommuType::NoIommu, Ordering::Relaxed);
+        Ok(())
     }
 
     fn iommu_info(&self) -> Result<IommuInfo> {
@@ -60,6 +69,25 @@ impl Container<LinuxBackend> for LinuxContainer {
             iova_ranges: caps.iova_ranges,
             dma_avail: caps.dma_avail,
         })
+    }
+}
+
+impl DmaSpace<LinuxBackend> for LinuxContainer {
+    fn translates(&self) -> bool {
+        !self.noiommu.load(Ordering::Relaxed)
+    }
+
+    fn iova_ranges(&self) -> Result<Vec<IovaRange>> {
+        Ok(self.iommu_info()?.iova_ranges.unwrap_or_else(|| {
+            vec![IovaRange {
+                start: 0,
+                end: u64::MAX,
+            }]
+        }))
+    }
+
+    fn iova_page_sizes(&self) -> Result<u64> {
+        Ok(self.iommu_info()?.iova_pgsizes)
     }
 
     // UNSAFETY: the one call of `VFIO_IOMMU_MAP_DMA`, whose precondition is

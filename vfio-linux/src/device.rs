@@ -228,6 +228,18 @@ impl Device<LinuxBackend> for LinuxDevice {
         })
     }
 
+    fn bind_iommufd(&self, _iommufd: BorrowedFd<'_>) -> Result<u32> {
+        Err(crate::iommufd::unsupported(Operation::BindIommufd))
+    }
+
+    fn attach_pt(&self, _pt_id: u32) -> Result<u32> {
+        Err(crate::iommufd::unsupported(Operation::AttachPt))
+    }
+
+    fn detach_pt(&self) -> Result<()> {
+        Err(crate::iommufd::unsupported(Operation::DetachPt))
+    }
+
     fn reset(&self) -> Result<()> {
         sys::device_reset(self.as_fd()).map_err(|e| self.err(Operation::Reset, e))?;
         self.refresh_decode().map_err(|e| {

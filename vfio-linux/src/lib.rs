@@ -31,6 +31,7 @@ mod container;
 mod decode;
 mod device;
 mod group;
+mod iommufd;
 mod memory;
 mod mmap;
 mod sys;
@@ -38,6 +39,7 @@ mod sys;
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;
 pub use group::LinuxGroup;
+pub use iommufd::{LinuxIoas, LinuxIommuFd};
 pub use memory::{LinuxDmaMemory, LinuxRegion};
 /// vfio-core's adapter for awaiting interrupts on tokio (feature `tokio`),
 /// re-exported; it works with any backend, so mock-only code can depend on
@@ -93,6 +95,8 @@ impl VfioBackend for LinuxBackend {
     type Region = LinuxRegion;
     type DmaMemory = LinuxDmaMemory;
     type Interrupt = EventFdInterrupt;
+    type IommuFd = LinuxIommuFd;
+    type Ioas = LinuxIoas;
 
     fn host_paths(&self) -> &HostPaths {
         &self.paths
@@ -109,6 +113,14 @@ impl VfioBackend for LinuxBackend {
 
     fn open_noiommu_group(&self, number: u32) -> Result<LinuxGroup> {
         self.open_group_at(&self.paths.noiommu_group_path(number), number)
+    }
+
+    fn open_iommufd(&self) -> Result<LinuxIommuFd> {
+        Err(iommufd::unsupported(Operation::OpenIommufd))
+    }
+
+    fn open_device_cdev(&self, _address: &vfio_core::PciAddress) -> Result<LinuxDevice> {
+        Err(iommufd::unsupported(Operation::OpenDeviceCdev))
     }
 
     fn new_interrupt(&self) -> Result<EventFdInterrupt> {

@@ -220,6 +220,10 @@ impl DmaMemory for LinuxDmaMemory {
     }
 
     #[inline]
+    fn physical_address(&self, _offset: usize) -> Result<u64> {
+        Err(crate::iommufd::unsupported(Operation::PhysicalAddress))
+    }
+
     fn page_size(&self) -> usize {
         self.page_size
     }

@@ -11,7 +11,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use vfio_core::access::check_range;
 use vfio_core::{
-    Container, DmaFlags, DmaMemory, Error, Extension, IommuInfo, IommuType, Operation, Result,
+    Container, DmaFlags, DmaMemory, DmaSpace, Error, Extension, IommuInfo, IommuType, IovaRange,
+    Operation, Result,
 };
 
 /// Where a group (and its devices) find the container they are attached to.
@@ -80,6 +81,11 @@ impl ContainerCore {
             s.noiommu = false;
             s.dma = DmaMap::default();
         }
+    }
+
+    /// True once `VFIO_SET_IOMMU` chose the no-IOMMU driver.
+    pub(crate) fn is_noiommu(&self) -> bool {
+        self.state.lock().iommu == Some(IommuType::NoIommu)
     }
 
     /// True once `VFIO_SET_IOMMU` succeeded.
@@ -220,6 +226,20 @@ impl Container<MockBackend> for MockContainer {
                 })
             })
             .map_err(|e| Error::from_errno(Operation::IommuInfo, e))
+    }
+}
+
+impl DmaSpace<MockBackend> for MockContainer {
+    fn translates(&self) -> bool {
+        !self.core.is_noiommu()
+    }
+
+    fn iova_ranges(&self) -> Result<Vec<IovaRange>> {
+        Ok(self.iommu_info()?.iova_ranges.unwrap_or_default())
+    }
+
+    fn iova_page_sizes(&self) -> Result<u64> {
+        Ok(self.iommu_info()?.iova_pgsizes)
     }
 
     fn map_dma_raw(

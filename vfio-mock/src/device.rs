@@ -132,6 +132,18 @@ impl Device<MockBackend> for MockDevice {
             .map_err(|e| self.err(Operation::IrqInfo, e))
     }
 
+    fn bind_iommufd(&self, _iommufd: std::os::fd::BorrowedFd<'_>) -> Result<u32> {
+        Err(crate::iommufd::unsupported(Operation::BindIommufd))
+    }
+
+    fn attach_pt(&self, _pt_id: u32) -> Result<u32> {
+        Err(crate::iommufd::unsupported(Operation::AttachPt))
+    }
+
+    fn detach_pt(&self) -> Result<()> {
+        Err(crate::iommufd::unsupported(Operation::DetachPt))
+    }
+
     fn reset(&self) -> Result<()> {
         self.enter(Operation::Reset)?;
         self.dev()

@@ -659,6 +659,8 @@ impl VfioBackend for MockBackend {
     type Region = MockRegion;
     type DmaMemory = MockDmaMemory;
     type Interrupt = EventFdInterrupt;
+    type IommuFd = crate::iommufd::MockIommuFd;
+    type Ioas = crate::iommufd::MockIoas;
 
     fn host_paths(&self) -> &HostPaths {
         self.inner.paths()
@@ -675,6 +677,14 @@ impl VfioBackend for MockBackend {
 
     fn open_noiommu_group(&self, number: u32) -> Result<MockGroup> {
         self.open_group_node(number, true)
+    }
+
+    fn open_iommufd(&self) -> Result<crate::iommufd::MockIommuFd> {
+        Err(crate::iommufd::unsupported(Operation::OpenIommufd))
+    }
+
+    fn open_device_cdev(&self, _address: &PciAddress) -> Result<MockDevice> {
+        Err(crate::iommufd::unsupported(Operation::OpenDeviceCdev))
     }
 
     fn new_interrupt(&self) -> Result<EventFdInterrupt> {

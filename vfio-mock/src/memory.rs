@@ -215,6 +215,10 @@ impl DmaMemory for MockDmaMemory {
         self.buffer.len()
     }
 
+    fn physical_address(&self, _offset: usize) -> Result<u64> {
+        Err(crate::iommufd::unsupported(Operation::PhysicalAddress))
+    }
+
     #[inline]
     fn page_size(&self) -> usize {
         self.buffer.page_size

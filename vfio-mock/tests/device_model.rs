@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use std::sync::Arc;
 use std::time::Duration;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, ErrorKind, Interrupt, IrqIndex, MappedRegion,
+    Device, DmaFlags, DmaMemory, DmaSpace, ErrorKind, Interrupt, IrqIndex, MappedRegion,
     VfioBackend, region,
 };
 use vfio_mock::profiles::{self, edu, nvme};

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Duration;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, Interrupt, IrqIndex, MappedRegion, VfioBackend,
+    Device, DmaFlags, DmaMemory, DmaSpace, Interrupt, IrqIndex, MappedRegion, VfioBackend,
 };
 use vfio_mock::{
     BarSpec, Delivery, DeviceContext, DeviceModel, DmaFault, Irq, MockHost, PciDeviceBuilder,

@@ -7,7 +7,7 @@ use common::{guest, open};
 use nix::errno::Errno;
 use std::sync::Arc;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, ErrorKind, Group, IommuType, IovaAllocator,
+    Container, Device, DmaFlags, DmaMemory, DmaSpace, ErrorKind, Group, IommuType, IovaAllocator,
     IovaOptions, MappedRegion, Operation, OwnedDmaMapping, VfioBackend,
 };
 use vfio_mock::profiles::{self, edu};

@@ -5,8 +5,8 @@ mod common;
 use common::{guest, open};
 use nix::errno::Errno;
 use vfio_core::{
-    Container, Device, ErrorKind, Extension, Group, GroupKeepAlive, GroupStatus, IommuType,
-    IrqIndex, MappedRegion, Operation, VfioBackend,
+    Container, Device, DmaSpace, ErrorKind, Extension, Group, GroupKeepAlive, GroupStatus,
+    IommuType, IrqIndex, MappedRegion, Operation, VfioBackend,
 };
 use vfio_mock::{Driver, KeepAlive, MockHost, NoIommuMode, PciDeviceBuilder, profiles};
 

@@ -2,7 +2,7 @@
 
 use crate::{Env, expect_error};
 use anyhow::{Result, ensure};
-use vfio_core::{Container, Errno, ErrorKind, Extension, Group, IommuType, VfioBackend};
+use vfio_core::{Container, DmaSpace, Errno, ErrorKind, Extension, Group, IommuType, VfioBackend};
 
 /// Every kernel so far reports VFIO API version 0.
 pub fn api_version_is_zero<B: VfioBackend>(env: &Env<B>) -> Result<()> {

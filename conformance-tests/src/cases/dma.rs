@@ -5,8 +5,8 @@ use crate::{Env, expect_error};
 use anyhow::{Context, Result, ensure};
 use std::sync::Arc;
 use vfio_core::{
-    Container, DmaFlags, DmaMemory, Errno, ErrorKind, IovaAllocator, IovaOptions, IovaRange,
-    VfioBackend,
+    Container, DmaFlags, DmaMemory, DmaSpace, Errno, ErrorKind, IovaAllocator, IovaOptions,
+    IovaRange, VfioBackend,
 };
 
 const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);

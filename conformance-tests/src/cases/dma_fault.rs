@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail, ensure};
 use edu::DMA_BUFFER as EDU_BUFFER;
 use edu::regs::{DMA_CMD, DMA_COUNT, DMA_DST, DMA_SRC};
 use std::time::{Duration, Instant};
-use vfio_core::{Container, Device, DmaFlags, DmaMemory, MappedRegion, VfioBackend, region};
+use vfio_core::{Device, DmaFlags, DmaMemory, DmaSpace, MappedRegion, VfioBackend, region};
 
 const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 

@@ -4,7 +4,7 @@ use crate::Env;
 use anyhow::{Result, ensure};
 use edu::Edu;
 use std::time::{Duration, Instant};
-use vfio_core::{Container, Device, DmaFlags, MappedRegion, VfioBackend, region};
+use vfio_core::{Device, DmaFlags, DmaSpace, MappedRegion, VfioBackend, region};
 
 /// The edu driver computes factorials, each completed by an MSI interrupt.
 pub fn edu_driver_computes_factorials_with_completion_interrupts<B: VfioBackend>(
