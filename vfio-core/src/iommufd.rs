@@ -22,7 +22,7 @@
 //!     let ioas = iommufd.alloc_ioas()?;
 //!     device.attach_ioas(&ioas)?;
 //!     let memory = backend.alloc_dma(4096)?;
-//!     let mapping = ioas.map_dma(&memory, 0, 4096, 0x10_0000, DmaFlags::READ_WRITE)?;
+//!     let mapping = ioas.map_dma(&memory, 0, 4096, 0x10_0000, DmaFlags::READ | DmaFlags::WRITE)?;
 //!     println!("device reaches the page at {:#x}", mapping.iova());
 //!     Ok(())
 //! }
