@@ -56,6 +56,7 @@ mod interrupt;
 mod iommufd;
 mod iova;
 mod irq;
+pub mod open;
 pub mod parse;
 mod pci_address;
 pub mod retry;
