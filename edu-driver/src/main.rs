@@ -1,42 +1,52 @@
 //! Drives QEMU's `edu` device with the example driver and says what it did.
 //!
 //! ```text
-//! cargo run -p edu-driver                        # on the simulated edu (vfio-mock)
+//! cargo run -p edu-driver                          # on the simulated edu (vfio-mock)
 //! cargo run -p edu-driver -- --device 0000:00:02.0   # on a real edu bound to vfio-pci
+//! cargo run -p edu-driver -- --mode iommufd          # through the device cdev and iommufd
+//! cargo run -p edu-driver -- --mode noiommu          # no IOMMU: physical addresses
 //! ```
 //!
-//! The same generic function runs in both cases; only the backend differs.
+//! The same generic function runs in every case; only the backend and the
+//! way the device is opened ([`vfio_core::open::Mode`]) differ.
 
 use anyhow::{Context, Result, bail};
 use edu::{DMA_IOVA, Edu};
-use vfio_core::{Container, Device, Group, IommuType, IrqIndex, PciAddress, VfioBackend, region};
+use vfio_core::open::{DmaContext, Mode, OpenDevice, open_device};
+use vfio_core::{
+    Container, Device, DmaSpace, Group, Ioas, IrqIndex, PciAddress, VfioBackend, region,
+};
+use vfio_mock::{KernelVersion, MockHost, NoIommuMode, profiles};
 
-/// Opens `address` on `backend` and exercises every feature of the driver.
-fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
+/// Opens `address` on `backend` in `mode` and exercises every feature of the driver.
+fn run<B: VfioBackend>(backend: &B, address: PciAddress, mode: Mode) -> Result<()> {
     let paths = backend.host_paths();
-    let group_number = paths.iommu_group(&address)?;
-    println!(
-        "{address}: IOMMU group {group_number} (from {})",
-        paths.sysfs().display()
-    );
-    let group = backend.open_group(group_number)?;
-    let container = backend.open_container()?;
-    group.set_container(&container)?;
-    container.set_iommu(IommuType::Type1v2)?;
-    let info = container.iommu_info()?;
-    println!(
-        "container: Type1v2, IOMMU page sizes {:#x}, {} DMA mappings available",
-        info.iova_pgsizes,
-        info.dma_avail
-            .map_or("unknown".to_owned(), |n| n.to_string())
-    );
-    // A device bound to vfio-pci a moment ago can answer ENODEV once on
-    // Linux 6.1: retry once after 250 ms.
-    let device = vfio_core::retry::open_device_with_retry::<B>(
-        &group,
-        &address.to_string(),
-        &vfio_core::SystemClock,
-    )?;
+    let OpenDevice { device, dma } = open_device(backend, &address, mode)
+        .with_context(|| format!("opening {address} in {mode} mode"))?;
+    match &dma {
+        DmaContext::Container { group, container } if mode == Mode::Type1 => {
+            let info = container.iommu_info()?;
+            println!(
+                "{address}: IOMMU group {} in a Type1v2 container, IOMMU page sizes {:#x}, {} DMA \
+                 mappings available",
+                group.number(),
+                info.iova_pgsizes,
+                info.dma_avail
+                    .map_or("unknown".to_owned(), |n| n.to_string())
+            );
+        }
+        DmaContext::Container { group, .. } => println!(
+            "{address}: no-IOMMU group noiommu-{} in a container with the no-IOMMU driver: \
+             the device is given physical addresses",
+            group.number()
+        ),
+        DmaContext::Ioas { ioas, .. } => println!(
+            "{address}: cdev {} bound to an iommufd, attached to IOAS {} (IOVA alignment {:#x})",
+            paths.device_cdev_name(&address)?,
+            ioas.id(),
+            ioas.iova_alignment()?
+        ),
+    }
     let dinfo = device.info()?;
     let bar0 = device.region_info(region::BAR0)?;
     let vendor = u16::from_le_bytes(device.read_config::<2>(0)?);
@@ -60,40 +70,74 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
         );
     }
     let message = b"a DMA round trip through the IOMMU";
-    let back = edu.dma_round_trip(backend, &container, message)?;
+    let back = edu.dma_round_trip(backend, &dma, message)?;
     if back != message {
         bail!("DMA round trip changed the data: {back:?}");
     }
+    let at = if dma.translates() {
+        format!("IOVA {DMA_IOVA:#x}")
+    } else {
+        "its physical address".to_owned()
+    };
     println!(
-        "dma: {} bytes to the device at IOVA {DMA_IOVA:#x} and back: {:?}",
+        "dma: {} bytes to the device at {at} and back: {:?}",
         message.len(),
         String::from_utf8_lossy(&back)
     );
     Ok(())
 }
 
+/// The simulated host for `mode`: the QEMU guest's topology on Linux 6.1
+/// for type1, on Linux 6.12 for iommufd, and for no-IOMMU a Linux 6.12
+/// host with no IOMMU and `enable_unsafe_noiommu_mode=1`, whose edu is in
+/// no-IOMMU group 0.
+fn mock_host(mode: Mode) -> Result<MockHost> {
+    let host = match mode {
+        Mode::Type1 => profiles::qemu_guest().build()?,
+        Mode::Iommufd => profiles::qemu_guest()
+            .kernel(KernelVersion::V6_12)
+            .build()?,
+        _ => MockHost::builder()
+            .kernel(KernelVersion::V6_12)
+            .noiommu_mode(NoIommuMode::Enabled)
+            .noiommu_device(profiles::edu_address(), 0, profiles::edu::edu())
+            .build()?,
+    };
+    Ok(host)
+}
+
+const USAGE: &str = "usage: edu-driver [--mode type1|iommufd|noiommu] [--device DDDD:BB:DD.F]";
+
 fn main() -> Result<()> {
+    let mut mode = Mode::Type1;
+    let mut device: Option<PciAddress> = None;
     let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => {
-            let host = vfio_mock::profiles::qemu_guest().build()?;
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--mode", Some(m)) => mode = m.parse()?,
+            ("--device", Some(addr)) => device = Some(addr.parse()?),
+            _ => bail!(USAGE),
+        }
+    }
+    match device {
+        None => {
+            let host = mock_host(mode)?;
             println!(
-                "backend: vfio-mock (a simulated host with QEMU's edu at {})",
-                vfio_mock::profiles::edu_address()
+                "backend: vfio-mock (a simulated Linux {} host with QEMU's edu at {})",
+                host.kernel().series(),
+                profiles::edu_address()
             );
-            run(&host.backend(), vfio_mock::profiles::edu_address())?;
+            run(&host.backend(), profiles::edu_address(), mode)?;
             host.done()?;
         }
-        (Some("--device"), Some(addr)) => {
-            let address: PciAddress = addr.parse()?;
+        Some(address) => {
             println!("backend: vfio-linux (the kernel's vfio-pci)");
-            run(&vfio_linux::LinuxBackend::new(), address).with_context(|| {
+            run(&vfio_linux::LinuxBackend::new(), address, mode).with_context(|| {
                 format!(
                     "driving {address} (is it an edu device bound to vfio-pci, and are you root?)"
                 )
             })?;
         }
-        _ => bail!("usage: edu-driver [--device DDDD:BB:DD.F]"),
     }
     println!("done");
     Ok(())

@@ -21,8 +21,8 @@
 
 use std::time::Duration;
 use vfio_core::{
-    Container, Device, DmaFlags, DmaMemory, DmaSpace, Interrupt, IovaAllocator, IovaOptions,
-    IrqIndex, MappedRegion, VfioBackend, region,
+    Device, DmaFlags, DmaMemory, DmaSpace, Interrupt, IovaOptions, IrqIndex, MappedRegion,
+    VfioBackend, region,
 };
 
 /// `edu` register offsets in BAR0.
@@ -234,45 +234,49 @@ impl<B: VfioBackend> Edu<B> {
 
     /// Copies `data` into the device's buffer by DMA and back into a second
     /// page of host memory, and returns what came back. Maps two pages of
-    /// its own DMA memory in `container` for the duration, at the IOVA a
-    /// new [`IovaAllocator`] over the container's ranges, confined to
+    /// its own DMA memory in `space` (a container, an IOAS, or the context
+    /// [`vfio_core::open::open_device`] gives) for the duration, at the
+    /// IOVA a new allocator over the space's ranges, confined to
     /// [`DMA_IOVA`]`..=`[`DMA_IOVA_LAST`], picks first ([`DMA_IOVA`]), and
     /// unmaps them before returning; a failed unmap is returned once the
-    /// transfer has succeeded. Takes `&mut self`: the device has one DMA
-    /// engine and one buffer, which a second caller would overwrite.
-    pub fn dma_round_trip(
+    /// transfer has succeeded. In no-IOMMU mode the device is given each
+    /// page's physical address instead
+    /// ([`DmaMapping::device_address`](vfio_core::DmaMapping::device_address)).
+    /// Takes `&mut self`: the device has one DMA engine and one buffer,
+    /// which a second caller would overwrite.
+    pub fn dma_round_trip<S: DmaSpace<B>>(
         &mut self,
         backend: &B,
-        container: &B::Container,
+        space: &S,
         data: &[u8],
     ) -> Result<Vec<u8>, EduError> {
         if data.len() > DMA_MAX_TRANSFER {
             return Err(EduError::TooLong(data.len()));
         }
         let page = DMA_BUFFER_LEN;
-        let iovas = IovaAllocator::new(
-            &container.iommu_info()?,
-            IovaOptions {
-                window: DMA_IOVA..=DMA_IOVA_LAST,
-                ..IovaOptions::default()
-            },
-        )?;
+        let iovas = space.iova_allocator(IovaOptions {
+            window: DMA_IOVA..=DMA_IOVA_LAST,
+            ..IovaOptions::default()
+        })?;
         let mem = backend.alloc_dma(2 * page)?;
-        let mapping = container.map_dma_in(
+        let mapping = space.map_dma_in(
             &iovas,
             &mem,
             0,
             (2 * page) as u64,
             DmaFlags::READ | DmaFlags::WRITE,
         )?;
-        let iova = mapping.iova();
         let result = (|| -> Result<Vec<u8>, EduError> {
+            let (to_device, from_device) = (
+                mapping.device_address(0)?,
+                mapping.device_address(page as u64)?,
+            );
             mem.write_at(0, data)?;
             // The data must reach memory before the command register
             // starts the device reading it (Linux's wmb() before writel()).
             mem.wmb();
-            self.transfer(iova, DMA_BUFFER, data.len(), false)?;
-            self.transfer(DMA_BUFFER, iova + page as u64, data.len(), true)?;
+            self.transfer(to_device, DMA_BUFFER, data.len(), false)?;
+            self.transfer(DMA_BUFFER, from_device, data.len(), true)?;
             // The completion interrupt says the device has written the
             // page: read it only after that (rmb()).
             mem.rmb();
@@ -290,7 +294,7 @@ impl<B: VfioBackend> Edu<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfio_core::{Group, IommuType};
+    use vfio_core::{Container, Group, IommuType};
     use vfio_mock::profiles;
 
     fn edu(host: &vfio_mock::MockHost) -> (Edu<vfio_mock::MockBackend>, vfio_mock::MockContainer) {

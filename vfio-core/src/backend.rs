@@ -111,8 +111,19 @@ pub trait DmaSpace<B: VfioBackend>: Send + Sync + Debug {
     /// power of two from the alignment `IOMMU_IOAS_IOVA_RANGES` reports.
     fn iova_page_sizes(&self) -> Result<u64>;
 
-    /// An [`IovaAllocator`] over this space's ranges and page sizes.
+    /// An [`IovaAllocator`] over this space's ranges and page sizes. On a
+    /// space that does not translate, which has neither (the no-IOMMU
+    /// container answers ENOTTY), an allocator over the whole window that
+    /// [`map_dma_in`](DmaSpace::map_dma_in) never consults there: its
+    /// mappings take their memory's physical addresses.
     fn iova_allocator(&self, options: IovaOptions) -> Result<IovaAllocator> {
+        if !self.translates() {
+            let whole = IovaRange {
+                start: 0,
+                end: u64::MAX,
+            };
+            return IovaAllocator::from_ranges(&[whole], 1 << 12, options);
+        }
         IovaAllocator::from_ranges(&self.iova_ranges()?, self.iova_page_sizes()?, options)
     }
 
