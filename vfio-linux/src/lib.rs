@@ -34,6 +34,7 @@ mod group;
 mod iommufd;
 mod memory;
 mod mmap;
+mod pagemap;
 mod sys;
 
 pub use container::LinuxContainer;
@@ -111,16 +112,67 @@ impl VfioBackend for LinuxBackend {
         self.open_group_at(&self.paths.group_path(number), number)
     }
 
+    /// Opens `/dev/vfio/noiommu-<number>`. The kernel creates such groups
+    /// only when built with `CONFIG_VFIO_NOIOMMU` and loaded with
+    /// `vfio.enable_unsafe_noiommu_mode=1`, for devices without an IOMMU
+    /// group (`vfio_noiommu_group_alloc`); a missing node is
+    /// [`ErrorKind::NotFound`](vfio_core::ErrorKind::NotFound) with a
+    /// detail saying so.
     fn open_noiommu_group(&self, number: u32) -> Result<LinuxGroup> {
-        self.open_group_at(&self.paths.noiommu_group_path(number), number)
+        let path = self.paths.noiommu_group_path(number);
+        self.open_group_at(&path, number).map_err(|e| {
+            if e.errno() == Some(nix::errno::Errno::ENOENT) {
+                e.with_detail(
+                    "no such no-IOMMU group: the kernel creates them only with \
+                     vfio.enable_unsafe_noiommu_mode=1 (which needs CONFIG_VFIO_NOIOMMU), \
+                     for a device bound to vfio-pci that has no IOMMU group",
+                )
+            } else {
+                e
+            }
+        })
     }
 
+    /// Opens `/dev/iommu`. A kernel without `CONFIG_IOMMUFD` has no such
+    /// node: [`ErrorKind::NotFound`](vfio_core::ErrorKind::NotFound) with a
+    /// detail naming the option.
     fn open_iommufd(&self) -> Result<LinuxIommuFd> {
-        Err(iommufd::unsupported(Operation::OpenIommufd))
+        let path = self.paths.iommufd_path();
+        let file = Self::open_rw(Operation::OpenIommufd, &path).map_err(|e| {
+            if e.errno() == Some(nix::errno::Errno::ENOENT) {
+                e.with_detail("no iommufd: the kernel lacks CONFIG_IOMMUFD (Linux 6.2 and later)")
+            } else {
+                e
+            }
+        })?;
+        Ok(LinuxIommuFd::new(file))
     }
 
-    fn open_device_cdev(&self, _address: &vfio_core::PciAddress) -> Result<LinuxDevice> {
-        Err(iommufd::unsupported(Operation::OpenDeviceCdev))
+    /// Opens `address`'s VFIO device cdev, `/dev/vfio/devices/vfioN`, `N`
+    /// from its sysfs `vfio-dev/` entry (`vfio_device_fops_cdev_open`; ENODEV
+    /// for a device being unregistered). The device is named by its PCI
+    /// address. Until [`bind_iommufd`](vfio_core::Device::bind_iommufd)
+    /// succeeds, every other call is the kernel's EINVAL
+    /// (`vfio_device_fops_unl_ioctl` and the read, write and mmap handlers
+    /// check `access_granted`), so the region infos are read at the bind.
+    /// A device with the sysfs entry but no node is a no-IOMMU one: the
+    /// kernel gives those no cdev (`vfio_device_add`), and they are opened
+    /// through their `noiommu-N` group.
+    fn open_device_cdev(&self, address: &vfio_core::PciAddress) -> Result<LinuxDevice> {
+        let name = self.paths.device_cdev_name(address)?;
+        let path = self.paths.device_cdev_path(&name);
+        let file = Self::open_rw(Operation::OpenDeviceCdev, &path).map_err(|e| {
+            if e.errno() == Some(nix::errno::Errno::ENOENT) {
+                e.with_detail(format_args!(
+                    "{address} has a sysfs vfio-dev/{name} entry but no device node: the \
+                     kernel gives no-IOMMU devices no cdev; open it through its \
+                     /dev/vfio/noiommu-N group"
+                ))
+            } else {
+                e
+            }
+        })?;
+        Ok(LinuxDevice::new_cdev(file, address.to_string()))
     }
 
     fn new_interrupt(&self) -> Result<EventFdInterrupt> {
