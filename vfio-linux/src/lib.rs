@@ -1,11 +1,31 @@
 //! The real VFIO backend: Linux's vfio ioctls, mmap, eventfds, sysfs and procfs.
 //!
 //! [`LinuxBackend`] implements the [`vfio_core::VfioBackend`] trait family on
-//! the kernel's `/dev/vfio` interface. Raw calls live in three private modules
-//! (`sys` for ioctls, `mmap` for mappings, `barrier` for the barrier
-//! instructions DMA ordering needs); everything else is safe code but
-//! one block, `LinuxContainer`'s call of `VFIO_IOMMU_MAP_DMA`, whose
-//! precondition (no Rust reference ever reaches DMA-able memory) is met there.
+//! the kernel's `/dev/vfio` and `/dev/iommu` interfaces. Raw calls live in
+//! three private modules (`sys` for ioctls, `mmap` for mappings and
+//! `mlock`, `barrier` for the barrier instructions DMA ordering needs);
+//! everything else is safe code but two blocks, the calls of
+//! `VFIO_IOMMU_MAP_DMA` (in [`LinuxContainer`]) and `IOMMU_IOAS_MAP` (in
+//! [`LinuxIoas`]), whose precondition (no Rust reference ever reaches
+//! DMA-able memory, and the memory stays the process's until unmapped) is
+//! met there.
+//!
+//! Three ways to give a device an IOMMU context, as [`vfio_core::open`]
+//! drives them:
+//!
+//! - **Type1**: a group (`/dev/vfio/N`) in a container (`/dev/vfio/vfio`)
+//!   set to `VFIO_TYPE1v2_IOMMU`, as in the example below.
+//! - **iommufd** (Linux 6.6 and later, `CONFIG_IOMMUFD` and
+//!   `CONFIG_VFIO_DEVICE_CDEV`): the device's cdev
+//!   (`/dev/vfio/devices/vfioN`, [`VfioBackend::open_device_cdev`]) bound to
+//!   an iommufd ([`LinuxIommuFd`]) and attached to one of its I/O address
+//!   spaces ([`LinuxIoas`]).
+//! - **no-IOMMU** (`CONFIG_VFIO_NOIOMMU` and
+//!   `vfio.enable_unsafe_noiommu_mode=1`): a `/dev/vfio/noiommu-N` group in
+//!   a container set to `VFIO_NOIOMMU_IOMMU`. Nothing translates: devices
+//!   are given physical addresses ([`LinuxDmaMemory`]'s
+//!   `physical_address`, read from `/proc/self/pagemap` with
+//!   `CAP_SYS_ADMIN`), and nothing protects memory from the device.
 //!
 //! ```no_run
 //! use vfio_core::{Container, Device, Group, IommuType, MappedRegion, VfioBackend, PciAddress};
@@ -181,5 +201,64 @@ impl VfioBackend for LinuxBackend {
 
     fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<LinuxDmaMemory> {
         LinuxDmaMemory::alloc(size, pages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vfio_core::{ErrorKind, PciAddress};
+
+    fn backend(root: &Path) -> LinuxBackend {
+        LinuxBackend::with_paths(HostPaths::under(root))
+    }
+
+    #[test]
+    fn a_missing_dev_iommu_names_config_iommufd() {
+        let root = tempfile::tempdir().unwrap();
+        let e = backend(root.path()).open_iommufd().unwrap_err();
+        assert_eq!(
+            (e.operation(), e.kind()),
+            (Operation::OpenIommufd, ErrorKind::NotFound)
+        );
+        assert!(e.detail().unwrap().contains("CONFIG_IOMMUFD"), "{e}");
+        assert!(e.to_string().contains("dev/iommu"), "{e}");
+    }
+
+    #[test]
+    fn a_sysfs_cdev_entry_without_a_node_is_a_noiommu_device() {
+        let root = tempfile::tempdir().unwrap();
+        let address: PciAddress = "0000:00:03.0".parse().unwrap();
+        let b = backend(root.path());
+        // Not bound to VFIO at all: no vfio-dev directory.
+        let e = b.open_device_cdev(&address).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert!(
+            e.detail().unwrap().contains("CONFIG_VFIO_DEVICE_CDEV"),
+            "{e}"
+        );
+        // The sysfs entry, but no /dev/vfio/devices/vfio0.
+        let dir = b
+            .host_paths()
+            .pci_device_dir(&address)
+            .join("vfio-dev/vfio0");
+        std::fs::create_dir_all(dir).unwrap();
+        let e = b.open_device_cdev(&address).unwrap_err();
+        assert_eq!(
+            (e.operation(), e.kind()),
+            (Operation::OpenDeviceCdev, ErrorKind::NotFound)
+        );
+        assert!(e.detail().unwrap().contains("no-IOMMU"), "{e}");
+        assert!(e.to_string().contains("vfio/devices/vfio0"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_noiommu_group_names_the_module_parameter() {
+        let root = tempfile::tempdir().unwrap();
+        let e = backend(root.path()).open_noiommu_group(0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        let detail = e.detail().unwrap();
+        assert!(detail.contains("vfio.enable_unsafe_noiommu_mode=1"), "{e}");
+        assert!(detail.contains("CONFIG_VFIO_NOIOMMU"), "{e}");
     }
 }
