@@ -19,7 +19,8 @@ pub enum ErrorKind {
     NotFound,
     /// The object is in use or in a state that forbids the call (EBUSY).
     Busy,
-    /// The kernel or backend rejected an argument (EINVAL).
+    /// The kernel or backend rejected an argument (EINVAL; EBADF, EBADFD
+    /// for a file descriptor that is not the file the call takes).
     InvalidArgument,
     /// An offset or index lies outside the object it addresses.
     OutOfRange,
@@ -56,7 +57,9 @@ impl ErrorKind {
         match errno {
             Errno::ENOENT | Errno::ENODEV | Errno::ENXIO => Self::NotFound,
             Errno::EBUSY => Self::Busy,
-            Errno::EINVAL => Self::InvalidArgument,
+            // EBADF and EBADFD: a file descriptor argument that is no file, or
+            // the wrong kind of file (a bind to something that is not an iommufd).
+            Errno::EINVAL | Errno::EBADF | Errno::EBADFD => Self::InvalidArgument,
             Errno::EFAULT | Errno::ERANGE => Self::OutOfRange,
             Errno::ENOTTY | Errno::EOPNOTSUPP | Errno::ENOSYS => Self::Unsupported,
             Errno::EPERM | Errno::EACCES => Self::PermissionDenied,
