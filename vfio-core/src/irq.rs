@@ -224,7 +224,7 @@ mod tests {
         let file = tempfile::tempfile().unwrap();
         let e =
             check_eventfds_in(dir.path(), &[Some(irq.as_fd()), Some(file.as_fd())]).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Io);
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(e.errno(), Some(nix::errno::Errno::EBADF));
         assert!(e.to_string().contains("entry 1"), "{e}");
     }
