@@ -65,7 +65,9 @@ pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Res
     let mut guest = cargo();
     guest
         .current_dir(workspace)
-        .args(["xtask", "guest", "--kernel", series]);
+        .args(["xtask", "guest", "--kernel", series])
+        // The suite in two modes takes longer than one boot's default limit.
+        .args(["--timeout", "900"]);
     if noiommu {
         guest.arg("--noiommu");
     }

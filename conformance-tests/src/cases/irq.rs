@@ -694,7 +694,11 @@ pub fn binding_past_the_host_vector_budget_is_no_space<B: VfioBackend>(env: &Env
     let big = env.targets.big_nvme;
     // Its IOMMU group is 4 in the IOMMU guest; without an IOMMU it is the
     // fourth device vfio-pci binds, in no-IOMMU group 3.
-    let want = if env.mode == crate::Mode::NoIommu { 3 } else { 4 };
+    let want = if env.mode == crate::Mode::NoIommu {
+        3
+    } else {
+        4
+    };
     let group = env.group_of(&big)?;
     ensure!(group == want, "the 2048-vector NVMe is in group {group}");
     let o = env.open(&big)?;
