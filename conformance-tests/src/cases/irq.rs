@@ -684,6 +684,11 @@ pub fn intx_unmask_eventfd_unmasks_like_the_ioctl<B: VfioBackend>(env: &Env<B>) 
 /// kernels have 32-bit syscall emulation, whose vector 0x80 is a system one.
 const GUEST_VECTOR_BUDGET: u32 = 395;
 
+/// The budget in the guest without an IOMMU, one more: there is no
+/// `dmar0` fault irq holding a vector (396, measured on the 6.12 guest
+/// booted without intel-iommu).
+const NOIOMMU_GUEST_VECTOR_BUDGET: u32 = GUEST_VECTOR_BUDGET + 1;
+
 /// The host's CPUs have a limited number of interrupt vectors: a device with
 /// 2048 MSI-X vectors enables them all (allocation is lazy), but binding
 /// eventfds requests a CPU vector each, and past the budget `request_irq`
@@ -748,9 +753,14 @@ pub fn binding_past_the_host_vector_budget_is_no_space<B: VfioBackend>(env: &Env
             Err(e) => return Err(e.into()),
         }
     }
+    let budget = if env.mode == crate::Mode::NoIommu {
+        NOIOMMU_GUEST_VECTOR_BUDGET
+    } else {
+        GUEST_VECTOR_BUDGET
+    };
     ensure!(
-        bound == GUEST_VECTOR_BUDGET,
-        "{bound} vectors bound before ENOSPC"
+        bound == budget,
+        "{bound} vectors bound before ENOSPC, want {budget}"
     );
     let start = bound - 5;
     let e = o
