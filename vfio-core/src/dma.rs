@@ -79,9 +79,14 @@ pub trait DmaMemory: Send + Sync + Debug {
 
     /// The physical address of byte `offset`, which a device is given in
     /// no-IOMMU mode, where nothing translates its DMA. Contiguous only
-    /// within one [`page_size`](Self::page_size) page. The memory is
-    /// pinned for as long as it lives, so the address holds until it is
-    /// dropped. vfio-linux reads it from `/proc/self/pagemap`, which shows
+    /// within one [`page_size`](Self::page_size) page. vfio-linux locks
+    /// the memory at the first call (`mlock`: faulted in, never swapped
+    /// out; its size counts against `RLIMIT_MEMLOCK`), which does not stop
+    /// Linux from migrating base pages to other frames (compaction, NUMA
+    /// balancing, memory hot-remove): nothing in no-IOMMU mode guarantees
+    /// the address holds, and hugetlb pages ([`HugePages::Require`]), which
+    /// compaction leaves in place, are the sturdier choice. It reads the
+    /// address from `/proc/self/pagemap`, which shows
     /// page frame numbers only to a process with `CAP_SYS_ADMIN`
     /// ([`ErrorKind::PermissionDenied`](crate::ErrorKind::PermissionDenied)
     /// naming that privilege otherwise); the mock gives the simulated

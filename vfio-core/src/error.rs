@@ -249,6 +249,11 @@ fn errno_detail(op: Operation, errno: Errno) -> Option<&'static str> {
             "the kernel could not pin the pages; the usual cause is the locked-memory \
              limit (RLIMIT_MEMLOCK, `ulimit -l`), which every pinned page counts against",
         ),
+        // `vfio_noiommu_ioctl` answers every ioctl but CHECK_EXTENSION so.
+        (Operation::MapDma | Operation::UnmapDma, Errno::ENOTTY) => Some(
+            "a no-IOMMU container has no IOMMU to program and nothing to map: its \
+             devices use physical addresses, which DmaMapping::device_address gives",
+        ),
         _ => None,
     }
 }
@@ -295,8 +300,10 @@ impl Error {
     ///
     /// ENOMEM from `VFIO_IOMMU_MAP_DMA` comes with a detail naming its usual
     /// cause: pinning the pages would exceed the process's locked-memory
-    /// limit (`RLIMIT_MEMLOCK`). Replace it with [`with_detail`](Self::with_detail)
-    /// if the caller knows better.
+    /// limit (`RLIMIT_MEMLOCK`). ENOTTY from a map or unmap is what a
+    /// no-IOMMU container answers (`vfio_noiommu_ioctl`), and its detail
+    /// says so. Replace either with [`with_detail`](Self::with_detail) if
+    /// the caller knows better.
     pub fn from_errno(op: Operation, errno: Errno) -> Self {
         let mut e = Self::new(op, ErrorKind::for_operation(op, errno));
         e.0.errno = Some(errno);
@@ -489,5 +496,20 @@ mod tests {
             "read register failed (misaligned): offset 0x3 is not aligned to 4 bytes"
         );
         assert!(e.source().is_none());
+    }
+
+    #[test]
+    fn enotty_from_a_map_or_unmap_points_at_physical_addresses() {
+        for op in [Operation::MapDma, Operation::UnmapDma] {
+            let e = Error::from_errno(op, Errno::ENOTTY);
+            assert_eq!(e.kind(), ErrorKind::Unsupported);
+            let detail = e.detail().unwrap();
+            assert!(detail.contains("no-IOMMU"), "{detail}");
+            assert!(detail.contains("DmaMapping::device_address"), "{detail}");
+        }
+        assert_eq!(
+            Error::from_errno(Operation::Reset, Errno::ENOTTY).detail(),
+            None
+        );
     }
 }

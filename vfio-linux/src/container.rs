@@ -92,7 +92,7 @@ impl DmaSpace<LinuxBackend> for LinuxContainer {
 
     // UNSAFETY: the one call of `VFIO_IOMMU_MAP_DMA`, whose precondition is
     // met here: the memory is a `LinuxDmaMemory`. Every map goes through
-    // here, the safe `DmaMapping` (`Container::map_dma`) included.
+    // here, the safe `DmaMapping` (`DmaSpace::map_dma`) included.
     #[expect(unsafe_code)]
     fn map_dma_raw(
         &self,

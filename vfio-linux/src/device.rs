@@ -9,6 +9,7 @@ use nix::sys::uio::{pread, pwrite};
 use std::fs::File;
 use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::OnceLock;
 use vfio_bindings::bindings::vfio::{
     VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK,
     VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
@@ -27,12 +28,22 @@ use vfio_core::{
 /// handful at most. Regions past the bound are queried when asked for.
 pub(crate) const MAX_CACHED_REGIONS: u32 = 16;
 
-/// A device fd from `VFIO_GROUP_GET_DEVICE_FD`.
+/// A device fd from `VFIO_GROUP_GET_DEVICE_FD`, or a device cdev
+/// (`/dev/vfio/devices/vfioN`).
 ///
-/// Opening it reads the infos of its first 16 regions (all of vfio-pci's
-/// fixed ones and room for device-specific ones), however many regions the
-/// kernel reports; [`region_info`](Device::region_info) and region I/O ask
-/// the kernel again for any region beyond those.
+/// Opening it through its group reads the infos of its first 16 regions
+/// (all of vfio-pci's fixed ones and room for device-specific ones),
+/// however many regions the kernel reports; [`region_info`](Device::region_info)
+/// and region I/O ask the kernel again for any region beyond those. A cdev
+/// answers nothing before it is bound to an iommufd, so its infos are read
+/// when [`bind_iommufd`](Device::bind_iommufd) succeeds; until then every
+/// call goes to the kernel, which refuses it with EINVAL. The interrupt
+/// tracking and the memory-decode gate work the same on both.
+///
+/// The cdev calls (`VFIO_DEVICE_BIND_IOMMUFD`,
+/// `VFIO_DEVICE_{ATTACH,DETACH}_IOMMUFD_PT`) and their errnos, from Linux
+/// 6.12's `drivers/vfio/device_cdev.c` and `drivers/iommu/iommufd/device.c`,
+/// are documented on the methods.
 #[derive(Debug)]
 pub struct LinuxDevice {
     file: File,
@@ -41,8 +52,8 @@ pub struct LinuxDevice {
     /// the device is open, and reading them per access would cost an ioctl.
     /// `None` where the kernel refused the query (vfio-pci answers EINVAL for
     /// the VGA region of a device that is not VGA). At most
-    /// [`MAX_CACHED_REGIONS`] long.
-    regions: Vec<Option<RegionInfo>>,
+    /// [`MAX_CACHED_REGIONS`] long. Unset on a cdev until it is bound.
+    regions: OnceLock<Vec<Option<RegionInfo>>>,
     /// The interrupt mode enabled through this handle.
     irqs: IrqTracker,
     /// Memory decode as last read back through this handle, shared with
@@ -67,25 +78,45 @@ fn cache_regions(
 }
 
 impl LinuxDevice {
+    /// A device opened through its group: usable at once, so its region
+    /// infos and command register are read now.
     pub(crate) fn new(file: File, name: String) -> Result<Self> {
-        let mut device = Self {
+        let device = Self::new_cdev(file, name);
+        device.load()?;
+        Ok(device)
+    }
+
+    /// A device cdev, not bound yet: nothing can be read from it.
+    pub(crate) fn new_cdev(file: File, name: String) -> Self {
+        Self {
             file,
             name,
-            regions: Vec::new(),
+            regions: OnceLock::new(),
             irqs: IrqTracker::new(),
             decode: MemoryDecode::new(0),
-        };
-        let info = device.info()?;
-        device.regions = cache_regions(info.num_regions, |i| device.query_region_info(i))?;
-        device.refresh_decode()?;
-        Ok(device)
+        }
+    }
+
+    /// Reads the region infos into the cache and the command register into
+    /// the decode gate.
+    fn load(&self) -> Result<()> {
+        let info = self.info()?;
+        let regions = cache_regions(info.num_regions, |i| self.query_region_info(i))?;
+        // Set once: a group device loads at open, a cdev at its one bind.
+        let _ = self.regions.set(regions);
+        self.refresh_decode()
+    }
+
+    /// The cached region infos: empty on a cdev not bound yet.
+    fn regions(&self) -> &[Option<RegionInfo>] {
+        self.regions.get().map_or(&[], Vec::as_slice)
     }
 
     /// Reads the command register back into the memory-decode gate. A
     /// device without a config region (not PCI) is left decoding.
     fn refresh_decode(&self) -> Result<()> {
         let has_config = self
-            .regions
+            .regions()
             .get(vfio_core::region::CONFIG as usize)
             .is_some_and(|r| r.as_ref().is_some_and(|r| r.size > decode::COMMAND + 1));
         let command = if has_config {
@@ -138,7 +169,7 @@ impl LinuxDevice {
     /// region past the cache is queried (one ioctl per access).
     fn file_offset(&self, op: Operation, index: u32, offset: u64) -> Result<u64> {
         let queried;
-        let region = match self.regions.get(index as usize) {
+        let region = match self.regions().get(index as usize) {
             Some(Some(region)) => region,
             Some(None) => {
                 return Err(self
@@ -211,7 +242,7 @@ impl Device<LinuxBackend> for LinuxDevice {
     }
 
     fn region_info(&self, index: u32) -> Result<RegionInfo> {
-        match self.regions.get(index as usize) {
+        match self.regions().get(index as usize) {
             Some(Some(info)) => Ok(info.clone()),
             // Refused at open or past the table: let the kernel give its answer.
             _ => self.query_region_info(index),
@@ -228,16 +259,48 @@ impl Device<LinuxBackend> for LinuxDevice {
         })
     }
 
-    fn bind_iommufd(&self, _iommufd: BorrowedFd<'_>) -> Result<u32> {
-        Err(crate::iommufd::unsupported(Operation::BindIommufd))
+    /// `VFIO_DEVICE_BIND_IOMMUFD` (`vfio_df_ioctl_bind_iommufd`), then
+    /// the region infos and command register are read, as a group device's
+    /// are at open. The kernel's answers: EINVAL for a device opened
+    /// through its group or one already bound, and for a device whose
+    /// IOMMU cannot enforce cache coherency (`iommufd_device_bind`); EBUSY
+    /// while the device's group is open (`vfio_device_block_group`); EBADF
+    /// for a closed descriptor and EBADFD for a file that is not an iommufd
+    /// (`iommufd_ctx_from_fd`); EPERM when the platform cannot isolate MSIs
+    /// and iommufd's `allow_unsafe_interrupts` is off (`iommufd_device_bind`);
+    /// otherwise the errors of the driver's open (`vfio_df_open`). If the
+    /// bind succeeds but the reads after it fail, the error says so (the
+    /// device stays bound).
+    fn bind_iommufd(&self, iommufd: BorrowedFd<'_>) -> Result<u32> {
+        let devid = sys::device_bind_iommufd(self.as_fd(), iommufd)
+            .map_err(|e| self.err(Operation::BindIommufd, e))?;
+        self.load().map_err(|e| {
+            e.with_detail(format_args!(
+                "the device was bound (devid {devid}), but its region infos or command \
+                 register could not be read"
+            ))
+        })?;
+        Ok(devid)
     }
 
-    fn attach_pt(&self, _pt_id: u32) -> Result<u32> {
-        Err(crate::iommufd::unsupported(Operation::AttachPt))
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` (`vfio_df_ioctl_attach_pt`,
+    /// `iommufd_device_change_pt`): ENOENT for an id naming no object of
+    /// the bound iommufd, EINVAL for one that is neither an IOAS nor a
+    /// hardware page table, and on a cdev not bound yet; ENOTTY on a
+    /// device opened through its group (vfio-pci has no such ioctl there);
+    /// otherwise the IOMMU driver's refusal of the attach.
+    fn attach_pt(&self, pt_id: u32) -> Result<u32> {
+        sys::device_attach_iommufd_pt(self.as_fd(), pt_id).map_err(|e| {
+            Error::from_errno(Operation::AttachPt, e)
+                .with_target(format_args!("{} to pt {pt_id}", self.name))
+        })
     }
 
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT` (`vfio_df_ioctl_detach_pt`): 0 even
+    /// when nothing was attached; EINVAL on a cdev not bound yet, ENOTTY on
+    /// a device opened through its group.
     fn detach_pt(&self) -> Result<()> {
-        Err(crate::iommufd::unsupported(Operation::DetachPt))
+        sys::device_detach_iommufd_pt(self.as_fd()).map_err(|e| self.err(Operation::DetachPt, e))
     }
 
     fn reset(&self) -> Result<()> {

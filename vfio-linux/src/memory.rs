@@ -4,7 +4,9 @@ use crate::barrier;
 use crate::decode::MemoryDecode;
 use crate::mmap::{Mapping, Primitive};
 use std::num::NonZeroUsize;
-use std::sync::atomic::AtomicU64;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use vfio_core::access::check_register_access;
 use vfio_core::{
     DmaMemory, Error, ErrorKind, HUGE_PAGE_SIZE, HugePages, MappedRegion, Operation, Result,
@@ -156,10 +158,40 @@ impl MappedRegion for LinuxRegion {
 /// words at its ends), so they never race. They order nothing; the
 /// barriers are the architecture's (see the table in `barrier.rs`, and
 /// `docs/design.md`).
+///
+/// # Physical addresses (no-IOMMU mode)
+///
+/// [`physical_address`](DmaMemory::physical_address) reads the page frame
+/// number from `/proc/self/pagemap`, which needs `CAP_SYS_ADMIN` (without
+/// it the kernel shows 0 and the call is
+/// [`ErrorKind::PermissionDenied`]). A device given a physical address
+/// needs the page to be there and to stay there, so the first call locks
+/// the whole buffer (`mlock(2)`): every page is faulted in and kept
+/// resident, never swapped out or reclaimed. That costs the buffer's size
+/// against `RLIMIT_MEMLOCK` (`ulimit -l`) unless the process has
+/// `CAP_IPC_LOCK`; past the limit the call fails with ENOMEM, and with a
+/// limit of 0 with EPERM. The lock lasts until the memory is dropped.
+///
+/// Locking is not pinning: Linux may still *migrate* an mlocked base page
+/// to another frame, for memory compaction (allowed by default,
+/// `vm.compact_unevictable_allowed=1`), NUMA balancing or memory
+/// hot-remove, and a device DMAing to the old address would then reach a
+/// frame that belongs to someone else. No-IOMMU mode offers no protection
+/// against that; it is one reason the kernel taints itself when the mode is
+/// used. Hugetlb pages ([`HugePages::Require`]) are the sturdier choice:
+/// they are never swapped, and compaction does not move them (it isolates
+/// them only for contiguous-range allocations, `alloc_contig_range`:
+/// CMA and gigantic pages); memory hot-remove and memory-failure handling
+/// can still move or retire them. Setting `vm.compact_unevictable_allowed`
+/// to 0 keeps compaction away from mlocked base pages too.
 #[derive(Debug)]
 pub struct LinuxDmaMemory {
-    map: Mapping,
+    /// Shared with the iommufd IOASes that map it, which keep it mapped
+    /// until their mapping is gone (see `iommufd.rs`).
+    map: Arc<Mapping>,
     page_size: usize,
+    /// `mlock` succeeded on the whole buffer (see [`Self::lock`]).
+    locked: AtomicBool,
 }
 
 impl LinuxDmaMemory {
@@ -173,12 +205,7 @@ impl LinuxDmaMemory {
                 .and_then(NonZeroUsize::new)
                 .ok_or_else(|| too_big(size))?;
             match Mapping::anonymous_huge(len) {
-                Ok(map) => {
-                    return Ok(Self {
-                        map,
-                        page_size: HUGE_PAGE_SIZE,
-                    });
-                }
+                Ok(map) => return Ok(Self::new(map, HUGE_PAGE_SIZE)),
                 Err(e) if pages == HugePages::Require => {
                     return Err(Error::from_errno(Operation::AllocDma, e).with_detail(
                         format_args!(
@@ -196,17 +223,49 @@ impl LinuxDmaMemory {
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| too_big(size))?;
         let map = Mapping::anonymous(len).map_err(|e| Error::from_errno(Operation::AllocDma, e))?;
-        Ok(Self {
-            map,
-            page_size: page,
-        })
+        Ok(Self::new(map, page))
+    }
+
+    fn new(map: Mapping, page_size: usize) -> Self {
+        Self {
+            map: Arc::new(map),
+            page_size,
+            locked: AtomicBool::new(false),
+        }
     }
 
     /// The process address of the buffer, as handed to `VFIO_IOMMU_MAP_DMA`.
     pub(crate) fn addr(&self) -> usize {
         self.map.addr()
     }
+
+    /// The mapping behind the buffer, for an IOAS to keep while it maps it.
+    pub(crate) fn mapping(&self) -> Arc<Mapping> {
+        self.map.clone()
+    }
+
+    /// Faults in and locks the whole buffer (`mlock`), once: see the type's
+    /// documentation. Two threads racing here both lock, which is harmless
+    /// (mlock is idempotent and not counted twice).
+    fn lock(&self) -> Result<()> {
+        if self.locked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.map.lock().map_err(|e| {
+            Error::from_errno(Operation::PhysicalAddress, e).with_detail(format_args!(
+                "mlock of {:#x} bytes failed: the physical address of memory that is not \
+                 locked could change; locked memory counts against RLIMIT_MEMLOCK \
+                 (`ulimit -l`) unless the process has CAP_IPC_LOCK",
+                self.len()
+            ))
+        })?;
+        self.locked.store(true, Ordering::Release);
+        Ok(())
+    }
 }
+
+/// Where the process's page table is shown.
+const PAGEMAP: &str = "/proc/self/pagemap";
 
 fn too_big(size: usize) -> Error {
     Error::new(Operation::AllocDma, ErrorKind::InvalidArgument)
@@ -219,9 +278,23 @@ impl DmaMemory for LinuxDmaMemory {
         self.map.len()
     }
 
-    #[inline]
-    fn physical_address(&self, _offset: usize) -> Result<u64> {
-        Err(crate::iommufd::unsupported(Operation::PhysicalAddress))
+    /// The physical address of byte `offset`: the first call locks the
+    /// buffer (`mlock`), then the page's frame is read from
+    /// `/proc/self/pagemap`. See the type's documentation for what that
+    /// costs, what it needs (`CAP_SYS_ADMIN`) and how long the address
+    /// holds. Past the end is [`ErrorKind::OutOfRange`] with no errno; a
+    /// failed mlock is its errno (ENOMEM past `RLIMIT_MEMLOCK`, EPERM with
+    /// a limit of 0).
+    fn physical_address(&self, offset: usize) -> Result<u64> {
+        if offset >= self.len() {
+            return Err(
+                Error::new(Operation::PhysicalAddress, ErrorKind::OutOfRange).with_detail(
+                    format_args!("byte {offset:#x} of {:#x} bytes of DMA memory", self.len()),
+                ),
+            );
+        }
+        self.lock()?;
+        crate::pagemap::physical_address(Path::new(PAGEMAP), self.addr() + offset, page_size())
     }
 
     fn page_size(&self) -> usize {
@@ -482,6 +555,52 @@ mod tests {
             m.store_release_u64(at + 24, 0).unwrap();
         }
         producer.join().unwrap();
+    }
+
+    /// Root (CAP_SYS_ADMIN) reads real frame numbers: two bytes of one page
+    /// are as far apart physically as virtually, and a second page has a
+    /// frame of its own. Without the capability, the refusal names it.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no /proc/self/pagemap and no mlock")]
+    fn physical_addresses_are_page_consistent() {
+        let page = page_size();
+        let m = LinuxDmaMemory::alloc(2 * page, HugePages::Never).unwrap();
+        let a = match m.physical_address(0x10) {
+            Ok(a) => a,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+                assert!(e.detail().unwrap().contains("CAP_SYS_ADMIN"), "{e}");
+                return;
+            }
+        };
+        assert!(m.locked.load(Ordering::Relaxed));
+        assert_ne!(a, 0);
+        assert_eq!(a % page as u64, 0x10);
+        let b = m.physical_address(0x7f8).unwrap();
+        assert_eq!(b - a, 0x7f8 - 0x10);
+        let second = m.physical_address(page + 8).unwrap();
+        assert_eq!(second % page as u64, 8);
+        assert_ne!(second / page as u64, a / page as u64);
+        // Asking again gives the same answer: the pages stayed put.
+        assert_eq!(m.physical_address(0x10).unwrap(), a);
+        let e = m.physical_address(m.len()).unwrap_err();
+        assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+    }
+
+    /// A hugetlb buffer (when the pool has pages) is physically contiguous
+    /// across its base pages: one 2 MiB frame.
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri has no /proc/self/pagemap and no hugetlb pages")]
+    fn a_huge_page_is_physically_contiguous() {
+        let Ok(m) = LinuxDmaMemory::alloc(HUGE_PAGE_SIZE, HugePages::Require) else {
+            return;
+        };
+        let Ok(a) = m.physical_address(0) else {
+            return;
+        };
+        assert_eq!(a % HUGE_PAGE_SIZE as u64, 0);
+        let end = m.physical_address(HUGE_PAGE_SIZE - 1).unwrap();
+        assert_eq!(end - a, HUGE_PAGE_SIZE as u64 - 1);
     }
 
     #[test]

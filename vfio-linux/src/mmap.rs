@@ -11,11 +11,11 @@
 //!   are no defence against data races there, so every access is an atomic
 //!   one on the aligned 64-bit words of the range (see [`vfio_core::words`]).
 
-// UNSAFETY: mmap/munmap, volatile access through raw pointers into device
+// UNSAFETY: mmap/munmap/mlock, volatile access through raw pointers into device
 // mappings, and viewing anonymous mappings as atomic words.
 #![expect(unsafe_code)]
 
-use nix::sys::mman::{MapFlags, ProtFlags, mmap, mmap_anonymous, munmap};
+use nix::sys::mman::{MapFlags, ProtFlags, mlock, mmap, mmap_anonymous, munmap};
 use std::marker::PhantomData;
 use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
@@ -157,6 +157,22 @@ impl Mapping {
     /// The start address, for handing to the kernel (e.g. `VFIO_IOMMU_MAP_DMA`).
     pub fn addr(&self) -> usize {
         self.ptr.as_ptr() as usize
+    }
+
+    /// `mlock(2)` of the whole range: every page is faulted in (the kernel
+    /// populates the range before returning) and kept resident, never
+    /// swapped out. Idempotent: locking a locked range again changes
+    /// nothing and is not counted twice against `RLIMIT_MEMLOCK`
+    /// (`do_mlock` subtracts what is already locked). EPERM with a limit
+    /// of 0 and no `CAP_IPC_LOCK`; ENOMEM past the limit (`mm/mlock.c`).
+    /// A hugetlb range is populated but not marked locked
+    /// (`mlock_fixup` skips such mappings): hugetlb pages are never
+    /// swapped anyway.
+    pub fn lock(&self) -> nix::Result<()> {
+        // SAFETY: `ptr..ptr + len` is this mapping, alive for the call;
+        // mlock changes no byte of it and no mapping, only how the kernel
+        // keeps its pages.
+        unsafe { mlock(self.ptr.cast(), self.len) }
     }
 
     /// Where a `T` at `offset` may be accessed: `Some` if the access lies

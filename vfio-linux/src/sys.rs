@@ -3,7 +3,8 @@
 //! Fixed-size arguments use the `vfio-bindings` structs; variable-length ones
 //! (`vfio_irq_set` with N eventfds, info structs followed by a capability
 //! chain) are built and read as byte buffers through zerocopy mirrors of the
-//! uAPI headers, so no payload has a fixed cap.
+//! uAPI headers, so no payload has a fixed cap. The iommufd ioctls and the
+//! device cdev's are in the `iommufd` submodule, re-exported here.
 
 // UNSAFETY: ioctl(2) on VFIO file descriptors with pointers to argument
 // buffers, and adopting the file descriptor VFIO_GROUP_GET_DEVICE_FD returns.
@@ -19,6 +20,9 @@ use vfio_bindings::bindings::vfio::{
     vfio_region_info,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+mod iommufd;
+pub use iommufd::*;
 
 /// Downstream kernels put their private VFIO ioctls from here on.
 const VFIO_PRIVATE_BASE: u32 = 200;
