@@ -174,6 +174,13 @@ macro_rules! for_each_case {
     };
 }
 
+/// The case that removes `edu` and has the host bring it back: the kernel
+/// then gives the device's BAR a new address (the firmware's placement is
+/// gone), which the config-space cases of a later run in the same boot
+/// would see. A host that runs the suite in several modes runs this case of
+/// each mode after every other case of all of them.
+pub const REMOVES_A_DEVICE: &str = "removal_asks_for_the_device_and_waits_for_its_release";
+
 macro_rules! case_list {
     ($($module:ident :: $name:ident),* $(,)?) => {
         /// The cases written for the guest's devices, instantiated for backend `B`.
