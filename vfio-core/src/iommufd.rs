@@ -60,8 +60,11 @@ pub trait Ioas<B: VfioBackend>: DmaSpace<B> {
 
     /// The alignment every IOVA and length must have
     /// (`IOMMU_IOAS_IOVA_RANGES`' `out_iova_alignment`): the largest
-    /// minimum page size of the IOMMUs of the attached devices, or 1 (no
-    /// alignment) with none attached (`iopt_init_table`).
+    /// minimum page size of the IOMMUs of the attached devices, or 1 with
+    /// none attached (`iopt_calculate_iova_alignment`; seen on Linux 6.12:
+    /// 1 on a fresh IOAS, 4096 with a VT-d device attached). Mappings made
+    /// before an attach should still be page-aligned, or the IOMMU cannot
+    /// take them.
     fn iova_alignment(&self) -> Result<u64>;
 
     /// `IOMMU_IOAS_MAP` without `IOMMU_IOAS_MAP_FIXED_IOVA`: the kernel

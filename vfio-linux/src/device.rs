@@ -268,9 +268,12 @@ impl Device<LinuxBackend> for LinuxDevice {
     /// for a closed descriptor and EBADFD for a file that is not an iommufd
     /// (`iommufd_ctx_from_fd`); EPERM when the platform cannot isolate MSIs
     /// and iommufd's `allow_unsafe_interrupts` is off (`iommufd_device_bind`);
-    /// otherwise the errors of the driver's open (`vfio_df_open`). If the
-    /// bind succeeds but the reads after it fail, the error says so (the
-    /// device stays bound).
+    /// otherwise the errors of the driver's open (`vfio_df_open`). Seen on
+    /// Linux 6.12: EINVAL for a second bind and for a group-opened device,
+    /// EBUSY with the group open, EBADFD for an eventfd; the coherency
+    /// EINVAL and the EPERM are from the source, not checked. If the bind
+    /// succeeds but the reads after it fail, the error says so (the device
+    /// stays bound).
     fn bind_iommufd(&self, iommufd: BorrowedFd<'_>) -> Result<u32> {
         let devid = sys::device_bind_iommufd(self.as_fd(), iommufd)
             .map_err(|e| self.err(Operation::BindIommufd, e))?;
@@ -288,7 +291,10 @@ impl Device<LinuxBackend> for LinuxDevice {
     /// the bound iommufd, EINVAL for one that is neither an IOAS nor a
     /// hardware page table, and on a cdev not bound yet; ENOTTY on a
     /// device opened through its group (vfio-pci has no such ioctl there);
-    /// otherwise the IOMMU driver's refusal of the attach.
+    /// otherwise the IOMMU driver's refusal of the attach. Seen on Linux
+    /// 6.12: ENOENT, the EINVAL of an unbound cdev, ENOTTY; the pt id
+    /// returned for an IOAS is that of the hardware page table the kernel
+    /// made for it (3 for IOAS 1 with device id 2).
     fn attach_pt(&self, pt_id: u32) -> Result<u32> {
         sys::device_attach_iommufd_pt(self.as_fd(), pt_id).map_err(|e| {
             Error::from_errno(Operation::AttachPt, e)
@@ -298,7 +304,8 @@ impl Device<LinuxBackend> for LinuxDevice {
 
     /// `VFIO_DEVICE_DETACH_IOMMUFD_PT` (`vfio_df_ioctl_detach_pt`): 0 even
     /// when nothing was attached; EINVAL on a cdev not bound yet, ENOTTY on
-    /// a device opened through its group.
+    /// a device opened through its group (0 twice in a row and ENOTTY seen
+    /// on Linux 6.12).
     fn detach_pt(&self) -> Result<()> {
         sys::device_detach_iommufd_pt(self.as_fd()).map_err(|e| self.err(Operation::DetachPt, e))
     }
