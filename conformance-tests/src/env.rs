@@ -101,7 +101,8 @@ impl<B: VfioBackend> From<OpenDevice<B>> for Opened<B> {
     }
 }
 
-const NO_GROUP: &str = "iommufd mode opens the device through its cdev, with no group or container";
+const NO_GROUP: &str =
+    "a group or container behaviour (iommufd opens the cdev): runs in type1 and noiommu mode only";
 
 impl<B: VfioBackend> Opened<B> {
     /// The group, in the container modes; n/a in iommufd mode.
@@ -122,9 +123,9 @@ impl<B: VfioBackend> Opened<B> {
     pub fn type1(&self) -> Result<&B::Container> {
         match self.dma.mode() {
             Mode::Type1 => self.container(),
-            other => Err(crate::not_applicable(format!(
-                "a Type1 container behaviour; {other} mode has none"
-            ))),
+            _ => Err(crate::not_applicable(
+                "a Type1 container behaviour: runs in type1 mode only",
+            )),
         }
     }
 
@@ -150,12 +151,9 @@ impl<B: VfioBackend> Opened<B> {
 
     /// The iommufd, in iommufd mode; n/a in the others.
     pub fn iommufd(&self) -> Result<&B::IommuFd> {
-        self.dma.iommufd().ok_or_else(|| {
-            crate::not_applicable(format!(
-                "an iommufd behaviour; {} mode has none",
-                self.dma.mode()
-            ))
-        })
+        self.dma
+            .iommufd()
+            .ok_or_else(|| crate::not_applicable("an iommufd behaviour: runs in iommufd mode only"))
     }
 }
 
@@ -204,9 +202,8 @@ impl<B: VfioBackend> Env<B> {
         }
         let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
         Err(crate::not_applicable(format!(
-            "{what}: runs in {} mode only, not in {}",
-            names.join(" and "),
-            self.mode
+            "{what}: runs in {} mode only",
+            names.join(" and ")
         )))
     }
 
