@@ -225,6 +225,10 @@ mod tests {
 
         let opts = parse_guest(os(&["--kernel", "6.12", "--", "bin"])).unwrap();
         assert_eq!(opts.kernel, guest::GuestKernel::Built6_12);
+        assert!(!opts.noiommu);
+
+        let opts = parse_guest(os(&["--kernel", "6.12", "--noiommu", "--", "bin"])).unwrap();
+        assert!(opts.noiommu);
 
         let opts = parse_guest(os(&["bin", "--output"])).unwrap();
         assert_eq!(opts.args, os(&["--output"]));
@@ -239,5 +243,7 @@ mod tests {
         assert!(parse_guest(os(&["--bogus", "--", "b"])).is_err());
         assert!(parse_guest(os(&["--"])).is_err());
         assert!(parse_guest(os(&["--kernel", "6.6", "--", "b"])).is_err());
+        // 6.1's vfio is a module: the parameter is not on its command line.
+        assert!(parse_guest(os(&["--noiommu", "--", "b"])).is_err());
     }
 }

@@ -31,7 +31,7 @@ pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Resul
 
 /// Unmapping a range with no mapping succeeds and unmaps nothing.
 pub fn unmap_of_an_unmapped_range_unmaps_nothing<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    env.only_in(&[Mode::Type1], "Type1 unmaps nothing and succeeds; an IOAS answers ENOENT (iommufd_unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
+    env.only_in(&[Mode::Type1], "Type1 unmaps nothing and succeeds; an IOAS answers ENOENT (iommufd::unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
     let o = env.open_edu()?;
     let n = o.dma.unmap_dma(0x40_0000, 0x1000)?;
     ensure!(n == 0, "unmapped {n}");
@@ -68,7 +68,7 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
 
 /// Type1v2 refuses an unmap that would split a mapping.
 pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    env.only_in(&[Mode::Type1], "Type1 answers EINVAL; an IOAS answers ENOENT (iommufd_unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
+    env.only_in(&[Mode::Type1], "Type1 answers EINVAL; an IOAS answers ENOENT (iommufd::unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
     let _mapping = o.dma.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
