@@ -1,7 +1,8 @@
 //! What a case is given: a backend and the devices to exercise.
 
 use anyhow::{Context, Result};
-use vfio_core::{Container, Group, IommuType, PciAddress, VfioBackend};
+use vfio_core::open::{DmaContext, Mode, OpenDevice};
+use vfio_core::{PciAddress, VfioBackend};
 
 /// The devices the suite drives. In the QEMU guest these are QEMU's `edu` at
 /// 00:02.0 and an NVMe controller at 00:03.0, both bound to vfio-pci, and
@@ -62,8 +63,8 @@ impl Targets {
 /// the mock's own setting, so the two cannot drift apart.
 pub use vfio_mock::KernelVersion as Kernel;
 
-/// A case's environment: a fresh backend, the target devices, and what the
-/// host lets a case do beyond VFIO calls.
+/// A case's environment: a fresh backend, the target devices, the mode
+/// devices are opened in, and what the host lets a case do beyond VFIO calls.
 #[derive(Debug)]
 pub struct Env<B: VfioBackend> {
     /// The backend under test.
@@ -74,28 +75,97 @@ pub struct Env<B: VfioBackend> {
     pub host: std::sync::Arc<dyn crate::HostControl>,
     /// The kernel the backend is on or imitates, if the suite knows it.
     pub kernel: Option<Kernel>,
+    /// How [`open`](Env::open) opens devices: type1 (the default), iommufd
+    /// or no-IOMMU.
+    pub mode: Mode,
 }
 
-/// A device opened the usual way, with the container and group it needs.
-/// Fields drop in declaration order: device, then group, then container.
+/// A device opened in the environment's mode
+/// ([`vfio_core::open::open_device`]), with its IOMMU context. Fields drop
+/// in declaration order: the device, then its context.
 #[derive(Debug)]
 pub struct Opened<B: VfioBackend> {
     /// The open device.
     pub device: B::Device,
-    /// Its group, attached to `container`.
-    pub group: B::Group,
-    /// A container set to Type1v2.
-    pub container: B::Container,
+    /// Its IOMMU context, a [`DmaSpace`](vfio_core::DmaSpace) every mode
+    /// maps through.
+    pub dma: DmaContext<B>,
+}
+
+impl<B: VfioBackend> From<OpenDevice<B>> for Opened<B> {
+    fn from(o: OpenDevice<B>) -> Self {
+        Self {
+            device: o.device,
+            dma: o.dma,
+        }
+    }
+}
+
+const NO_GROUP: &str =
+    "a group or container behaviour (iommufd opens the cdev): runs in type1 and noiommu mode only";
+
+impl<B: VfioBackend> Opened<B> {
+    /// The group, in the container modes; n/a in iommufd mode.
+    pub fn group(&self) -> Result<&B::Group> {
+        self.dma
+            .group()
+            .ok_or_else(|| crate::not_applicable(NO_GROUP))
+    }
+
+    /// The container, in the container modes; n/a in iommufd mode.
+    pub fn container(&self) -> Result<&B::Container> {
+        self.dma
+            .container()
+            .ok_or_else(|| crate::not_applicable(NO_GROUP))
+    }
+
+    /// The Type1v2 container, in type1 mode; n/a in the others.
+    pub fn type1(&self) -> Result<&B::Container> {
+        match self.dma.mode() {
+            Mode::Type1 => self.container(),
+            _ => Err(crate::not_applicable(
+                "a Type1 container behaviour: runs in type1 mode only",
+            )),
+        }
+    }
+
+    /// The device, its group and its Type1v2 container, in type1 mode; n/a
+    /// in the others.
+    pub fn into_type1(self) -> Result<(B::Device, B::Group, B::Container)> {
+        self.type1()?;
+        match self.dma {
+            DmaContext::Container { group, container } => Ok((self.device, group, container)),
+            DmaContext::Ioas { .. } => Err(crate::not_applicable(NO_GROUP)),
+        }
+    }
+
+    /// The IOAS, in iommufd mode; n/a in the others.
+    pub fn ioas(&self) -> Result<&B::Ioas> {
+        self.dma.ioas().ok_or_else(|| {
+            crate::not_applicable(format!(
+                "an IOAS behaviour; {} mode has none",
+                self.dma.mode()
+            ))
+        })
+    }
+
+    /// The iommufd, in iommufd mode; n/a in the others.
+    pub fn iommufd(&self) -> Result<&B::IommuFd> {
+        self.dma
+            .iommufd()
+            .ok_or_else(|| crate::not_applicable("an iommufd behaviour: runs in iommufd mode only"))
+    }
 }
 
 impl<B: VfioBackend> Env<B> {
-    /// An environment over `backend` with the default targets.
+    /// An environment over `backend` with the default targets, in type1 mode.
     pub fn new(backend: B) -> Self {
         Self {
             backend,
             targets: Targets::default(),
             host: std::sync::Arc::new(crate::NoHostControl),
             kernel: None,
+            mode: Mode::Type1,
         }
     }
 
@@ -103,6 +173,13 @@ impl<B: VfioBackend> Env<B> {
     #[must_use]
     pub fn with_kernel(mut self, kernel: Option<Kernel>) -> Self {
         self.kernel = kernel;
+        self
+    }
+
+    /// The same environment opening devices in `mode`.
+    #[must_use]
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
         self
     }
 
@@ -115,6 +192,19 @@ impl<B: VfioBackend> Env<B> {
                  on Linux 6.1 and 6.12 only",
             )
         })
+    }
+
+    /// Ends the case as n/a unless the environment is in one of `modes`;
+    /// `what` says what the case needs, for the reason.
+    pub fn only_in(&self, modes: &[Mode], what: &str) -> Result<()> {
+        if modes.contains(&self.mode) {
+            return Ok(());
+        }
+        let names: Vec<&str> = modes.iter().map(|m| m.name()).collect();
+        Err(crate::not_applicable(format!(
+            "{what}: runs in {} mode only",
+            names.join(" and ")
+        )))
     }
 
     /// The same environment with other targets.
@@ -139,24 +229,33 @@ impl<B: VfioBackend> Env<B> {
             .with_context(|| format!("IOMMU group of {device}"))
     }
 
-    /// Opens the group of `device`, attaches a new Type1v2 container and opens the device.
+    /// Opens group `number` the way the mode does: `/dev/vfio/noiommu-N` in
+    /// no-IOMMU mode, `/dev/vfio/N` in the others (iommufd mode opens no
+    /// group itself, but its host has them).
+    pub fn open_group(&self, number: u32) -> vfio_core::Result<B::Group> {
+        match self.mode {
+            Mode::NoIommu => self.backend.open_noiommu_group(number),
+            _ => self.backend.open_group(number),
+        }
+    }
+
+    /// The IOMMU type the mode sets on a container: Type1v2, or NoIommu in
+    /// no-IOMMU mode.
+    pub fn iommu_type(&self) -> vfio_core::IommuType {
+        match self.mode {
+            Mode::NoIommu => vfio_core::IommuType::NoIommu,
+            _ => vfio_core::IommuType::Type1v2,
+        }
+    }
+
+    /// Opens `device` in the environment's mode
+    /// ([`vfio_core::open::open_device`]): its group in a new container
+    /// set to Type1v2 (or NoIommu), or its cdev bound to a new iommufd and
+    /// attached to a new IOAS.
     pub fn open(&self, device: &PciAddress) -> Result<Opened<B>> {
-        let group = self.backend.open_group(self.group_of(device)?)?;
-        let container = self.backend.open_container()?;
-        group.set_container(&container)?;
-        container.set_iommu(IommuType::Type1v2)?;
-        // A device just bound (or brought back by a rescan) can be ENODEV
-        // for a moment on Linux 6.1: one retry, as a driver would.
-        let device = vfio_core::retry::open_device_with_retry::<B>(
-            &group,
-            &device.to_string(),
-            &vfio_core::SystemClock,
-        )?;
-        Ok(Opened {
-            device,
-            group,
-            container,
-        })
+        let opened = vfio_core::open::open_device(&self.backend, device, self.mode)
+            .with_context(|| format!("opening {device} in {} mode", self.mode))?;
+        Ok(opened.into())
     }
 
     /// Opens the `edu` device.

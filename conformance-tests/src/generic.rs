@@ -9,7 +9,7 @@
 //! register read can have side effects on unknown hardware); interrupts are
 //! exercised by loopback only.
 
-use crate::{Env, Opened, expect_error, fired, not_applicable};
+use crate::{Env, Mode, Opened, expect_error, fired, not_applicable};
 use anyhow::{Context, Result, ensure};
 use std::time::Duration;
 use vfio_core::parse::{pci_caps, sysfs};
@@ -67,8 +67,9 @@ pub fn group_is_viable_and_the_device_opens<B: VfioBackend>(
     env: &Env<B>,
     dev: &PciAddress,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let o = env.open(dev)?;
-    let status = vfio_core::Group::status(&o.group)?;
+    let status = vfio_core::Group::status(o.group()?)?;
     ensure!(
         status == GroupStatus::VIABLE | GroupStatus::CONTAINER_SET,
         "status {status:?}"
@@ -360,11 +361,15 @@ pub fn unbinding_a_vector_range_leaves_the_rest_bound<B: VfioBackend>(
 
 /// A DMA buffer maps into the device's container and unmaps with its size.
 pub fn dma_map_and_unmap_round_trip<B: VfioBackend>(env: &Env<B>, dev: &PciAddress) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::Iommufd],
+        "an IOMMU mapping behaviour; a no-IOMMU container maps nothing",
+    )?;
     let o = env.open(dev)?;
     let mem = env.backend.alloc_dma(0x4000)?;
-    let mapping =
-        o.container
-            .map_dma(&mem, 0, 0x4000, 0x80_0000, DmaFlags::READ | DmaFlags::WRITE)?;
+    let mapping = o
+        .dma
+        .map_dma(&mem, 0, 0x4000, 0x80_0000, DmaFlags::READ | DmaFlags::WRITE)?;
     ensure!(mapping.unmap()? == 0x4000, "unmap size");
     Ok(())
 }

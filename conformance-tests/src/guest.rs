@@ -4,6 +4,7 @@ use crate::report::Report;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use vfio_core::open::Mode;
 
 /// The guest binary's package and name.
 const GUEST_BIN: (&str, &str) = ("conformance-tests", "conformance-guest");
@@ -26,10 +27,13 @@ fn cargo() -> Command {
 
 /// Builds the static guest binary, boots the guest on Linux `series` (`6.1`,
 /// or `6.12`, which `cargo xtask kernel` builds first if it is not cached)
-/// with it, and returns the kernel's report. `workspace` is the workspace
-/// root; the report is also left in
-/// `<workspace>/target/guest/conformance-<series>.json`.
-pub fn run(workspace: &Path, series: &str) -> Result<Report> {
+/// with it, has it run the suite once in each of `modes`, and returns the
+/// kernel's reports, one per mode. With `noiommu` the guest boots without
+/// an IOMMU and with vfio's `enable_unsafe_noiommu_mode=1` (`cargo xtask
+/// guest --noiommu`). `workspace` is the workspace root; the reports are
+/// also left, a line each, in
+/// `<workspace>/target/guest/conformance-<series>[-noiommu].json`.
+pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Result<Vec<Report>> {
     if series != "6.1" {
         // Built (5 to 10 minutes) or found in the cache, with its progress shown.
         let status = cargo()
@@ -54,17 +58,24 @@ pub fn run(workspace: &Path, series: &str) -> Result<Report> {
         );
     }
     let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    let json = workspace.join(format!("target/guest/conformance-{series}.json"));
+    let suffix = if noiommu { "-noiommu" } else { "" };
+    let json = workspace.join(format!("target/guest/conformance-{series}{suffix}.json"));
     // A report of an earlier run must not pass for this one's.
     let _ = std::fs::remove_file(&json);
-    let run = cargo()
+    let mut guest = cargo();
+    guest
         .current_dir(workspace)
-        .args(["xtask", "guest", "--kernel", series, "--output"])
-        .arg(&json)
-        .arg("--")
-        .arg(&binary)
-        .output()
-        .context("running `cargo xtask guest`")?;
+        .args(["xtask", "guest", "--kernel", series])
+        // The suite in two modes takes longer than one boot's default limit.
+        .args(["--timeout", "900"]);
+    if noiommu {
+        guest.arg("--noiommu");
+    }
+    guest.arg("--output").arg(&json).arg("--").arg(&binary);
+    for mode in modes {
+        guest.args(["--mode", mode.name()]);
+    }
+    let run = guest.output().context("running `cargo xtask guest`")?;
     let console =
         String::from_utf8_lossy(&run.stdout).into_owned() + &String::from_utf8_lossy(&run.stderr);
     let timing = console
@@ -72,19 +83,27 @@ pub fn run(workspace: &Path, series: &str) -> Result<Report> {
         .rfind(|l| l.starts_with("guest: ran in"))
         .unwrap_or("");
     let text = std::fs::read_to_string(&json).unwrap_or_default();
-    let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.len() < modes.len() {
         let tail: Vec<&str> = console.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
-            "the guest returned no report (exit status {}): it did not boot or the suite \
-             crashed. Last lines of its console:\n{}",
+            "the guest returned {} of {} reports (exit status {}): it did not boot or the \
+             suite crashed. Last lines of its console:\n{}",
+            lines.len(),
+            modes.len(),
             run.status,
             tail.join("\n")
         );
-    };
+    }
     if !timing.is_empty() {
         println!("{timing}");
     }
-    serde_json::from_str(line)
-        .with_context(|| format!("the guest's report in {} does not parse", json.display()))
+    lines
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line)
+                .with_context(|| format!("a guest report in {} does not parse", json.display()))
+        })
+        .collect()
 }

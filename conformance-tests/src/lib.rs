@@ -20,6 +20,7 @@ pub mod report;
 pub use env::{Env, Kernel, Opened, Targets};
 pub use expect::expect_error;
 pub use host_control::{HostControl, IommuFaultRecord, NoHostControl, SysfsHostControl};
+pub use vfio_core::open::Mode;
 
 /// The reason a case does not apply to the device it was given. A case ends
 /// with it (through [`not_applicable`]) instead of passing with nothing

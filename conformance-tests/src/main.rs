@@ -15,6 +15,11 @@
 //!   --kernel SERIES     the kernel to judge by, 6.1 or 6.12 (repeatable;
 //!                       default both: the mock imitating each, and the guest
 //!                       booting each; with --host, the one this host runs)
+//!   --mode MODE         the way devices are opened, type1, iommufd or noiommu
+//!                       (repeatable; default every mode the kernel has: type1
+//!                       on 6.1, all three on 6.12). Type1 and iommufd run in
+//!                       one boot of the IOMMU guest, no-IOMMU in a boot of its
+//!                       own without an IOMMU
 //!   --require-kernel    fail when the kernel side cannot run (default when CI=true)
 //!   --markdown FILE     write the side-by-side table as Markdown
 //!   --json FILE         write the table as JSON: {"runs": {id: {backend,
@@ -22,9 +27,10 @@
 //!                       {status, detail}}, only}]}
 //! ```
 //!
-//! With no options it runs the suite on the mock imitating Linux 6.1 and 6.12
-//! and, where QEMU is installed, in the guest on each of the two kernels,
-//! prints the table, and exits non-zero if any case fails on
+//! With no options it runs the suite on the mock imitating Linux 6.1 (type1)
+//! and 6.12 (type1, iommufd and no-IOMMU) and, where QEMU is installed, in
+//! the guest on each of the two kernels (three boots: 6.1, 6.12 with an
+//! IOMMU, 6.12 without), prints the table, and exits non-zero if any case fails on
 //! any run, or twins (the mock and Linux on the same kernel and mode) differ
 //! on any case, n/a against pass included.
 
@@ -34,11 +40,9 @@ use conformance_tests::{Env, Kernel, Targets, cases, guest, kernel, mock};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vfio_core::PciAddress;
+use vfio_core::open::Mode;
 use vfio_linux::LinuxBackend;
 use vfio_mock::KernelVersion;
-
-/// The IOMMU interface every case uses (a Type1v2 container).
-const MODE: &str = "type1";
 
 #[derive(Debug, Default)]
 struct Options {
@@ -48,6 +52,7 @@ struct Options {
     require_kernel: bool,
     targets: Targets,
     kernels: Vec<KernelVersion>,
+    modes: Vec<Mode>,
     markdown: Option<PathBuf>,
     json: Option<PathBuf>,
 }
@@ -77,11 +82,19 @@ fn parse_args() -> Result<Options> {
                     o.kernels.push(kernel);
                 }
             }
+            "--mode" => {
+                let mode: Mode = value("--mode")?
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+                if !o.modes.contains(&mode) {
+                    o.modes.push(mode);
+                }
+            }
             "--markdown" => o.markdown = Some(value("--markdown")?.into()),
             "--json" => o.json = Some(value("--json")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run -p conformance-tests [-- --mock-only | --host] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--require-kernel] [--markdown FILE] [--json FILE]"
+                    "usage: cargo run -p conformance-tests [-- --mock-only | --host] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--mode type1|iommufd|noiommu]... [--require-kernel] [--markdown FILE] [--json FILE]"
                 );
                 std::process::exit(0);
             }
@@ -95,6 +108,8 @@ fn parse_args() -> Result<Options> {
         o.kernels = mock::KERNELS.to_vec();
     }
     o.kernels.sort();
+    o.modes
+        .sort_by_key(|m| Mode::ALL.iter().position(|a| a == m));
     Ok(o)
 }
 
@@ -136,11 +151,27 @@ fn check_host(devices: &[PciAddress]) -> Result<()> {
     Ok(())
 }
 
-/// The suite on the real kernel `kernel`: in the guest booting it, or with
-/// `--host` on this host (whatever it runs; `None` for the other kernels).
-fn kernel_report(o: &Options, workspace: &Path, kernel: KernelVersion) -> Result<Option<Report>> {
-    if o.mock_only {
-        return Ok(None);
+/// The modes to run on `kernel`: those asked for that it has, or all it has.
+fn modes_on(o: &Options, kernel: KernelVersion) -> Vec<Mode> {
+    mock::modes(kernel)
+        .iter()
+        .copied()
+        .filter(|m| o.modes.is_empty() || o.modes.contains(m))
+        .collect()
+}
+
+/// The suite on the real kernel `kernel` in each of `modes`: in the guest
+/// booting it (type1 and iommufd in one boot with an IOMMU, no-IOMMU in one
+/// without), or with `--host` on this host (whatever it runs; nothing for
+/// the other kernels). The reports come back in the order of `modes`.
+fn kernel_reports(
+    o: &Options,
+    workspace: &Path,
+    kernel: KernelVersion,
+    modes: &[Mode],
+) -> Result<Vec<(Mode, Report)>> {
+    if o.mock_only || modes.is_empty() {
+        return Ok(Vec::new());
     }
     if o.host {
         let release = kernel::release()?;
@@ -149,40 +180,84 @@ fn kernel_report(o: &Options, workspace: &Path, kernel: KernelVersion) -> Result
                 "== this host runs {release}, not Linux {}: no kernel run for it",
                 kernel.series()
             );
-            return Ok(None);
+            return Ok(Vec::new());
         }
         check_host(&[o.targets.edu, o.targets.nvme])?;
         let cases = kernel::suite();
         let targets = o.targets;
         let known = Kernel::from_release(&release);
-        let factory = move || {
-            Ok(Env::new(LinuxBackend::new())
-                .with_targets(targets)
-                .with_kernel(known))
-        };
-        println!("== the suite on this host's vfio-pci");
-        let mut report = report::run_suite("vfio-linux (host)", &cases, &factory);
-        report.kernel = Some(release);
-        return Ok(Some(report));
+        let mut out = Vec::new();
+        for &mode in modes {
+            let factory = move || {
+                Ok(Env::new(LinuxBackend::new())
+                    .with_targets(targets)
+                    .with_kernel(known)
+                    .with_mode(mode))
+            };
+            println!("== the suite on this host's vfio-pci in {mode} mode");
+            let mut report = report::run_suite("vfio-linux (host)", &cases, &factory);
+            report.kernel = Some(release.clone());
+            report.mode = Some(mode.name().to_owned());
+            out.push((mode, report));
+        }
+        return Ok(out);
     }
     if let Some(why) = guest::unavailable() {
         if o.require_kernel {
             bail!("the kernel side cannot run: {why}");
         }
         println!("== kernel side skipped: {why}");
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let series = kernel.series();
-    println!("== the suite on Linux {series}'s vfio-pci in the QEMU guest");
-    let report = guest::run(workspace, series)?;
-    let release = report
-        .kernel
-        .as_deref()
-        .context("the kernel's report does not say which kernel ran it")?;
-    if report::kernel_series(release) != series {
-        bail!("the guest was to boot Linux {series} but ran {release}");
+    let mut out = Vec::new();
+    let with_iommu: Vec<Mode> = modes
+        .iter()
+        .copied()
+        .filter(|m| *m != Mode::NoIommu)
+        .collect();
+    let boots = [(false, with_iommu), (true, vec![Mode::NoIommu])];
+    for (noiommu, boot_modes) in boots {
+        let boot_modes: Vec<Mode> = boot_modes
+            .into_iter()
+            .filter(|m| modes.contains(m))
+            .collect();
+        if boot_modes.is_empty() {
+            continue;
+        }
+        let names: Vec<&str> = boot_modes.iter().map(|m| m.name()).collect();
+        println!(
+            "== the suite on Linux {series}'s vfio-pci in the QEMU guest {}, in {} mode",
+            if noiommu {
+                "without an IOMMU"
+            } else {
+                "with an IOMMU"
+            },
+            names.join(" and ")
+        );
+        let started = std::time::Instant::now();
+        let reports = guest::run(workspace, series, noiommu, &boot_modes)?;
+        println!(
+            "== Linux {series} guest ({}): {:.1} s",
+            names.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+        for mode in boot_modes {
+            let report = reports
+                .iter()
+                .find(|r| r.mode.as_deref().unwrap_or("type1") == mode.name())
+                .with_context(|| format!("the guest sent no report for {mode} mode"))?;
+            let release = report
+                .kernel
+                .as_deref()
+                .context("the kernel's report does not say which kernel ran it")?;
+            if report::kernel_series(release) != series {
+                bail!("the guest was to boot Linux {series} but ran {release}");
+            }
+            out.push((mode, report.clone()));
+        }
     }
-    Ok(Some(report))
+    Ok(out)
 }
 
 /// `--device ADDR`: the device-agnostic cases on a device of this host.
@@ -216,21 +291,31 @@ fn run() -> Result<bool> {
         .to_owned();
     let mut table = Table::default();
     for &version in &o.kernels {
-        println!(
-            "== the suite on vfio-mock imitating Linux {}",
-            version.series()
-        );
-        let factory = move || mock::env_on(version);
-        let mock_report = report::run_suite("vfio-mock", &cases::all(), &factory);
-        table.add(
-            Run::new(Backend::Mock, version.series(), MODE),
-            &mock_report,
-            &[],
-        );
-        // kernel_report checked that the guest ran this series.
-        if let Some(k) = kernel_report(&o, &workspace, version)? {
-            let run = Run::new(Backend::Linux, version.series(), MODE);
-            table.add(run, &k, &kernel::only_reasons());
+        let modes = modes_on(&o, version);
+        let mut mocks = Vec::new();
+        for &mode in &modes {
+            println!(
+                "== the suite on vfio-mock imitating Linux {} in {mode} mode",
+                version.series()
+            );
+            let factory = move || mock::env_in(version, mode);
+            mocks.push((
+                mode,
+                report::run_suite("vfio-mock", &cases::all(), &factory),
+            ));
+        }
+        // kernel_reports checked that the guest ran this series.
+        let linux = kernel_reports(&o, &workspace, version, &modes)?;
+        for (mode, mock_report) in mocks {
+            table.add(
+                Run::new(Backend::Mock, version.series(), mode.name()),
+                &mock_report,
+                &[],
+            );
+            if let Some((_, k)) = linux.iter().find(|(m, _)| *m == mode) {
+                let run = Run::new(Backend::Linux, version.series(), mode.name());
+                table.add(run, k, &kernel::only_reasons());
+            }
         }
     }
     let markdown = table.markdown();

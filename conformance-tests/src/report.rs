@@ -92,6 +92,10 @@ pub struct Report {
     /// The kernel release it ran on (`uname -r`), where it ran on one.
     #[serde(default)]
     pub kernel: Option<String>,
+    /// The mode the cases opened devices in (`type1`, `iommufd`,
+    /// `noiommu`); a report without one is type1's.
+    #[serde(default)]
+    pub mode: Option<String>,
     /// The results, in suite order.
     pub results: Vec<CaseResult>,
 }
@@ -184,6 +188,7 @@ pub fn run_suite<B: VfioBackend>(
     Report {
         backend: backend.to_owned(),
         kernel: None,
+        mode: None,
         results,
     }
 }
@@ -452,6 +457,7 @@ mod tests {
         Report {
             backend: "any".into(),
             kernel: None,
+            mode: None,
             results: results
                 .iter()
                 .map(|(n, o)| CaseResult {

@@ -2,8 +2,8 @@
 //! `vfio_container.c` and `vfio_iommu_type1.c` run it.
 
 use crate::host::{HostInner, MockBackend};
-use crate::iommu::{self, Access, DmaMap};
-use crate::memory::MockDmaMemory;
+use crate::iommu::{self, Access, DmaMap, Outcome};
+use crate::memory::{MockDmaMemory, PhysMemory};
 use crate::model::DmaFault;
 use nix::errno::Errno;
 use parking_lot::Mutex;
@@ -23,6 +23,8 @@ pub(crate) type ContainerSlot = Arc<Mutex<Option<Arc<ContainerCore>>>>;
 pub(crate) struct ContainerCore {
     state: Mutex<ContainerState>,
     noiommu_mode: bool,
+    /// The host's physical memory, which no-IOMMU devices reach.
+    phys: Arc<PhysMemory>,
 }
 
 #[derive(Debug, Default)]
@@ -51,10 +53,11 @@ fn type1_extension(extension: Extension, has_iommu: bool) -> u32 {
 }
 
 impl ContainerCore {
-    pub(crate) fn new(noiommu_mode: bool) -> Self {
+    pub(crate) fn new(noiommu_mode: bool, phys: Arc<PhysMemory>) -> Self {
         Self {
             state: Mutex::new(ContainerState::default()),
             noiommu_mode,
+            phys,
         }
     }
 
@@ -93,16 +96,18 @@ impl ContainerCore {
         self.state.lock().iommu.is_some()
     }
 
-    /// A device's DMA through this container's IOMMU.
-    pub(crate) fn dma(
-        &self,
-        iova: u64,
-        access: Access<'_>,
-    ) -> std::result::Result<crate::iommu::Outcome, DmaFault> {
+    /// A device's DMA through this container's IOMMU, or with the
+    /// no-IOMMU driver straight to physical memory (the [`Dma`] says which).
+    pub(crate) fn dma(&self, iova: u64, access: Access<'_>) -> std::result::Result<Dma, DmaFault> {
         let s = self.state.lock();
         match s.iommu {
-            Some(IommuType::Type1 | IommuType::Type1v2) => Ok(s.dma.access(iova, access)),
-            // No-IOMMU devices DMA to bus addresses the mock cannot resolve.
+            Some(IommuType::Type1 | IommuType::Type1v2) => {
+                Ok(Dma::Translated(s.dma.access(iova, access)))
+            }
+            Some(IommuType::NoIommu) => {
+                drop(s);
+                Ok(Dma::Physical(self.phys.access(iova, access)))
+            }
             _ => Err(DmaFault::NoIommu),
         }
     }
@@ -173,6 +178,15 @@ impl ContainerCore {
     }
 }
 
+/// What a device's DMA through a container did.
+#[derive(Debug)]
+pub(crate) enum Dma {
+    /// Through the IOMMU: the refused bytes are IOMMU faults.
+    Translated(Outcome),
+    /// To physical addresses (no-IOMMU): the refused bytes lie in no buffer.
+    Physical(Outcome),
+}
+
 /// An open `/dev/vfio/vfio`.
 #[derive(Debug)]
 pub struct MockContainer {
@@ -183,7 +197,7 @@ pub struct MockContainer {
 impl MockContainer {
     pub(crate) fn new(host: Arc<HostInner>) -> Self {
         Self {
-            core: Arc::new(ContainerCore::new(host.noiommu_mode)),
+            core: Arc::new(ContainerCore::new(host.noiommu_mode, host.phys.clone())),
             host,
         }
     }

@@ -1,42 +1,82 @@
-//! An opened device (`VFIO_GROUP_GET_DEVICE_FD`): info, region I/O, mmap,
-//! reset and interrupts.
+//! An opened device (`VFIO_GROUP_GET_DEVICE_FD`, or its cdev
+//! `/dev/vfio/devices/vfioN`): info, region I/O, mmap, reset and
+//! interrupts, and for a cdev its binding to an iommufd.
 
-use crate::group::GroupFile;
+use crate::group::{GroupCore, GroupFile};
 use crate::host::{HostInner, MockBackend};
+use crate::iommufd::{Binding, Ctx};
 use crate::pci_device::PciDevice;
 use crate::region::MockRegion;
 use nix::errno::Errno;
 use nix::sys::eventfd::EventFd;
+use parking_lot::Mutex;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use vfio_core::{
     Device, DeviceInfo, Error, IrqAction, IrqData, IrqIndex, IrqInfo, IrqTracker, Operation,
     RegionFlags, RegionInfo, Result,
 };
 
-/// One open device file. Mapped regions hold it too (a mapping keeps the
-/// file open), and it holds the group file.
+/// One open of the device (`vfio_df_open`): a device file from the group,
+/// or a cdev once bound. Mapped regions hold it too (a mapping keeps the
+/// file open); it holds the group file, or the cdev's iommufd binding.
 #[derive(Debug)]
 pub(crate) struct OpenDevice {
     pub device: Arc<PciDevice>,
-    pub group: Arc<GroupFile>,
+    pub group: Option<Arc<GroupFile>>,
+    /// Dropped after the device is closed, as `vfio_df_unbind_iommufd`
+    /// closes the device before it lets go of the iommufd.
+    pub binding: Option<Binding>,
 }
 
 impl Drop for OpenDevice {
     fn drop(&mut self) {
         self.device.close_fd();
-        self.group.core.device_closed();
+        if let Some(group) = &self.group {
+            group.core.device_closed();
+        }
     }
 }
 
-/// A device opened through a [`MockGroup`](crate::MockGroup).
+/// What a device file opened through its cdev has besides the device.
+#[derive(Debug)]
+struct Cdev {
+    group: Arc<GroupCore>,
+    /// `dev_set->lock`: one bind at a time.
+    bind: Mutex<()>,
+    /// The registration the open file holds.
+    _hold: Hold,
+}
+
+/// An open cdev's hold on the device's registration
+/// (`vfio_device_try_get_registration`): a removal completes only once it
+/// is closed.
+#[derive(Debug)]
+pub(crate) struct Hold(pub Arc<PciDevice>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.release_hold();
+    }
+}
+
+/// A device opened through a [`MockGroup`](crate::MockGroup) or through its
+/// cdev ([`VfioBackend::open_device_cdev`](vfio_core::VfioBackend::open_device_cdev)).
 ///
 /// Dropping the last handle (and every region mapped from it) releases the
 /// device as the kernel does: interrupts are disabled and their vectors
-/// leave `/proc/interrupts`.
+/// leave `/proc/interrupts`; a bound cdev is detached from its page table
+/// and unbound from its iommufd.
+///
+/// A cdev answers EINVAL to everything but `VFIO_DEVICE_BIND_IOMMUFD` until
+/// it is bound (`vfio_device_fops_unl_ioctl`, read, write and mmap all check
+/// `access_granted`).
 #[derive(Debug)]
 pub struct MockDevice {
-    open: Arc<OpenDevice>,
+    /// Set when opened through the group, or when a cdev is bound.
+    open: OnceLock<Arc<OpenDevice>>,
+    device: Arc<PciDevice>,
+    cdev: Option<Cdev>,
     name: String,
     /// A real fd, so the device is `AsFd` like a kernel device fd.
     fd: EventFd,
@@ -52,8 +92,35 @@ impl MockDevice {
         fd: EventFd,
         host: Arc<HostInner>,
     ) -> Self {
+        let device = open.device.clone();
         Self {
-            open,
+            open: OnceLock::from(open),
+            device,
+            cdev: None,
+            name,
+            fd,
+            host,
+            irqs: IrqTracker::new(),
+        }
+    }
+
+    /// A device file opened through the cdev, not yet bound. `hold` is the
+    /// registration it took.
+    pub(crate) fn new_cdev(
+        group: Arc<GroupCore>,
+        hold: Hold,
+        name: String,
+        fd: EventFd,
+        host: Arc<HostInner>,
+    ) -> Self {
+        Self {
+            open: OnceLock::new(),
+            device: hold.0.clone(),
+            cdev: Some(Cdev {
+                group,
+                bind: Mutex::new(()),
+                _hold: hold,
+            }),
             name,
             fd,
             host,
@@ -62,15 +129,25 @@ impl MockDevice {
     }
 
     fn dev(&self) -> &PciDevice {
-        &self.open.device
+        &self.device
     }
 
     fn err(&self, op: Operation, errno: Errno) -> Error {
         Error::from_errno(op, errno).with_target(&self.name)
     }
 
-    /// The injected fault for `op`, or ENODEV once the device was removed.
+    /// The open device: a cdev not bound yet is EINVAL (`access_granted`).
+    fn opened(&self, op: Operation) -> Result<&Arc<OpenDevice>> {
+        self.open.get().ok_or_else(|| {
+            self.err(op, Errno::EINVAL)
+                .with_detail("the cdev is not bound to an iommufd")
+        })
+    }
+
+    /// EINVAL for a cdev not bound, the injected fault for `op`, or ENODEV
+    /// once the device was removed.
     fn enter(&self, op: Operation) -> Result<()> {
+        self.opened(op)?;
         if let Some(errno) = self.host.faults.take(op) {
             return Err(self.err(op, errno));
         }
@@ -78,6 +155,82 @@ impl MockDevice {
             return Err(self.err(op, Errno::ENODEV));
         }
         Ok(())
+    }
+
+    /// The cdev's binding, for the cdev-only ioctls: a device opened
+    /// through its group has none, and the ioctl reaches vfio-pci, which
+    /// does not know it (ENOTTY).
+    fn binding(&self, op: Operation) -> Result<&Binding> {
+        self.enter(op)?;
+        self.open
+            .get()
+            .and_then(|o| o.binding.as_ref())
+            .ok_or_else(|| {
+                self.err(op, Errno::ENOTTY)
+                    .with_detail("a device opened through its group has no iommufd binding")
+            })
+    }
+
+    /// `vfio_df_ioctl_bind_iommufd`, in its order of checks.
+    fn bind(&self, iommufd: BorrowedFd<'_>) -> Result<u32> {
+        let op = Operation::BindIommufd;
+        let Some(cdev) = &self.cdev else {
+            return Err(self
+                .err(op, Errno::EINVAL)
+                .with_detail("only a device opened through its cdev can bind"));
+        };
+        if let Some(errno) = self.host.faults.take(op) {
+            return Err(self.err(op, errno));
+        }
+        let _dev_set = cdev.bind.lock();
+        // vfio_device_block_group.
+        cdev.group
+            .block_for_cdev()
+            .map_err(|e| self.err(op, e).with_detail("the device's group is open"))?;
+        let unblock = |e: Error| {
+            cdev.group.unblock_for_cdev();
+            e
+        };
+        if self.open.get().is_some() {
+            return Err(unblock(
+                self.err(op, Errno::EINVAL).with_detail("already bound"),
+            ));
+        }
+        let ctx = Ctx::from_fd(iommufd, &self.host)
+            .map_err(|e| unblock(self.err(op, e).with_detail("the file is not an iommufd")))?;
+        // vfio_df_open: the cdev path opens a device nothing has open.
+        // iommufd_device_bind then claims the group's DMA.
+        if let Err(e) = cdev.group.claim_dma_owner(ctx.id()) {
+            return Err(unblock(self.err(op, e).with_detail(
+                "another iommufd, or a kernel driver of the group, owns the group's DMA",
+            )));
+        }
+        if !self.device.open_fd_exclusive() {
+            cdev.group.release_dma_owner();
+            return Err(unblock(
+                self.err(op, Errno::EINVAL)
+                    .with_detail("the device is open already"),
+            ));
+        }
+        let devid = match ctx.bind(&cdev.group) {
+            Ok(devid) => devid,
+            Err(e) => {
+                self.device.close_fd();
+                cdev.group.release_dma_owner();
+                return Err(unblock(self.err(op, e)));
+            }
+        };
+        let open = Arc::new(OpenDevice {
+            device: self.device.clone(),
+            group: None,
+            binding: Some(Binding {
+                ctx,
+                devid,
+                group: cdev.group.clone(),
+            }),
+        });
+        let _ = self.open.set(open);
+        Ok(devid)
     }
 
     /// vfio-linux's own check before `pread`/`pwrite`: the region exists
@@ -132,16 +285,40 @@ impl Device<MockBackend> for MockDevice {
             .map_err(|e| self.err(Operation::IrqInfo, e))
     }
 
-    fn bind_iommufd(&self, _iommufd: std::os::fd::BorrowedFd<'_>) -> Result<u32> {
-        Err(crate::iommufd::unsupported(Operation::BindIommufd))
+    /// `VFIO_DEVICE_BIND_IOMMUFD`: EINVAL for a device opened through its
+    /// group, a cdev bound already or a device open already; EBUSY while
+    /// the group file is open (`vfio_device_block_group`); EBADF for a
+    /// closed fd and EBADFD for a file that is not an iommufd
+    /// (`iommufd_ctx_from_fd`); EPERM while another iommufd, or a kernel
+    /// driver of another device of the group, owns the group's DMA
+    /// (`iommu_device_claim_dma_owner`). The device is opened as by its
+    /// group (`vfio_df_open`: a device that can reset is reset) and its id
+    /// in the iommufd returned.
+    fn bind_iommufd(&self, iommufd: BorrowedFd<'_>) -> Result<u32> {
+        self.bind(iommufd)
     }
 
-    fn attach_pt(&self, _pt_id: u32) -> Result<u32> {
-        Err(crate::iommufd::unsupported(Operation::AttachPt))
+    /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT` (`iommufd_device_change_pt`): ENOENT
+    /// for an id naming nothing, EINVAL for a bound device's id or a page
+    /// table of another IOAS than the one another device of the group is
+    /// attached to, EADDRINUSE for an IOAS with a mapping the device's
+    /// domain cannot hold (in the MSI window, past the aperture, or not
+    /// page-aligned). An IOAS gets a hardware page table made for it (a new
+    /// id) or the one it already has; attaching again replaces the page
+    /// table.
+    fn attach_pt(&self, pt_id: u32) -> Result<u32> {
+        let b = self.binding(Operation::AttachPt)?;
+        b.ctx.attach(b.devid, b.group.number, pt_id).map_err(|e| {
+            self.err(Operation::AttachPt, e)
+                .with_detail(format_args!("page table {pt_id}"))
+        })
     }
 
+    /// `VFIO_DEVICE_DETACH_IOMMUFD_PT`: 0 even with nothing attached.
     fn detach_pt(&self) -> Result<()> {
-        Err(crate::iommufd::unsupported(Operation::DetachPt))
+        let b = self.binding(Operation::DetachPt)?;
+        b.ctx.detach(b.devid, b.group.number);
+        Ok(())
     }
 
     fn reset(&self) -> Result<()> {
@@ -152,6 +329,7 @@ impl Device<MockBackend> for MockDevice {
     }
 
     fn read_region(&self, index: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        self.opened(Operation::RegionRead)?;
         self.check_offset(Operation::RegionRead, index, offset)?;
         self.enter(Operation::RegionRead)?;
         self.dev()
@@ -160,6 +338,7 @@ impl Device<MockBackend> for MockDevice {
     }
 
     fn write_region(&self, index: u32, offset: u64, buf: &[u8]) -> Result<usize> {
+        self.opened(Operation::RegionWrite)?;
         self.check_offset(Operation::RegionWrite, index, offset)?;
         self.enter(Operation::RegionWrite)?;
         self.dev()
@@ -183,7 +362,7 @@ impl Device<MockBackend> for MockDevice {
         self.enter(Operation::MapRegion)?;
         let writable = region.flags.contains(RegionFlags::WRITE);
         Ok(MockRegion::new(
-            self.open.clone(),
+            self.opened(Operation::MapRegion)?.clone(),
             index,
             region.size,
             writable,

@@ -3,6 +3,7 @@
 use crate::container::{ContainerSlot, MockContainer};
 use crate::device::{MockDevice, OpenDevice};
 use crate::host::{HostInner, KeepAlive, MockBackend};
+use crate::iommufd::DomainSlot;
 use crate::pci_device::{Driver, PciDevice};
 use nix::errno::Errno;
 use parking_lot::Mutex;
@@ -17,6 +18,8 @@ pub(crate) struct GroupCore {
     pub noiommu: bool,
     pub devices: Vec<Arc<PciDevice>>,
     pub slot: ContainerSlot,
+    /// The IOAS the group is attached to through an iommufd.
+    pub domain: DomainSlot,
     state: Mutex<GroupState>,
 }
 
@@ -26,6 +29,12 @@ struct GroupState {
     opened: bool,
     /// Open device fds (each is a `container_users` reference).
     device_fds: u32,
+    /// Cdevs of the group's devices bound to an iommufd
+    /// (`cdev_device_open_cnt`).
+    cdev_bound: u32,
+    /// The iommufd context that owns the group's DMA (`owner`,
+    /// `owner_cnt` of the IOMMU group), by its id.
+    dma_owner: Option<(u64, u32)>,
 }
 
 impl GroupCore {
@@ -34,12 +43,14 @@ impl GroupCore {
         noiommu: bool,
         devices: Vec<Arc<PciDevice>>,
         slot: ContainerSlot,
+        domain: DomainSlot,
     ) -> Self {
         Self {
             number,
             noiommu,
             devices,
             slot,
+            domain,
             state: Mutex::new(GroupState::default()),
         }
     }
@@ -60,14 +71,60 @@ impl GroupCore {
             .all(|d| d.is_removed() || !matches!(d.driver, Driver::Other(_)))
     }
 
-    /// Marks the group file open: EBUSY if it already is.
+    /// Marks the group file open (`vfio_group_fops_open`): EBUSY while a
+    /// cdev of the group is bound (`cdev_device_open_cnt`) or the file is
+    /// open already.
     pub(crate) fn open(&self) -> std::result::Result<(), Errno> {
         let mut s = self.state.lock();
-        if s.opened {
+        if s.cdev_bound > 0 || s.opened {
             return Err(Errno::EBUSY);
         }
         s.opened = true;
         Ok(())
+    }
+
+    /// `vfio_device_block_group`, as a cdev binds: EBUSY while the group
+    /// file is open.
+    pub(crate) fn block_for_cdev(&self) -> std::result::Result<(), Errno> {
+        let mut s = self.state.lock();
+        if s.opened {
+            return Err(Errno::EBUSY);
+        }
+        s.cdev_bound += 1;
+        Ok(())
+    }
+
+    /// `vfio_device_unblock_group`.
+    pub(crate) fn unblock_for_cdev(&self) {
+        let mut s = self.state.lock();
+        s.cdev_bound = s.cdev_bound.saturating_sub(1);
+    }
+
+    /// `iommu_device_claim_dma_owner` for iommufd context `owner`: EPERM
+    /// while a kernel driver of the group, or another context, owns its
+    /// DMA.
+    pub(crate) fn claim_dma_owner(&self, owner: u64) -> std::result::Result<(), Errno> {
+        if !self.viable() {
+            return Err(Errno::EPERM);
+        }
+        let mut s = self.state.lock();
+        match &mut s.dma_owner {
+            Some((o, n)) if *o == owner => *n += 1,
+            Some(_) => return Err(Errno::EPERM),
+            None => s.dma_owner = Some((owner, 1)),
+        }
+        Ok(())
+    }
+
+    /// `iommu_device_release_dma_owner`.
+    pub(crate) fn release_dma_owner(&self) {
+        let mut s = self.state.lock();
+        if let Some((_, n)) = &mut s.dma_owner {
+            *n -= 1;
+            if *n == 0 {
+                s.dma_owner = None;
+            }
+        }
     }
 
     fn detach(&self) {
@@ -193,7 +250,8 @@ impl MockGroup {
         Ok(MockDevice::new(
             Arc::new(OpenDevice {
                 device,
-                group: self.file.clone(),
+                group: Some(self.file.clone()),
+                binding: None,
             }),
             name.to_owned(),
             fd,

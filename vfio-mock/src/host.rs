@@ -8,7 +8,9 @@ use crate::container::{ContainerSlot, MockContainer};
 use crate::fault::{Faults, UnconsumedFaults};
 use crate::fault_log::{FaultLog, IommuFault};
 use crate::group::{GroupCore, MockGroup};
-use crate::memory::{HugetlbPool, MockDmaMemory};
+use crate::iommufd::DomainSlot;
+use crate::iommufd::{Ctx, MockIommuFd};
+use crate::memory::{HugetlbPool, MockDmaMemory, PhysMemory};
 use crate::model::DeviceContext;
 use crate::pci_device::{Driver, PciDevice};
 use crate::procfs::ProcInterrupts;
@@ -80,6 +82,18 @@ impl KernelVersion {
     pub(crate) fn opens_devices_being_removed(self) -> bool {
         self < Self::V6_12
     }
+
+    /// Whether `/dev/iommu` exists: Debian's 6.1 is built without
+    /// `CONFIG_IOMMUFD`, the 6.12 guest kernel with it.
+    pub(crate) fn has_iommufd(self) -> bool {
+        self >= Self::V6_12
+    }
+
+    /// Whether vfio devices have a cdev (`/dev/vfio/devices/vfioN`):
+    /// `CONFIG_VFIO_DEVICE_CDEV`, Linux 6.6 on, built into the 6.12 guest.
+    pub(crate) fn has_device_cdev(self) -> bool {
+        self >= Self::V6_12
+    }
 }
 
 /// The host's fake `/sys`, `/proc` and `/dev` trees, once made.
@@ -112,6 +126,12 @@ pub(crate) struct HostInner {
     pub scheduler: Arc<Scheduler>,
     /// The reserved 2 MiB hugetlb pages DMA memory may take.
     pub hugetlb: Arc<HugetlbPool>,
+    /// The frames of DMA memory, which no-IOMMU devices reach.
+    pub phys: Arc<PhysMemory>,
+    /// Each vfio-pci device's `vfio-dev` index (`vfioN`): `device_ida` in
+    /// `vfio_main.c` hands out the lowest free index as each device is
+    /// registered, in the order the devices were added to the host.
+    pub cdev_index: BTreeMap<PciAddress, u32>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -147,7 +167,13 @@ impl HostInner {
         };
         let paths = HostPaths::under(dir.path());
         let groups: Vec<_> = self.groups.values().cloned().collect();
-        if let Err(e) = sysfs::create(&paths, &groups, self.noiommu) {
+        let tree = sysfs::Tree {
+            groups: &groups,
+            noiommu: self.noiommu,
+            kernel: self.kernel,
+            cdev_index: &self.cdev_index,
+        };
+        if let Err(e) = sysfs::create(&paths, &tree) {
             self.errors
                 .lock()
                 .push(format!("cannot create the fake sysfs and devfs: {e}"));
@@ -163,7 +189,10 @@ impl HostInner {
         }
     }
 
-    fn device(&self, address: &PciAddress) -> Option<(&Arc<GroupCore>, &Arc<PciDevice>)> {
+    pub(crate) fn device(
+        &self,
+        address: &PciAddress,
+    ) -> Option<(&Arc<GroupCore>, &Arc<PciDevice>)> {
         self.groups.values().find_map(|g| {
             g.devices
                 .iter()
@@ -340,8 +369,10 @@ impl MockHostBuilder {
         let scheduler = Arc::new(Scheduler::new(clock.clone()));
         let noiommu_mode = self.noiommu == NoIommuMode::Enabled;
 
-        let mut groups: BTreeMap<u32, (bool, ContainerSlot, Vec<Arc<PciDevice>>)> = BTreeMap::new();
+        type Slots = (bool, ContainerSlot, DomainSlot, Vec<Arc<PciDevice>>);
+        let mut groups: BTreeMap<u32, Slots> = BTreeMap::new();
         let mut seen = std::collections::BTreeSet::new();
+        let mut cdev_index = BTreeMap::new();
         for (k, entry) in self.entries.into_iter().enumerate() {
             if !seen.insert(entry.address) {
                 return Err(BuildError::new(format!("two devices at {}", entry.address)));
@@ -362,9 +393,14 @@ impl MockHostBuilder {
                 .device
                 .finish(windows)
                 .map_err(|e| BuildError::new(format!("{}: {e}", entry.address)))?;
-            let group = groups
-                .entry(entry.group)
-                .or_insert_with(|| (entry.noiommu, ContainerSlot::default(), Vec::new()));
+            let group = groups.entry(entry.group).or_insert_with(|| {
+                (
+                    entry.noiommu,
+                    ContainerSlot::default(),
+                    DomainSlot::default(),
+                    Vec::new(),
+                )
+            });
             if group.0 != entry.noiommu {
                 return Err(BuildError::new(format!(
                     "group {} mixes no-IOMMU and IOMMU devices",
@@ -372,6 +408,10 @@ impl MockHostBuilder {
                 )));
             }
             let has_pin = spec.interrupt_pin != 0;
+            if entry.driver == Driver::VfioPci {
+                let index = cdev_index.len() as u32;
+                cdev_index.insert(entry.address, index);
+            }
             let device = PciDevice::new(
                 entry.address,
                 entry.driver,
@@ -379,6 +419,7 @@ impl MockHostBuilder {
                 spec,
                 procfs.clone(),
                 group.1.clone(),
+                group.2.clone(),
                 faults.clone(),
                 fault_log.clone(),
                 scheduler.clone(),
@@ -390,13 +431,16 @@ impl MockHostBuilder {
                     format!("{}-fasteoi", device.intx_irq),
                 );
             }
-            group.2.push(device.into_arc());
+            group.3.push(device.into_arc());
         }
         procfs.add_dmar();
         let groups: BTreeMap<u32, Arc<GroupCore>> = groups
             .into_iter()
-            .map(|(n, (noiommu, slot, devices))| {
-                (n, Arc::new(GroupCore::new(n, noiommu, devices, slot)))
+            .map(|(n, (noiommu, slot, domain, devices))| {
+                (
+                    n,
+                    Arc::new(GroupCore::new(n, noiommu, devices, slot, domain)),
+                )
             })
             .collect();
         Ok(MockHost {
@@ -414,6 +458,8 @@ impl MockHostBuilder {
                 fault_log,
                 scheduler,
                 hugetlb: Arc::new(HugetlbPool::new(self.hugetlb_pages)),
+                phys: Arc::default(),
+                cdev_index,
                 errors: Mutex::new(Vec::new()),
             }),
         })
@@ -540,14 +586,33 @@ impl MockHost {
                 // Not made yet: they will be made without the device.
                 return;
             };
-            if let Err(e) = sysfs::remove_device(&trees.paths, group, device) {
+            let index = inner.cdev_index.get(&address).copied();
+            if let Err(e) = sysfs::remove_device(&trees.paths, group, device, index) {
                 inner
                     .errors
                     .lock()
                     .push(format!("cannot remove {address} from the fake sysfs: {e}"));
             }
         });
-        device.begin_removal(complete).then(|| Removal {
+        if !device.begin_removal(complete) {
+            return None;
+        }
+        if !self.inner.kernel.opens_devices_being_removed() {
+            // 6.12's vfio_unregister_group_dev deletes the vfio-dev device
+            // (its sysfs entry and cdev node) at once (`vfio_device_del`).
+            let _editing = self.inner.tree_lock.lock();
+            if let (Some(trees), Some(&index)) =
+                (self.inner.trees.get(), self.inner.cdev_index.get(&address))
+            {
+                if let Err(e) = sysfs::remove_cdev(&trees.paths, device, index) {
+                    self.inner
+                        .errors
+                        .lock()
+                        .push(format!("cannot remove {address}'s vfio-dev entry: {e}"));
+                }
+            }
+        }
+        Some(Removal {
             device: device.clone(),
         })
     }
@@ -641,6 +706,14 @@ impl MockBackend {
             Error::from_errno(Operation::OpenGroup, e).with_target(path.display())
         };
         // No node unless a device of the group is bound to vfio-pci.
+        if noiommu && !self.inner.noiommu_mode {
+            // No no-IOMMU group exists unless vfio was loaded with the
+            // parameter (`vfio_noiommu_group_alloc` is never reached).
+            return Err(err(Errno::ENOENT).with_detail(
+                "no-IOMMU mode is off: it needs vfio.enable_unsafe_noiommu_mode=1 \
+                 (and a kernel with CONFIG_VFIO_NOIOMMU)",
+            ));
+        }
         let group = self
             .inner
             .groups
@@ -679,12 +752,67 @@ impl VfioBackend for MockBackend {
         self.open_group_node(number, true)
     }
 
-    fn open_iommufd(&self) -> Result<crate::iommufd::MockIommuFd> {
-        Err(crate::iommufd::unsupported(Operation::OpenIommufd))
+    /// `/dev/iommu`: on 6.1 there is none (Debian builds it without
+    /// `CONFIG_IOMMUFD`), so NotFound (ENOENT).
+    fn open_iommufd(&self) -> Result<MockIommuFd> {
+        self.fault(Operation::OpenIommufd)?;
+        let err = |e| {
+            Error::from_errno(Operation::OpenIommufd, e)
+                .with_target(self.inner.paths().iommufd_path().display())
+        };
+        if !self.inner.kernel.has_iommufd() {
+            return Err(err(Errno::ENOENT).with_detail("the kernel lacks CONFIG_IOMMUFD"));
+        }
+        Ctx::open(&self.inner).map(MockIommuFd::new).map_err(err)
     }
 
-    fn open_device_cdev(&self, _address: &PciAddress) -> Result<MockDevice> {
-        Err(crate::iommufd::unsupported(Operation::OpenDeviceCdev))
+    /// The device's cdev, found as vfio-linux finds it: the `vfioN` of its
+    /// sysfs `vfio-dev/` directory, then `/dev/vfio/devices/vfioN`. On 6.1
+    /// there is no such node (no `CONFIG_VFIO_DEVICE_CDEV`), and a no-IOMMU
+    /// device has none on 6.12 either (`vfio_device_add`): ENOENT. A
+    /// device whose removal has begun has neither entry (6.12 deletes them
+    /// first, `vfio_device_del`); one found by an earlier lookup is ENODEV
+    /// (`vfio_device_try_get_registration`).
+    fn open_device_cdev(&self, address: &PciAddress) -> Result<MockDevice> {
+        self.fault(Operation::OpenDeviceCdev)?;
+        let paths = self.inner.paths();
+        let name = paths.device_cdev_name(address)?;
+        let node = paths.device_cdev_path(&name);
+        let err = |e| Error::from_errno(Operation::OpenDeviceCdev, e).with_target(node.display());
+        if !self.inner.kernel.has_device_cdev() {
+            return Err(err(Errno::ENOENT)
+                .with_detail("the kernel lacks CONFIG_VFIO_DEVICE_CDEV (Linux 6.6 and later)"));
+        }
+        let (group, device) = self
+            .inner
+            .device(address)
+            .filter(|(_, d)| {
+                self.inner
+                    .cdev_index
+                    .get(&d.address)
+                    .map(|i| format!("vfio{i}"))
+                    == Some(name.clone())
+            })
+            .ok_or_else(|| err(Errno::ENOENT))?;
+        if group.noiommu {
+            return Err(err(Errno::ENOENT).with_detail("a no-IOMMU device has no cdev"));
+        }
+        if device.is_removed() || device.is_unregistering() {
+            return Err(err(Errno::ENODEV).with_detail("the device is being removed"));
+        }
+        let fd = nix::sys::eventfd::EventFd::from_value_and_flags(
+            0,
+            nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+        )
+        .map_err(err)?;
+        device.hold();
+        Ok(MockDevice::new_cdev(
+            group.clone(),
+            crate::device::Hold(device.clone()),
+            address.to_string(),
+            fd,
+            self.inner.clone(),
+        ))
     }
 
     fn new_interrupt(&self) -> Result<EventFdInterrupt> {
@@ -693,7 +821,13 @@ impl VfioBackend for MockBackend {
     }
 
     fn alloc_dma_with(&self, size: usize, pages: HugePages) -> Result<MockDmaMemory> {
-        MockDmaMemory::alloc_with(size, pages, &self.inner.hugetlb, self.inner.faults.clone())
+        MockDmaMemory::alloc_with(
+            size,
+            pages,
+            &self.inner.hugetlb,
+            &self.inner.phys,
+            self.inner.faults.clone(),
+        )
     }
 }
 

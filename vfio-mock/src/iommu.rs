@@ -100,6 +100,49 @@ impl DmaMap {
             .map(|(&s, m)| (s, m))
     }
 
+    /// The mapping with the lowest IOVA overlapping `[iova, last]`, as
+    /// `(start, size)`: an iommufd area lookup (`iopt_area_iter_first`).
+    pub(crate) fn first_in(&self, iova: u64, last: u64) -> Option<(u64, u64)> {
+        let size = last.checked_sub(iova)?.checked_add(1).unwrap_or(u64::MAX);
+        self.first_overlap(iova, size)
+            .filter(|&(start, _)| start <= last)
+            .map(|(start, m)| (start, m.size))
+    }
+
+    /// Every mapping as `(start, size, page offset of its first byte)`, in
+    /// IOVA order.
+    pub(crate) fn areas(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        // Buffers start on a page, so the offset's is the address's.
+        self.maps
+            .iter()
+            .map(|(&start, m)| (start, m.size, (m.offset % PAGE_SIZE) as u64))
+    }
+
+    /// Adds a mapping the caller has checked (an iommufd area).
+    pub(crate) fn insert(
+        &mut self,
+        iova: u64,
+        size: u64,
+        buffer: Arc<DmaBuffer>,
+        offset: usize,
+        flags: DmaFlags,
+    ) {
+        self.maps.insert(
+            iova,
+            Mapping {
+                size,
+                buffer,
+                offset,
+                flags,
+            },
+        );
+    }
+
+    /// Removes the mapping starting at `iova`.
+    pub(crate) fn remove(&mut self, iova: u64) {
+        self.maps.remove(&iova);
+    }
+
     /// `vfio_dma_do_map`, in its order of checks.
     pub(crate) fn map(
         &mut self,
@@ -278,7 +321,7 @@ pub(crate) struct Refused {
 
 impl Outcome {
     /// Adds a refused run, merged with the previous one when they touch.
-    fn refuse(&mut self, iova: u64, len: usize, mapped: bool) {
+    pub(crate) fn refuse(&mut self, iova: u64, len: usize, mapped: bool) {
         if let Some(last) = self.refused.last_mut() {
             if last.mapped == mapped && last.iova.wrapping_add(last.len as u64) == iova {
                 last.len += len;

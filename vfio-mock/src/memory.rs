@@ -9,11 +9,16 @@
 //! fences (the devices here are threads); a device's side loads with
 //! `Acquire` and stores with `Release`, so a driver that reads a done bit
 //! with `load_acquire_u32` sees everything the model wrote before it.
+//!
+//! Every buffer also has simulated physical addresses ([`PhysMemory`]),
+//! which a device in a no-IOMMU container DMAs to.
 
 use crate::fault::Faults;
+use crate::iommu::{Access, Outcome};
 use nix::errno::Errno;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Weak};
 use vfio_core::{DmaMemory, Error, ErrorKind, HUGE_PAGE_SIZE, HugePages, Operation, Result, words};
 
 /// The page size of the simulated host.
@@ -73,6 +78,172 @@ impl HugetlbPool {
     }
 }
 
+/// Where the simulated host's base-page frames start (4 GiB).
+const BASE_FRAMES: u64 = 0x1_0000_0000;
+/// Where its 2 MiB frames start (512 GiB), apart from the base frames.
+const HUGE_FRAMES: u64 = 0x80_0000_0000;
+
+/// The simulated host's physical memory: it hands out the page frames of
+/// every DMA buffer, and resolves a physical address back to the buffer
+/// holding it (a no-IOMMU device's DMA).
+///
+/// A buffer's pages get frames two pages apart, so that no two base pages
+/// of one buffer are physically contiguous (a driver that gives a device
+/// one address for a multi-page buffer fails here as it does on a real
+/// machine, where the pages are scattered), while each 2 MiB huge page is
+/// contiguous within itself. Frames are never handed out twice, so the
+/// address of a dropped buffer names nothing: a DMA there faults instead
+/// of reaching a newer buffer.
+#[derive(Debug, Default)]
+pub(crate) struct PhysMemory {
+    state: parking_lot::Mutex<PhysState>,
+}
+
+#[derive(Debug, Default)]
+struct PhysState {
+    /// Bytes of the base and huge frame ranges handed out so far.
+    base_used: u64,
+    huge_used: u64,
+    /// The live buffers by their first frame.
+    runs: BTreeMap<u64, Run>,
+}
+
+/// The frames of one buffer: `pages` frames of `page` bytes, `stride`
+/// bytes apart.
+#[derive(Debug)]
+struct Run {
+    buffer: Weak<DmaBuffer>,
+    pages: u64,
+    page: u64,
+    stride: u64,
+}
+
+/// Where one buffer's frames lie.
+#[derive(Debug, Clone, Copy)]
+struct Frames {
+    start: u64,
+    page: u64,
+    stride: u64,
+}
+
+impl Frames {
+    fn address(&self, offset: usize) -> u64 {
+        let offset = offset as u64;
+        self.start + offset / self.page * self.stride + offset % self.page
+    }
+}
+
+impl PhysMemory {
+    /// Frames for `len` bytes in pages of `page` bytes.
+    fn take(&self, len: usize, page: usize) -> Frames {
+        let page = page as u64;
+        let stride = 2 * page;
+        let pages = (len as u64).div_ceil(page);
+        let mut s = self.state.lock();
+        let (origin, used) = if page > PAGE_SIZE as u64 {
+            (HUGE_FRAMES, &mut s.huge_used)
+        } else {
+            (BASE_FRAMES, &mut s.base_used)
+        };
+        let start = origin.saturating_add(*used);
+        *used = used.saturating_add(pages.saturating_mul(stride));
+        Frames {
+            start,
+            page,
+            stride,
+        }
+    }
+
+    fn register(&self, frames: Frames, pages: u64, buffer: &Arc<DmaBuffer>) {
+        self.state.lock().runs.insert(
+            frames.start,
+            Run {
+                buffer: Arc::downgrade(buffer),
+                pages,
+                page: frames.page,
+                stride: frames.stride,
+            },
+        );
+    }
+
+    fn forget(&self, start: u64) {
+        self.state.lock().runs.remove(&start);
+    }
+
+    /// The buffer and offset of physical address `addr`, and how many bytes
+    /// from there are contiguous in it; otherwise how many bytes from
+    /// `addr` belong to no buffer (`u64::MAX` up to the top).
+    fn resolve(&self, addr: u64) -> Result<(Arc<DmaBuffer>, usize, u64), u64> {
+        let s = self.state.lock();
+        let next_run = |after: u64| {
+            s.runs
+                .range(after..)
+                .next()
+                .map_or(u64::MAX, |(&start, _)| start - addr)
+        };
+        let Some((&start, run)) = s.runs.range(..=addr).next_back() else {
+            return Err(next_run(addr));
+        };
+        let rel = addr - start;
+        let (index, within) = (rel / run.stride, rel % run.stride);
+        if index < run.pages && within < run.page {
+            if let Some(buffer) = run.buffer.upgrade() {
+                let offset = usize::try_from(index * run.page + within).unwrap_or(usize::MAX);
+                return Ok((buffer, offset, run.page - within));
+            }
+            return Err(next_run(addr.saturating_add(1)).max(1));
+        }
+        if index + 1 < run.pages {
+            // In the hole after a frame: up to the next frame.
+            return Err(run.stride - within);
+        }
+        Err(next_run(addr.saturating_add(1)).max(1))
+    }
+
+    /// A no-IOMMU device's DMA at physical address `addr`: every byte that
+    /// lies in a live buffer moves, the rest is refused (the refused runs
+    /// come back in the [`Outcome`]).
+    pub(crate) fn access(&self, addr: u64, access: Access<'_>) -> Outcome {
+        let len = match &access {
+            Access::Read(b) => b.len(),
+            Access::Write(d) => d.len(),
+        };
+        let mut access = access;
+        let mut out = Outcome::default();
+        let mut at = 0usize;
+        while at < len {
+            let left = len - at;
+            let Some(pa) = addr.checked_add(at as u64) else {
+                out.refuse(addr.wrapping_add(at as u64), left, false);
+                break;
+            };
+            // The buffer is used after the lock is dropped: dropping the
+            // last reference to it takes the lock again.
+            match self.resolve(pa) {
+                Ok((buffer, offset, contiguous)) => {
+                    let n = usize::try_from(contiguous).unwrap_or(usize::MAX).min(left);
+                    let copied = match &mut access {
+                        Access::Read(buf) => buffer.read(offset, &mut buf[at..at + n]),
+                        Access::Write(data) => buffer.write(offset, &data[at..at + n]),
+                    };
+                    if copied {
+                        out.done += n;
+                    } else {
+                        out.refuse(pa, n, false);
+                    }
+                    at += n;
+                }
+                Err(hole) => {
+                    let n = usize::try_from(hole).unwrap_or(usize::MAX).min(left);
+                    out.refuse(pa, n, false);
+                    at += n;
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The bytes behind a [`MockDmaMemory`]; a DMA mapping keeps them alive
 /// (the kernel pins the pages) even after the memory handle is dropped.
 #[derive(Debug)]
@@ -81,10 +252,14 @@ pub(crate) struct DmaBuffer {
     page_size: usize,
     /// The hugetlb pages it holds, given back when the last reference goes.
     huge: Option<(Arc<HugetlbPool>, usize)>,
+    /// Its page frames in the host's physical memory.
+    frames: Frames,
+    phys: Arc<PhysMemory>,
 }
 
 impl Drop for DmaBuffer {
     fn drop(&mut self) {
+        self.phys.forget(self.frames.start);
         if let Some((pool, pages)) = &self.huge {
             pool.free.fetch_add(*pages, Ordering::AcqRel);
         }
@@ -94,6 +269,11 @@ impl Drop for DmaBuffer {
 impl DmaBuffer {
     pub(crate) fn len(&self) -> usize {
         self.words.len() * words::WORD
+    }
+
+    /// The size of its pages.
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
     }
 
     /// A device reads `buf.len()` bytes at `offset` (`Acquire` loads);
@@ -137,17 +317,25 @@ impl MockDmaMemory {
     /// vfio-linux), never an abort.
     #[cfg(test)]
     pub(crate) fn alloc(size: usize, faults: Arc<Faults>) -> Result<Self> {
-        Self::alloc_with(size, HugePages::Never, &Arc::default(), faults)
+        Self::alloc_with(
+            size,
+            HugePages::Never,
+            &Arc::default(),
+            &Arc::default(),
+            faults,
+        )
     }
 
     /// `size` bytes in the pages `pages` asks for, taking 2 MiB pages from
     /// `pool` as vfio-linux takes them from the hugetlb pool: `Prefer`
     /// falls back to 4 KiB pages when the pool is short, `Require` fails
-    /// with ENOMEM, as mmap with `MAP_HUGETLB` does.
+    /// with ENOMEM, as mmap with `MAP_HUGETLB` does. Its frames come from
+    /// `phys`.
     pub(crate) fn alloc_with(
         size: usize,
         pages: HugePages,
         pool: &Arc<HugetlbPool>,
+        phys: &Arc<PhysMemory>,
         faults: Arc<Faults>,
     ) -> Result<Self> {
         if let Some(errno) = faults.take(Operation::AllocDma) {
@@ -191,14 +379,16 @@ impl MockDmaMemory {
                 .with_detail(format_args!("cannot allocate {len} bytes of DMA memory")));
         }
         cells.resize_with(len / words::WORD, || AtomicU64::new(0));
-        Ok(Self {
-            buffer: Arc::new(DmaBuffer {
-                words: cells.into_boxed_slice(),
-                page_size,
-                huge,
-            }),
-            faults,
-        })
+        let frames = phys.take(len, page_size);
+        let buffer = Arc::new(DmaBuffer {
+            words: cells.into_boxed_slice(),
+            page_size,
+            huge,
+            frames,
+            phys: phys.clone(),
+        });
+        phys.register(frames, (len / page_size) as u64, &buffer);
+        Ok(Self { buffer, faults })
     }
 
     fn fault(&self) -> Result<()> {
@@ -215,8 +405,20 @@ impl DmaMemory for MockDmaMemory {
         self.buffer.len()
     }
 
-    fn physical_address(&self, _offset: usize) -> Result<u64> {
-        Err(crate::iommufd::unsupported(Operation::PhysicalAddress))
+    /// The simulated host's physical address of byte `offset` (see
+    /// [`MockHostBuilder`](crate::MockHostBuilder)): contiguous within a
+    /// page, never across two.
+    fn physical_address(&self, offset: usize) -> Result<u64> {
+        if let Some(errno) = self.faults.take(Operation::PhysicalAddress) {
+            return Err(Error::from_errno(Operation::PhysicalAddress, errno));
+        }
+        vfio_core::access::check_range(
+            Operation::PhysicalAddress,
+            self.len() as u64,
+            offset as u64,
+            1,
+        )?;
+        Ok(self.buffer.frames.address(offset))
     }
 
     #[inline]
@@ -360,25 +562,43 @@ mod tests {
     )]
     fn huge_pages_come_from_the_pool_and_go_back_to_it() {
         let pool = Arc::new(HugetlbPool::new(3));
+        let phys = Arc::<PhysMemory>::default();
         let faults = Arc::<Faults>::default;
-        let base = MockDmaMemory::alloc_with(100, HugePages::Never, &pool, faults()).unwrap();
+        let base =
+            MockDmaMemory::alloc_with(100, HugePages::Never, &pool, &phys, faults()).unwrap();
         assert_eq!((base.page_size(), base.len()), (PAGE_SIZE, PAGE_SIZE));
-        let two =
-            MockDmaMemory::alloc_with(HUGE_PAGE_SIZE + 1, HugePages::Require, &pool, faults())
-                .unwrap();
+        let two = MockDmaMemory::alloc_with(
+            HUGE_PAGE_SIZE + 1,
+            HugePages::Require,
+            &pool,
+            &phys,
+            faults(),
+        )
+        .unwrap();
         assert_eq!(
             (two.page_size(), two.len()),
             (HUGE_PAGE_SIZE, 2 * HUGE_PAGE_SIZE)
         );
         assert_eq!(pool.free(), 1);
         // Two more than are free: Prefer falls back, Require is ENOMEM.
-        let fallback =
-            MockDmaMemory::alloc_with(2 * HUGE_PAGE_SIZE, HugePages::Prefer, &pool, faults())
-                .unwrap();
+        let fallback = MockDmaMemory::alloc_with(
+            2 * HUGE_PAGE_SIZE,
+            HugePages::Prefer,
+            &pool,
+            &phys,
+            faults(),
+        )
+        .unwrap();
         assert_eq!(fallback.page_size(), PAGE_SIZE);
         assert_eq!(fallback.len(), 2 * HUGE_PAGE_SIZE);
-        let e = MockDmaMemory::alloc_with(2 * HUGE_PAGE_SIZE, HugePages::Require, &pool, faults())
-            .unwrap_err();
+        let e = MockDmaMemory::alloc_with(
+            2 * HUGE_PAGE_SIZE,
+            HugePages::Require,
+            &pool,
+            &phys,
+            faults(),
+        )
+        .unwrap_err();
         assert_eq!(
             (e.kind(), e.errno()),
             (ErrorKind::NoSpace, Some(Errno::ENOMEM))
@@ -430,6 +650,51 @@ mod tests {
             m.store_release_u32(16, seq).unwrap();
         }
         device.join().unwrap();
+    }
+
+    #[test]
+    fn base_pages_are_scattered_and_physical_dma_reaches_only_live_buffers() {
+        let phys = Arc::new(PhysMemory::default());
+        let alloc = |size| {
+            MockDmaMemory::alloc_with(
+                size,
+                HugePages::Never,
+                &Arc::default(),
+                &phys,
+                Arc::default(),
+            )
+            .unwrap()
+        };
+        let a = alloc(2 * PAGE_SIZE);
+        let b = alloc(PAGE_SIZE);
+        let p0 = a.physical_address(0).unwrap();
+        let p1 = a.physical_address(PAGE_SIZE).unwrap();
+        assert_eq!(a.physical_address(100).unwrap(), p0 + 100);
+        assert_ne!(p1, p0 + PAGE_SIZE as u64, "pages are not contiguous");
+        assert_eq!(
+            a.physical_address(2 * PAGE_SIZE).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        // A write across the page end reaches the first page only.
+        let o = phys.access(p0 + PAGE_SIZE as u64 - 2, Access::Write(&[1, 2, 3, 4]));
+        assert_eq!(o.done, 2);
+        assert_eq!(o.refused[0].iova, p0 + PAGE_SIZE as u64);
+        assert_eq!(a.read_u16(PAGE_SIZE - 2).unwrap(), 0x0201);
+        // Each page on its own is reachable, the other buffer too.
+        assert_eq!(phys.access(p1, Access::Write(&[9])).done, 1);
+        assert_eq!(a.read_u8(PAGE_SIZE).unwrap(), 9);
+        let pb = b.physical_address(8).unwrap();
+        assert_eq!(phys.access(pb, Access::Write(&[7])).done, 1);
+        assert_eq!(b.read_u8(8).unwrap(), 7);
+        drop(b);
+        let o = phys.access(pb, Access::Write(&[7]));
+        assert_eq!(
+            (o.done, o.refused.len()),
+            (0, 1),
+            "a dropped buffer is gone"
+        );
+        let mut back = [0u8; 2];
+        assert_eq!(phys.access(0, Access::Read(&mut back)).done, 0);
     }
 
     #[test]

@@ -106,8 +106,24 @@ pub enum DmaFault {
     /// Bus Master Enable is clear in the command register, so the device
     /// cannot issue DMA at all.
     BusMasterDisabled,
-    /// The device's group has no container with an IOMMU type: every DMA is blocked.
+    /// The device has no IOMMU context: its group has no container with an
+    /// IOMMU type, or its cdev is not attached to a page table (blocked, as
+    /// an iommufd-owned device is until attached). Every DMA is refused.
     NoIommu,
+    /// In a no-IOMMU container, where the device is given physical
+    /// addresses: no live DMA buffer of the host holds the physical address
+    /// `address` (a driver gave the device an address past a page of a
+    /// buffer, whose next page lies elsewhere, or one of a buffer it
+    /// dropped). A real machine would read or overwrite whatever memory is
+    /// there; the mock moves the bytes that lie in live buffers, drops the
+    /// rest, and reports the first it dropped. Nothing is logged: there is
+    /// no IOMMU to notice.
+    NoMemory {
+        /// The first physical address that lies in no buffer.
+        address: u64,
+        /// How many bytes of the access were transferred.
+        completed: usize,
+    },
     /// No mapping covers this IOVA (an IOMMU fault on real hardware). Every
     /// byte of the access that is mapped was still transferred, as
     /// hardware transfers each translated part of a DMA; the fault is in
@@ -135,7 +151,11 @@ impl fmt::Display for DmaFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BusMasterDisabled => f.write_str("bus mastering is disabled"),
-            Self::NoIommu => f.write_str("the device's group has no IOMMU domain"),
+            Self::NoIommu => f.write_str("the device has no IOMMU domain"),
+            Self::NoMemory { address, completed } => write!(
+                f,
+                "physical address {address:#x} is in no DMA buffer ({completed} bytes transferred)"
+            ),
             Self::Unmapped { iova, completed } => write!(
                 f,
                 "IOVA {iova:#x} is not mapped ({completed} bytes transferred)"
@@ -195,8 +215,10 @@ impl DeviceContext<'_> {
     }
 
     /// Reads guest memory at `iova` through the IOMMU (the container's
-    /// DMA mappings). On a fault the mapped bytes are read all the same and
-    /// the bytes of `buf` the IOMMU refused are left as they were.
+    /// DMA mappings, or those of the IOAS the device is attached to; in a
+    /// no-IOMMU container `iova` is a physical address). On a fault the
+    /// mapped bytes are read all the same and the bytes of `buf` the IOMMU
+    /// refused are left as they were.
     pub fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaFault> {
         self.device.dma(iova, crate::iommu::Access::Read(buf))
     }

@@ -5,10 +5,11 @@
 use crate::bar::BarMemory;
 use crate::builder::{BarKind, DeviceSpec, PciDeviceBuilder};
 use crate::config_space::{ConfigSpace, reg};
-use crate::container::ContainerSlot;
+use crate::container::{ContainerSlot, Dma};
 use crate::fault::Faults;
 use crate::fault_log::{self, FaultAccess, FaultLog, IommuFault};
 use crate::iommu::Access;
+use crate::iommufd::DomainSlot;
 use crate::irq::{Enabled, IrqEnv, IrqState, NUM_IRQS};
 use crate::model::{Delivery, DeviceContext, DeviceModel, DmaFault, Irq};
 use crate::procfs::ProcInterrupts;
@@ -74,7 +75,7 @@ pub(crate) struct PciDevice {
     rom: Option<BarMemory>,
     model: Option<Box<dyn DeviceModel>>,
     irqs: Mutex<IrqState>,
-    open_fds: Mutex<u32>,
+    open_fds: Mutex<Opens>,
     /// Signalled when the last device fd (or mapping) is closed.
     released: parking_lot::Condvar,
     /// Removal has begun (`vfio_unregister_group_dev`): the device is
@@ -85,6 +86,8 @@ pub(crate) struct PciDevice {
     removed: AtomicBool,
     pub procfs: Arc<ProcInterrupts>,
     pub container: ContainerSlot,
+    /// The IOAS its group is attached to through an iommufd, if any.
+    pub domain: DomainSlot,
     pub faults: Arc<Faults>,
     /// The host's DMA remapping fault records.
     pub fault_log: Arc<FaultLog>,
@@ -107,6 +110,7 @@ impl PciDevice {
         spec: DeviceSpec,
         procfs: Arc<ProcInterrupts>,
         container: ContainerSlot,
+        domain: DomainSlot,
         faults: Arc<Faults>,
         fault_log: Arc<FaultLog>,
         scheduler: Arc<Scheduler>,
@@ -133,13 +137,14 @@ impl PciDevice {
             model: builder.model.take(),
             spec,
             irqs: Mutex::new(IrqState::default()),
-            open_fds: Mutex::new(0),
+            open_fds: Mutex::new(Opens::default()),
             released: parking_lot::Condvar::new(),
             unregistering: AtomicBool::new(false),
             on_released: Mutex::new(None),
             removed: AtomicBool::new(false),
             procfs,
             container,
+            domain,
             faults,
             fault_log,
             scheduler,
@@ -738,8 +743,28 @@ impl PciDevice {
             Access::Read(_) => FaultAccess::Read,
             Access::Write(_) => FaultAccess::Write,
         };
-        let container = self.container.lock().clone().ok_or(DmaFault::NoIommu)?;
-        let outcome = container.dma(iova, access)?;
+        let container = self.container.lock().clone();
+        let outcome = match container {
+            Some(container) => match container.dma(iova, access)? {
+                Dma::Translated(outcome) => outcome,
+                Dma::Physical(outcome) => {
+                    // No IOMMU: nothing records the stray bytes.
+                    return match outcome.refused.first() {
+                        None => Ok(()),
+                        Some(first) => Err(DmaFault::NoMemory {
+                            address: first.iova,
+                            completed: outcome.done,
+                        }),
+                    };
+                }
+            },
+            None => {
+                // A device bound to an iommufd DMAs through the IOAS its
+                // group is attached to; detached, it is blocked.
+                let ioas = self.domain.lock().clone().ok_or(DmaFault::NoIommu)?;
+                ioas.dma(iova, access)
+            }
+        };
         let Some(first) = outcome.refused.first().copied() else {
             return Ok(());
         };
@@ -799,8 +824,41 @@ impl PciDevice {
     /// can reset is reset, and config space is saved for the last close.
     pub(crate) fn open_fd(&self) {
         let mut fds = self.open_fds.lock();
-        *fds += 1;
-        if *fds > 1 {
+        self.open_locked(&mut fds);
+    }
+
+    /// `vfio_df_open` for a cdev: opens the device only if nothing has it
+    /// open (the cdev path allows one open); false otherwise.
+    pub(crate) fn open_fd_exclusive(&self) -> bool {
+        let mut fds = self.open_fds.lock();
+        if fds.fds != 0 {
+            return false;
+        }
+        self.open_locked(&mut fds);
+        true
+    }
+
+    /// A reference that keeps a removal from completing without opening
+    /// the device: an open cdev file not yet bound
+    /// (`vfio_device_try_get_registration`).
+    pub(crate) fn hold(&self) {
+        self.open_fds.lock().holds += 1;
+    }
+
+    /// Drops a [`hold`](Self::hold); the last reference completes a removal.
+    pub(crate) fn release_hold(&self) {
+        let mut fds = self.open_fds.lock();
+        fds.holds = fds.holds.saturating_sub(1);
+        if !fds.idle() {
+            return;
+        }
+        drop(fds);
+        self.complete_release();
+    }
+
+    fn open_locked(&self, fds: &mut Opens) {
+        fds.fds += 1;
+        if fds.fds > 1 {
             return;
         }
         if self.spec.can_reset {
@@ -828,12 +886,20 @@ impl PciDevice {
     /// from the same bytes (`config_space_is_restored_when_the_device_is_closed`).
     pub(crate) fn close_fd(&self) {
         let mut fds = self.open_fds.lock();
-        *fds = fds.saturating_sub(1);
-        if *fds > 0 {
+        fds.fds = fds.fds.saturating_sub(1);
+        if fds.fds > 0 {
             return;
         }
         self.disable_on_last_close();
+        if !fds.idle() {
+            return;
+        }
         drop(fds);
+        self.complete_release();
+    }
+
+    /// Nothing holds the device any more: a removal under way completes.
+    fn complete_release(&self) {
         let complete = self.on_released.lock().take();
         if let Some(Completion(complete)) = complete {
             complete();
@@ -869,7 +935,7 @@ impl PciDevice {
         }
         self.request_release();
         let fds = self.open_fds.lock();
-        if *fds == 0 {
+        if fds.idle() {
             drop(fds);
             complete();
             self.released.notify_all();
@@ -888,10 +954,11 @@ impl PciDevice {
     /// true if released.
     pub(crate) fn wait_released(&self, timeout: std::time::Duration) -> bool {
         let mut fds = self.open_fds.lock();
-        if *fds > 0 {
-            self.released.wait_while_for(&mut fds, |n| *n > 0, timeout);
+        if !fds.idle() {
+            self.released
+                .wait_while_for(&mut fds, |n| !n.idle(), timeout);
         }
-        *fds == 0
+        fds.idle()
     }
 
     /// The device is gone: interrupts torn down, every later call on a
@@ -901,6 +968,21 @@ impl PciDevice {
         self.new_epoch();
         let env = self.irq_env();
         let _written = self.irqs.lock().unplug(&env);
+    }
+}
+
+/// What keeps a device from being released.
+#[derive(Debug, Default)]
+struct Opens {
+    /// Opens of the device (`open_count`): group device fds and bound cdevs.
+    fds: u32,
+    /// Cdev files not bound.
+    holds: u32,
+}
+
+impl Opens {
+    fn idle(&self) -> bool {
+        self.fds == 0 && self.holds == 0
     }
 }
 

@@ -1,13 +1,15 @@
 //! The fake sysfs and devfs trees: enough of `/sys` and `/dev/vfio` for
 //! vfio-core's lookups ([`HostPaths`]) to work unchanged.
 
+use crate::KernelVersion;
 use crate::group::GroupCore;
 use crate::pci_device::PciDevice;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
-use vfio_core::HostPaths;
+use vfio_core::{HostPaths, PciAddress};
 
 /// Whether the kernel has no-IOMMU mode, and whether it is turned on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,13 +52,71 @@ fn write_param(paths: &HostPaths, module: &str, name: &str, value: &str) -> io::
     fs::write(dir.join(name), format!("{value}\n"))
 }
 
+/// What the trees show.
+pub(crate) struct Tree<'a> {
+    pub groups: &'a [std::sync::Arc<GroupCore>],
+    pub noiommu: NoIommuMode,
+    pub kernel: KernelVersion,
+    /// Each vfio-pci device's `vfio-dev` index.
+    pub cdev_index: &'a BTreeMap<PciAddress, u32>,
+}
+
+/// `<device>/vfio-dev/vfioN`, the vfio device's class device.
+fn cdev_dir(paths: &HostPaths, d: &PciDevice, index: u32) -> PathBuf {
+    device_dir(paths, d)
+        .join("vfio-dev")
+        .join(format!("vfio{index}"))
+}
+
+/// Adds a vfio device's class device (`vfio_device_add`): the sysfs entry
+/// `<device>/vfio-dev/vfioN` (linked from `/sys/class/vfio-dev`), and on a
+/// kernel with `CONFIG_VFIO_DEVICE_CDEV` the node `/dev/vfio/devices/vfioN`,
+/// which a no-IOMMU device does not get.
+///
+/// Unconfirmed: the entry on 6.1. The class device came with Linux 6.1
+/// ("vfio: Add struct device to vfio_device"), so the mock shows it on both
+/// kernels; only the cdev node needs `CONFIG_VFIO_DEVICE_CDEV`.
+fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) -> io::Result<()> {
+    let Some(&index) = tree.cdev_index.get(&d.address) else {
+        return Ok(());
+    };
+    let name = format!("vfio{index}");
+    let dir = cdev_dir(paths, d, index);
+    fs::create_dir_all(&dir)?;
+    fs::write(dir.join("uevent"), "")?;
+    let class = paths.sysfs().join("class/vfio-dev");
+    fs::create_dir_all(&class)?;
+    symlink(
+        format!("../../{}/vfio-dev/{name}", device_target(d)),
+        class.join(&name),
+    )?;
+    if tree.kernel.has_device_cdev() && !noiommu {
+        fs::write(paths.device_cdev_path(&name), b"")?;
+    }
+    Ok(())
+}
+
+/// Deletes a vfio device's class device and cdev node (`vfio_device_del`).
+pub(crate) fn remove_cdev(paths: &HostPaths, d: &PciDevice, index: u32) -> io::Result<()> {
+    let name = format!("vfio{index}");
+    ignore_missing(fs::remove_file(paths.device_cdev_path(&name)))?;
+    ignore_missing(fs::remove_file(
+        paths.sysfs().join("class/vfio-dev").join(&name),
+    ))?;
+    ignore_missing(fs::remove_dir_all(device_dir(paths, d).join("vfio-dev")))
+}
+
+fn ignore_missing(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Creates the whole tree, as the devices are now: a removed device is
 /// not in it.
-pub(crate) fn create(
-    paths: &HostPaths,
-    groups: &[std::sync::Arc<GroupCore>],
-    noiommu: NoIommuMode,
-) -> io::Result<()> {
+pub(crate) fn create(paths: &HostPaths, tree: &Tree<'_>) -> io::Result<()> {
+    let (groups, noiommu) = (tree.groups, tree.noiommu);
     let sys = paths.sysfs();
     fs::create_dir_all(sys.join("bus/pci/devices"))?;
     fs::create_dir_all(sys.join("bus/pci/drivers/vfio-pci"))?;
@@ -77,9 +137,25 @@ pub(crate) fn create(
     write_param(paths, "vfio_pci", "nointxmask", "N")?;
     write_param(paths, "vfio_pci", "disable_idle_d3", "N")?;
     fs::create_dir_all(paths.procfs())?;
+    // TAINT_USER (bit 6), which vfio_noiommu_group_alloc's caller adds as
+    // each no-IOMMU group is made; it is never cleared.
+    let tainted = if groups.iter().any(|g| g.noiommu) {
+        64
+    } else {
+        0
+    };
+    let kernel_dir = paths.procfs().join("sys/kernel");
+    fs::create_dir_all(&kernel_dir)?;
+    fs::write(kernel_dir.join("tainted"), format!("{tainted}\n"))?;
     let vfio_dev = paths.dev().join("vfio");
     fs::create_dir_all(&vfio_dev)?;
     fs::write(paths.container_path(), b"")?;
+    if tree.kernel.has_iommufd() {
+        fs::write(paths.iommufd_path(), b"")?;
+    }
+    if tree.kernel.has_device_cdev() {
+        fs::create_dir_all(vfio_dev.join("devices"))?;
+    }
 
     for group in groups {
         let group_dir = sys
@@ -134,6 +210,10 @@ pub(crate) fn create(
                     driver_dir.join(d.address.to_string()),
                 )?;
             }
+            // 6.12 deletes the class device as removal begins.
+            if !(d.is_unregistering() && !tree.kernel.opens_devices_being_removed()) {
+                add_cdev(paths, tree, d, group.noiommu)?;
+            }
         }
     }
     Ok(())
@@ -141,13 +221,17 @@ pub(crate) fn create(
 
 /// Removes a hot-unplugged device from sysfs, and the group's `/dev/vfio`
 /// node when no vfio-pci device is left in it.
-pub(crate) fn remove_device(paths: &HostPaths, group: &GroupCore, d: &PciDevice) -> io::Result<()> {
+pub(crate) fn remove_device(
+    paths: &HostPaths,
+    group: &GroupCore,
+    d: &PciDevice,
+    cdev_index: Option<u32>,
+) -> io::Result<()> {
     let sys = paths.sysfs();
     let name = d.address.to_string();
-    let ignore_missing = |r: io::Result<()>| match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    };
+    if let Some(index) = cdev_index {
+        remove_cdev(paths, d, index)?;
+    }
     ignore_missing(fs::remove_file(sys.join("bus/pci/devices").join(&name)))?;
     ignore_missing(fs::remove_file(
         sys.join("kernel/iommu_groups")

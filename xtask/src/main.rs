@@ -27,7 +27,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  guest [--kernel 6.1|6.12] [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
+  guest [--kernel 6.1|6.12] [--noiommu] [--output FILE] [--timeout SECS] [--cpus N] -- BINARY [ARGS...]
       Run a static x86-64 BINARY in a QEMU guest with the real vfio-pci: Debian's
       Linux 6.1 (default), or Linux 6.12 built from Debian's linux-source-6.12 (see
       `kernel`).
@@ -39,6 +39,10 @@ commands:
         BIG_NVME    0000:00:05.0  group 4  vfio-pci        (NVMe with 2048 MSI-X vectors)
       Group 3 is not viable: its watchdog has a kernel driver, so attaching the group
       to a container fails (EPERM).
+      --noiommu (6.12 only) boots without the IOMMU and with
+      vfio.enable_unsafe_noiommu_mode=1: the vfio-pci devices get no-IOMMU groups
+      (/dev/vfio/noiommu-N, numbered from 0 in the order above), the watchdog none,
+      and edu a DMA mask covering the guest's RAM.
       Lines the binary prints starting with `@@OUT@@ ` are appended (minus the prefix)
       to FILE. Exits with the binary's exit code. Default timeout 300 s, 2 CPUs.
   build-guest-bin PACKAGE BIN
@@ -137,11 +141,12 @@ fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
     let mut timeout = guest::DEFAULT_TIMEOUT;
     let mut cpus = guest::DEFAULT_CPUS;
     let mut kernel = guest::GuestKernel::default();
+    let mut noiommu = false;
     let mut args = args.into_iter();
     let binary = loop {
         let Some(arg) = args.next() else {
             bail!(
-                "usage: cargo xtask guest [--kernel 6.1|6.12] [--output FILE] [--timeout SECS] -- BINARY [ARGS...]"
+                "usage: cargo xtask guest [--kernel 6.1|6.12] [--noiommu] [--output FILE] [--timeout SECS] -- BINARY [ARGS...]"
             );
         };
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
@@ -156,6 +161,7 @@ fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
                     .and_then(guest::GuestKernel::from_series)
                     .with_context(|| format!("--kernel takes 6.1 or 6.12, not {series:?}"))?;
             }
+            Some("--noiommu") => noiommu = true,
             Some("--output") => output = Some(PathBuf::from(value("--output")?)),
             Some("--timeout") => {
                 let secs: f64 = value("--timeout")?
@@ -176,8 +182,12 @@ fn parse_guest(args: Vec<OsString>) -> Result<guest::GuestOptions> {
             _ => break arg,
         }
     };
+    if noiommu && kernel != guest::GuestKernel::Built6_12 {
+        bail!("--noiommu needs --kernel 6.12, whose vfio is built in and takes the parameter");
+    }
     Ok(guest::GuestOptions {
         kernel,
+        noiommu,
         binary: PathBuf::from(binary),
         args: args.collect(),
         output,
@@ -215,6 +225,10 @@ mod tests {
 
         let opts = parse_guest(os(&["--kernel", "6.12", "--", "bin"])).unwrap();
         assert_eq!(opts.kernel, guest::GuestKernel::Built6_12);
+        assert!(!opts.noiommu);
+
+        let opts = parse_guest(os(&["--kernel", "6.12", "--noiommu", "--", "bin"])).unwrap();
+        assert!(opts.noiommu);
 
         let opts = parse_guest(os(&["bin", "--output"])).unwrap();
         assert_eq!(opts.args, os(&["--output"]));
@@ -229,5 +243,7 @@ mod tests {
         assert!(parse_guest(os(&["--bogus", "--", "b"])).is_err());
         assert!(parse_guest(os(&["--"])).is_err());
         assert!(parse_guest(os(&["--kernel", "6.6", "--", "b"])).is_err());
+        // 6.1's vfio is a module: the parameter is not on its command line.
+        assert!(parse_guest(os(&["--noiommu", "--", "b"])).is_err());
     }
 }

@@ -2,24 +2,62 @@
 //!
 //! Built static and run inside the QEMU guest by the conformance runner (and
 //! `cargo xtask ci`); also runs on any host whose `edu` and NVMe devices are at
-//! 00:02.0 and 00:03.0 and bound to vfio-pci. Prints a line per case, then the
-//! JSON report on a line prefixed `@@OUT@@ ` for the host to collect, then a
-//! `N passed, N n/a, N failed` line. Exits 1 if any case fails.
+//! 00:02.0 and 00:03.0 and bound to vfio-pci. Runs the suite once in each
+//! mode given as `--mode MODE` (type1, iommufd or noiommu; default type1),
+//! in that order, the case that removes a device
+//! ([`REMOVES_A_DEVICE`](conformance_tests::cases::REMOVES_A_DEVICE)) of each
+//! mode last. It prints a line per case as it runs, then for each mode the
+//! JSON report on a line prefixed `@@OUT@@ ` for the host to collect and a
+//! `MODE: N passed, N n/a, N failed in S s` line. Exits 1 if any case fails, 2 on bad
+//! arguments.
 
-use conformance_tests::{Env, HostControl, Kernel, SysfsHostControl, Targets, kernel, report};
+use conformance_tests::{
+    Env, HostControl, Kernel, Mode, SysfsHostControl, Targets, cases, kernel, report,
+};
 use std::path::Path;
 use std::sync::Arc;
 use vfio_linux::LinuxBackend;
 
+fn modes() -> Result<Vec<Mode>, String> {
+    let mut modes = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--mode", Some(value)) => {
+                modes.push(value.parse::<Mode>().map_err(|e| e.to_string())?)
+            }
+            _ => {
+                return Err(format!(
+                    "usage: conformance-guest [--mode type1|iommufd|noiommu]...; got `{arg}`"
+                ));
+            }
+        }
+    }
+    if modes.is_empty() {
+        modes.push(Mode::Type1);
+    }
+    Ok(modes)
+}
+
 fn main() {
-    let (targets, release) = match Targets::from_env().and_then(|t| Ok((t, kernel::release()?))) {
+    let setup = modes().map_err(anyhow::Error::msg).and_then(|modes| {
+        let targets = Targets::from_env()?;
+        Ok((modes, targets, kernel::release()?))
+    });
+    let (modes, targets, release) = match setup {
         Ok(t) => t,
         Err(e) => {
             eprintln!("conformance-guest: {e:#}");
             std::process::exit(2);
         }
     };
-    let cases = kernel::suite();
+    // Each mode's cases but the one that removes a device, then that one of
+    // each mode: it moves edu's BAR, which the other modes' config-space
+    // cases would see.
+    let (held, cases): (Vec<_>, Vec<_>) = kernel::suite()
+        .into_iter()
+        .partition(|c| c.name == cases::REMOVES_A_DEVICE);
+    let order: Vec<String> = kernel::suite().into_iter().map(|c| c.name).collect();
     // The guest is the suite's own machine: cases may remove and restore devices.
     let host: Arc<dyn HostControl> = Arc::new(SysfsHostControl::new(
         Path::new("/sys"),
@@ -27,19 +65,47 @@ fn main() {
         Path::new("/proc"),
     ));
     let kernel = Kernel::from_release(&release);
-    let factory = || {
-        Ok(Env::new(LinuxBackend::new())
-            .with_targets(targets)
-            .with_host(host.clone())
-            .with_kernel(kernel))
+    let factory = |mode: Mode| {
+        let host = host.clone();
+        move || {
+            Ok(Env::new(LinuxBackend::new())
+                .with_targets(targets)
+                .with_host(host.clone())
+                .with_kernel(kernel)
+                .with_mode(mode))
+        }
     };
-    let mut report = report::run_suite("vfio-linux", &cases, &factory);
-    report.kernel = Some(release);
-    let counts = report.counts();
-    match serde_json::to_string(&report) {
-        Ok(json) => println!("@@OUT@@ {json}"),
-        Err(e) => eprintln!("cannot encode the report: {e}"),
+    let mut reports = Vec::new();
+    for &mode in &modes {
+        println!("conformance-guest: the suite in {mode} mode");
+        let started = std::time::Instant::now();
+        let report = report::run_suite("vfio-linux", &cases, &factory(mode));
+        reports.push((mode, report, started.elapsed()));
     }
-    println!("{counts}");
-    std::process::exit(i32::from(counts.failed != 0));
+    for (mode, report, elapsed) in &mut reports {
+        println!(
+            "conformance-guest: {} in {mode} mode",
+            cases::REMOVES_A_DEVICE
+        );
+        let started = std::time::Instant::now();
+        let last = report::run_suite("vfio-linux", &held, &factory(*mode));
+        report.results.extend(last.results);
+        report
+            .results
+            .sort_by_key(|r| order.iter().position(|n| *n == r.name));
+        *elapsed += started.elapsed();
+    }
+    let mut failed = false;
+    for (mode, mut report, elapsed) in reports {
+        report.kernel = Some(release.clone());
+        report.mode = Some(mode.name().to_owned());
+        let counts = report.counts();
+        match serde_json::to_string(&report) {
+            Ok(json) => println!("@@OUT@@ {json}"),
+            Err(e) => eprintln!("cannot encode the report: {e}"),
+        }
+        println!("{mode}: {counts} in {:.1} s", elapsed.as_secs_f64());
+        failed |= counts.failed != 0;
+    }
+    std::process::exit(i32::from(failed));
 }

@@ -1,11 +1,12 @@
 //! Container behaviours: API version, extensions, IOMMU selection.
 
-use crate::{Env, expect_error};
+use crate::{Env, Mode, expect_error};
 use anyhow::{Result, ensure};
 use vfio_core::{Container, DmaSpace, Errno, ErrorKind, Extension, Group, IommuType, VfioBackend};
 
 /// Every kernel so far reports VFIO API version 0.
 pub fn api_version_is_zero<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a container behaviour")?;
     let c = env.backend.open_container()?;
     let v = c.api_version()?;
     ensure!(v == 0, "API version {v}");
@@ -15,6 +16,10 @@ pub fn api_version_is_zero<B: VfioBackend>(env: &Env<B>) -> Result<()> {
 /// A fresh container offers Type1 and Type1v2; no-IOMMU mode is not built
 /// into the reference kernel (CONFIG_VFIO_NOIOMMU is off), so it answers 0.
 pub fn type1_extensions_are_offered_and_noiommu_is_not<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1],
+        "with no-IOMMU mode off, a container offers Type1 only",
+    )?;
     let c = env.backend.open_container()?;
     ensure!(
         c.check_extension(Extension::TYPE1_IOMMU)? == 1,
@@ -31,10 +36,11 @@ pub fn type1_extensions_are_offered_and_noiommu_is_not<B: VfioBackend>(env: &Env
 
 /// The IOMMU type can only be chosen once a group is attached.
 pub fn set_iommu_without_a_group_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a container behaviour")?;
     let c = env.backend.open_container()?;
     expect_error(
         "set_iommu with no group",
-        c.set_iommu(IommuType::Type1v2),
+        c.set_iommu(env.iommu_type()),
         ErrorKind::InvalidArgument,
         Some(Errno::EINVAL),
     )?;
@@ -43,13 +49,14 @@ pub fn set_iommu_without_a_group_is_invalid<B: VfioBackend>(env: &Env<B>) -> Res
 
 /// Once set, the IOMMU type cannot be set again.
 pub fn set_iommu_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a container behaviour")?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
-    c.set_iommu(IommuType::Type1v2)?;
+    c.set_iommu(env.iommu_type())?;
     expect_error(
         "second set_iommu",
-        c.set_iommu(IommuType::Type1v2),
+        c.set_iommu(env.iommu_type()),
         ErrorKind::InvalidArgument,
         Some(Errno::EINVAL),
     )?;
@@ -61,7 +68,11 @@ pub fn set_iommu_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
 pub fn set_iommu_to_a_type_no_driver_offers_is_not_found<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(
+        &[Mode::Type1],
+        "with no-IOMMU mode off, no driver offers NoIommu",
+    )?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     expect_error(
@@ -75,6 +86,7 @@ pub fn set_iommu_to_a_type_no_driver_offers_is_not_found<B: VfioBackend>(
 
 /// IOMMU ioctls on a container without an IOMMU type are invalid.
 pub fn iommu_calls_before_set_iommu_are_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a container behaviour")?;
     let c = env.backend.open_container()?;
     expect_error(
         "iommu_info before set_iommu",
@@ -93,9 +105,13 @@ pub fn iommu_calls_before_set_iommu_are_invalid<B: VfioBackend>(env: &Env<B>) ->
 
 /// A second group joins a container that already has an IOMMU type.
 pub fn second_group_joins_a_container_with_an_iommu<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::NoIommu],
+        "a group and container behaviour",
+    )?;
     let o = env.open_edu()?;
-    let nvme = env.backend.open_group(env.group_of(&env.targets.nvme)?)?;
-    nvme.set_container(&o.container)?;
+    let nvme = env.open_group(env.group_of(&env.targets.nvme)?)?;
+    nvme.set_container(o.container()?)?;
     let status = nvme.status()?;
     ensure!(
         status.contains(vfio_core::GroupStatus::CONTAINER_SET),
@@ -111,8 +127,9 @@ pub fn second_group_joins_a_container_with_an_iommu<B: VfioBackend>(env: &Env<B>
 pub fn iommu_info_reports_4k_pages_and_ranges_without_the_msi_window<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container behaviour")?;
     let o = env.open_edu()?;
-    let info = o.container.iommu_info()?;
+    let info = o.type1()?.iommu_info()?;
     ensure!(
         info.iova_pgsizes & 0x1000 != 0,
         "pgsizes {:#x}",
@@ -133,6 +150,7 @@ pub fn iommu_info_reports_4k_pages_and_ranges_without_the_msi_window<B: VfioBack
 /// The answer of every known extension, on a fresh container and on one set
 /// to Type1v2. `UPDATE_VADDR` is only offered once an IOMMU is set.
 pub fn extension_answers_match_type1<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container behaviour")?;
     // (extension, fresh container, Type1v2 container)
     let table = [
         (Extension::TYPE1_IOMMU, 1, 1),
@@ -149,7 +167,7 @@ pub fn extension_answers_match_type1<B: VfioBackend>(env: &Env<B>) -> Result<()>
     ];
     let fresh = env.backend.open_container()?;
     let o = env.open_edu()?;
-    for (which, c, column) in [("fresh", &fresh, 0), ("type1v2", &o.container, 1)] {
+    for (which, c, column) in [("fresh", &fresh, 0), ("type1v2", o.type1()?, 1)] {
         let got: Vec<(u32, u32)> = table
             .iter()
             .map(|(e, ..)| Ok((e.0, c.check_extension(*e)?)))
@@ -167,8 +185,9 @@ pub fn extension_answers_match_type1<B: VfioBackend>(env: &Env<B>) -> Result<()>
 /// pages, a 39-bit address width with the MSI window cut out, and 65535
 /// mappings available on a fresh container.
 pub fn iommu_info_reports_the_vtd_geometry<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container behaviour")?;
     let o = env.open_edu()?;
-    let info = o.container.iommu_info()?;
+    let info = o.type1()?.iommu_info()?;
     ensure!(
         info.iova_pgsizes == 0x4020_1000,
         "pgsizes {:#x}",

@@ -395,23 +395,21 @@ pub fn removal_asks_for_the_device_and_waits_for_its_release<B: VfioBackend>(
     // that handle too. 6.12 takes the device off its group's list before it
     // asks for the device (vfio_device_group_unregister), so the name is
     // ENODEV.
-    let second = match kernel {
-        Kernel::V6_1 => Some(o.group.open_device(&edu.to_string())?),
-        Kernel::V6_12 => {
+    // (In iommufd mode there is no group to open it through.)
+    let second = match (o.dma.group(), kernel) {
+        (None, _) => None,
+        (Some(group), Kernel::V6_1) => Some(group.open_device(&edu.to_string())?),
+        (Some(group), Kernel::V6_12) => {
             expect_error(
                 "opening the device while it is being removed",
-                o.group.open_device(&edu.to_string()),
+                group.open_device(&edu.to_string()),
                 ErrorKind::NotFound,
                 Some(Errno::ENODEV),
             )?;
             None
         }
     };
-    let crate::Opened {
-        device,
-        group,
-        container,
-    } = o;
+    let crate::Opened { device, dma } = o;
     drop(device);
     if let Some(second) = second {
         ensure!(
@@ -421,7 +419,7 @@ pub fn removal_asks_for_the_device_and_waits_for_its_release<B: VfioBackend>(
         second.info()?;
         drop(second);
     }
-    drop((group, container));
+    drop(dma);
     ensure!(
         done.recv_timeout(STAYS_AWAY).is_err(),
         "removed while a BAR was still mapped"

@@ -1,7 +1,7 @@
 //! DMA mapping behaviours.
 
 use crate::cases::dma_fault::edu_dma;
-use crate::{Env, expect_error};
+use crate::{Env, Mode, expect_error};
 use anyhow::{Context, Result, ensure};
 use std::sync::Arc;
 use vfio_core::{
@@ -13,12 +13,16 @@ const RW: DmaFlags = DmaFlags(DmaFlags::READ.0 | DmaFlags::WRITE.0);
 
 /// A mapping that overlaps an existing one already exists (EEXIST).
 pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::Iommufd],
+        "an IOMMU mapping behaviour; a no-IOMMU container maps nothing",
+    )?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    let _first = o.container.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
+    let _first = o.dma.map_dma(&mem, 0, 0x2000, 0x20_0000, RW)?;
     expect_error(
         "overlap",
-        o.container.map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW),
+        o.dma.map_dma(&mem, 0x1000, 0x2000, 0x20_1000, RW),
         ErrorKind::AlreadyExists,
         Some(Errno::EEXIST),
     )?;
@@ -27,8 +31,9 @@ pub fn overlapping_dma_map_already_exists<B: VfioBackend>(env: &Env<B>) -> Resul
 
 /// Unmapping a range with no mapping succeeds and unmaps nothing.
 pub fn unmap_of_an_unmapped_range_unmaps_nothing<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1], "Type1 unmaps nothing and succeeds; an IOAS answers ENOENT (iommufd::unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
     let o = env.open_edu()?;
-    let n = o.container.unmap_dma(0x40_0000, 0x1000)?;
+    let n = o.dma.unmap_dma(0x40_0000, 0x1000)?;
     ensure!(n == 0, "unmapped {n}");
     Ok(())
 }
@@ -38,6 +43,10 @@ pub fn unmap_of_an_unmapped_range_unmaps_nothing<B: VfioBackend>(env: &Env<B>) -
 pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::Iommufd],
+        "an IOMMU mapping behaviour; a no-IOMMU container maps nothing",
+    )?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
     let cases: [(usize, u64, u64, DmaFlags); 4] = [
@@ -49,7 +58,7 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
     for (offset, size, iova, flags) in cases {
         expect_error(
             "bad map",
-            o.container.map_dma(&mem, offset, size, iova, flags),
+            o.dma.map_dma(&mem, offset, size, iova, flags),
             ErrorKind::InvalidArgument,
             Some(Errno::EINVAL),
         )?;
@@ -59,12 +68,13 @@ pub fn misaligned_empty_or_permissionless_maps_are_invalid<B: VfioBackend>(
 
 /// Type1v2 refuses an unmap that would split a mapping.
 pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1], "Type1 answers EINVAL; an IOAS answers ENOENT (iommufd::unmap_of_nothing_or_part_of_an_area_is_not_found)")?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
-    let _mapping = o.container.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
+    let _mapping = o.dma.map_dma(&mem, 0, 0x2000, 0x50_0000, RW)?;
     expect_error(
         "split",
-        o.container.unmap_dma(0x50_1000, 0x1000),
+        o.dma.unmap_dma(0x50_1000, 0x1000),
         ErrorKind::InvalidArgument,
         Some(Errno::EINVAL),
     )?;
@@ -73,26 +83,28 @@ pub fn unmap_splitting_a_mapping_is_invalid<B: VfioBackend>(env: &Env<B>) -> Res
 
 /// One unmap covering two whole mappings removes both and reports their sum.
 pub fn unmap_covering_two_mappings_returns_both_sizes<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1],
+        "the final unmap of nothing succeeds on Type1 only",
+    )?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x3000)?;
-    let _low = o.container.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
-    let _high = o.container.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
-    let n = o.container.unmap_dma(0x60_0000, 0x10_0000)?;
+    let _low = o.dma.map_dma(&mem, 0, 0x1000, 0x60_0000, RW)?;
+    let _high = o.dma.map_dma(&mem, 0x1000, 0x2000, 0x60_1000, RW)?;
+    let n = o.dma.unmap_dma(0x60_0000, 0x10_0000)?;
     ensure!(n == 0x3000, "unmapped {n:#x}");
-    ensure!(
-        o.container.unmap_dma(0x60_0000, 0x3000)? == 0,
-        "still mapped"
-    );
+    ensure!(o.dma.unmap_dma(0x60_0000, 0x3000)? == 0, "still mapped");
     Ok(())
 }
 
 /// Each mapping lowers the DMA-mappings-available count by one.
 pub fn dma_avail_counts_down_per_mapping<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container's DMA-available count")?;
     let o = env.open_edu()?;
-    let before = o.container.iommu_info()?.dma_avail;
+    let before = o.type1()?.iommu_info()?.dma_avail;
     let mem = env.backend.alloc_dma(0x1000)?;
-    let _mapping = o.container.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
-    let after = o.container.iommu_info()?.dma_avail;
+    let _mapping = o.dma.map_dma(&mem, 0, 0x1000, 0x70_0000, RW)?;
+    let after = o.type1()?.iommu_info()?.dma_avail;
     ensure!(
         before.is_some() && after == before.map(|b| b - 1),
         "before {before:?}, after {after:?}"
@@ -104,18 +116,32 @@ pub fn dma_avail_counts_down_per_mapping<B: VfioBackend>(env: &Env<B>) -> Result
 /// the kernel answers where nothing is mapped after the buffer), and
 /// nothing is mapped.
 pub fn dma_map_past_the_buffer_faults<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::Iommufd],
+        "an IOMMU mapping behaviour; a no-IOMMU container maps nothing",
+    )?;
     let o = env.open_edu()?;
     let mem = env.backend.alloc_dma(0x2000)?;
     for (offset, size) in [(0x1000, 0x2000), (0x2000, 0x1000), (0, u64::MAX)] {
         expect_error(
             format_args!("map {size:#x} bytes at offset {offset:#x} of 0x2000"),
-            o.container.map_dma(&mem, offset, size, 0x80_0000, RW),
+            o.dma.map_dma(&mem, offset, size, 0x80_0000, RW),
             ErrorKind::BadAddress,
             Some(Errno::EFAULT),
         )?;
     }
-    let n = o.container.unmap_dma(0x80_0000, 0x10_0000)?;
-    ensure!(n == 0, "unmapped {n:#x}");
+    // Nothing is mapped there: Type1 unmaps nothing, an IOAS says ENOENT.
+    if env.mode == Mode::Iommufd {
+        expect_error(
+            "unmap after the refused maps",
+            o.dma.unmap_dma(0x80_0000, 0x10_0000),
+            ErrorKind::NotFound,
+            Some(Errno::ENOENT),
+        )?;
+    } else {
+        let n = o.dma.unmap_dma(0x80_0000, 0x10_0000)?;
+        ensure!(n == 0, "unmapped {n:#x}");
+    }
     Ok(())
 }
 
@@ -126,27 +152,28 @@ pub fn dma_map_past_the_buffer_faults<B: VfioBackend>(env: &Env<B>) -> Result<()
 pub fn a_dropped_mapping_is_unmapped_and_its_iova_maps_again<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container's DMA-available count")?;
     let o = env.open_edu()?;
     let avail = || -> Result<u32> {
-        o.container
+        o.type1()?
             .iommu_info()?
             .dma_avail
             .context("no DMA-available count")
     };
     let before = avail()?;
     let mem = env.backend.alloc_dma(0x2000)?;
-    let mapping = o.container.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
+    let mapping = o.dma.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
     ensure!(avail()? == before - 1, "mapped: {} of {before}", avail()?);
     drop(mapping);
     ensure!(avail()? == before, "dropped: {} of {before}", avail()?);
-    let again = o.container.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
+    let again = o.dma.map_dma(&mem, 0, 0x2000, 0x90_0000, RW)?;
     let n = again.unmap()?;
     ensure!(n == 0x2000, "unmap returned {n:#x}");
-    let n = o.container.unmap_dma(0x90_0000, 0x2000)?;
+    let n = o.dma.unmap_dma(0x90_0000, 0x2000)?;
     ensure!(n == 0, "{n:#x} bytes still mapped after unmap");
     let shared = Arc::new(env.backend.alloc_dma(0x1000)?);
     let owned = o
-        .container
+        .dma
         .map_dma(Arc::clone(&shared), 0, 0x1000, 0x90_0000, RW)?;
     drop(shared);
     owned.memory().write_at(0, b"still here")?;
@@ -172,8 +199,9 @@ fn inside(ranges: &[IovaRange], iova: u64, size: u64) -> bool {
 pub fn allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container's IOMMU info")?;
     let o = env.open_edu()?;
-    let info = o.container.iommu_info()?;
+    let info = o.type1()?.iommu_info()?;
     let ranges = info.iova_ranges.clone().context("no IOVA ranges")?;
     let page = info.iova_pgsizes & info.iova_pgsizes.wrapping_neg();
     let options = IovaOptions {
@@ -189,7 +217,7 @@ pub fn allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded<B:
     let mappings = memory
         .iter()
         .zip(sizes)
-        .map(|(mem, size)| o.container.map_dma_in(&iovas, mem, 0, size, RW))
+        .map(|(mem, size)| o.dma.map_dma_in(&iovas, mem, 0, size, RW))
         .collect::<vfio_core::Result<Vec<_>>>()?;
     let mut spans: Vec<(u64, u64)> = mappings.iter().map(|m| (m.iova(), m.size())).collect();
     for &(iova, size) in &spans {
@@ -211,7 +239,7 @@ pub fn allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded<B:
             "no guard page between {a:#x}+{a_size:#x} and {b:#x}"
         );
     }
-    let avail = o.container.iommu_info()?.dma_avail;
+    let avail = o.type1()?.iommu_info()?.dma_avail;
     ensure!(
         avail == info.dma_avail.map(|n| n - 3),
         "{avail:?} available after 3 maps from {:?}",
@@ -231,12 +259,13 @@ pub fn allocated_mappings_land_inside_the_reported_ranges_aligned_and_guarded<B:
 pub fn a_mapping_larger_than_its_memory_faults_and_frees_its_iova<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1], "a Type1 container's IOMMU info")?;
     let o = env.open_edu()?;
-    let info = o.container.iommu_info()?;
+    let info = o.type1()?.iommu_info()?;
     let mem = env.backend.alloc_dma(0x2000)?;
     expect_error(
         "map 0x3000 bytes of 0x2000",
-        o.container.map_dma(&mem, 0, 0x3000, 0xa0_0000, RW),
+        o.dma.map_dma(&mem, 0, 0x3000, 0xa0_0000, RW),
         ErrorKind::BadAddress,
         Some(Errno::EFAULT),
     )?;
@@ -247,15 +276,15 @@ pub fn a_mapping_larger_than_its_memory_faults_and_frees_its_iova<B: VfioBackend
     let iovas = IovaAllocator::new(&info, options)?;
     expect_error(
         "map 0x3000 bytes of 0x2000 at an allocated IOVA",
-        o.container.map_dma_in(&iovas, &mem, 0x1000, 0x3000, RW),
+        o.dma.map_dma_in(&iovas, &mem, 0x1000, 0x3000, RW),
         ErrorKind::BadAddress,
         Some(Errno::EFAULT),
     )?;
     ensure!(
-        o.container.iommu_info()?.dma_avail == info.dma_avail,
+        o.type1()?.iommu_info()?.dma_avail == info.dma_avail,
         "a refused map took a mapping"
     );
-    let mapping = o.container.map_dma_in(&iovas, &mem, 0, 0x2000, RW)?;
+    let mapping = o.dma.map_dma_in(&iovas, &mem, 0, 0x2000, RW)?;
     ensure!(
         mapping.iova() == 0xa0_0000,
         "mapped at {:#x}, not at the refused mapping's IOVA",
@@ -271,18 +300,20 @@ pub fn a_mapping_larger_than_its_memory_faults_and_frees_its_iova<B: VfioBackend
 pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1],
+        "a Type1 container's IOVA ranges around the MSI window",
+    )?;
     let o = env.open_edu()?;
-    let info = o.container.iommu_info()?;
+    let info = o.type1()?.iommu_info()?;
     let options = IovaOptions {
         window: 0xfedf_0000..=0xfef0_ffff,
         ..IovaOptions::default()
     };
     let iovas = IovaAllocator::new(&info, options)?;
     let mem = env.backend.alloc_dma(0x2_0000)?;
-    let low = o.container.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
-    let high = o
-        .container
-        .map_dma_in(&iovas, &mem, 0x1_0000, 0x1_0000, RW)?;
+    let low = o.dma.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
+    let high = o.dma.map_dma_in(&iovas, &mem, 0x1_0000, 0x1_0000, RW)?;
     let msi = 0xfee0_0000..=0xfeef_ffff;
     for m in [&low, &high] {
         ensure!(
@@ -299,13 +330,13 @@ pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBacke
     );
     expect_error(
         "a third mapping",
-        o.container.map_dma_in(&iovas, &mem, 0, 0x1000, RW),
+        o.dma.map_dma_in(&iovas, &mem, 0, 0x1000, RW),
         ErrorKind::NoSpace,
         None,
     )?;
     let at = low.iova();
     drop(low);
-    let again = o.container.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
+    let again = o.dma.map_dma_in(&iovas, &mem, 0, 0x1_0000, RW)?;
     ensure!(again.iova() == at, "mapped again at {:#x}", again.iova());
     drop(high);
     Ok(())
@@ -316,7 +347,8 @@ pub fn iova_exhaustion_is_no_space_and_a_dropped_mapping_makes_room<B: VfioBacke
 /// register starts the engine, the device copies them into its buffer and
 /// back into a second page, `rmb` after the command register says done, and
 /// typed loads read what the device wrote, little-endian. A host with no
-/// hugetlb pages reserved gives base pages to `HugePages::Prefer`.
+/// hugetlb pages reserved gives base pages to `HugePages::Prefer`. In
+/// no-IOMMU mode the device is given each page's physical address.
 pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
@@ -333,7 +365,10 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
         mem.page_size(),
         mem.len()
     );
-    let mapping = o.container.map_dma(&mem, 0, 0x2000, IOVA, RW)?;
+    // In no-IOMMU mode nothing is mapped and the device is given physical
+    // addresses: each page's own, as the pages need not be contiguous.
+    let mapping = o.dma.map_dma(&mem, 0, 0x2000, IOVA, RW)?;
+    let (out, back_page) = (mapping.device_address(0)?, mapping.device_address(0x1000)?);
     mem.write_u64(0, 0x0102_0304_0506_0708)?;
     mem.write_u32(8, 0xdead_beef)?;
     mem.write_u16(12, 0xcafe)?;
@@ -343,8 +378,8 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
     // wmb() before the command register starts the device reading, rmb()
     // after it says the device has written.
     mem.wmb();
-    edu_dma(&bar0, IOVA, 0, 36, false)?;
-    edu_dma(&bar0, IOVA + 0x1000, 0, 36, true)?;
+    edu_dma(&bar0, out, 0, 36, false)?;
+    edu_dma(&bar0, back_page, 0, 36, true)?;
     mem.rmb();
     ensure!(mapping.unmap()? == 0x2000, "unmap");
     let back = 0x1000;
@@ -377,7 +412,8 @@ pub fn device_dma_round_trips_typed_values_between_barriers<B: VfioBackend>(
 /// DMA memory in 2 MiB hugetlb pages, where the host has them reserved: with
 /// none reserved, asking for them is ENOMEM; with two reserved, the memory
 /// reports 2 MiB pages, an allocator maps it at a 2 MiB-aligned IOVA, and
-/// edu's DMA engine reads and writes it through the IOMMU.
+/// edu's DMA engine reads and writes it (through the IOMMU, or in
+/// no-IOMMU mode at its physical address).
 pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     use edu::{DMA_IOVA, DMA_IOVA_LAST};
     use vfio_core::{Device, DmaMemory, HUGE_PAGE_SIZE, HugePages, region};
@@ -415,15 +451,18 @@ pub fn huge_page_backed_dma_memory_is_mapped_and_used<B: VfioBackend>(env: &Env<
     let o = env.open_edu()?;
     o.device.set_bus_master(true)?;
     let bar0 = o.device.map_region(region::BAR0)?;
-    let iovas = IovaAllocator::new(
-        &o.container.iommu_info()?,
-        IovaOptions {
+    // An IOVA edu reaches through the IOMMU, or in no-IOMMU mode (where
+    // nothing is mapped) the physical address of the 2 MiB page.
+    let mapping = if o.dma.translates() {
+        let iovas = o.dma.iova_allocator(IovaOptions {
             window: DMA_IOVA..=DMA_IOVA_LAST,
             ..IovaOptions::default()
-        },
-    )?;
-    let mapping = o.container.map_dma_in(&iovas, &mem, 0, huge as u64, RW)?;
-    let iova = mapping.iova();
+        })?;
+        o.dma.map_dma_in(&iovas, &mem, 0, huge as u64, RW)?
+    } else {
+        o.dma.map_dma(&mem, 0, huge as u64, 0, RW)?
+    };
+    let iova = mapping.device_address(0)?;
     ensure!(iova % huge as u64 == 0, "mapped at {iova:#x}");
     let pattern: Vec<u8> = (0..64u8).map(|b| b.wrapping_mul(7)).collect();
     mem.write_at(0x1000, &pattern)?;

@@ -86,6 +86,10 @@ fn wait_for_fault<B: VfioBackend>(
 
 /// Opens edu with bus mastering on and its BAR0 mapped.
 fn edu_with_dma<B: VfioBackend>(env: &Env<B>) -> Result<(crate::Opened<B>, B::Region)> {
+    env.only_in(
+        &[crate::Mode::Type1, crate::Mode::Iommufd],
+        "an IOMMU fault; no-IOMMU mode has no IOMMU to fault",
+    )?;
     let o = env.open_edu()?;
     o.device.set_bus_master(true)?;
     let bar0 = o.device.map_region(region::BAR0)?;
@@ -106,7 +110,7 @@ pub fn dma_through_an_unmapped_iova_faults_and_the_host_logs_it<B: VfioBackend>(
     let iova = 0x90_0000;
     let marker = vec![0xa5u8; 0x2000];
     mem.write_at(0, &marker)?;
-    let mapping = o.container.map_dma(&mem, 0, 0x2000, iova, RW)?;
+    let mapping = o.dma.map_dma(&mem, 0, 0x2000, iova, RW)?;
     ensure!(mapping.unmap()? == 0x2000, "unmap");
     env.host.pace_fault();
     edu_dma(&bar0, iova, 0, 64, true)?;
@@ -147,7 +151,7 @@ pub fn dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest
     let unmapped = vec![0xeeu8; 0x1000];
     mem.write_at(0x1000, &unmapped)?;
     // Only the first page is mapped.
-    let _mapped = o.container.map_dma(&mem, 0, 0x1000, iova, RW)?;
+    let _mapped = o.dma.map_dma(&mem, 0, 0x1000, iova, RW)?;
 
     // Device to memory: 2 KiB from the buffer to the last 1 KiB of the mapping.
     let p = pattern(0x800, 0x11);
@@ -242,7 +246,7 @@ pub fn dma_write_through_a_read_only_mapping_faults_and_moves_nothing<B: VfioBac
     let iova = 0xb0_0000;
     let p = pattern(0x1000, 0x77);
     mem.write_at(0, &p)?;
-    let _mapping = o.container.map_dma(&mem, 0, 0x1000, iova, DmaFlags::READ)?;
+    let _mapping = o.dma.map_dma(&mem, 0, 0x1000, iova, DmaFlags::READ)?;
 
     // Refused: device to memory through the read-only mapping.
     let before = env.host.iommu_faults()?.len();
@@ -265,7 +269,7 @@ pub fn dma_write_through_a_read_only_mapping_faults_and_moves_nothing<B: VfioBac
     // Allowed: memory to device, then the buffer back through a second,
     // writable mapping of the same memory.
     edu_dma(&bar0, iova, 0, 0x100, false)?;
-    let _writable = o.container.map_dma(&mem, 0, 0x1000, iova + 0x1_0000, RW)?;
+    let _writable = o.dma.map_dma(&mem, 0, 0x1000, iova + 0x1_0000, RW)?;
     mem.write_at(0x800, &[0u8; 0x100])?;
     edu_dma(&bar0, iova + 0x1_0000 + 0x800, 0, 0x100, true)?;
     let mut back = vec![0u8; 0x100];

@@ -1,6 +1,6 @@
 //! Driver-level behaviours: real drivers doing real work on the devices.
 
-use crate::Env;
+use crate::{Env, Mode};
 use anyhow::{Result, ensure};
 use edu::Edu;
 use std::time::{Duration, Instant};
@@ -29,16 +29,20 @@ pub fn edu_driver_computes_factorials_with_completion_interrupts<B: VfioBackend>
 
 /// The edu driver moves data to the device and back by DMA through the IOMMU.
 pub fn edu_driver_dma_round_trip_through_the_iommu<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let o = env.open_edu()?;
-    let mut edu = Edu::<B>::new(&env.backend, o.device)?;
+    env.only_in(
+        &[Mode::Type1],
+        "the edu crate's dma_round_trip maps through a Type1 container and gives the device IOVAs",
+    )?;
+    let (device, _group, container) = env.open_edu()?.into_type1()?;
+    let mut edu = Edu::<B>::new(&env.backend, device)?;
     let data: Vec<u8> = (0..=255u8).cycle().take(edu::DMA_MAX_TRANSFER).collect();
-    let back = edu.dma_round_trip(&env.backend, &o.container, &data)?;
+    let back = edu.dma_round_trip(&env.backend, &container, &data)?;
     ensure!(back == data, "data changed on the round trip");
-    let short = edu.dma_round_trip(&env.backend, &o.container, b"vfio")?;
+    let short = edu.dma_round_trip(&env.backend, &container, b"vfio")?;
     ensure!(short == b"vfio", "{short:?}");
     let too_long = vec![0u8; edu::DMA_BUFFER_LEN];
     let e = edu
-        .dma_round_trip(&env.backend, &o.container, &too_long)
+        .dma_round_trip(&env.backend, &container, &too_long)
         .expect_err("4 KiB transfer");
     ensure!(matches!(e, edu::EduError::TooLong(4096)), "{e}");
     Ok(())
@@ -80,7 +84,7 @@ pub fn nvme_controller_enable_sets_ready<B: VfioBackend>(env: &Env<B>) -> Result
     ensure!(cap & 0xffff > 0, "CAP.MQES is 0: {cap:#x}");
     ensure!(bar0.read_u32(nvme::CSTS)? & 1 == 0, "ready before enable");
     let queues = env.backend.alloc_dma(0x2000)?;
-    let _queues_mapped = o.container.map_dma(
+    let queues_mapped = o.dma.map_dma(
         &queues,
         0,
         0x2000,
@@ -88,8 +92,8 @@ pub fn nvme_controller_enable_sets_ready<B: VfioBackend>(env: &Env<B>) -> Result
         DmaFlags::READ | DmaFlags::WRITE,
     )?;
     bar0.write_u32(nvme::AQA, (31 << 16) | 31)?;
-    bar0.write_u64(nvme::ASQ, 0x20_0000)?;
-    bar0.write_u64(nvme::ACQ, 0x20_1000)?;
+    bar0.write_u64(nvme::ASQ, queues_mapped.device_address(0)?)?;
+    bar0.write_u64(nvme::ACQ, queues_mapped.device_address(0x1000)?)?;
     // IOSQES 6 (64-byte entries), IOCQES 4 (16-byte), 4 KiB pages, NVM command set, enable.
     bar0.write_u32(nvme::CC, (4 << 20) | (6 << 16) | 1)?;
     wait_ready(&bar0, true)?;

@@ -1,14 +1,15 @@
 //! Group behaviours: status, container attachment, opening devices.
 
-use crate::{Env, expect_error};
+use crate::{Env, Mode, expect_error};
 use anyhow::{Result, ensure};
 use vfio_core::{Errno, ErrorKind, Group, GroupStatus, VfioBackend};
 
 /// A group whose devices are all bound to vfio-pci is viable, and a freshly
 /// opened group has no container.
 pub fn group_is_viable_and_unattached_when_opened<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     for dev in [env.targets.edu, env.targets.nvme] {
-        let group = env.backend.open_group(env.group_of(&dev)?)?;
+        let group = env.open_group(env.group_of(&dev)?)?;
         let status = group.status()?;
         ensure!(status == GroupStatus::VIABLE, "{dev}: status {status:?}");
     }
@@ -17,7 +18,8 @@ pub fn group_is_viable_and_unattached_when_opened<B: VfioBackend>(env: &Env<B>) 
 
 /// `SET_CONTAINER` sets the container flag.
 pub fn set_container_marks_the_group_attached<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     let status = group.status()?;
@@ -30,7 +32,8 @@ pub fn set_container_marks_the_group_attached<B: VfioBackend>(env: &Env<B>) -> R
 
 /// `UNSET_CONTAINER` clears it again, and a second unset is invalid.
 pub fn unset_container_detaches_the_group<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     group.unset_container()?;
@@ -47,11 +50,12 @@ pub fn unset_container_detaches_the_group<B: VfioBackend>(env: &Env<B>) -> Resul
 
 /// A group can be open only once at a time.
 pub fn opening_a_group_twice_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let n = env.group_of(&env.targets.edu)?;
-    let _first = env.backend.open_group(n)?;
+    let _first = env.open_group(n)?;
     expect_error(
         "second open",
-        env.backend.open_group(n),
+        env.open_group(n),
         ErrorKind::Busy,
         Some(Errno::EBUSY),
     )?;
@@ -60,9 +64,10 @@ pub fn opening_a_group_twice_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()>
 
 /// A group number with no `/dev/vfio` node is not found.
 pub fn missing_group_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     expect_error(
         "open of group 4242",
-        env.backend.open_group(4242),
+        env.open_group(4242),
         ErrorKind::NotFound,
         Some(Errno::ENOENT),
     )?;
@@ -71,7 +76,8 @@ pub fn missing_group_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
 
 /// A device cannot be opened until its container has an IOMMU type.
 pub fn open_device_before_set_iommu_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     expect_error(
@@ -85,10 +91,11 @@ pub fn open_device_before_set_iommu_is_invalid<B: VfioBackend>(env: &Env<B>) -> 
 
 /// A name that is not a device of the group is not found (after the retry).
 pub fn unknown_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let opened = env.open_edu()?;
     expect_error(
         "open of unknown device",
-        opened.group.open_device("0000:00:1f.7"),
+        opened.group()?.open_device("0000:00:1f.7"),
         ErrorKind::NotFound,
         Some(Errno::ENODEV),
     )?;
@@ -99,10 +106,11 @@ pub fn unknown_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<
 /// invalid with no errno: the kernel reads names as C strings, so it could
 /// be given only the part before the NUL (and would open that device).
 pub fn device_name_with_nul_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let opened = env.open_edu()?;
     expect_error(
         "open with NUL",
-        opened.group.open_device("0000:00:02.0\0x"),
+        opened.group()?.open_device("0000:00:02.0\0x"),
         ErrorKind::InvalidArgument,
         None,
     )?;
@@ -111,11 +119,12 @@ pub fn device_name_with_nul_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<(
 
 /// The keep-alive ioctl is a downstream addition: upstream answers ENOTTY.
 pub fn keep_alive_is_unsupported_upstream<B: crate::SuiteBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     use vfio_core::GroupKeepAlive;
     let opened = env.open_edu()?;
     expect_error(
         "keep-alive",
-        opened.group.set_keep_alive(&env.targets.edu.to_string()),
+        opened.group()?.set_keep_alive(&env.targets.edu.to_string()),
         ErrorKind::Unsupported,
         Some(Errno::ENOTTY),
     )?;
@@ -124,7 +133,8 @@ pub fn keep_alive_is_unsupported_upstream<B: crate::SuiteBackend>(env: &Env<B>) 
 
 /// A group already attached cannot be attached again.
 pub fn set_container_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let group = env.backend.open_group(env.group_of(&env.targets.edu)?)?;
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
+    let group = env.open_group(env.group_of(&env.targets.edu)?)?;
     let c = env.backend.open_container()?;
     group.set_container(&c)?;
     let other = env.backend.open_container()?;
@@ -139,10 +149,11 @@ pub fn set_container_twice_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()
 
 /// Unsetting the container of a group with an open device is busy.
 pub fn unset_container_with_an_open_device_is_busy<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let o = env.open_edu()?;
     expect_error(
         "unset with open device",
-        o.group.unset_container(),
+        o.group()?.unset_container(),
         ErrorKind::Busy,
         Some(Errno::EBUSY),
     )?;
@@ -151,14 +162,19 @@ pub fn unset_container_with_an_open_device_is_busy<B: VfioBackend>(env: &Env<B>)
 
 /// The same device can be opened a second time while the first is open.
 pub fn a_device_can_be_opened_twice<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let o = env.open_edu()?;
-    let second = o.group.open_device(&env.targets.edu.to_string())?;
+    let second = o.group()?.open_device(&env.targets.edu.to_string())?;
     vfio_core::Device::info(&second)?;
     Ok(())
 }
 
 /// Both devices behind the PCI bridge report the same IOMMU group in sysfs.
 pub fn devices_behind_a_pci_bridge_share_a_group<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1],
+        "IOMMU grouping of the devices behind a PCI bridge",
+    )?;
     let a = env.group_of(&env.targets.shared_edu)?;
     let b = env.group_of(&env.targets.watchdog)?;
     ensure!(a == b, "groups {a} and {b}");
@@ -175,6 +191,10 @@ pub fn devices_behind_a_pci_bridge_share_a_group<B: VfioBackend>(env: &Env<B>) -
 pub fn group_with_a_device_on_another_driver_is_not_viable<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1],
+        "IOMMU grouping of the devices behind a PCI bridge",
+    )?;
     let group = env
         .backend
         .open_group(env.group_of(&env.targets.shared_edu)?)?;
@@ -210,6 +230,7 @@ fn open_error<B: VfioBackend>(
 /// 4096 bytes or more is EINVAL, while one of 4095 bytes is looked up (and
 /// names no device: ENODEV).
 pub fn device_name_of_a_page_or_more_is_invalid<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let opened = env.open_edu()?;
     for (len, want) in [
         (
@@ -222,7 +243,7 @@ pub fn device_name_of_a_page_or_more_is_invalid<B: VfioBackend>(env: &Env<B>) ->
         ),
         (4095, (ErrorKind::NotFound, Some(vfio_core::Errno::ENODEV))),
     ] {
-        let got = open_error::<B>(&opened.group, &"a".repeat(len))?;
+        let got = open_error::<B>(opened.group()?, &"a".repeat(len))?;
         ensure!(got == want, "a {len}-byte name: {got:?}");
     }
     Ok(())
@@ -230,8 +251,9 @@ pub fn device_name_of_a_page_or_more_is_invalid<B: VfioBackend>(env: &Env<B>) ->
 
 /// An empty device name names no device: ENODEV.
 pub fn empty_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let opened = env.open_edu()?;
-    let got = open_error::<B>(&opened.group, "")?;
+    let got = open_error::<B>(opened.group()?, "")?;
     ensure!(
         got == (ErrorKind::NotFound, Some(vfio_core::Errno::ENODEV)),
         "{got:?}"
@@ -247,10 +269,11 @@ pub fn empty_device_name_is_not_found<B: VfioBackend>(env: &Env<B>) -> Result<()
 pub fn device_name_options_after_a_space_are_invalid_without_sr_iov<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(&[Mode::Type1, Mode::NoIommu], "a group behaviour")?;
     let opened = env.open_edu()?;
     let edu = env.targets.edu.to_string();
     opened
-        .group
+        .group()?
         .open_device(&format!("{edu}  "))
         .map_err(|e| anyhow::anyhow!("the address with trailing spaces: {e}"))?;
     let invalid = (ErrorKind::InvalidArgument, Some(vfio_core::Errno::EINVAL));
@@ -264,7 +287,7 @@ pub fn device_name_options_after_a_space_are_invalid_without_sr_iov<B: VfioBacke
         (format!("{edu}x"), not_found),
         (edu[..edu.len() - 2].to_owned(), not_found),
     ] {
-        let got = open_error::<B>(&opened.group, &name)?;
+        let got = open_error::<B>(opened.group()?, &name)?;
         ensure!(got == want, "{name:?}: {got:?}");
     }
     Ok(())

@@ -684,6 +684,11 @@ pub fn intx_unmask_eventfd_unmasks_like_the_ioctl<B: VfioBackend>(env: &Env<B>) 
 /// kernels have 32-bit syscall emulation, whose vector 0x80 is a system one.
 const GUEST_VECTOR_BUDGET: u32 = 395;
 
+/// The budget in the guest without an IOMMU, one more: there is no
+/// `dmar0` fault irq holding a vector (396, measured on the 6.12 guest
+/// booted without intel-iommu).
+const NOIOMMU_GUEST_VECTOR_BUDGET: u32 = GUEST_VECTOR_BUDGET + 1;
+
 /// The host's CPUs have a limited number of interrupt vectors: a device with
 /// 2048 MSI-X vectors enables them all (allocation is lazy), but binding
 /// eventfds requests a CPU vector each, and past the budget `request_irq`
@@ -692,8 +697,15 @@ const GUEST_VECTOR_BUDGET: u32 = 395;
 /// were; a failed bind that was to enable the index leaves it disabled.
 pub fn binding_past_the_host_vector_budget_is_no_space<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let big = env.targets.big_nvme;
+    // Its IOMMU group is 4 in the IOMMU guest; without an IOMMU it is the
+    // fourth device vfio-pci binds, in no-IOMMU group 3.
+    let want = if env.mode == crate::Mode::NoIommu {
+        3
+    } else {
+        4
+    };
     let group = env.group_of(&big)?;
-    ensure!(group == 4, "the 2048-vector NVMe is in group {group}");
+    ensure!(group == want, "the 2048-vector NVMe is in group {group}");
     let o = env.open(&big)?;
     let paths = env.backend.host_paths();
     let listed = |v: u32| paths.vector_irq(&big, IrqIndex::MSIX, v).is_ok();
@@ -741,9 +753,14 @@ pub fn binding_past_the_host_vector_budget_is_no_space<B: VfioBackend>(env: &Env
             Err(e) => return Err(e.into()),
         }
     }
+    let budget = if env.mode == crate::Mode::NoIommu {
+        NOIOMMU_GUEST_VECTOR_BUDGET
+    } else {
+        GUEST_VECTOR_BUDGET
+    };
     ensure!(
-        bound == GUEST_VECTOR_BUDGET,
-        "{bound} vectors bound before ENOSPC"
+        bound == budget,
+        "{bound} vectors bound before ENOSPC, want {budget}"
     );
     let start = bound - 5;
     let e = o

@@ -11,7 +11,9 @@ pub mod dma;
 pub mod dma_fault;
 pub mod driver;
 pub mod group;
+pub mod iommufd;
 pub mod irq;
+pub mod noiommu;
 pub mod nvme;
 pub mod reset;
 
@@ -148,11 +150,36 @@ macro_rules! for_each_case {
             dma_fault::dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest,
             dma_fault::dma_write_through_a_read_only_mapping_faults_and_moves_nothing,
             nvme::nvme_a_transfer_through_an_unmapped_iova_completes_and_the_iommu_faults,
+            iommufd::cdev_and_iommufd_exist_on_6_12_only,
+            iommufd::a_cdev_answers_nothing_before_bind,
+            iommufd::binding_a_non_iommufd_is_ebadfd_and_binding_twice_is_invalid,
+            iommufd::attaching_a_bogus_page_table_id_is_not_found,
+            iommufd::iova_ranges_are_sorted_and_disjoint_and_attaching_narrows_them,
+            iommufd::overlapping_maps_are_eexist_and_wrapping_maps_eoverflow,
+            iommufd::unmap_of_nothing_or_part_of_an_area_is_not_found,
+            iommufd::unmap_all_removes_every_area_and_then_succeeds_with_nothing,
+            iommufd::destroying_an_ioas_in_use_is_busy_and_after_detach_succeeds,
+            iommufd::the_group_and_the_bound_cdev_exclude_each_other,
+            iommufd::msi_and_msix_eventfds_read_empty_until_triggered,
+            iommufd::a_map_at_a_kernel_chosen_iova_lands_inside_the_reported_ranges,
+            noiommu::noiommu_groups_are_named_noiommu_n,
+            noiommu::a_noiommu_container_takes_only_the_noiommu_driver,
+            noiommu::noiommu_map_unmap_and_info_are_enotty,
+            noiommu::noiommu_groups_taint_the_kernel,
+            noiommu::a_noiommu_device_has_no_cdev,
+            noiommu::edu_dma_reaches_a_buffer_at_its_physical_address,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
     };
 }
+
+/// The case that removes `edu` and has the host bring it back: the kernel
+/// then gives the device's BAR a new address (the firmware's placement is
+/// gone), which the config-space cases of a later run in the same boot
+/// would see. A host that runs the suite in several modes runs this case of
+/// each mode after every other case of all of them.
+pub const REMOVES_A_DEVICE: &str = "removal_asks_for_the_device_and_waits_for_its_release";
 
 macro_rules! case_list {
     ($($module:ident :: $name:ident),* $(,)?) => {

@@ -6,7 +6,7 @@
 //! nvme,serial=vfio0001` with a 64 MiB raw drive) returns through Linux
 //! 6.1's vfio-pci in the guest.
 
-use crate::{Env, IommuFaultRecord, not_applicable};
+use crate::{Env, IommuFaultRecord, Mode, not_applicable};
 use anyhow::{Context, Result, bail, ensure};
 use nvme::{CompletionMode, DmaBuffer, Nvme, NvmeError, Options};
 use nvme_spec::identify::{CNS_CONTROLLER, IdentifyController, IdentifyNamespace};
@@ -44,7 +44,11 @@ impl<B: VfioBackend> std::ops::DerefMut for Driven<B> {
 /// Brings the NVMe controller up with `io_queues` queue pairs of `depth`
 /// entries.
 fn driven<B: VfioBackend>(env: &Env<B>, io_queues: u16, depth: u16) -> Result<Driven<B>> {
-    let o = env.open_nvme()?;
+    env.only_in(
+        &[Mode::Type1],
+        "the nvme crate maps through a Type1 container and gives the controller IOVAs",
+    )?;
+    let (device, group, container) = env.open_nvme()?.into_type1()?;
     let options = Options {
         io_queues,
         queue_depth: depth,
@@ -52,11 +56,11 @@ fn driven<B: VfioBackend>(env: &Env<B>, io_queues: u16, depth: u16) -> Result<Dr
         io_timeout: TIMEOUT,
         ..Options::default()
     };
-    let nvme = Nvme::new(&env.backend, o.device, Arc::new(o.container), options)
+    let nvme = Nvme::new(&env.backend, device, Arc::new(container), options)
         .context("bringing the NVMe controller up")?;
     Ok(Driven {
         nvme,
-        _group: o.group,
+        _group: group,
     })
 }
 

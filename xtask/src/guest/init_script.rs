@@ -20,10 +20,20 @@ pub struct Module {
     pub path: Option<String>,
 }
 
-/// Renders `/init`. `args` are passed to the test binary verbatim.
-pub fn render(modules: &[Module], devices: &[GuestDevice], args: &[OsString]) -> Vec<u8> {
+/// Renders `/init`. `args` are passed to the test binary verbatim. With `noiommu` the
+/// vfio-pci devices' group nodes are `/dev/vfio/noiommu-<group>`.
+pub fn render(
+    modules: &[Module],
+    devices: &[GuestDevice],
+    args: &[OsString],
+    noiommu: bool,
+) -> Vec<u8> {
     let mut s = String::new();
     s.push_str(PRELUDE.trim_start());
+    s.push_str(&format!(
+        "\nGROUP_NODE_PREFIX={}\n",
+        if noiommu { "noiommu-" } else { "''" }
+    ));
     s.push_str("\nstamp \"loading modules\"\n");
     if modules.is_empty() {
         s.push_str("echo \"guest: no modules to load (this kernel has its drivers built in)\"\n");
@@ -122,7 +132,8 @@ bridged() {
 }
 
 # bind_device DRIVER BDF VAR: bind a PCI device to DRIVER (unless it already is), wait
-# until it is bound (and, for vfio-pci, for its group node), and export VAR=BDF and
+# until it is bound (and, for vfio-pci, for its group node,
+# /dev/vfio/$GROUP_NODE_PREFIX<group>), and export VAR=BDF and
 # VAR_GROUP=<group number> for the test. (`-ef` is a shell builtin: no forks.)
 bind_device() {
     drv=/sys/bus/pci/drivers/$1 d=$2
@@ -133,10 +144,10 @@ bind_device() {
         echo "$1" > "$p/driver_override" || setup_failed "driver_override of $d"
         echo "$d" > /sys/bus/pci/drivers_probe || setup_failed "drivers_probe of $d"
     fi
-    g=$(readlink "$p/iommu_group") || setup_failed "$d has no iommu_group (is the IOMMU on?)"
+    g=$(readlink "$p/iommu_group") || { [ "$1" != vfio-pci ] && g=none; } || setup_failed "$d has no iommu_group (is the IOMMU on?)"
     g=${g##*/}
     node=
-    [ "$1" = vfio-pci ] && node=/dev/vfio/$g
+    [ "$1" = vfio-pci ] && node=/dev/vfio/$GROUP_NODE_PREFIX$g
     i=0
     until [ "$p/driver" -ef "$drv" ] && { [ -z "$node" ] || [ -c "$node" ]; }; do
         i=$((i + 1))
@@ -227,7 +238,7 @@ mod tests {
                 driver: Driver::Kernel("i6300ESB timer"),
             },
         ];
-        let script = render(&modules, &devices, &["--json".into(), "x y".into()]);
+        let script = render(&modules, &devices, &["--json".into(), "x y".into()], false);
         let script = String::from_utf8(script).unwrap();
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(script.contains("insmod '/lib/modules/vfio.ko' ||"));
@@ -239,18 +250,24 @@ mod tests {
         ));
         assert!(script.contains("/vfio-test '--json' 'x y' < /dev/null\n"));
         assert!(script.contains(&format!("echo \"{EXIT_MARKER} $code\"")));
+        assert!(script.contains("\nGROUP_NODE_PREFIX=''\n"), "{script}");
+        let noiommu = String::from_utf8(render(&modules, &devices, &[], true)).unwrap();
+        assert!(
+            noiommu.contains("\nGROUP_NODE_PREFIX=noiommu-\n"),
+            "{noiommu}"
+        );
     }
 
     #[test]
     fn a_kernel_without_modules_loads_none() {
-        let script = String::from_utf8(render(&[], &crate::guest::DEVICES, &[])).unwrap();
+        let script = String::from_utf8(render(&[], &crate::guest::DEVICES, &[], false)).unwrap();
         assert!(!script.contains("insmod"), "{script}");
         assert!(script.contains("no modules to load"), "{script}");
     }
 
     #[test]
     fn script_is_valid_sh_syntax() {
-        let script = render(&[], &crate::guest::DEVICES, &["it's".into()]);
+        let script = render(&[], &crate::guest::DEVICES, &["it's".into()], true);
         let status = Command::new("sh")
             .arg("-n")
             .arg("-c")

@@ -29,6 +29,14 @@
 //!   with 2048 MSI-X vectors (`msix_qsize=2048`), more than the guest's CPUs can
 //!   take (with 2 CPUs, 395 of them bind, on 6.1 and on 6.12), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
 //! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
+//! - With `--noiommu` (Linux 6.12 only) the machine has no IOMMU and the kernel command
+//!   line sets `vfio.enable_unsafe_noiommu_mode=1`: each vfio-pci device gets a
+//!   no-IOMMU group, numbered from 0 in the order the devices are bound (`edu` 0, `nvme`
+//!   1, `shared_edu` 2, `big_nvme` 3), with its node at `/dev/vfio/noiommu-<group>`
+//!   and no device cdev; the watchdog has no group. The PCI devices and their
+//!   addresses are the same. QEMU's `edu` is given a 64-bit DMA mask
+//!   ([`EDU_NOIOMMU_PROPERTIES`]): it is handed physical addresses, which its default
+//!   28-bit mask would cut short in 1 GiB of RAM.
 //! - Lines printed as `@@OUT@@ <text>` are collected by the host (`--output FILE`).
 //! - The NVMe disks are blank on every run; kernel messages logged while the binary ran are
 //!   echoed after it exits, prefixed `guest dmesg:`.
@@ -63,6 +71,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Default number of virtual CPUs.
 pub const DEFAULT_CPUS: u32 = 2;
+
+/// What QEMU's `edu` is given in the guest without an IOMMU: a DMA mask as wide as an
+/// address (its default masks DMA addresses to 28 bits, below most of the guest's RAM).
+pub const EDU_NOIOMMU_PROPERTIES: &str = "dma_mask=0xffffffffffffffff";
 
 /// Size of the sparse NVMe backing file.
 const NVME_IMAGE_BYTES: u64 = 64 << 20;
@@ -157,10 +169,16 @@ impl GuestDevice {
         format!("VFIO_GUEST_{}", self.name.to_ascii_uppercase())
     }
 
-    fn qemu_arg(&self) -> String {
+    /// The `-device` value: [`qemu`](Self::qemu), then (for `edu` without an IOMMU)
+    /// [`EDU_NOIOMMU_PROPERTIES`], then the bus and address.
+    fn qemu_arg(&self, iommu: bool) -> String {
+        let mut value = self.qemu.to_owned();
+        if !iommu && self.qemu.split(',').next() == Some("edu") {
+            value = format!("{value},{EDU_NOIOMMU_PROPERTIES}");
+        }
         match self.slot {
-            Slot::Root(slot) => format!("{},addr={slot:02x}.0", self.qemu),
-            Slot::Bridged(slot) => format!("{},bus={},addr={slot:02x}.0", self.qemu, BRIDGE.id),
+            Slot::Root(slot) => format!("{value},addr={slot:02x}.0"),
+            Slot::Bridged(slot) => format!("{value},bus={},addr={slot:02x}.0", BRIDGE.id),
         }
     }
 }
@@ -245,6 +263,8 @@ impl GuestKernel {
 pub struct GuestOptions {
     /// The kernel to boot.
     pub kernel: GuestKernel,
+    /// Boot without an IOMMU, with vfio's no-IOMMU mode enabled (6.12 only).
+    pub noiommu: bool,
     /// The static binary to run.
     pub binary: PathBuf,
     /// Its arguments.
@@ -280,7 +300,7 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
     // disk image's lock, and every run starts from a blank NVMe disk.
     let run_dir = ScratchDir::new(&cache, "run")?;
     let initrd = run_dir.path().join("initramfs.cpio");
-    write_initramfs(&initrd, &assets, &test, &opts.args)?;
+    write_initramfs(&initrd, &assets, &test, &opts.args, opts.noiommu)?;
     for id in DEVICES.iter().filter_map(|d| d.drive) {
         qemu::create_disk(&run_dir.path().join(format!("{id}.img")), NVME_IMAGE_BYTES)?;
     }
@@ -291,13 +311,15 @@ pub fn run(opts: &GuestOptions) -> Result<i32> {
         drive_dir: run_dir.path(),
         devices: &DEVICES,
         cpus: opts.cpus,
+        iommu: !opts.noiommu,
     };
     let mut console = Console::new(opts.output.as_deref())?;
     let boot = machine.boot(&mut console, opts.timeout)?;
     eprintln!(
-        "guest: ran in {:.1} s ({})",
+        "guest: ran in {:.1} s ({}{})",
         boot.elapsed.as_secs_f64(),
-        assets.kernel.display()
+        assets.kernel.display(),
+        if opts.noiommu { ", no IOMMU" } else { "" }
     );
 
     if let Some(reason) = &console.setup_failed {
@@ -332,6 +354,7 @@ fn write_initramfs(
     assets: &assets::Assets,
     test: &[u8],
     args: &[OsString],
+    noiommu: bool,
 ) -> Result<()> {
     let busybox = std::fs::read(&assets.busybox)
         .with_context(|| format!("reading {}", assets.busybox.display()))?;
@@ -368,7 +391,7 @@ fn write_initramfs(
     cpio.file(
         "init",
         0o755,
-        &init_script::render(&modules, &DEVICES, args),
+        &init_script::render(&modules, &DEVICES, args, noiommu),
     )?;
     cpio.finish()
         .with_context(|| format!("writing {}", path.display()))?;

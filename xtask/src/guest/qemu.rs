@@ -21,6 +21,11 @@ const POWER_OFF_GRACE: Duration = Duration::from_secs(30);
 /// (half a second under TCG).
 const KERNEL_CMDLINE: &str = "console=ttyS0 intel_iommu=on panic=-1 quiet cryptomgr.notests";
 
+/// The command line without an IOMMU: vfio (built in) gives devices with no IOMMU
+/// no-IOMMU groups.
+const KERNEL_CMDLINE_NOIOMMU: &str =
+    "console=ttyS0 vfio.enable_unsafe_noiommu_mode=1 panic=-1 quiet cryptomgr.notests";
+
 /// What to boot.
 #[derive(Debug)]
 pub struct Machine<'a> {
@@ -35,6 +40,9 @@ pub struct Machine<'a> {
     pub devices: &'a [GuestDevice],
     /// Number of virtual CPUs.
     pub cpus: u32,
+    /// Whether the machine has an IOMMU (emulated VT-d, with interrupt remapping).
+    /// Without one, the kernel enables vfio's no-IOMMU mode.
+    pub iommu: bool,
 }
 
 /// How a boot ended.
@@ -62,9 +70,11 @@ impl Machine<'_> {
         .arg(self.cpus.to_string())
         .args(["-m", "1024", "-nographic", "-no-reboot", "-vga", "none"])
         // No default NIC: it only adds an iPXE ROM to the boot and a device to the bus.
-        .args(["-nic", "none"])
-        // The IOMMU must come before the devices it translates for.
-        .args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        .args(["-nic", "none"]);
+        if self.iommu {
+            // The IOMMU must come before the devices it translates for.
+            qemu.args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+        }
         for id in self.devices.iter().filter_map(|d| d.drive) {
             let image = self.drive_dir.join(format!("{id}.img"));
             qemu.arg("-drive").arg(format!(
@@ -81,14 +91,18 @@ impl Machine<'_> {
             qemu.arg("-device").arg(BRIDGE.qemu_arg());
         }
         for device in self.devices {
-            qemu.arg("-device").arg(device.qemu_arg());
+            qemu.arg("-device").arg(device.qemu_arg(self.iommu));
         }
         qemu.arg("-kernel")
             .arg(self.kernel)
             .arg("-initrd")
             .arg(self.initrd)
             .arg("-append")
-            .arg(KERNEL_CMDLINE);
+            .arg(if self.iommu {
+                KERNEL_CMDLINE
+            } else {
+                KERNEL_CMDLINE_NOIOMMU
+            });
         qemu
     }
 
@@ -201,6 +215,7 @@ mod tests {
             drive_dir: Path::new("/a,b"),
             devices: &DEVICES,
             cpus: 2,
+            iommu: true,
         };
         let line = cmd::display(&machine.command());
         let iommu = line.find("intel-iommu").unwrap();
@@ -226,6 +241,34 @@ mod tests {
     }
 
     #[test]
+    fn without_an_iommu_the_kernel_enables_noiommu_and_edu_gets_a_wide_mask() {
+        let machine = Machine {
+            kernel: Path::new("/k"),
+            initrd: Path::new("/i"),
+            drive_dir: Path::new("/"),
+            devices: &DEVICES,
+            cpus: 2,
+            iommu: false,
+        };
+        let line = cmd::display(&machine.command());
+        assert!(!line.contains("intel-iommu"), "{line}");
+        assert!(!line.contains("intel_iommu=on"), "{line}");
+        assert!(line.contains("vfio.enable_unsafe_noiommu_mode=1"), "{line}");
+        assert!(
+            line.contains("edu,dma_mask=0xffffffffffffffff,addr=02.0"),
+            "{line}"
+        );
+        assert!(
+            line.contains("edu,dma_mask=0xffffffffffffffff,bus=br0,addr=01.0"),
+            "{line}"
+        );
+        assert!(
+            line.contains("nvme,serial=vfio0001,drive=nvm,addr=03.0"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn no_bridge_without_bridged_devices() {
         let machine = Machine {
             kernel: Path::new("/k"),
@@ -233,6 +276,7 @@ mod tests {
             drive_dir: Path::new("/"),
             devices: &DEVICES[..2],
             cpus: 1,
+            iommu: true,
         };
         let line = cmd::display(&machine.command());
         assert!(!line.contains("bridge"), "{line}");
