@@ -1,7 +1,7 @@
 //! The controller: bring-up and reset, the admin queue, Identify, the
 //! number of queues, and the I/O queue pairs with a vector each.
 
-use crate::buffer::DmaBuffer;
+use crate::buffer::{Dma, DmaBuffer};
 use crate::error::{CommandRef, IdentifyProblem, NvmeError, Result};
 use crate::identify::{self, Namespace};
 use crate::queue::{Page, Queue, Ticket};
@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vfio_core::{
-    Container, Device, IovaAllocator, IovaOptions, IrqIndex, MappedRegion, VfioBackend, region,
+    Device, DmaSpace, IovaAllocator, IovaOptions, IrqIndex, MappedRegion, VfioBackend, region,
 };
 use zerocopy::{FromBytes, FromZeros};
 
@@ -97,22 +97,19 @@ pub struct Nvme<B: VfioBackend> {
     pub(crate) max_transfer: usize,
     granted_queues: u32,
     pub(crate) iovas: IovaAllocator,
-    pub(crate) container: Arc<B::Container>,
+    pub(crate) dma: Dma<B>,
     device: B::Device,
 }
 
 impl<B: VfioBackend> Nvme<B> {
-    /// Takes over an opened NVMe controller whose group is attached to
-    /// `container`: maps BAR0, enables bus mastering and MSI-X (one vector
+    /// Takes over an opened NVMe controller whose DMA goes through `dma`
+    /// (the container its group is attached to, the IOAS its cdev is
+    /// attached to, or the [`DmaContext`](vfio_core::open::DmaContext)
+    /// [`open_device`](vfio_core::open::open_device) gave): maps BAR0, enables bus mastering and MSI-X (one vector
     /// for the admin queue and one per I/O queue), resets and enables the
     /// controller, identifies it and the namespace, sets the number of
     /// queues and creates the I/O queue pairs.
-    pub fn new(
-        backend: &B,
-        device: B::Device,
-        container: Arc<B::Container>,
-        options: Options,
-    ) -> Result<Self> {
+    pub fn new(backend: &B, device: B::Device, dma: Dma<B>, options: Options) -> Result<Self> {
         let bar0 = device.map_region(region::BAR0)?;
         let cap = Cap(bar0.read_u64(regs::CAP)?);
         if cap.0 == u64::MAX {
@@ -133,14 +130,11 @@ impl<B: VfioBackend> Nvme<B> {
             return Err(NvmeError::Unsupported("two MSI-X vectors"));
         }
         let wanted = u32::from(options.io_queues).min(vectors - 1);
-        let iovas = IovaAllocator::new(
-            &container.iommu_info()?,
-            IovaOptions {
-                guard_pages: 1,
-                window: IOVA_BASE..=u64::MAX,
-            },
-        )?;
-        let admin = Queue::new(backend, &container, &iovas, 0, ADMIN_ENTRIES, cap.dstrd())?;
+        let iovas = dma.iova_allocator(IovaOptions {
+            guard_pages: 1,
+            window: IOVA_BASE..=u64::MAX,
+        })?;
+        let admin = Queue::new(backend, &dma, &iovas, 0, ADMIN_ENTRIES, cap.dstrd())?;
         let irqs = (0..=wanted)
             .map(|_| backend.new_interrupt().map(Arc::new))
             .collect::<vfio_core::Result<Vec<_>>>()?;
@@ -168,7 +162,7 @@ impl<B: VfioBackend> Nvme<B> {
             max_transfer: 0,
             granted_queues: 0,
             iovas,
-            container,
+            dma,
             device,
         };
         nvme.enable()?;
@@ -180,17 +174,10 @@ impl<B: VfioBackend> Nvme<B> {
                 .queue_depth
                 .clamp(2, 4096)
                 .min(cap.mqes().saturating_add(1).max(2));
-            let queue = Queue::new(
-                backend,
-                &nvme.container,
-                &nvme.iovas,
-                qid,
-                entries,
-                cap.dstrd(),
-            )?;
+            let queue = Queue::new(backend, &nvme.dma, &nvme.iovas, qid, entries, cap.dstrd())?;
             let bounce = DmaBuffer::new(
                 backend,
-                &nvme.container,
+                &nvme.dma,
                 &nvme.iovas,
                 nvme.max_transfer.min(BOUNCE_MAX),
             )?;
@@ -273,9 +260,9 @@ impl<B: VfioBackend> Nvme<B> {
         &self.device
     }
 
-    /// The container the driver's memory is mapped in.
-    pub fn container(&self) -> &B::Container {
-        &self.container
+    /// The IOMMU context the driver's memory is mapped in.
+    pub fn dma(&self) -> &dyn DmaSpace<B> {
+        &*self.dma
     }
 
     /// The IOVA allocator the driver maps its memory with (from
@@ -288,7 +275,7 @@ impl<B: VfioBackend> Nvme<B> {
     /// controller, for [`read_dma`](Self::read_dma) and
     /// [`write_dma`](Self::write_dma).
     pub fn alloc_buffer(&self, backend: &B, len: usize) -> Result<DmaBuffer<B>> {
-        DmaBuffer::new(backend, &self.container, &self.iovas, len)
+        DmaBuffer::new(backend, &self.dma, &self.iovas, len)
     }
 
     pub(crate) fn queue(&self, qid: u16) -> Result<&Queue<B>> {

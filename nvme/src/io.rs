@@ -3,7 +3,7 @@
 use crate::buffer::{DmaBuffer, PAGE_SIZE};
 use crate::controller::Nvme;
 use crate::error::{NvmeError, Result};
-use crate::prp::prps;
+use crate::prp::prps_by_page;
 use crate::queue::{Page, Ticket};
 use nvme_spec::identify::{ONCS_DSM, ONCS_WRITE_ZEROES};
 use nvme_spec::opcode::nvm;
@@ -56,7 +56,9 @@ impl<B: VfioBackend> Nvme<B> {
                 buf.len()
             )));
         }
-        let p = prps(buf.iova_at(offset), len).ok_or_else(|| {
+        let first_page = offset - offset % PAGE_SIZE;
+        let next = |i: u64| buf.device_address(first_page + PAGE_SIZE * (i as usize + 1));
+        let p = prps_by_page(buf.device_address(offset), len, next).ok_or_else(|| {
             NvmeError::InvalidRequest(format!("{len} bytes need more than one PRP list"))
         })?;
         let mut c = Command::new(opcode, 0);

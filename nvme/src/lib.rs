@@ -71,7 +71,7 @@ mod queue;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::AsyncNvme;
-pub use buffer::{DmaBuffer, PAGE_SIZE};
+pub use buffer::{Dma, DmaBuffer, PAGE_SIZE};
 pub use controller::{ADMIN_ENTRIES, CompletionMode, IOVA_BASE, Nvme, Options};
 pub use error::{CommandRef, ErrorKind, IdentifyProblem, NvmeError, Result, Violation};
 pub use identify::Namespace;

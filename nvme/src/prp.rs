@@ -22,11 +22,22 @@ pub(crate) struct Prps {
 }
 
 /// The PRPs of `len` bytes (at least 1) from IOVA `start`, which must be
-/// dword-aligned; `None` when the transfer needs more than one list page.
+/// dword-aligned, in memory contiguous to the device; `None` when the
+/// transfer needs more than one list page.
+#[cfg(test)]
 pub(crate) fn prps(start: u64, len: usize) -> Option<Prps> {
     let page = PAGE_SIZE as u64;
-    let first_len = page - start % page;
     let first_page = start - start % page;
+    prps_by_page(start, len, |i| first_page + page * (i + 1))
+}
+
+/// The PRPs of `len` bytes (at least 1) from device address `start`, which
+/// must be dword-aligned, where `next(i)` is the device address of the
+/// `i`-th page after the first; `None` when the transfer needs more than
+/// one list page.
+pub(crate) fn prps_by_page(start: u64, len: usize, next: impl Fn(u64) -> u64) -> Option<Prps> {
+    let page = PAGE_SIZE as u64;
+    let first_len = page - start % page;
     if len as u64 <= first_len {
         return Some(Prps {
             prp1: start,
@@ -36,7 +47,6 @@ pub(crate) fn prps(start: u64, len: usize) -> Option<Prps> {
     }
     let rest = len as u64 - first_len;
     let pages = rest.div_ceil(page);
-    let next = |i: u64| first_page + page * (i + 1);
     if pages == 1 {
         return Some(Prps {
             prp1: start,
@@ -50,7 +60,7 @@ pub(crate) fn prps(start: u64, len: usize) -> Option<Prps> {
     Some(Prps {
         prp1: start,
         prp2: None,
-        list: (0..pages).map(next).collect(),
+        list: (0..pages).map(&next).collect(),
     })
 }
 

@@ -3,11 +3,10 @@
 //! flow control, phase tags, and every completion checked before it is
 //! believed.
 
-use crate::buffer::{DmaBuffer, PAGE_SIZE};
+use crate::buffer::{Dma, DmaBuffer, PAGE_SIZE};
 use crate::error::{CommandRef, NvmeError, Result, Violation};
 use nvme_spec::{CQE_SIZE, Command, Completion, SQE_SIZE, regs};
 use parking_lot::Mutex;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vfio_core::{DmaMemory, Interrupt, IovaAllocator, MappedRegion, VfioBackend};
 
@@ -107,6 +106,9 @@ pub(crate) struct Queue<B: VfioBackend> {
     entries: u16,
     memory: DmaBuffer<B>,
     cq_offset: usize,
+    /// The device addresses of the SQ and the CQ, each contiguous.
+    sq_address: u64,
+    cq_address: u64,
     page_offset: usize,
     sq_doorbell: u64,
     cq_doorbell: u64,
@@ -123,7 +125,7 @@ impl<B: VfioBackend> Queue<B> {
     /// A queue pair of `entries` entries (2 to 65536) in new DMA memory.
     pub(crate) fn new(
         backend: &B,
-        container: &Arc<B::Container>,
+        dma: &Dma<B>,
         iovas: &IovaAllocator,
         qid: u16,
         entries: u16,
@@ -132,13 +134,12 @@ impl<B: VfioBackend> Queue<B> {
         let slots = usize::from(entries - 1).min(MAX_SLOTS);
         let sq_bytes = (usize::from(entries) * SQE_SIZE).next_multiple_of(PAGE_SIZE);
         let cq_bytes = (usize::from(entries) * CQE_SIZE).next_multiple_of(PAGE_SIZE);
-        let memory = DmaBuffer::new(
-            backend,
-            container,
-            iovas,
-            sq_bytes + cq_bytes + slots * PAGE_SIZE,
-        )?;
+        let memory = DmaBuffer::new(backend, dma, iovas, sq_bytes + cq_bytes + slots * PAGE_SIZE)?;
+        let sq_address = memory.contiguous(0, sq_bytes)?;
+        let cq_address = memory.contiguous(sq_bytes, cq_bytes)?;
         Ok(Self {
+            sq_address,
+            cq_address,
             qid,
             entries,
             memory,
@@ -159,11 +160,11 @@ impl<B: VfioBackend> Queue<B> {
     }
 
     pub(crate) fn sq_iova(&self) -> u64 {
-        self.memory.iova()
+        self.sq_address
     }
 
     pub(crate) fn cq_iova(&self) -> u64 {
-        self.memory.iova_at(self.cq_offset)
+        self.cq_address
     }
 
     fn page(&self, slot: usize) -> usize {
@@ -228,7 +229,7 @@ impl<B: VfioBackend> Queue<B> {
         let cid = (u16::from(generation) << 8) | slot as u16;
         command.set_cid(cid);
         let mem = self.memory.memory();
-        let page_iova = self.memory.iova_at(self.page(slot));
+        let page_iova = self.memory.device_address(self.page(slot));
         match page {
             Page::Unused => {}
             Page::PrpList(list) => {

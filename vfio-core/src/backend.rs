@@ -25,7 +25,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 /// A VFIO implementation: the real kernel, or a simulation of it.
 pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
     /// An IOMMU context (`/dev/vfio/vfio`).
-    type Container: Container<Self>;
+    type Container: Container<Self> + 'static;
     /// An IOMMU group (`/dev/vfio/N`).
     type Group: Group<Self>;
     /// An opened device.
@@ -39,7 +39,7 @@ pub trait VfioBackend: Sized + Send + Sync + Debug + 'static {
     /// An iommufd (`/dev/iommu`).
     type IommuFd: IommuFd<Self>;
     /// An I/O address space of an iommufd (`IOMMU_IOAS_ALLOC`).
-    type Ioas: Ioas<Self>;
+    type Ioas: Ioas<Self> + 'static;
 
     /// The host paths this backend's lookups read.
     fn host_paths(&self) -> &HostPaths;

@@ -21,11 +21,10 @@ use vfio_core::{DmaMemory, Interrupt, VfioBackend};
 /// milliseconds.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The driver on the guest's NVMe, and the group it needs kept open
-/// (dropped after the driver).
+/// The driver on the guest's NVMe, in the run's mode (it holds the
+/// device's IOMMU context, and with it the group or iommufd).
 struct Driven<B: VfioBackend> {
     nvme: Nvme<B>,
-    _group: B::Group,
 }
 
 impl<B: VfioBackend> std::ops::Deref for Driven<B> {
@@ -44,11 +43,7 @@ impl<B: VfioBackend> std::ops::DerefMut for Driven<B> {
 /// Brings the NVMe controller up with `io_queues` queue pairs of `depth`
 /// entries.
 fn driven<B: VfioBackend>(env: &Env<B>, io_queues: u16, depth: u16) -> Result<Driven<B>> {
-    env.only_in(
-        &[Mode::Type1],
-        "the nvme crate maps through a Type1 container and gives the controller IOVAs",
-    )?;
-    let (device, group, container) = env.open_nvme()?.into_type1()?;
+    let crate::Opened { device, dma } = env.open_nvme()?;
     let options = Options {
         io_queues,
         queue_depth: depth,
@@ -56,12 +51,9 @@ fn driven<B: VfioBackend>(env: &Env<B>, io_queues: u16, depth: u16) -> Result<Dr
         io_timeout: TIMEOUT,
         ..Options::default()
     };
-    let nvme = Nvme::new(&env.backend, device, Arc::new(container), options)
+    let nvme = Nvme::new(&env.backend, device, Arc::new(dma), options)
         .context("bringing the NVMe controller up")?;
-    Ok(Driven {
-        nvme,
-        _group: group,
-    })
+    Ok(Driven { nvme })
 }
 
 /// A pattern that differs from block to block and byte to byte.
@@ -838,6 +830,10 @@ fn pace_double_fault<B: VfioBackend>(env: &Env<B>) {
 pub fn nvme_a_transfer_through_an_unmapped_iova_completes_and_the_iommu_faults<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    env.only_in(
+        &[Mode::Type1, Mode::Iommufd],
+        "an IOMMU fault (no-IOMMU mode has no IOMMU to fault)",
+    )?;
     let before = env
         .host
         .iommu_faults()
