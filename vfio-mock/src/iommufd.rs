@@ -483,7 +483,8 @@ impl CtxState {
         };
         if attached {
             // iommufd_hwpt_paging_alloc adds the domain, then the replace.
-            if let Err(e) = core.iopt.lock().add_domain(hwpt) {
+            let added = core.iopt.lock().add_domain(hwpt);
+            if let Err(e) = added {
                 abort(self);
                 return Err(e);
             }
@@ -496,7 +497,8 @@ impl CtxState {
             // Immediate attachment: the device first, then the domain.
             self.do_attach(devid, group, hwpt)
                 .inspect_err(|_| abort(self))?;
-            if let Err(e) = core.iopt.lock().add_domain(hwpt) {
+            let added = core.iopt.lock().add_domain(hwpt);
+            if let Err(e) = added {
                 self.undo_attach(devid, group);
                 abort(self);
                 return Err(e);
