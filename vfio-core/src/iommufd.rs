@@ -60,8 +60,9 @@ pub trait Ioas<B: VfioBackend>: DmaSpace<B> {
 
     /// The alignment every IOVA and length must have
     /// (`IOMMU_IOAS_IOVA_RANGES`' `out_iova_alignment`): the largest
-    /// minimum page size of the IOMMUs of the attached devices, or the CPU
-    /// page size with none attached.
+    /// minimum page size of the IOMMUs of the attached devices, or 1 with
+    /// none attached (`iopt_init_table`: an IOAS that fills no IOMMU domain
+    /// has no alignment restriction).
     fn iova_alignment(&self) -> Result<u64>;
 
     /// `IOMMU_IOAS_MAP` without `IOMMU_IOAS_MAP_FIXED_IOVA`: the kernel
