@@ -103,7 +103,7 @@ impl DmaMap {
     /// The mapping with the lowest IOVA overlapping `[iova, last]`, as
     /// `(start, size)`: an iommufd area lookup (`iopt_area_iter_first`).
     pub(crate) fn first_in(&self, iova: u64, last: u64) -> Option<(u64, u64)> {
-        let size = last.checked_sub(iova)?.checked_add(1).unwrap_or(u64::MAX);
+        let size = last.checked_sub(iova)?.saturating_add(1);
         self.first_overlap(iova, size)
             .filter(|&(start, _)| start <= last)
             .map(|(start, m)| (start, m.size))

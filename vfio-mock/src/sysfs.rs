@@ -211,7 +211,7 @@ pub(crate) fn create(paths: &HostPaths, tree: &Tree<'_>) -> io::Result<()> {
                 )?;
             }
             // 6.12 deletes the class device as removal begins.
-            if !(d.is_unregistering() && !tree.kernel.opens_devices_being_removed()) {
+            if !d.is_unregistering() || tree.kernel.opens_devices_being_removed() {
                 add_cdev(paths, tree, d, group.noiommu)?;
             }
         }
