@@ -131,6 +131,8 @@ pub(crate) struct HostInner {
     /// Each vfio-pci device's `vfio-dev` index (`vfioN`): `device_ida` in
     /// `vfio_main.c` hands out the lowest free index as each device is
     /// registered, in the order the devices were added to the host.
+    // Unconfirmed: the guest's indices follow the order its devices were
+    // bound to vfio-pci, which the mock takes to be the builder's order.
     pub cdev_index: BTreeMap<PciAddress, u32>,
     errors: Mutex<Vec<String>>,
 }
@@ -706,6 +708,7 @@ impl MockBackend {
             Error::from_errno(Operation::OpenGroup, e).with_target(path.display())
         };
         // No node unless a device of the group is bound to vfio-pci.
+        // Unconfirmed: ENOENT, the answer for a node that is not there.
         if noiommu && !self.inner.noiommu_mode {
             // No no-IOMMU group exists unless vfio was loaded with the
             // parameter (`vfio_noiommu_group_alloc` is never reached).
@@ -806,6 +809,8 @@ impl VfioBackend for MockBackend {
         )
         .map_err(err)?;
         device.hold();
+        // Unconfirmed: the handle's name is the PCI address, as through the
+        // group (vfio-linux may name it by its cdev).
         Ok(MockDevice::new_cdev(
             group.clone(),
             crate::device::Hold(device.clone()),

@@ -37,6 +37,11 @@ const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
 /// The last IOVA of an intel-iommu second-stage paging domain
 /// (`paging_domain_alloc`: `__DOMAIN_MAX_ADDR(gaw)`), with QEMU 7.2's
 /// 39-bit `aw-bits`.
+// Unconfirmed (to be confirmed in the 6.12 guest): that the IOAS of a
+// device behind QEMU's intel-iommu reports [0, 0xfedfffff] and
+// [0xfef00000, 2^39 - 1], the aperture less the `IOMMU_RESV_MSI` window,
+// as type1 reports on 6.1; from `iopt_table_add_domain` and
+// `iopt_table_enforce_dev_resv_regions` (QEMU has no RMRR).
 const APERTURE_END: u64 = (1 << IOMMU_ADDRESS_BITS) - 1;
 /// An intel-iommu domain's smallest page (`1 << __ffs(pgsize_bitmap)`).
 const DOMAIN_PAGE: u64 = 4096;
@@ -76,9 +81,11 @@ struct Iopt {
 
 /// The address a buffer is taken to have in the process: aligned to its
 /// page size and no more. Only its alignment matters, to
-/// `iopt_alloc_iova`; vfio-linux's mmap may give a buffer more alignment
-/// than that, and then the kernel may choose a more aligned IOVA than the
-/// mock does.
+/// `iopt_alloc_iova`.
+// Unconfirmed: vfio-linux's mmap may give a buffer more alignment than its
+// page size (where it lands is the kernel's choice), and then the kernel
+// aligns a kernel-chosen IOVA of a mapping longer than a page more than the
+// mock does. Single pages and 2 MiB huge pages get the same IOVAs.
 fn user_address(buffer: &DmaBuffer, offset: usize) -> u64 {
     (buffer.page_size() as u64).wrapping_add(offset as u64)
 }

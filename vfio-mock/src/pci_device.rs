@@ -761,6 +761,8 @@ impl PciDevice {
             None => {
                 // A device bound to an iommufd DMAs through the IOAS its
                 // group is attached to; detached, it is blocked.
+                // Unconfirmed: VT-d may log a fault for a blocked DMA; the
+                // mock records none.
                 let ioas = self.domain.lock().clone().ok_or(DmaFault::NoIommu)?;
                 ioas.dma(iova, access)
             }
