@@ -94,7 +94,12 @@ fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) ->
         class.join(&name),
     )?;
     if tree.kernel.has_device_cdev() && !noiommu {
-        fs::write(paths.device_cdev_path(&name), b"")?;
+        // devtmpfs makes `/dev/vfio/devices` with the first node in it.
+        let node = paths.device_cdev_path(&name);
+        if let Some(dir) = node.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(node, b"")?;
     }
     Ok(())
 }
@@ -102,7 +107,12 @@ fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) ->
 /// Deletes a vfio device's class device and cdev node (`vfio_device_del`).
 pub(crate) fn remove_cdev(paths: &HostPaths, d: &PciDevice, index: u32) -> io::Result<()> {
     let name = format!("vfio{index}");
-    ignore_missing(fs::remove_file(paths.device_cdev_path(&name)))?;
+    let node = paths.device_cdev_path(&name);
+    ignore_missing(fs::remove_file(&node))?;
+    // devtmpfs removes the directory with its last node.
+    if let Some(dir) = node.parent() {
+        let _ = fs::remove_dir(dir);
+    }
     ignore_missing(fs::remove_file(
         paths.sysfs().join("class/vfio-dev").join(&name),
     ))?;
@@ -157,9 +167,6 @@ pub(crate) fn create(paths: &HostPaths, tree: &Tree<'_>) -> io::Result<()> {
     fs::write(paths.container_path(), b"")?;
     if tree.kernel.has_iommufd() {
         fs::write(paths.iommufd_path(), b"")?;
-    }
-    if tree.kernel.has_device_cdev() {
-        fs::create_dir_all(vfio_dev.join("devices"))?;
     }
 
     for group in groups {
