@@ -291,7 +291,11 @@ impl MockHostBuilder {
     }
 
     /// Adds a vfio-pci device without an IOMMU, in no-IOMMU group `group`
-    /// (`/dev/vfio/noiommu-<group>`). Needs [`NoIommuMode::Enabled`].
+    /// (`/dev/vfio/noiommu-<group>`). Needs [`NoIommuMode::Enabled`]. The
+    /// kernel is tainted (`TAINT_USER`) on a host with such a group. In a
+    /// container set to the no-IOMMU driver the device DMAs to physical
+    /// addresses, which the host's DMA memory has page by page (see
+    /// [`DmaFault::NoMemory`](crate::DmaFault::NoMemory)).
     #[must_use]
     pub fn noiommu_device(
         mut self,
@@ -325,7 +329,9 @@ impl MockHostBuilder {
     }
 
     /// The kernel release to imitate where vfio-pci's behaviour changed between
-    /// releases (default [`KernelVersion::V6_1`]).
+    /// releases (default [`KernelVersion::V6_1`]). [`KernelVersion::V6_12`]
+    /// also has `/dev/iommu` and the device cdevs
+    /// (`/dev/vfio/devices/vfioN`), which Debian's 6.1 is built without.
     #[must_use]
     pub fn kernel(mut self, kernel: KernelVersion) -> Self {
         self.kernel = kernel;
@@ -526,7 +532,10 @@ impl MockHost {
     /// Every operation the mock performs can fail: container, group and
     /// device ioctls, region I/O and mapping, register access through a
     /// mapped region (`RegisterRead`/`RegisterWrite`), DMA allocation and
-    /// CPU access (`AllocDma`, `DmaAccess`) and `CreateInterrupt`. The
+    /// CPU access (`AllocDma`, `DmaAccess`) and `CreateInterrupt`;
+    /// iommufd's calls (`OpenIommufd`, `OpenDeviceCdev`, `BindIommufd`,
+    /// `AttachPt`, `DetachPt`, `AllocIoas`, `Destroy`, `IovaRanges`, and
+    /// `MapDma`/`UnmapDma` on an IOAS) and `PhysicalAddress` too. The
     /// lookups vfio-core does itself from the fake files (`LookupGroup`,
     /// `LookupIrq`, `ModuleParameter`) and waits on an interrupt
     /// (`WaitInterrupt`) never consult this plan.
