@@ -840,6 +840,11 @@ impl PciDevice {
         true
     }
 
+    /// Whether the device is open (`open_count` is not 0).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_fds.lock().fds > 0
+    }
+
     /// A reference that keeps a removal from completing without opening
     /// the device: an open cdev file not yet bound
     /// (`vfio_device_try_get_registration`).
