@@ -43,7 +43,8 @@ pub enum KernelVersion {
     /// Linux 6.1 (the default).
     #[default]
     V6_1,
-    /// Linux 6.12.
+    /// Linux 6.12, as the guest kernel is built: with `/dev/iommu`
+    /// (`CONFIG_IOMMUFD`) and VFIO device cdevs (`CONFIG_VFIO_DEVICE_CDEV`).
     V6_12,
 }
 
@@ -578,7 +579,10 @@ impl MockHost {
     /// device is gone: it
     /// leaves sysfs (and its group's `/dev/vfio` node goes when no vfio-pci
     /// device is left), and any call through a group handle to open it is
-    /// ENODEV. The kernel's writer blocks until then; the returned
+    /// ENODEV. On 6.12 the device's cdev (its sysfs `vfio-dev` entry and
+    /// `/dev/vfio/devices` node) goes at once, and an open cdev file holds
+    /// the device as an open device fd does. The kernel's writer blocks
+    /// until then; the returned
     /// [`Removal`] is that writer: [`Removal::wait`] blocks the same way,
     /// and asks again every 10 seconds, as the kernel does.
     ///
