@@ -278,7 +278,8 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
     /// object id in that iommufd. Until this succeeds the device answers
     /// nothing else. The kernel's answers: EINVAL for a device opened
     /// through a group or one already bound, EBADFD for a file that is not
-    /// an iommufd, EBUSY while the device is open through its group.
+    /// an iommufd, EBUSY while the device's group is open, EPERM while
+    /// another iommufd or a kernel driver owns the group's DMA.
     fn bind_iommufd(&self, iommufd: BorrowedFd<'_>) -> Result<u32>;
 
     /// `VFIO_DEVICE_ATTACH_IOMMUFD_PT`: attaches the bound device to the

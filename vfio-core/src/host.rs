@@ -114,9 +114,12 @@ impl HostPaths {
     }
 
     /// The name of `address`'s VFIO device cdev (`vfioN`): the one entry of
-    /// its sysfs `vfio-dev/` directory. A device with no such directory
-    /// (not bound to a VFIO driver, or a kernel without
-    /// `CONFIG_VFIO_DEVICE_CDEV`) is [`ErrorKind::NotFound`].
+    /// its sysfs `vfio-dev/` directory, the VFIO device's class device
+    /// (Linux 6.1 and later list it; only a kernel with
+    /// `CONFIG_VFIO_DEVICE_CDEV` has the `/dev/vfio/devices/vfioN` node for
+    /// it). A device with no such directory (not bound to a VFIO driver,
+    /// its removal begun, or a kernel before 6.1) is
+    /// [`ErrorKind::NotFound`].
     pub fn device_cdev_name(&self, address: &PciAddress) -> Result<String> {
         let dir = self.pci_device_dir(address).join("vfio-dev");
         let entries = fs::read_dir(&dir).map_err(|e| {

@@ -105,6 +105,9 @@ impl ContainerCore {
                 Ok(Dma::Translated(s.dma.access(iova, access)))
             }
             Some(IommuType::NoIommu) => {
+                // Unconfirmed by nature: a real machine lets a stray DMA
+                // reach whatever memory is there; the mock refuses it with
+                // DmaFault::NoMemory.
                 drop(s);
                 Ok(Dma::Physical(self.phys.access(iova, access)))
             }

@@ -199,7 +199,14 @@ impl MockDevice {
         let ctx = Ctx::from_fd(iommufd, &self.host)
             .map_err(|e| unblock(self.err(op, e).with_detail("the file is not an iommufd")))?;
         // vfio_df_open: the cdev path opens a device nothing has open.
-        // iommufd_device_bind then claims the group's DMA.
+        if self.device.is_open() {
+            return Err(unblock(
+                self.err(op, Errno::EINVAL)
+                    .with_detail("the device is open already"),
+            ));
+        }
+        // vfio_df_device_first_open: iommufd_device_bind claims the group's
+        // DMA before the device is opened (and reset).
         if let Err(e) = cdev.group.claim_dma_owner(ctx.id()) {
             return Err(unblock(self.err(op, e).with_detail(
                 "another iommufd, or a kernel driver of the group, owns the group's DMA",

@@ -43,7 +43,8 @@ pub enum KernelVersion {
     /// Linux 6.1 (the default).
     #[default]
     V6_1,
-    /// Linux 6.12.
+    /// Linux 6.12, as the guest kernel is built: with `/dev/iommu`
+    /// (`CONFIG_IOMMUFD`) and VFIO device cdevs (`CONFIG_VFIO_DEVICE_CDEV`).
     V6_12,
 }
 
@@ -131,6 +132,8 @@ pub(crate) struct HostInner {
     /// Each vfio-pci device's `vfio-dev` index (`vfioN`): `device_ida` in
     /// `vfio_main.c` hands out the lowest free index as each device is
     /// registered, in the order the devices were added to the host.
+    // Unconfirmed: the guest's indices follow the order its devices were
+    // bound to vfio-pci, which the mock takes to be the builder's order.
     pub cdev_index: BTreeMap<PciAddress, u32>,
     errors: Mutex<Vec<String>>,
 }
@@ -289,7 +292,11 @@ impl MockHostBuilder {
     }
 
     /// Adds a vfio-pci device without an IOMMU, in no-IOMMU group `group`
-    /// (`/dev/vfio/noiommu-<group>`). Needs [`NoIommuMode::Enabled`].
+    /// (`/dev/vfio/noiommu-<group>`). Needs [`NoIommuMode::Enabled`]. The
+    /// kernel is tainted (`TAINT_USER`) on a host with such a group. In a
+    /// container set to the no-IOMMU driver the device DMAs to physical
+    /// addresses, which the host's DMA memory has page by page (see
+    /// [`DmaFault::NoMemory`](crate::DmaFault::NoMemory)).
     #[must_use]
     pub fn noiommu_device(
         mut self,
@@ -323,7 +330,9 @@ impl MockHostBuilder {
     }
 
     /// The kernel release to imitate where vfio-pci's behaviour changed between
-    /// releases (default [`KernelVersion::V6_1`]).
+    /// releases (default [`KernelVersion::V6_1`]). [`KernelVersion::V6_12`]
+    /// also has `/dev/iommu` and the device cdevs
+    /// (`/dev/vfio/devices/vfioN`), which Debian's 6.1 is built without.
     #[must_use]
     pub fn kernel(mut self, kernel: KernelVersion) -> Self {
         self.kernel = kernel;
@@ -524,7 +533,10 @@ impl MockHost {
     /// Every operation the mock performs can fail: container, group and
     /// device ioctls, region I/O and mapping, register access through a
     /// mapped region (`RegisterRead`/`RegisterWrite`), DMA allocation and
-    /// CPU access (`AllocDma`, `DmaAccess`) and `CreateInterrupt`. The
+    /// CPU access (`AllocDma`, `DmaAccess`) and `CreateInterrupt`;
+    /// iommufd's calls (`OpenIommufd`, `OpenDeviceCdev`, `BindIommufd`,
+    /// `AttachPt`, `DetachPt`, `AllocIoas`, `Destroy`, `IovaRanges`, and
+    /// `MapDma`/`UnmapDma` on an IOAS) and `PhysicalAddress` too. The
     /// lookups vfio-core does itself from the fake files (`LookupGroup`,
     /// `LookupIrq`, `ModuleParameter`) and waits on an interrupt
     /// (`WaitInterrupt`) never consult this plan.
@@ -567,7 +579,10 @@ impl MockHost {
     /// device is gone: it
     /// leaves sysfs (and its group's `/dev/vfio` node goes when no vfio-pci
     /// device is left), and any call through a group handle to open it is
-    /// ENODEV. The kernel's writer blocks until then; the returned
+    /// ENODEV. On 6.12 the device's cdev (its sysfs `vfio-dev` entry and
+    /// `/dev/vfio/devices` node) goes at once, and an open cdev file holds
+    /// the device as an open device fd does. The kernel's writer blocks
+    /// until then; the returned
     /// [`Removal`] is that writer: [`Removal::wait`] blocks the same way,
     /// and asks again every 10 seconds, as the kernel does.
     ///
@@ -706,6 +721,7 @@ impl MockBackend {
             Error::from_errno(Operation::OpenGroup, e).with_target(path.display())
         };
         // No node unless a device of the group is bound to vfio-pci.
+        // Unconfirmed: ENOENT, the answer for a node that is not there.
         if noiommu && !self.inner.noiommu_mode {
             // No no-IOMMU group exists unless vfio was loaded with the
             // parameter (`vfio_noiommu_group_alloc` is never reached).
@@ -806,6 +822,8 @@ impl VfioBackend for MockBackend {
         )
         .map_err(err)?;
         device.hold();
+        // Unconfirmed: the handle's name is the PCI address, as through the
+        // group (vfio-linux may name it by its cdev).
         Ok(MockDevice::new_cdev(
             group.clone(),
             crate::device::Hold(device.clone()),

@@ -37,6 +37,11 @@ const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
 /// The last IOVA of an intel-iommu second-stage paging domain
 /// (`paging_domain_alloc`: `__DOMAIN_MAX_ADDR(gaw)`), with QEMU 7.2's
 /// 39-bit `aw-bits`.
+// Unconfirmed (to be confirmed in the 6.12 guest): that the IOAS of a
+// device behind QEMU's intel-iommu reports [0, 0xfedfffff] and
+// [0xfef00000, 2^39 - 1], the aperture less the `IOMMU_RESV_MSI` window,
+// as type1 reports on 6.1; from `iopt_table_add_domain` and
+// `iopt_table_enforce_dev_resv_regions` (QEMU has no RMRR).
 const APERTURE_END: u64 = (1 << IOMMU_ADDRESS_BITS) - 1;
 /// An intel-iommu domain's smallest page (`1 << __ffs(pgsize_bitmap)`).
 const DOMAIN_PAGE: u64 = 4096;
@@ -74,13 +79,22 @@ struct Iopt {
     domains: Vec<u32>,
 }
 
-/// The address a buffer is taken to have in the process: aligned to its
-/// page size and no more. Only its alignment matters, to
-/// `iopt_alloc_iova`; vfio-linux's mmap may give a buffer more alignment
-/// than that, and then the kernel may choose a more aligned IOVA than the
-/// mock does.
+/// The address a buffer is taken to have in the process: aligned to 2 MiB
+/// when its length is a multiple of 2 MiB (a hugetlb mapping, or an
+/// anonymous one the kernel places on a THP boundary, Linux 6.7 on), else
+/// to its page size, and no more. Only its alignment matters, to
+/// `iopt_alloc_iova`.
+// Unconfirmed: where vfio-linux's mmap lands is the kernel's choice; a
+// buffer it happens to align more than this gets a more aligned
+// kernel-chosen IOVA on the kernel than on the mock, when the mapping is
+// longer than that alignment.
 fn user_address(buffer: &DmaBuffer, offset: usize) -> u64 {
-    (buffer.page_size() as u64).wrapping_add(offset as u64)
+    let base = if buffer.len() as u64 % HPAGE == 0 {
+        HPAGE
+    } else {
+        buffer.page_size() as u64
+    };
+    base.wrapping_add(offset as u64)
 }
 
 /// `__alloc_iova_check_range`: the first IOVA from `start` with the
@@ -483,7 +497,8 @@ impl CtxState {
         };
         if attached {
             // iommufd_hwpt_paging_alloc adds the domain, then the replace.
-            if let Err(e) = core.iopt.lock().add_domain(hwpt) {
+            let added = core.iopt.lock().add_domain(hwpt);
+            if let Err(e) = added {
                 abort(self);
                 return Err(e);
             }
@@ -496,7 +511,8 @@ impl CtxState {
             // Immediate attachment: the device first, then the domain.
             self.do_attach(devid, group, hwpt)
                 .inspect_err(|_| abort(self))?;
-            if let Err(e) = core.iopt.lock().add_domain(hwpt) {
+            let added = core.iopt.lock().add_domain(hwpt);
+            if let Err(e) = added {
                 self.undo_attach(devid, group);
                 abort(self);
                 return Err(e);
@@ -845,6 +861,13 @@ impl DmaSpace<MockBackend> for MockIoas {
         Ok(!(self.iova_alignment()? - 1))
     }
 
+    /// `IOMMU_IOAS_MAP` with `IOMMU_IOAS_MAP_FIXED_IOVA`: EFAULT past the
+    /// buffer (before the kernel); EOPNOTSUPP for a flag iommufd lacks;
+    /// EOVERFLOW for an IOVA or size of `u64::MAX` or a range past the top;
+    /// EINVAL without READ or WRITE, for a size of 0, or a size, IOVA or
+    /// buffer offset off the IOAS's alignment, or a range touching a
+    /// reserved range (the MSI window, past the aperture); EEXIST for an
+    /// overlap; ENOENT once the IOAS is destroyed.
     fn map_dma_raw(
         &self,
         memory: &MockDmaMemory,
@@ -907,6 +930,11 @@ impl Ioas<MockBackend> for MockIoas {
         Ok(self.core(Operation::IovaRanges)?.iopt.lock().alignment())
     }
 
+    /// `IOMMU_IOAS_MAP` at the IOVA `iopt_alloc_iova` picks: the lowest
+    /// hole from 4 KiB up that takes the size, aligned to the smaller of its
+    /// power of two (at most 2 MiB) and the buffer address's alignment
+    /// (`docs/kernel-semantics.md` has the details). ENOSPC when none does;
+    /// the other errnos are [`map_dma_raw`](DmaSpace::map_dma_raw)'s.
     fn map_dma_anywhere_raw(
         &self,
         memory: &MockDmaMemory,

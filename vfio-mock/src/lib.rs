@@ -1,5 +1,5 @@
-//! A simulated VFIO host and PCI devices that behave like Linux 6.1's
-//! vfio-pci, errors included, so drivers written against
+//! A simulated VFIO host and PCI devices that behave like Linux 6.1's and
+//! 6.12's vfio-pci (and 6.12's iommufd), errors included, so drivers written against
 //! [`vfio_core::VfioBackend`] run in CI without hardware.
 //!
 //! A [`MockHost`] holds simulated PCI functions ([`PciDeviceBuilder`]) in
@@ -59,6 +59,42 @@
 //! Device DMA goes through the container's mappings: every mapped byte of a
 //! transfer moves and the rest is refused, and each refusal is a record in
 //! [`MockHost::iommu_faults`], what intel-iommu prints to the kernel log.
+//!
+//! A host built with [`KernelVersion::V6_12`] also offers what the 6.12
+//! guest kernel does beyond the container and group: `/dev/iommu`
+//! ([`MockIommuFd`], its IOASes [`MockIoas`], object ids, IOVA ranges and
+//! kernel-chosen IOVAs as `drivers/iommu/iommufd` gives them) and each
+//! vfio-pci device's cdev (`/dev/vfio/devices/vfioN`, opened with
+//! [`VfioBackend::open_device_cdev`](vfio_core::VfioBackend::open_device_cdev)),
+//! which answers EINVAL until bound to an iommufd, excludes the group while
+//! bound, and DMAs through the IOAS it is attached to.
+//! [`vfio_core::open::open_device`] opens a device in any mode:
+//!
+//! ```
+//! use vfio_core::open::{Mode, open_device};
+//! use vfio_core::{DmaFlags, DmaSpace, Ioas, VfioBackend};
+//! use vfio_mock::{KernelVersion, profiles};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let host = profiles::qemu_guest().kernel(KernelVersion::V6_12).build()?;
+//! let backend = host.backend();
+//! let opened = open_device(&backend, &profiles::edu_address(), Mode::Iommufd)?;
+//! let ioas = opened.dma.ioas().expect("iommufd mode");
+//! let memory = backend.alloc_dma(4096)?;
+//! let page = ioas.map_dma_anywhere(&memory, 0, 4096, DmaFlags::READ | DmaFlags::WRITE)?;
+//! // The lowest free IOVA from 4 KiB up, as iopt_alloc_iova picks it.
+//! assert_eq!(page.iova(), 0x1000);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! In no-IOMMU mode ([`NoIommuMode::Enabled`],
+//! [`MockHostBuilder::noiommu_device`]) nothing translates DMA: every DMA
+//! buffer has simulated physical addresses
+//! ([`DmaMemory::physical_address`](vfio_core::DmaMemory::physical_address)),
+//! no two base pages of one contiguous, and a device's DMA to an address no
+//! live buffer holds is [`DmaFault::NoMemory`]. The kernel shows itself
+//! tainted (`/proc/sys/kernel/tainted` is 64).
 //!
 //! Fault injection follows embedded-hal-mock: [`MockHost::fail_next`]
 //! makes the next calls of an operation fail with an errno,

@@ -78,10 +78,10 @@ impl HugetlbPool {
     }
 }
 
-/// Where the simulated host's base-page frames start (4 GiB).
-const BASE_FRAMES: u64 = 0x1_0000_0000;
-/// Where its 2 MiB frames start (512 GiB), apart from the base frames.
-const HUGE_FRAMES: u64 = 0x80_0000_0000;
+/// Where the simulated host's frames start (16 MiB, past what firmware and
+/// the kernel image take on the 1 GiB guest). Early buffers of a host lie
+/// below 256 MiB, which QEMU's `edu` can reach (its DMA mask is 28 bits).
+const FRAMES_START: u64 = 0x0100_0000;
 
 /// The simulated host's physical memory: it hands out the page frames of
 /// every DMA buffer, and resolves a physical address back to the buffer
@@ -101,9 +101,8 @@ pub(crate) struct PhysMemory {
 
 #[derive(Debug, Default)]
 struct PhysState {
-    /// Bytes of the base and huge frame ranges handed out so far.
-    base_used: u64,
-    huge_used: u64,
+    /// Bytes of physical memory handed out so far, from [`FRAMES_START`].
+    used: u64,
     /// The live buffers by their first frame.
     runs: BTreeMap<u64, Run>,
 }
@@ -140,13 +139,12 @@ impl PhysMemory {
         let stride = 2 * page;
         let pages = (len as u64).div_ceil(page);
         let mut s = self.state.lock();
-        let (origin, used) = if page > PAGE_SIZE as u64 {
-            (HUGE_FRAMES, &mut s.huge_used)
-        } else {
-            (BASE_FRAMES, &mut s.base_used)
-        };
-        let start = origin.saturating_add(*used);
-        *used = used.saturating_add(pages.saturating_mul(stride));
+        // A huge page starts on its own size, as a 2 MiB frame does.
+        let start = FRAMES_START
+            .saturating_add(s.used)
+            .checked_next_multiple_of(page)
+            .unwrap_or(u64::MAX);
+        s.used = (start - FRAMES_START).saturating_add(pages.saturating_mul(stride));
         Frames {
             start,
             page,

@@ -761,6 +761,8 @@ impl PciDevice {
             None => {
                 // A device bound to an iommufd DMAs through the IOAS its
                 // group is attached to; detached, it is blocked.
+                // Unconfirmed: VT-d may log a fault for a blocked DMA; the
+                // mock records none.
                 let ioas = self.domain.lock().clone().ok_or(DmaFault::NoIommu)?;
                 ioas.dma(iova, access)
             }
@@ -836,6 +838,11 @@ impl PciDevice {
         }
         self.open_locked(&mut fds);
         true
+    }
+
+    /// Whether the device is open (`open_count` is not 0).
+    pub(crate) fn is_open(&self) -> bool {
+        self.open_fds.lock().fds > 0
     }
 
     /// A reference that keeps a removal from completing without opening

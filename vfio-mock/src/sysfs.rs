@@ -73,9 +73,12 @@ fn cdev_dir(paths: &HostPaths, d: &PciDevice, index: u32) -> PathBuf {
 /// kernel with `CONFIG_VFIO_DEVICE_CDEV` the node `/dev/vfio/devices/vfioN`,
 /// which a no-IOMMU device does not get.
 ///
-/// Unconfirmed: the entry on 6.1. The class device came with Linux 6.1
-/// ("vfio: Add struct device to vfio_device"), so the mock shows it on both
-/// kernels; only the cdev node needs `CONFIG_VFIO_DEVICE_CDEV`.
+/// The class device came with Linux 6.1 ("vfio: Add struct device to
+/// vfio_device"), so the mock shows it on both kernels; only the cdev node
+/// needs `CONFIG_VFIO_DEVICE_CDEV`.
+// Unconfirmed: the entry on 6.1 (and that 6.1 deletes it only when the
+// removal completes, with the device's directory), from the commit, not
+// from 6.1's source.
 fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) -> io::Result<()> {
     let Some(&index) = tree.cdev_index.get(&d.address) else {
         return Ok(());
@@ -91,7 +94,12 @@ fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) ->
         class.join(&name),
     )?;
     if tree.kernel.has_device_cdev() && !noiommu {
-        fs::write(paths.device_cdev_path(&name), b"")?;
+        // devtmpfs makes `/dev/vfio/devices` with the first node in it.
+        let node = paths.device_cdev_path(&name);
+        if let Some(dir) = node.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(node, b"")?;
     }
     Ok(())
 }
@@ -99,7 +107,12 @@ fn add_cdev(paths: &HostPaths, tree: &Tree<'_>, d: &PciDevice, noiommu: bool) ->
 /// Deletes a vfio device's class device and cdev node (`vfio_device_del`).
 pub(crate) fn remove_cdev(paths: &HostPaths, d: &PciDevice, index: u32) -> io::Result<()> {
     let name = format!("vfio{index}");
-    ignore_missing(fs::remove_file(paths.device_cdev_path(&name)))?;
+    let node = paths.device_cdev_path(&name);
+    ignore_missing(fs::remove_file(&node))?;
+    // devtmpfs removes the directory with its last node.
+    if let Some(dir) = node.parent() {
+        let _ = fs::remove_dir(dir);
+    }
     ignore_missing(fs::remove_file(
         paths.sysfs().join("class/vfio-dev").join(&name),
     ))?;
@@ -137,8 +150,10 @@ pub(crate) fn create(paths: &HostPaths, tree: &Tree<'_>) -> io::Result<()> {
     write_param(paths, "vfio_pci", "nointxmask", "N")?;
     write_param(paths, "vfio_pci", "disable_idle_d3", "N")?;
     fs::create_dir_all(paths.procfs())?;
-    // TAINT_USER (bit 6), which vfio_noiommu_group_alloc's caller adds as
-    // each no-IOMMU group is made; it is never cleared.
+    // TAINT_USER (bit 6), which vfio_group_find_or_alloc adds as it makes
+    // each no-IOMMU group; it is never cleared.
+    // Unconfirmed: that the guest has no other taint bit (an unsigned or
+    // out-of-tree module would add its own).
     let tainted = if groups.iter().any(|g| g.noiommu) {
         64
     } else {
@@ -152,9 +167,6 @@ pub(crate) fn create(paths: &HostPaths, tree: &Tree<'_>) -> io::Result<()> {
     fs::write(paths.container_path(), b"")?;
     if tree.kernel.has_iommufd() {
         fs::write(paths.iommufd_path(), b"")?;
-    }
-    if tree.kernel.has_device_cdev() {
-        fs::create_dir_all(vfio_dev.join("devices"))?;
     }
 
     for group in groups {

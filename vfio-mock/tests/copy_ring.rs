@@ -370,6 +370,68 @@ fn a_buffer_unmapped_while_in_flight_faults_instead_of_reaching_freed_memory() {
     assert_eq!(host.iommu_faults()[0].page, src);
     assert!(driver.device().info().is_ok());
 }
+/// The engine on a Linux 6.12 host, opened through its cdev: the same
+/// mapping calls, through the IOAS `open_device` attached it to.
+#[test]
+fn the_engine_through_its_cdev_on_6_12() {
+    use vfio_core::open::{Mode, open_device};
+    use vfio_core::{DmaSpace, Ioas};
+    let host = MockHost::builder()
+        .kernel(vfio_mock::KernelVersion::V6_12)
+        .device(address(), 7, copy_engine(SLOW))
+        .build()
+        .expect("the host");
+    let b = host.backend();
+    let opened = open_device(&b, &address(), Mode::Iommufd).expect("the cdev");
+    // The context's objects: the device is 1, its IOAS 2.
+    assert_eq!(opened.dma.ioas().expect("an IOAS").id(), 2);
+    opened.device.set_bus_master(true).expect("bus mastering");
+    let memory = b.alloc_dma(0x1000).expect("memory");
+    let iovas = opened
+        .dma
+        .iova_allocator(IovaOptions::default())
+        .expect("an allocator");
+    let page = opened
+        .dma
+        .map_dma_in(&iovas, &memory, 0, 0x1000, DmaFlags::READ | DmaFlags::WRITE)
+        .expect("mapped");
+    let at = page.device_address(0).expect("its IOVA");
+    host.with_device(address(), |ctx| ctx.dma_write(at, b"via the IOAS"))
+        .expect("the device")
+        .expect("the DMA");
+    let mut back = [0u8; 12];
+    memory.read_at(0, &mut back).expect("read");
+    assert_eq!(&back, b"via the IOAS");
+}
+
+/// The engine in no-IOMMU mode: the mapping maps nothing and gives the
+/// device physical addresses, page by page.
+#[test]
+fn the_engine_without_an_iommu_gets_physical_addresses() {
+    use vfio_core::DmaSpace;
+    use vfio_core::open::{Mode, open_device};
+    let host = MockHost::builder()
+        .noiommu_mode(vfio_mock::NoIommuMode::Enabled)
+        .noiommu_device(address(), 7, copy_engine(SLOW))
+        .build()
+        .expect("the host");
+    let b = host.backend();
+    let opened = open_device(&b, &address(), Mode::NoIommu).expect("the device");
+    opened.device.set_bus_master(true).expect("bus mastering");
+    let memory = b.alloc_dma(0x2000).expect("two pages");
+    let both = opened
+        .dma
+        .map_dma(&memory, 0, 0x2000, 0, DmaFlags::READ | DmaFlags::WRITE)
+        .expect("nothing to map");
+    let first = both.device_address(0).expect("page 0");
+    let second = both.device_address(0x1000).expect("page 1");
+    // As on a real machine, the second page does not follow the first.
+    assert_ne!(second, first + 0x1000);
+    let across = host
+        .with_device(address(), |ctx| ctx.dma_write(first + 0xffe, b"abcd"))
+        .expect("the device");
+    assert!(matches!(across, Err(vfio_mock::DmaFault::NoMemory { .. })));
+}
 // --- end tests ---
 
 /// Every `rust` block of the guide is a part of this file, so the guide's
