@@ -377,6 +377,9 @@ impl MockHostBuilder {
         let clock = self.clock.unwrap_or_default();
         let scheduler = Arc::new(Scheduler::new(clock.clone()));
         let noiommu_mode = self.noiommu == NoIommuMode::Enabled;
+        // A host whose devices are all no-IOMMU devices has no IOMMU, and
+        // no VT-d unit to take an irq.
+        let has_iommu = self.entries.is_empty() || self.entries.iter().any(|e| !e.noiommu);
 
         type Slots = (bool, ContainerSlot, DomainSlot, Vec<Arc<PciDevice>>);
         let mut groups: BTreeMap<u32, Slots> = BTreeMap::new();
@@ -442,7 +445,9 @@ impl MockHostBuilder {
             }
             group.3.push(device.into_arc());
         }
-        procfs.add_dmar();
+        if has_iommu {
+            procfs.add_dmar();
+        }
         let groups: BTreeMap<u32, Arc<GroupCore>> = groups
             .into_iter()
             .map(|(n, (noiommu, slot, domain, devices))| {

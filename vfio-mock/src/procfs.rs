@@ -25,12 +25,14 @@ pub(crate) const FIRST_DYNAMIC_IRQ: u32 = 24;
 /// How many interrupt vectors each CPU has for device irqs: measured on
 /// Linux 6.1 x86-64 in the QEMU guest, where an NVMe controller with 2048
 /// MSI-X vectors could bind 194 of them with 1 CPU and 395 with 2, with the
-/// [`HOST_IRQS`] holding theirs.
+/// [`HOST_IRQS`] and `dmar0` holding theirs (and 396 on Linux 6.12 without
+/// an IOMMU, where there is no `dmar0`).
 pub(crate) const VECTORS_PER_CPU: usize = 201;
 
 /// The irqs with a vector that the guest's kernel has before any device is
-/// bound: timer, two i8042 lines, ttyS0, rtc0, acpi and dmar0.
-pub(crate) const HOST_IRQS: usize = 7;
+/// bound, but for the VT-d unit's (`dmar0`, [`ProcInterrupts::add_dmar`]):
+/// timer, two i8042 lines, ttyS0, rtc0 and acpi.
+pub(crate) const HOST_IRQS: usize = 6;
 
 /// One Linux irq descriptor.
 #[derive(Debug, Clone)]
@@ -182,6 +184,10 @@ impl ProcInterrupts {
     pub(crate) fn add_dmar(&self) {
         let mut state = self.state.lock();
         let cpus = state.cpus;
+        if state.descs.contains_key(&FIRST_DYNAMIC_IRQ) {
+            return;
+        }
+        state.vectors_free = state.vectors_free.saturating_sub(1);
         state.descs.entry(FIRST_DYNAMIC_IRQ).or_insert(IrqDesc {
             chip: "DMAR-MSI".to_owned(),
             hwirq: "0-edge".to_owned(),
