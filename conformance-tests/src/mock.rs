@@ -8,7 +8,7 @@ use crate::Env;
 use anyhow::Result;
 use std::time::Duration;
 use vfio_core::open::Mode;
-use vfio_mock::{KernelVersion, MockBackend, NoIommuMode, profiles};
+use vfio_mock::{KernelVersion, MockBackend, profiles};
 
 /// Every kernel the mock is judged against, each by the guest booting it.
 pub const KERNELS: [KernelVersion; 2] = [KernelVersion::V6_1, KernelVersion::V6_12];
@@ -39,10 +39,10 @@ pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
 /// `mode`, with an environment opening devices in `mode`: the IOMMU guest
 /// ([`profiles::qemu_guest`], which on Linux 6.12 offers the container, the
 /// device cdevs and `/dev/iommu` together) for type1 and iommufd, the
-/// no-IOMMU guest ([`noiommu_guest`]) for no-IOMMU mode.
+/// no-IOMMU guest ([`profiles::qemu_guest_noiommu`]) for no-IOMMU mode.
 pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
     let builder = match mode {
-        Mode::NoIommu => noiommu_guest(),
+        Mode::NoIommu => profiles::qemu_guest_noiommu(),
         _ => profiles::qemu_guest(),
     };
     let host = builder.kernel(kernel).build()?;
@@ -50,43 +50,6 @@ pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
         .with_host(std::sync::Arc::new(MockHostControl(host)))
         .with_kernel(Some(kernel))
         .with_mode(mode))
-}
-
-/// The guest booted without an IOMMU and with vfio's
-/// `enable_unsafe_noiommu_mode=1`: the same PCI devices at the same
-/// addresses (so the firmware places the BARs where it does in the IOMMU
-/// guest), each vfio-pci device in a no-IOMMU group numbered in the order
-/// the guest binds them: `edu` `noiommu-0`, NVMe `noiommu-1`, the `edu`
-/// behind the bridge `noiommu-2` and the 2048-vector NVMe `noiommu-3`. The
-/// watchdog, on its own driver, is in no group there and is left out.
-pub fn noiommu_guest() -> vfio_mock::MockHostBuilder {
-    let seabios = |device: vfio_mock::PciDeviceBuilder, bar0: u64| {
-        device
-            .command(0x0103)
-            .interrupt_line(11)
-            .bar_address(0, bar0)
-    };
-    vfio_mock::MockHost::builder()
-        .cpus(2)
-        .noiommu_mode(NoIommuMode::Enabled)
-        .noiommu_device(
-            profiles::edu_address(),
-            0,
-            seabios(profiles::edu(), profiles::EDU_BAR0_ADDRESS),
-        )
-        .noiommu_device(
-            profiles::nvme_address(),
-            1,
-            seabios(profiles::nvme(), profiles::NVME_BAR0_ADDRESS),
-        )
-        .noiommu_device(profiles::shared_edu_address(), 2, profiles::edu())
-        .noiommu_device(
-            profiles::big_nvme_address(),
-            3,
-            profiles::NvmeConfig::new("vfio0002")
-                .msix_vectors(2048)
-                .build(),
-        )
 }
 
 /// Device removal on the simulated host

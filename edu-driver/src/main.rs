@@ -16,7 +16,7 @@ use vfio_core::open::{DmaContext, Mode, OpenDevice, open_device};
 use vfio_core::{
     Container, Device, DmaSpace, Group, Ioas, IrqIndex, PciAddress, VfioBackend, region,
 };
-use vfio_mock::{KernelVersion, MockHost, NoIommuMode, profiles};
+use vfio_mock::profiles;
 
 /// Opens `address` on `backend` in `mode` and exercises every feature of the driver.
 fn run<B: VfioBackend>(backend: &B, address: PciAddress, mode: Mode) -> Result<()> {
@@ -69,7 +69,7 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress, mode: Mode) -> Result<(
             edu.factorial(n)?
         );
     }
-    let message = b"a DMA round trip through the IOMMU";
+    let message = b"a DMA round trip to the device and back";
     let back = edu.dma_round_trip(backend, &dma, message)?;
     if back != message {
         bail!("DMA round trip changed the data: {back:?}");
@@ -87,25 +87,6 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress, mode: Mode) -> Result<(
     Ok(())
 }
 
-/// The simulated host for `mode`: the QEMU guest's topology on Linux 6.1
-/// for type1, on Linux 6.12 for iommufd, and for no-IOMMU a Linux 6.12
-/// host with no IOMMU and `enable_unsafe_noiommu_mode=1`, whose edu is in
-/// no-IOMMU group 0.
-fn mock_host(mode: Mode) -> Result<MockHost> {
-    let host = match mode {
-        Mode::Type1 => profiles::qemu_guest().build()?,
-        Mode::Iommufd => profiles::qemu_guest()
-            .kernel(KernelVersion::V6_12)
-            .build()?,
-        _ => MockHost::builder()
-            .kernel(KernelVersion::V6_12)
-            .noiommu_mode(NoIommuMode::Enabled)
-            .noiommu_device(profiles::edu_address(), 0, profiles::edu::edu())
-            .build()?,
-    };
-    Ok(host)
-}
-
 const USAGE: &str = "usage: edu-driver [--mode type1|iommufd|noiommu] [--device DDDD:BB:DD.F]";
 
 fn main() -> Result<()> {
@@ -121,7 +102,7 @@ fn main() -> Result<()> {
     }
     match device {
         None => {
-            let host = mock_host(mode)?;
+            let host = profiles::qemu_guest_in(mode).build()?;
             println!(
                 "backend: vfio-mock (a simulated Linux {} host with QEMU's edu at {})",
                 host.kernel().series(),

@@ -3,9 +3,12 @@
 //! ```text
 //! cargo run -p nvme-driver                          # on the simulated NVMe (vfio-mock)
 //! cargo run -p nvme-driver -- --device 0000:00:03.0 # on a real one bound to vfio-pci
+//! cargo run -p nvme-driver -- --mode iommufd        # through the device cdev and iommufd
+//! cargo run -p nvme-driver -- --mode noiommu        # no IOMMU: physical addresses
 //! ```
 //!
-//! The same generic function runs in both cases; only the backend differs.
+//! The same generic function runs in every case; only the backend and the
+//! way the device is opened ([`vfio_core::open::Mode`]) differ.
 //! It writes to the namespace: point it only at a disk whose contents do
 //! not matter.
 
@@ -13,29 +16,39 @@ use anyhow::{Context, Result, bail};
 use nvme::{CompletionMode, Nvme, Options};
 use std::sync::Arc;
 use std::time::Instant;
-use vfio_core::{Container, Group, IommuType, PciAddress, VfioBackend};
+use vfio_core::open::{DmaContext, Mode, OpenDevice, open_device};
+use vfio_core::{Group, Ioas, PciAddress, VfioBackend};
+use vfio_mock::profiles;
 
 /// ASCII, space padded, as a string.
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).trim_end().to_owned()
 }
 
-/// Opens `address` on `backend` and exercises every feature of the driver.
-fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
-    let paths = backend.host_paths();
-    let group_number = paths.iommu_group(&address)?;
-    println!("{address}: IOMMU group {group_number}");
-    let group = backend.open_group(group_number)?;
-    let container = Arc::new(backend.open_container()?);
-    group.set_container(&container)?;
-    container.set_iommu(IommuType::Type1v2)?;
-    let device = vfio_core::retry::open_device_with_retry::<B>(
-        &group,
-        &address.to_string(),
-        &vfio_core::SystemClock,
-    )?;
+/// Opens `address` on `backend` in `mode` and exercises every feature of the driver.
+fn run<B: VfioBackend>(backend: &B, address: PciAddress, mode: Mode) -> Result<()> {
+    let OpenDevice { device, dma } = open_device(backend, &address, mode)
+        .with_context(|| format!("opening {address} in {mode} mode"))?;
+    match &dma {
+        DmaContext::Container { group, .. } if mode == Mode::Type1 => {
+            println!(
+                "{address}: IOMMU group {}, Type1v2 container",
+                group.number()
+            );
+        }
+        DmaContext::Container { group, .. } => println!(
+            "{address}: no-IOMMU group noiommu-{}: the controller is given physical addresses",
+            group.number()
+        ),
+        DmaContext::Ioas { ioas, .. } => {
+            println!(
+                "{address}: device cdev bound to an iommufd, attached to IOAS {}",
+                ioas.id()
+            );
+        }
+    }
     let start = Instant::now();
-    let mut nvme = Nvme::<B>::new(backend, device, container, Options::default())?;
+    let mut nvme = Nvme::<B>::new(backend, device, Arc::new(dma), Options::default())?;
     let cap = nvme.cap();
     println!(
         "controller: NVMe {}.{}, CAP {:#018x} (MQES {}, TO {} = {} ms, DSTRD {}), ready in {:?}",
@@ -123,26 +136,38 @@ fn run<B: VfioBackend>(backend: &B, address: PciAddress) -> Result<()> {
     Ok(())
 }
 
+const USAGE: &str = "usage: nvme-driver [--mode type1|iommufd|noiommu] [--device DDDD:BB:DD.F]";
+
 fn main() -> Result<()> {
+    let mut mode = Mode::Type1;
+    let mut device: Option<PciAddress> = None;
     let mut args = std::env::args().skip(1);
-    match (args.next().as_deref(), args.next()) {
-        (None, _) => {
-            let host = vfio_mock::profiles::qemu_guest().build()?;
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--mode", Some(m)) => mode = m.parse()?,
+            ("--device", Some(addr)) => device = Some(addr.parse()?),
+            _ => bail!(USAGE),
+        }
+    }
+    match device {
+        None => {
+            let host = profiles::qemu_guest_in(mode).build()?;
             println!(
-                "backend: vfio-mock (a simulated host with QEMU's NVMe at {})",
-                vfio_mock::profiles::nvme_address()
+                "backend: vfio-mock (a simulated Linux {} host with QEMU's NVMe at {})",
+                host.kernel().series(),
+                profiles::nvme_address()
             );
-            run(&host.backend(), vfio_mock::profiles::nvme_address())?;
+            run(&host.backend(), profiles::nvme_address(), mode)?;
             host.done()?;
         }
-        (Some("--device"), Some(addr)) => {
-            let address: PciAddress = addr.parse()?;
+        Some(address) => {
             println!("backend: vfio-linux (the kernel's vfio-pci)");
-            run(&vfio_linux::LinuxBackend::new(), address).with_context(|| {
-                format!("driving {address} (is it an NVMe controller bound to vfio-pci, and are you root?)")
+            run(&vfio_linux::LinuxBackend::new(), address, mode).with_context(|| {
+                format!(
+                    "driving {address} (is it an NVMe controller bound to vfio-pci, and are you root?)"
+                )
             })?;
         }
-        _ => bail!("usage: nvme-driver [--device DDDD:BB:DD.F]"),
     }
     println!("done");
     Ok(())

@@ -105,3 +105,47 @@ pub fn qemu_guest() -> MockHostBuilder {
             NvmeConfig::new("vfio0002").msix_vectors(2048).build(),
         )
 }
+
+/// The project's QEMU guest booted on Linux 6.12 without an IOMMU and with
+/// vfio's `enable_unsafe_noiommu_mode=1`: the same PCI devices at the same
+/// addresses as [`qemu_guest`] (so the firmware places the BARs where it
+/// does there), each vfio-pci device in a no-IOMMU group numbered in the
+/// order the guest binds them: `edu` `noiommu-0`, NVMe `noiommu-1`, the
+/// `edu` behind the bridge `noiommu-2` and the 2048-vector NVMe
+/// `noiommu-3`. The watchdog, on its own driver and in no group there, is
+/// left out.
+pub fn qemu_guest_noiommu() -> MockHostBuilder {
+    crate::MockHost::builder()
+        .cpus(2)
+        .kernel(crate::KernelVersion::V6_12)
+        .noiommu_mode(crate::NoIommuMode::Enabled)
+        .noiommu_device(
+            edu_address(),
+            0,
+            as_seabios_left_it(edu(), EDU_BAR0_ADDRESS),
+        )
+        .noiommu_device(
+            nvme_address(),
+            1,
+            as_seabios_left_it(nvme(), NVME_BAR0_ADDRESS),
+        )
+        .noiommu_device(shared_edu_address(), 2, edu())
+        .noiommu_device(
+            big_nvme_address(),
+            3,
+            NvmeConfig::new("vfio0002").msix_vectors(2048).build(),
+        )
+}
+
+/// The guest a driver runs in `mode` on: [`qemu_guest`] on Linux 6.1 for
+/// type1, on Linux 6.12 for iommufd (which offers the container, the device
+/// cdevs and `/dev/iommu` together), and [`qemu_guest_noiommu`] for
+/// no-IOMMU mode.
+pub fn qemu_guest_in(mode: vfio_core::open::Mode) -> MockHostBuilder {
+    use vfio_core::open::Mode;
+    match mode {
+        Mode::Type1 => qemu_guest(),
+        Mode::Iommufd => qemu_guest().kernel(crate::KernelVersion::V6_12),
+        _ => qemu_guest_noiommu(),
+    }
+}
