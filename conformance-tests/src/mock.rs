@@ -21,7 +21,10 @@ pub fn env() -> Result<Env<MockBackend>> {
 
 /// [`env()`], imitating `kernel`'s vfio-pci.
 pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
-    let host = profiles::qemu_guest().kernel(kernel).build()?;
+    let host = profiles::qemu_guest()
+        .kernel(kernel)
+        .iommu_address_bits(crate::cases::uapi::iommu_address_bits())
+        .build()?;
     Ok(Env::new(host.backend())
         .with_host(std::sync::Arc::new(MockHostControl(host)))
         .with_kernel(Some(kernel)))

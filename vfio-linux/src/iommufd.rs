@@ -66,6 +66,9 @@ impl DmaSpace<LinuxBackend> for LinuxIoas {
     fn unmap_dma(&self, _iova: u64, _size: u64) -> Result<u64> {
         Err(unsupported(Operation::UnmapDma))
     }
+    fn unmap_all(&self) -> Result<u64> {
+        Err(unsupported(Operation::UnmapDma))
+    }
 }
 
 impl Ioas<LinuxBackend> for LinuxIoas {
@@ -83,8 +86,5 @@ impl Ioas<LinuxBackend> for LinuxIoas {
         _flags: DmaFlags,
     ) -> Result<u64> {
         Err(unsupported(Operation::MapDma))
-    }
-    fn unmap_all(&self) -> Result<u64> {
-        Err(unsupported(Operation::UnmapDma))
     }
 }

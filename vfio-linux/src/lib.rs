@@ -35,6 +35,8 @@ mod iommufd;
 mod memory;
 mod mmap;
 mod sys;
+mod sys_uapi;
+mod uapi;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;

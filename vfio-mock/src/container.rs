@@ -23,6 +23,8 @@ pub(crate) type ContainerSlot = Arc<Mutex<Option<Arc<ContainerCore>>>>;
 pub(crate) struct ContainerCore {
     state: Mutex<ContainerState>,
     noiommu_mode: bool,
+    /// The host's IOMMU geometry, which type1 reports and enforces.
+    geometry: iommu::IommuGeometry,
 }
 
 #[derive(Debug, Default)]
@@ -55,7 +57,14 @@ impl ContainerCore {
         Self {
             state: Mutex::new(ContainerState::default()),
             noiommu_mode,
+            geometry: iommu::IommuGeometry::default(),
         }
+    }
+
+    /// The same container on an IOMMU of `geometry`.
+    pub(crate) fn with_geometry(mut self, geometry: iommu::IommuGeometry) -> Self {
+        self.geometry = geometry;
+        self
     }
 
     /// `vfio_container_attach_group`, the container's part: real and
@@ -145,7 +154,7 @@ impl ContainerCore {
         let noiommu_allowed = self.noiommu_mode && s.noiommu;
         match iommu {
             IommuType::Type1 | IommuType::Type1v2 if type1_allowed => {
-                s.dma = DmaMap::new(iommu == IommuType::Type1v2);
+                s.dma = DmaMap::with_geometry(iommu == IommuType::Type1v2, self.geometry.clone());
                 s.iommu = Some(iommu);
                 Ok(())
             }
@@ -183,7 +192,9 @@ pub struct MockContainer {
 impl MockContainer {
     pub(crate) fn new(host: Arc<HostInner>) -> Self {
         Self {
-            core: Arc::new(ContainerCore::new(host.noiommu_mode)),
+            core: Arc::new(
+                ContainerCore::new(host.noiommu_mode).with_geometry(host.geometry.clone()),
+            ),
             host,
         }
     }
@@ -220,8 +231,8 @@ impl Container<MockBackend> for MockContainer {
         self.core
             .with_type1(|dma| {
                 Ok(IommuInfo {
-                    iova_pgsizes: iommu::PGSIZE_BITMAP,
-                    iova_ranges: Some(iommu::iova_ranges()),
+                    iova_pgsizes: self.core.geometry.page_sizes,
+                    iova_ranges: Some(self.core.geometry.iova_ranges()),
                     dma_avail: Some(dma.avail()),
                 })
             })
@@ -264,6 +275,17 @@ impl DmaSpace<MockBackend> for MockContainer {
             .map_err(|e| {
                 Error::from_errno(Operation::MapDma, e)
                     .with_target(format_args!("iova {iova:#x}+{size:#x}"))
+            })
+    }
+
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`, as `vfio_dma_do_unmap` takes it: every
+    /// mapping goes, whatever IOVAs it has.
+    fn unmap_all(&self) -> Result<u64> {
+        self.fault(Operation::UnmapDma)?;
+        self.core
+            .with_type1(|dma| Ok(dma.unmap_all()))
+            .map_err(|e| {
+                Error::from_errno(Operation::UnmapDma, e).with_detail("VFIO_DMA_UNMAP_FLAG_ALL")
             })
     }
 

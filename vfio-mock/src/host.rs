@@ -112,6 +112,8 @@ pub(crate) struct HostInner {
     pub scheduler: Arc<Scheduler>,
     /// The reserved 2 MiB hugetlb pages DMA memory may take.
     pub hugetlb: Arc<HugetlbPool>,
+    /// The IOMMU's address width, page sizes and reserved ranges.
+    pub geometry: crate::iommu::IommuGeometry,
     errors: Mutex<Vec<String>>,
 }
 
@@ -216,6 +218,7 @@ pub struct MockHostBuilder {
     cpus: usize,
     clock: Option<Arc<MockClock>>,
     hugetlb_pages: usize,
+    geometry: crate::iommu::IommuGeometry,
 }
 
 impl Default for MockHostBuilder {
@@ -228,6 +231,7 @@ impl Default for MockHostBuilder {
             cpus: 2,
             clock: None,
             hugetlb_pages: 0,
+            geometry: crate::iommu::IommuGeometry::default(),
         }
     }
 }
@@ -324,6 +328,33 @@ impl MockHostBuilder {
         self
     }
 
+    /// The IOMMU's address width in bits (default 39, QEMU 7.2's
+    /// intel-iommu; `-device intel-iommu,aw-bits=48` gives 48): type1's
+    /// IOVA ranges end at `2^bits - 1`, and a mapping past it is EINVAL.
+    #[must_use]
+    pub fn iommu_address_bits(mut self, bits: u32) -> Self {
+        self.geometry.address_bits = bits.clamp(12, 64);
+        self
+    }
+
+    /// The IOMMU page sizes, as type1's `iova_pgsizes` bitmap (default
+    /// 0x40201000: 4 KiB, 2 MiB and 1 GiB, as intel-iommu reports them).
+    /// The smallest is the alignment maps and unmaps need; a bitmap of 0 is
+    /// taken as 4 KiB.
+    #[must_use]
+    pub fn iommu_page_sizes(mut self, bitmap: u64) -> Self {
+        self.geometry.page_sizes = if bitmap == 0 { 1 << 12 } else { bitmap };
+        self
+    }
+
+    /// The IOVA ranges the IOMMU reserves (default: the x86 MSI window
+    /// 0xfee00000..=0xfeefffff), left out of type1's IOVA ranges.
+    #[must_use]
+    pub fn iommu_reserved(mut self, ranges: &[vfio_core::IovaRange]) -> Self {
+        self.geometry.reserved = ranges.to_vec();
+        self
+    }
+
     /// Shares a clock (default: a fresh [`MockClock`]).
     #[must_use]
     pub fn clock(mut self, clock: Arc<MockClock>) -> Self {
@@ -414,6 +445,7 @@ impl MockHostBuilder {
                 fault_log,
                 scheduler,
                 hugetlb: Arc::new(HugetlbPool::new(self.hugetlb_pages)),
+                geometry: self.geometry.clone(),
                 errors: Mutex::new(Vec::new()),
             }),
         })

@@ -66,6 +66,9 @@ impl DmaSpace<MockBackend> for MockIoas {
     fn unmap_dma(&self, _iova: u64, _size: u64) -> Result<u64> {
         Err(unsupported(Operation::UnmapDma))
     }
+    fn unmap_all(&self) -> Result<u64> {
+        Err(unsupported(Operation::UnmapDma))
+    }
 }
 
 impl Ioas<MockBackend> for MockIoas {
@@ -83,8 +86,5 @@ impl Ioas<MockBackend> for MockIoas {
         _flags: DmaFlags,
     ) -> Result<u64> {
         Err(unsupported(Operation::MapDma))
-    }
-    fn unmap_all(&self) -> Result<u64> {
-        Err(unsupported(Operation::UnmapDma))
     }
 }

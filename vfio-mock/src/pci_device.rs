@@ -325,6 +325,11 @@ impl PciDevice {
                         info.flags = info.flags | RegionFlags::CAPS;
                         info.caps.push(RegionCap::MsixMappable);
                     }
+                    if let Some((_, areas)) = self.spec.sparse.iter().find(|(b, _)| *b == index) {
+                        info.flags = info.flags | RegionFlags::CAPS;
+                        info.caps.retain(|c| *c != RegionCap::MsixMappable);
+                        info.caps.push(RegionCap::SparseMmap(areas.clone()));
+                    }
                 }
                 Ok(info)
             }
@@ -780,6 +785,13 @@ impl PciDevice {
             m.reset();
         }
         self.irqs.lock().lower_intx();
+    }
+
+    /// A secondary bus reset of the bus the device is on: whatever its
+    /// reset method, the device returns to power-on as a function reset
+    /// leaves it (the PCI core saves and restores config space around it).
+    pub(crate) fn bus_reset(&self) {
+        self.reset_function();
     }
 
     /// `VFIO_DEVICE_RESET`: EINVAL unless the device has a reset method.

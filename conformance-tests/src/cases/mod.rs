@@ -14,6 +14,7 @@ pub mod group;
 pub mod irq;
 pub mod nvme;
 pub mod reset;
+pub mod uapi;
 
 use crate::Case;
 
@@ -148,6 +149,14 @@ macro_rules! for_each_case {
             dma_fault::dma_across_the_end_of_a_mapping_moves_the_mapped_part_and_faults_the_rest,
             dma_fault::dma_write_through_a_read_only_mapping_faults_and_moves_nothing,
             nvme::nvme_a_transfer_through_an_unmapped_iova_completes_and_the_iommu_faults,
+            uapi::edu_bar0_maps_in_part_and_read_only,
+            uapi::partial_maps_the_kernel_refuses_are_invalid,
+            uapi::a_sparse_bar_maps_only_its_areas,
+            uapi::edu_feature_probes_get_vfio_pcis_answers,
+            uapi::device_feature_calls_the_kernel_refuses_are_invalid,
+            uapi::root_bus_devices_cannot_be_hot_reset,
+            uapi::unmap_all_returns_the_total_and_gives_back_dma_entries,
+            uapi::iova_ranges_follow_the_iommu_address_width,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
