@@ -80,3 +80,12 @@ fn every_case_passes_or_does_not_apply_on_the_mock_imitating_6_12() {
         ]
     );
 }
+
+/// The cases only the mock runs pass.
+#[test]
+fn mock_only_cases_pass() {
+    for c in mock::only_cases() {
+        let r = report::run_case(&c.case, &mock::env);
+        assert_eq!(r.outcome, Outcome::Pass, "{}", r.name);
+    }
+}

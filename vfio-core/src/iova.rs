@@ -233,7 +233,7 @@ impl Space {
 
 /// An allocated IOVA range, free again when dropped.
 ///
-/// [`Container::map_dma_in`](crate::Container::map_dma_in) keeps one in the
+/// [`DmaSpace::map_dma_in`](crate::DmaSpace::map_dma_in) keeps one in the
 /// mapping it returns, so the range is freed after the mapping is unmapped.
 #[derive(Debug)]
 pub struct IovaLease {

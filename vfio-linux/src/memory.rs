@@ -59,8 +59,8 @@ impl LinuxRegion {
         span: u64,
         writable: bool,
     ) -> Self {
-        let mut region = Self::new(first, writable);
-        region.writable = writable && more.iter().all(|(_, m)| m.writable()) && region.writable;
+        let all_writable = more.iter().all(|(_, m)| m.writable());
+        let mut region = Self::new(first, writable && all_writable);
         region.sparse = Some(Box::new(Sparse { base, more, span }));
         region
     }
@@ -569,6 +569,43 @@ mod tests {
         let e = LinuxRegion::anonymous(0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(e.operation(), Operation::MapRegion);
+    }
+
+    #[test]
+    fn a_sparse_region_reaches_its_areas_and_refuses_its_holes() {
+        let page = || Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap();
+        // Areas at 0..0x1000 and 0x3000..0x4000 of a 0x4000-byte region.
+        let r = LinuxRegion::sparse(page(), 0, vec![(0x3000, page())], 0x4000, true);
+        assert_eq!(r.len(), 0x4000);
+        r.write_u32(0x3ffc, 0x0bad_cafe).unwrap();
+        r.write_u64(0x8, 7).unwrap();
+        assert_eq!(r.read_u32(0x3ffc).unwrap(), 0x0bad_cafe);
+        assert_eq!(r.read_u64(0x8).unwrap(), 7);
+        for hole in [0x1000, 0x2ffc, 0x2000] {
+            let e = r.read_u32(hole).unwrap_err();
+            assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+            let e = r.write_u32(hole, 0).unwrap_err();
+            assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+        }
+        assert_eq!(
+            r.read_u32(0x4000).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            r.read_u32(0x3001).unwrap_err().kind(),
+            ErrorKind::Misaligned
+        );
+        // The first area need not start the region.
+        let r = LinuxRegion::sparse(page(), 0x2000, Vec::new(), 0x4000, false);
+        assert_eq!(r.read_u32(0x2000).unwrap(), 0);
+        assert_eq!(
+            r.read_u32(0x1ffc).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            r.write_u32(0x2000, 1).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
     }
 
     #[test]

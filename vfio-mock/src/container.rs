@@ -61,6 +61,11 @@ impl ContainerCore {
         }
     }
 
+    /// The IOMMU geometry the container's type1 reports and enforces.
+    pub(crate) fn geometry(&self) -> &iommu::IommuGeometry {
+        &self.geometry
+    }
+
     /// The same container on an IOMMU of `geometry`.
     pub(crate) fn with_geometry(mut self, geometry: iommu::IommuGeometry) -> Self {
         self.geometry = geometry;

@@ -751,7 +751,7 @@ impl PciDevice {
         // One record per refused run, at the page of its first byte: the
         // address VT-d's fault recording register holds.
         for run in &outcome.refused {
-            let reason = if run.iova >> crate::iommu::IOMMU_ADDRESS_BITS != 0 {
+            let reason = if run.iova > container.geometry().last_iova() {
                 fault_log::REASON_BEYOND_MGAW
             } else if direction == FaultAccess::Write {
                 fault_log::REASON_NO_WRITE

@@ -151,7 +151,6 @@ macro_rules! for_each_case {
             nvme::nvme_a_transfer_through_an_unmapped_iova_completes_and_the_iommu_faults,
             uapi::edu_bar0_maps_in_part_and_read_only,
             uapi::partial_maps_the_kernel_refuses_are_invalid,
-            uapi::a_sparse_bar_maps_only_its_areas,
             uapi::edu_feature_probes_get_vfio_pcis_answers,
             uapi::device_feature_calls_the_kernel_refuses_are_invalid,
             uapi::root_bus_devices_cannot_be_hot_reset,

@@ -24,7 +24,7 @@ pub fn iommu_address_bits() -> u32 {
     std::env::var("VFIO_GUEST_IOMMU_AW_BITS")
         .ok()
         .and_then(|v| v.trim().parse().ok())
-        .filter(|b| (32..=64).contains(b))
+        .filter(|b| (32..=63).contains(b))
         .unwrap_or(39)
 }
 
@@ -110,12 +110,14 @@ pub fn partial_maps_the_kernel_refuses_are_invalid<B: VfioBackend>(env: &Env<B>)
 /// A BAR with sparse-mmap areas is mapped area by area: accesses inside an
 /// area reach the BAR, accesses in a hole are out of range with no errno.
 ///
-/// Not applicable on the guest's devices, kernel and mock alike: no x86
-/// vfio-pci device reports a sparse-mmap capability (vfio-pci there
-/// reports the MSI-X table mappable instead, as
-/// `nvme_bar0_is_mmappable_with_the_msix_mappable_capability` checks), so
-/// the mock's sparse option (`PciDeviceBuilder::sparse_mmap`) is checked in
-/// vfio-mock's own tests and on no kernel.
+/// Mock-only ([`mock::only_cases`](crate::mock::only_cases), on a host
+/// whose device reports the capability): no x86 vfio-pci device reports a
+/// sparse-mmap capability (`vfio_pci_ioctl_get_region_info` adds
+/// MSIX_MAPPABLE to the BAR holding the MSI-X table instead, as
+/// `nvme_bar0_is_mmappable_with_the_msix_mappable_capability` checks; only
+/// variant drivers add sparse areas), so the guest's devices cannot show
+/// it and the mock's sparse option (`PciDeviceBuilder::sparse_mmap`) is
+/// checked on no kernel. Not applicable on targets with no sparse BAR.
 pub fn a_sparse_bar_maps_only_its_areas<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     for target in [env.targets.edu, env.targets.nvme] {
         let o = env.open(&target)?;
@@ -154,8 +156,11 @@ pub fn a_sparse_bar_maps_only_its_areas<B: VfioBackend>(env: &Env<B>) -> Result<
 /// driver, no SR-IOV): the three LOW_POWER features take SET only; every
 /// other feature is ENOTTY (migration and dirty tracking need a variant
 /// driver's ops, the VF token a PF with SR-IOV, BUS_MASTER is vfio-cdx's).
+/// A LOW_POWER_EXIT SET on a device not in low power succeeds.
 pub fn edu_feature_probes_get_vfio_pcis_answers<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_edu()?;
+    o.device
+        .device_feature(Feature::LOW_POWER_EXIT.flags() | FeatureFlags::SET, &mut [])?;
     for f in [
         Feature::LOW_POWER_ENTRY,
         Feature::LOW_POWER_ENTRY_WITH_WAKEUP,
