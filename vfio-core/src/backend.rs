@@ -210,7 +210,9 @@ pub trait DmaSpace<B: VfioBackend>: Send + Sync + Debug {
     /// offers the flag when `VFIO_CHECK_EXTENSION(VFIO_UNMAP_ALL)` is 1);
     /// an IOAS sends `IOMMU_IOAS_UNMAP` of IOVA 0, length `u64::MAX`.
     /// Mappings held by a [`DmaMapping`] are unmapped too: their drop then
-    /// unmaps nothing.
+    /// unmaps their range again, which by then holds nothing, or whatever
+    /// was mapped there since (their IOVA leases are still held, so an
+    /// allocator hands those IOVAs to no one else).
     fn unmap_all(&self) -> Result<u64>;
 }
 
