@@ -23,7 +23,7 @@ pub fn env() -> Result<Env<MockBackend>> {
 pub fn env_on(kernel: KernelVersion) -> Result<Env<MockBackend>> {
     let host = profiles::qemu_guest()
         .kernel(kernel)
-        .iommu_address_bits(crate::cases::uapi::iommu_address_bits())
+        .iommu_address_bits(crate::cases::uapi::configured_address_bits())
         .build()?;
     Ok(Env::new(host.backend())
         .with_host(std::sync::Arc::new(MockHostControl(host)))

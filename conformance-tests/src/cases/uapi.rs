@@ -15,17 +15,37 @@ use vfio_core::{
 const EDU_ID: u64 = 0x00;
 const EDU_LIVENESS: u64 = 0x04;
 
-/// The IOMMU address width of the run's host: `VFIO_GUEST_IOMMU_AW_BITS`
-/// where the environment sets it (the guest exports its intel-iommu's
-/// `aw-bits`, and the mock host is built with the same value by
-/// [`mock::env_on`](crate::mock::env_on)), 39 otherwise: QEMU 7.2's
-/// intel-iommu default, the guest's.
-pub fn iommu_address_bits() -> u32 {
+/// The IOMMU address width a run is configured for:
+/// `VFIO_GUEST_IOMMU_AW_BITS` where the environment sets it (the mock host
+/// is built with it by [`mock::env_on`](crate::mock::env_on)), else 39:
+/// QEMU 7.2's intel-iommu default, the guest's.
+pub fn configured_address_bits() -> u32 {
     std::env::var("VFIO_GUEST_IOMMU_AW_BITS")
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .filter(|b| (32..=63).contains(b))
         .unwrap_or(39)
+}
+
+/// The VT-d units' maximum guest address width, from the capability
+/// register sysfs shows (`class/iommu/dmar*/intel-iommu/cap`, hex; MGAW
+/// is bits 21:16, plus one): the narrowest unit's, `None` without VT-d.
+pub fn vtd_address_bits(sysfs: &std::path::Path) -> Option<u32> {
+    std::fs::read_dir(sysfs.join("class/iommu"))
+        .ok()?
+        .filter_map(|unit| {
+            let cap = std::fs::read_to_string(unit.ok()?.path().join("intel-iommu/cap")).ok()?;
+            let cap = u64::from_str_radix(cap.trim(), 16).ok()?;
+            Some(((cap >> 16) & 0x3f) as u32 + 1)
+        })
+        .min()
+}
+
+/// The IOMMU address width of the run's host: what its VT-d reports in
+/// sysfs ([`vtd_address_bits`]), else [`configured_address_bits`] (the
+/// mock's sysfs has no IOMMU class).
+pub fn iommu_address_bits<B: VfioBackend>(env: &Env<B>) -> u32 {
+    vtd_address_bits(env.backend.host_paths().sysfs()).unwrap_or_else(configured_address_bits)
 }
 
 /// A page of `edu`'s BAR0 mapped read-only reads the identification
@@ -302,11 +322,12 @@ pub fn unmap_all_returns_the_total_and_gives_back_dma_entries<B: VfioBackend>(
 }
 
 /// Type1's IOVA ranges follow the IOMMU's address width
-/// ([`iommu_address_bits`]): 0..=0xfedfffff and 0xfef00000..=2^aw-1 (the
+/// ([`iommu_address_bits`]: VT-d's MGAW on a kernel, the host setting on
+/// the mock): 0..=0xfedfffff and 0xfef00000..=2^aw-1 (the
 /// MSI window 0xfee00000..=0xfeefffff reserved). The last page below 2^aw
 /// maps; a page at 2^aw is EINVAL.
 pub fn iova_ranges_follow_the_iommu_address_width<B: VfioBackend>(env: &Env<B>) -> Result<()> {
-    let aw = iommu_address_bits();
+    let aw = iommu_address_bits(env);
     let last = if aw >= 64 { u64::MAX } else { (1u64 << aw) - 1 };
     let o = env.open_edu()?;
     let ranges: Vec<(u64, u64)> = o
