@@ -156,6 +156,7 @@ macro_rules! for_each_case {
             uapi::root_bus_devices_cannot_be_hot_reset,
             uapi::unmap_all_returns_the_total_and_gives_back_dma_entries,
             uapi::iova_ranges_follow_the_iommu_address_width,
+            uapi::a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }

@@ -4,7 +4,7 @@
 
 use crate::{Env, Kernel, expect_error, not_applicable};
 use anyhow::{Result, ensure};
-use vfio_core::uapi::{Feature, FeatureFlags, RegionAccess, sparse_areas};
+use vfio_core::uapi::{DependentDevice, Feature, FeatureFlags, RegionAccess, sparse_areas};
 use vfio_core::{
     Container, Device, DmaFlags, DmaSpace, Errno, ErrorKind, Extension, MappedRegion, VfioBackend,
     region,
@@ -275,6 +275,63 @@ pub fn root_bus_devices_cannot_be_hot_reset<B: VfioBackend>(env: &Env<B>) -> Res
         )?;
     }
     Ok(())
+}
+
+/// The sysfs name of the watchdog's driver.
+const WATCHDOG_DRIVER: &str = "i6300ESB timer";
+
+/// Behind the guest's PCI bridge (bus 1, no hotplug slot), with the
+/// watchdog removed so that its group is viable, the second `edu` can be
+/// bus-reset: hot-reset info lists it alone, with its group; the reset is
+/// EINVAL with no groups (a zero-length array is for cdev-opened devices;
+/// 6.1 wants at least one), with more groups than devices on the bus, and
+/// with a group that is not its own (`vfio_pci_dev_set_hot_reset`: a
+/// device of the set in none of the groups), and succeeds with its group.
+/// The watchdog is brought back, bound to its driver, before the case
+/// ends.
+pub fn a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus<B: VfioBackend>(
+    env: &Env<B>,
+) -> Result<()> {
+    let (shared, watchdog) = (env.targets.shared_edu, env.targets.watchdog);
+    env.host.remove(&watchdog)?;
+    let result = (|| {
+        let o = env.open(&shared)?;
+        let info = o.device.hot_reset_info()?;
+        let want = [DependentDevice {
+            address: shared,
+            group_id: env.group_of(&shared)?,
+        }];
+        ensure!(
+            info.flags == 0 && info.devices == want,
+            "hot-reset info {info:?}"
+        );
+        expect_error(
+            "hot reset with no groups",
+            o.device.hot_reset(&[]),
+            ErrorKind::InvalidArgument,
+            Some(Errno::EINVAL),
+        )?;
+        expect_error(
+            "hot reset with two groups for one device",
+            o.device.hot_reset(&[&o.group, &o.group]),
+            ErrorKind::InvalidArgument,
+            Some(Errno::EINVAL),
+        )?;
+        let edu = env.open_edu()?;
+        expect_error(
+            "hot reset with another device's group",
+            o.device.hot_reset(&[&edu.group]),
+            ErrorKind::InvalidArgument,
+            Some(Errno::EINVAL),
+        )?;
+        o.device.hot_reset(&[&o.group])?;
+        // The device answers as before.
+        let id = u16::from_le_bytes(o.device.read_config::<2>(0)?);
+        ensure!(id == 0x1234, "vendor {id:#06x} after the reset");
+        Ok(())
+    })();
+    env.host.rescan(&watchdog, WATCHDOG_DRIVER)?;
+    result
 }
 
 /// Unmap-all (`VFIO_DMA_UNMAP_FLAG_ALL`, offered as `VFIO_UNMAP_ALL`)
