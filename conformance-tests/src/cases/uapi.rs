@@ -289,9 +289,21 @@ const WATCHDOG_DRIVER: &str = "i6300ESB timer";
 /// device of the set in none of the groups), and succeeds with its group.
 /// The watchdog is brought back, bound to its driver, before the case
 /// ends.
+///
+/// Linux 6.12 only: on Debian's 6.1 (6.1.190), attaching the group after
+/// the watchdog's removal hits a kernel BUG (`list_del corruption` in
+/// intel-iommu's `device_block_translation`, from
+/// `iommu_group_claim_dma_owner` under `VFIO_GROUP_SET_CONTAINER`), so the
+/// case does not apply there, on the mock imitating 6.1 either.
 pub fn a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus<B: VfioBackend>(
     env: &Env<B>,
 ) -> Result<()> {
+    if env.kernel()? == Kernel::V6_1 {
+        return Err(not_applicable(
+            "Linux 6.1's intel-iommu corrupts a list (kernel BUG) attaching a group \
+             whose device was removed",
+        ));
+    }
     let (shared, watchdog) = (env.targets.shared_edu, env.targets.watchdog);
     env.host.remove(&watchdog)?;
     let result = (|| {
