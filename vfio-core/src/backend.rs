@@ -392,13 +392,13 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
     fn hot_reset_info(&self) -> Result<HotResetInfo>;
 
     /// `VFIO_DEVICE_PCI_HOT_RESET` with the fds of `groups`, which must
-    /// cover every device the reset affects. The kernel's answers: EINVAL
-    /// with no groups for a device opened through its group (Linux 6.12;
-    /// 6.1 checks the reset first), ENODEV when no slot or bus reset is
-    /// possible, EINVAL for more groups than affected devices, EPERM when
-    /// an affected device's group is not among `groups`, EINVAL when an
-    /// affected device is bound to another driver, EBUSY when it cannot be
-    /// locked.
+    /// cover every device the reset affects. The kernel's answers, in its
+    /// order: with no groups, EINVAL for a device opened through its group
+    /// (Linux 6.12 checks this first; 6.1 after the next check); ENODEV
+    /// when no slot or bus reset is possible (a device on the root bus);
+    /// EINVAL for more groups than affected devices, for an affected device
+    /// bound to another driver, and for one whose group is not among
+    /// `groups`; EBUSY when an affected device cannot be locked.
     fn hot_reset(&self, groups: &[&B::Group]) -> Result<()>;
 
     /// `VFIO_DEVICE_SET_IRQS`, as the uAPI defines it: `action` on vectors
