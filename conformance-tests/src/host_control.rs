@@ -19,6 +19,16 @@ pub trait HostControl: Send + Sync + Debug {
     /// cases find the host as it was.
     fn restore(&self, device: &PciAddress) -> Result<()>;
 
+    /// Brings a removed `device` back with a rescan, bound to whatever
+    /// driver the kernel picks, and waits until that is `driver` (its name
+    /// under `/sys/bus/pci/drivers`): for a device a case removed that is
+    /// not vfio-pci's. Nothing to do by default (a host whose devices come
+    /// back for each case, as the mock's do).
+    fn rescan(&self, device: &PciAddress, driver: &str) -> Result<()> {
+        let _ = (device, driver);
+        Ok(())
+    }
+
     /// Every DMA remapping fault the host's IOMMU has reported so far,
     /// oldest first. A case takes the list before and after a DMA and looks
     /// at what was added.
@@ -246,6 +256,21 @@ impl HostControl for SysfsHostControl {
             std::fs::read_link(dir.join("iommu_group")).context("the device has no IOMMU group")?;
         let node = Path::new("/dev/vfio").join(group.file_name().unwrap_or_default());
         Self::wait_for("its /dev/vfio node did not appear", || node.exists())
+    }
+
+    fn rescan(&self, device: &PciAddress, driver: &str) -> Result<()> {
+        let dir = self.pci.join("devices").join(device.to_string());
+        if !dir.exists() {
+            Self::write(&self.pci.join("rescan"), "1")?;
+            Self::wait_for("the device did not come back", || dir.exists())?;
+        }
+        let wanted = self.pci.join("drivers").join(driver);
+        Self::wait_for("its driver did not bind it", || {
+            std::fs::canonicalize(dir.join("driver"))
+                .ok()
+                .zip(std::fs::canonicalize(&wanted).ok())
+                .is_some_and(|(a, b)| a == b)
+        })
     }
 
     fn reserve_huge_pages(&self, pages: u64) -> Result<u64> {

@@ -45,7 +45,10 @@ pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
         Mode::NoIommu => profiles::qemu_guest_noiommu(),
         _ => profiles::qemu_guest(),
     };
-    let host = builder.kernel(kernel).build()?;
+    let host = builder
+        .kernel(kernel)
+        .iommu_address_bits(crate::cases::uapi::configured_address_bits())
+        .build()?;
     Ok(Env::new(host.backend())
         .with_host(std::sync::Arc::new(MockHostControl(host)))
         .with_kernel(Some(kernel))
@@ -92,4 +95,77 @@ impl crate::HostControl for MockHostControl {
             })
             .collect())
     }
+}
+
+/// A case only the mock runs, and why.
+#[derive(Debug)]
+pub struct MockOnly {
+    /// The case.
+    pub case: crate::Case<MockBackend>,
+    /// Why no kernel runs it.
+    pub why: &'static str,
+}
+
+const NO_SPARSE_ON_X86: &str = "no x86 vfio-pci device reports a sparse-mmap capability \
+     (vfio-pci there reports the MSI-X table mappable), so only a simulated one can";
+
+/// Every mock-only case.
+pub fn only_cases() -> Vec<MockOnly> {
+    vec![MockOnly {
+        case: crate::Case::new(
+            stringify!(a_sparse_bar_maps_only_its_areas_on_a_host_that_reports_them),
+            |_: &Env<MockBackend>| a_sparse_bar_maps_only_its_areas_on_a_host_that_reports_them(),
+        ),
+        why: NO_SPARSE_ON_X86,
+    }]
+}
+
+/// Every case the mock runs: the shared suite, then the mock-only cases.
+pub fn suite() -> Vec<crate::Case<MockBackend>> {
+    let mut cases = crate::cases::all::<MockBackend>();
+    cases.extend(only_cases().into_iter().map(|c| c.case));
+    cases
+}
+
+/// Each mock-only case's name and why only the mock runs it.
+pub fn only_reasons() -> Vec<(String, String)> {
+    only_cases()
+        .into_iter()
+        .map(|c| (c.case.name, c.why.to_owned()))
+        .collect()
+}
+
+/// [`a_sparse_bar_maps_only_its_areas`](crate::cases::uapi::a_sparse_bar_maps_only_its_areas)
+/// on a host of its own whose device's 16 KiB BAR0 reports two sparse
+/// areas, its first 8 KiB and its last 4 KiB (a BAR whose MSI-X table, in
+/// the third page, may not be mapped). Mock-only: no x86 vfio-pci device
+/// reports a sparse-mmap capability.
+pub fn a_sparse_bar_maps_only_its_areas_on_a_host_that_reports_them() -> Result<()> {
+    use vfio_core::SparseArea;
+    let at = vfio_core::PciAddress::new(0, 0, 4, 0).expect("valid address");
+    let device = vfio_mock::PciDeviceBuilder::new(0x1b36, 0x0010)
+        .bar(0, vfio_mock::BarSpec::memory64(0x4000))
+        .sparse_mmap(
+            0,
+            &[
+                SparseArea {
+                    offset: 0,
+                    size: 0x2000,
+                },
+                SparseArea {
+                    offset: 0x3000,
+                    size: 0x1000,
+                },
+            ],
+        );
+    let host = vfio_mock::MockHost::builder()
+        .device(at, 1, device)
+        .build()?;
+    let targets = crate::Targets {
+        edu: at,
+        nvme: at,
+        ..crate::Targets::default()
+    };
+    let env = Env::new(host.backend()).with_targets(targets);
+    crate::cases::uapi::a_sparse_bar_maps_only_its_areas(&env)
 }

@@ -70,7 +70,7 @@ pub const DMA_BUFFER_LEN: usize = 4096;
 /// reaching the last byte as a hardware error that stops the machine.
 pub const DMA_MAX_TRANSFER: usize = DMA_BUFFER_LEN - 1;
 /// Where the driver maps its DMA memory: the first fit of the
-/// [`IovaAllocator`], confined to `DMA_IOVA..=DMA_IOVA_LAST`, that each
+/// [`IovaAllocator`](vfio_core::IovaAllocator), confined to `DMA_IOVA..=DMA_IOVA_LAST`, that each
 /// [`Edu::dma_round_trip`] builds.
 pub const DMA_IOVA: u64 = 0x10_0000;
 /// The highest IOVA the driver maps: edu masks DMA addresses to 28 bits by

@@ -18,6 +18,7 @@ use crate::iommufd::{Ioas, IommuFd};
 use crate::iova::{IovaAllocator, IovaOptions};
 use crate::irq::{IrqAction, IrqData};
 use crate::pci_address::PciAddress;
+use crate::uapi::{Feature, FeatureFlags, HotResetInfo, RegionAccess};
 use std::fmt::Debug;
 use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -201,6 +202,18 @@ pub trait DmaSpace<B: VfioBackend>: Send + Sync + Debug {
     /// (`VFIO_IOMMU_UNMAP_DMA`, `IOMMU_IOAS_UNMAP`): returns how many bytes
     /// were unmapped. The raw escape hatch: a [`DmaMapping`] unmaps itself.
     fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64>;
+
+    /// Unmaps every mapping of the space and returns how many bytes were
+    /// unmapped, 0 when nothing was mapped. A Type1 container sends
+    /// `VFIO_IOMMU_UNMAP_DMA` with `VFIO_DMA_UNMAP_FLAG_ALL`, IOVA 0 and
+    /// size 0 (the kernel answers EINVAL for a nonzero IOVA or size, and
+    /// offers the flag when `VFIO_CHECK_EXTENSION(VFIO_UNMAP_ALL)` is 1);
+    /// an IOAS sends `IOMMU_IOAS_UNMAP` of IOVA 0, length `u64::MAX`.
+    /// Mappings held by a [`DmaMapping`] are unmapped too: their drop then
+    /// unmaps their range again, which by then holds nothing, or whatever
+    /// was mapped there since (their IOVA leases are still held, so an
+    /// allocator hands those IOVAs to no one else).
+    fn unmap_all(&self) -> Result<u64>;
 }
 
 /// Container operations (`VFIO_GET_API_VERSION` .. `VFIO_IOMMU_GET_INFO`);
@@ -310,7 +323,84 @@ pub trait Device<B: VfioBackend>: AsFd + Send + Sync + Debug {
 
     /// Maps all of region `index`. A region without the mmap flag (config
     /// space never has it) is refused with EINVAL, vfio-pci's answer.
+    ///
+    /// A region with sparse-mmap areas (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`,
+    /// e.g. a BAR whose MSI-X table may not be mapped) has only its areas
+    /// mapped: the returned region still spans the whole region (offsets
+    /// are the region's, [`MappedRegion::len`] its size), and an access
+    /// outside every area is refused as [`ErrorKind::OutOfRange`] with no
+    /// errno, as an access past the end is. A sparse cap with no areas
+    /// leaves nothing to map: [`ErrorKind::InvalidArgument`], no errno.
     fn map_region(&self, index: u32) -> Result<B::Region>;
+
+    /// Maps `len` bytes of region `index` from `offset` (`mmap` of the
+    /// device file at the region's offset plus `offset`), for `access`.
+    /// Offsets into the returned region are from `offset`, and its
+    /// [`MappedRegion::len`] is `len`. Sparse areas are not consulted: the
+    /// caller picked the range.
+    ///
+    /// The kernel's answers (`vfio_pci_core_mmap`, and mmap(2) itself):
+    /// EINVAL for a region that cannot be mmapped (ROM, config space, a
+    /// BAR vfio-pci did not mark mmappable), a length of 0, an offset that
+    /// is not page-aligned, or a range ending past the region rounded up
+    /// to a page; a range past the region is refused before the mmap, with
+    /// that EINVAL, since the device file holds the next region there (see
+    /// [`check_region_range`](crate::uapi::check_region_range)). A
+    /// [`RegionAccess::ReadOnly`] mapping (`PROT_READ`) refuses every write
+    /// as [`ErrorKind::PermissionDenied`] with no errno, before any store.
+    fn map_region_range(
+        &self,
+        index: u32,
+        offset: u64,
+        len: u64,
+        access: RegionAccess,
+    ) -> Result<B::Region>;
+
+    /// `VFIO_DEVICE_FEATURE` with `flags` (the feature number and GET, SET
+    /// or PROBE) and `data` as the payload after the 8-byte header, read
+    /// for SET and written by the kernel for GET. The kernel's answers
+    /// (`vfio_ioctl_device_feature`, then the feature's handler): EINVAL
+    /// for unknown flag bits, GET with SET without PROBE, a GET or SET the
+    /// feature does not support, neither GET nor SET without PROBE, or
+    /// data shorter than the feature's; ENOTTY for a feature the device
+    /// does not have (on vfio-pci without a variant driver: everything but
+    /// the LOW_POWER ones, and PCI_VF_TOKEN on a PF with SR-IOV).
+    fn device_feature(&self, flags: FeatureFlags, data: &mut [u8]) -> Result<()>;
+
+    /// Which of GET and SET `feature` accepts: three PROBE calls (alone,
+    /// with GET, with SET), a refused GET or SET (EINVAL) leaving its bit
+    /// out. A feature the device does not have is the kernel's ENOTTY
+    /// ([`ErrorKind::Unsupported`]).
+    fn probe_feature(&self, feature: Feature) -> Result<FeatureFlags> {
+        let probe = FeatureFlags::PROBE | feature.flags();
+        self.device_feature(probe, &mut [])?;
+        let mut out = FeatureFlags::EMPTY;
+        for op in [FeatureFlags::GET, FeatureFlags::SET] {
+            match self.device_feature(probe | op, &mut []) {
+                Ok(()) => out = out | op,
+                Err(e) if e.errno() == Some(nix::errno::Errno::EINVAL) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`: the devices a bus or slot
+    /// reset of this device would reset, with their groups; the buffer is
+    /// sized from the kernel's ENOSPC-and-count answer. ENODEV when
+    /// neither a slot nor a bus reset is possible (`pci_probe_reset_slot`
+    /// and `pci_probe_reset_bus` both refuse: a device on the root bus).
+    fn hot_reset_info(&self) -> Result<HotResetInfo>;
+
+    /// `VFIO_DEVICE_PCI_HOT_RESET` with the fds of `groups`, which must
+    /// cover every device the reset affects. The kernel's answers, in its
+    /// order: with no groups, EINVAL for a device opened through its group
+    /// (Linux 6.12 checks this first; 6.1 after the next check); ENODEV
+    /// when no slot or bus reset is possible (a device on the root bus);
+    /// EINVAL for more groups than affected devices, for an affected device
+    /// bound to another driver, and for one whose group is not among
+    /// `groups`; EBUSY when an affected device cannot be locked.
+    fn hot_reset(&self, groups: &[&B::Group]) -> Result<()>;
 
     /// `VFIO_DEVICE_SET_IRQS`, as the uAPI defines it: `action` on vectors
     /// `start..` of `index`, with `data` saying which and how many.

@@ -192,6 +192,12 @@ pub enum Operation {
     Destroy,
     /// Looking up the physical address of DMA memory.
     PhysicalAddress,
+    /// `VFIO_DEVICE_FEATURE`.
+    DeviceFeature,
+    /// `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`.
+    HotResetInfo,
+    /// `VFIO_DEVICE_PCI_HOT_RESET`.
+    HotReset,
 }
 
 impl fmt::Display for Operation {
@@ -238,6 +244,9 @@ impl fmt::Display for Operation {
             Self::IovaRanges => "get IOVA ranges",
             Self::Destroy => "destroy iommufd object",
             Self::PhysicalAddress => "look up physical address",
+            Self::DeviceFeature => "device feature",
+            Self::HotResetInfo => "get hot reset info",
+            Self::HotReset => "hot reset",
         };
         f.write_str(s)
     }

@@ -95,9 +95,4 @@ pub trait Ioas<B: VfioBackend>: DmaSpace<B> {
         let iova = self.map_dma_anywhere_raw(&memory, offset, size, flags)?;
         Ok(DmaMapping::mapped(self, memory, offset, size, iova, flags))
     }
-
-    /// `IOMMU_IOAS_UNMAP` of the whole address space (IOVA 0, length
-    /// `u64::MAX`): returns how many bytes were unmapped, 0 when nothing
-    /// was mapped.
-    fn unmap_all(&self) -> Result<u64>;
 }

@@ -60,6 +60,7 @@ pub mod open;
 pub mod parse;
 mod pci_address;
 pub mod retry;
+pub mod uapi;
 pub mod words;
 
 #[cfg(feature = "tokio")]

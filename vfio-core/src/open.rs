@@ -190,6 +190,10 @@ impl<B: VfioBackend> DmaSpace<B> for DmaContext<B> {
     fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64> {
         self.space().unmap_dma(iova, size)
     }
+
+    fn unmap_all(&self) -> Result<u64> {
+        self.space().unmap_all()
+    }
 }
 
 /// A device opened by [`open_device`], with its IOMMU context. The device

@@ -136,4 +136,10 @@ impl DmaSpace<LinuxBackend> for LinuxContainer {
                 .with_target(format_args!("iova {iova:#x}+{size:#x}"))
         })
     }
+
+    fn unmap_all(&self) -> Result<u64> {
+        crate::sys_uapi::iommu_unmap_all(self.as_fd()).map_err(|e| {
+            Error::from_errno(Operation::UnmapDma, e).with_detail("VFIO_DMA_UNMAP_FLAG_ALL")
+        })
+    }
 }

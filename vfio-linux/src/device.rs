@@ -356,10 +356,53 @@ impl Device<LinuxBackend> for LinuxDevice {
                 self.err(Operation::MapRegion, Errno::EINVAL)
                     .with_detail(format_args!("region {index} has size {:#x}", region.size))
             })?;
+        if let Some(areas) = vfio_core::uapi::sparse_areas(&region) {
+            return crate::uapi::map_sparse(self.as_fd(), &region, areas, self.decode.clone())
+                .map_err(|e| e.with_target(&self.name));
+        }
         let writable = region.flags.contains(RegionFlags::WRITE);
         let map = Mapping::map_file(self.as_fd(), region.offset, len, writable)
             .map_err(|e| self.err(Operation::MapRegion, e))?;
         Ok(LinuxRegion::new(map, writable).gated_by(self.decode.clone()))
+    }
+
+    fn map_region_range(
+        &self,
+        index: u32,
+        offset: u64,
+        len: u64,
+        access: vfio_core::uapi::RegionAccess,
+    ) -> Result<LinuxRegion> {
+        let region = self.region_info(index)?;
+        crate::uapi::map_region_range(
+            self.as_fd(),
+            &region,
+            offset,
+            len,
+            access,
+            self.decode.clone(),
+        )
+        .map_err(|e| e.with_target(&self.name))
+    }
+
+    fn device_feature(&self, flags: vfio_core::uapi::FeatureFlags, data: &mut [u8]) -> Result<()> {
+        crate::sys_uapi::device_feature(self.as_fd(), flags.bits(), data).map_err(|e| {
+            self.err(Operation::DeviceFeature, e)
+                .with_detail(format_args!("flags {:#x}", flags.bits()))
+        })
+    }
+
+    fn hot_reset_info(&self) -> Result<vfio_core::uapi::HotResetInfo> {
+        crate::uapi::hot_reset_info(self.as_fd()).map_err(|e| e.with_target(&self.name))
+    }
+
+    fn hot_reset(&self, groups: &[&crate::LinuxGroup]) -> Result<()> {
+        let fds: Vec<BorrowedFd<'_>> = groups.iter().map(|g| g.as_fd()).collect();
+        crate::sys_uapi::device_pci_hot_reset(self.as_fd(), &fds)
+            .map_err(|e| self.err(Operation::HotReset, e))?;
+        self.refresh_decode().map_err(|e| {
+            e.with_detail("the bus was reset, but the command register could not be read back")
+        })
     }
 
     fn set_irqs(

@@ -318,6 +318,16 @@ impl DmaSpace<LinuxBackend> for LinuxIoas {
         }
         Ok(unmapped)
     }
+
+    /// `IOMMU_IOAS_UNMAP` of IOVA 0, size `u64::MAX`: unmaps everything,
+    /// and succeeds with 0 on an empty IOAS (`iopt_unmap_all`).
+    fn unmap_all(&self) -> Result<u64> {
+        let mut kept = self.kept.lock();
+        let unmapped = sys::ioas_unmap(self.iommufd.as_fd(), self.id, 0, u64::MAX)
+            .map_err(|e| self.err(Operation::UnmapDma, e))?;
+        kept.clear();
+        Ok(unmapped)
+    }
 }
 
 impl Ioas<LinuxBackend> for LinuxIoas {
@@ -357,16 +367,6 @@ impl Ioas<LinuxBackend> for LinuxIoas {
         flags: DmaFlags,
     ) -> Result<u64> {
         self.map(memory, offset, size, None, flags)
-    }
-
-    /// `IOMMU_IOAS_UNMAP` of IOVA 0, size `u64::MAX`: unmaps everything,
-    /// and succeeds with 0 on an empty IOAS (`iopt_unmap_all`).
-    fn unmap_all(&self) -> Result<u64> {
-        let mut kept = self.kept.lock();
-        let unmapped = sys::ioas_unmap(self.iommufd.as_fd(), self.id, 0, u64::MAX)
-            .map_err(|e| self.err(Operation::UnmapDma, e))?;
-        kept.clear();
-        Ok(unmapped)
     }
 }
 

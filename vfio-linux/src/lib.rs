@@ -56,6 +56,8 @@ mod memory;
 mod mmap;
 mod pagemap;
 mod sys;
+mod sys_uapi;
+mod uapi;
 
 pub use container::LinuxContainer;
 pub use device::LinuxDevice;

@@ -22,6 +22,21 @@ pub struct LinuxRegion {
     /// Memory decode of the device the BAR was mapped from (none for an
     /// anonymous region): access is refused with EIO while it is off.
     decode: Option<MemoryDecode>,
+    /// Sparse mapping: where `map` starts in the region, the other areas,
+    /// and the region's length (see `crate::uapi`).
+    sparse: Option<Box<Sparse>>,
+}
+
+/// The areas of a region mapped with a sparse-mmap capability beyond the
+/// first, which `LinuxRegion::map` holds.
+#[derive(Debug)]
+pub(crate) struct Sparse {
+    /// Offset of `LinuxRegion::map` in the region.
+    pub(crate) base: u64,
+    /// The other areas: offset in the region, mapping.
+    pub(crate) more: Vec<(u64, Mapping)>,
+    /// The whole region's length.
+    pub(crate) span: u64,
 }
 
 impl LinuxRegion {
@@ -33,7 +48,45 @@ impl LinuxRegion {
             map,
             writable,
             decode: None,
+            sparse: None,
         }
+    }
+
+    /// The region as the sparse areas of one of `span` bytes: `first`
+    /// mapped at region offset `base`, the others in `more`.
+    pub(crate) fn sparse(
+        first: Mapping,
+        base: u64,
+        more: Vec<(u64, Mapping)>,
+        span: u64,
+        writable: bool,
+    ) -> Self {
+        let all_writable = more.iter().all(|(_, m)| m.writable());
+        let mut region = Self::new(first, writable && all_writable);
+        region.sparse = Some(Box::new(Sparse { base, more, span }));
+        region
+    }
+
+    /// Where a `T` at region offset `offset` is: in `map`, or for a sparse
+    /// region in whichever area holds it.
+    #[inline]
+    fn locate<T: Primitive>(&self, offset: u64) -> Option<crate::mmap::At<'_, T>> {
+        match &self.sparse {
+            None => self.map.at::<T>(offset),
+            Some(sparse) => self.locate_sparse(sparse, offset),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn locate_sparse<'a, T: Primitive>(
+        &'a self,
+        sparse: &'a Sparse,
+        offset: u64,
+    ) -> Option<crate::mmap::At<'a, T>> {
+        std::iter::once((sparse.base, &self.map))
+            .chain(sparse.more.iter().map(|(b, m)| (*b, m)))
+            .find_map(|(base, map)| map.at::<T>(offset.checked_sub(base)?))
     }
 
     /// The region refuses access while `decode` is off (see `decode.rs`).
@@ -66,7 +119,7 @@ impl LinuxRegion {
     /// access: the order vfio-pci checks a region access in.
     #[inline]
     fn read<T: Primitive>(&self, offset: u64) -> Result<T> {
-        let Some(at) = self.map.at::<T>(offset) else {
+        let Some(at) = self.locate::<T>(offset) else {
             return Err(self.refused::<T>(Operation::RegisterRead, offset));
         };
         if let Some(decode) = &self.decode {
@@ -77,7 +130,7 @@ impl LinuxRegion {
 
     #[inline]
     fn write<T: Primitive>(&self, offset: u64, value: T) -> Result<()> {
-        let Some(at) = self.map.at::<T>(offset) else {
+        let Some(at) = self.locate::<T>(offset) else {
             return Err(self.refused::<T>(Operation::RegisterWrite, offset));
         };
         if !self.writable {
@@ -94,8 +147,11 @@ impl LinuxRegion {
     #[cold]
     #[inline(never)]
     fn refused<T>(&self, op: Operation, offset: u64) -> Error {
-        match check_register_access(op, self.map.len() as u64, offset, size_of::<T>() as u64) {
+        let width = size_of::<T>() as u64;
+        match check_register_access(op, self.len(), offset, width) {
             Err(e) => e,
+            // Inside the region, aligned, in no area: a hole.
+            Ok(_) if self.sparse.is_some() => vfio_core::uapi::sparse_hole(op, offset, width),
             // Unreachable: what `at` refuses, the check refuses too.
             Ok(_) => Error::new(op, ErrorKind::OutOfRange),
         }
@@ -111,7 +167,10 @@ fn read_only() -> Error {
 
 impl MappedRegion for LinuxRegion {
     fn len(&self) -> u64 {
-        self.map.len() as u64
+        match &self.sparse {
+            None => self.map.len() as u64,
+            Some(sparse) => sparse.span,
+        }
     }
     #[inline]
     fn read_u8(&self, offset: u64) -> Result<u8> {
@@ -629,6 +688,43 @@ mod tests {
         let e = LinuxRegion::anonymous(0).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
         assert_eq!(e.operation(), Operation::MapRegion);
+    }
+
+    #[test]
+    fn a_sparse_region_reaches_its_areas_and_refuses_its_holes() {
+        let page = || Mapping::anonymous(NonZeroUsize::new(4096).unwrap()).unwrap();
+        // Areas at 0..0x1000 and 0x3000..0x4000 of a 0x4000-byte region.
+        let r = LinuxRegion::sparse(page(), 0, vec![(0x3000, page())], 0x4000, true);
+        assert_eq!(r.len(), 0x4000);
+        r.write_u32(0x3ffc, 0x0bad_cafe).unwrap();
+        r.write_u64(0x8, 7).unwrap();
+        assert_eq!(r.read_u32(0x3ffc).unwrap(), 0x0bad_cafe);
+        assert_eq!(r.read_u64(0x8).unwrap(), 7);
+        for hole in [0x1000, 0x2ffc, 0x2000] {
+            let e = r.read_u32(hole).unwrap_err();
+            assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+            let e = r.write_u32(hole, 0).unwrap_err();
+            assert_eq!((e.kind(), e.errno()), (ErrorKind::OutOfRange, None));
+        }
+        assert_eq!(
+            r.read_u32(0x4000).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            r.read_u32(0x3001).unwrap_err().kind(),
+            ErrorKind::Misaligned
+        );
+        // The first area need not start the region.
+        let r = LinuxRegion::sparse(page(), 0x2000, Vec::new(), 0x4000, false);
+        assert_eq!(r.read_u32(0x2000).unwrap(), 0);
+        assert_eq!(
+            r.read_u32(0x1ffc).unwrap_err().kind(),
+            ErrorKind::OutOfRange
+        );
+        assert_eq!(
+            r.write_u32(0x2000, 1).unwrap_err().kind(),
+            ErrorKind::PermissionDenied
+        );
     }
 
     #[test]

@@ -201,6 +201,7 @@ pub struct PciDeviceBuilder {
     can_reset: bool,
     pub(crate) model: Option<Box<dyn DeviceModel>>,
     errors: Vec<String>,
+    sparse: Vec<(u32, Vec<vfio_core::SparseArea>)>,
 }
 
 /// What the builder produces: the device's fixed description.
@@ -217,6 +218,8 @@ pub(crate) struct DeviceSpec {
     /// body, after its ID, next pointer and length.
     pub model_config: Option<std::ops::Range<usize>>,
     pub can_reset: bool,
+    /// BARs reporting a sparse-mmap capability, with their areas.
+    pub sparse: Vec<(u32, Vec<vfio_core::SparseArea>)>,
 }
 
 impl PciDeviceBuilder {
@@ -240,6 +243,7 @@ impl PciDeviceBuilder {
             can_reset: false,
             model: None,
             errors: Vec::new(),
+            sparse: Vec::new(),
         }
     }
 
@@ -407,6 +411,21 @@ impl PciDeviceBuilder {
         self
     }
 
+    /// Gives mmappable BAR `bar` a sparse-mmap capability
+    /// (`VFIO_REGION_INFO_CAP_SPARSE_MMAP`) with `areas`, in place of the
+    /// MSI-X-mappable one: only those parts of it may be mmapped, as a
+    /// platform that cannot map the MSI-X table reports it. Reads and
+    /// writes through the device file still reach the whole BAR.
+    ///
+    /// No x86 vfio-pci device reports such a capability (vfio-pci there
+    /// reports MSI-X-mappable instead), so this is not checked on a kernel.
+    #[must_use]
+    pub fn sparse_mmap(mut self, bar: u32, areas: &[vfio_core::SparseArea]) -> Self {
+        self.sparse.retain(|(b, _)| *b != bar);
+        self.sparse.push((bar, areas.to_vec()));
+        self
+    }
+
     /// Registers with side effects (see [`DeviceModel`]).
     #[must_use]
     pub fn model(mut self, model: impl DeviceModel) -> Self {
@@ -504,6 +523,7 @@ impl PciDeviceBuilder {
             msix,
             model_config,
             can_reset: self.can_reset,
+            sparse: self.sparse.clone(),
         })
     }
 

@@ -25,6 +25,8 @@ pub(crate) struct ContainerCore {
     noiommu_mode: bool,
     /// The host's physical memory, which no-IOMMU devices reach.
     phys: Arc<PhysMemory>,
+    /// The host's IOMMU geometry, which type1 reports and enforces.
+    geometry: iommu::IommuGeometry,
 }
 
 #[derive(Debug, Default)]
@@ -58,7 +60,14 @@ impl ContainerCore {
             state: Mutex::new(ContainerState::default()),
             noiommu_mode,
             phys,
+            geometry: iommu::IommuGeometry::default(),
         }
+    }
+
+    /// The same container on an IOMMU of `geometry`.
+    pub(crate) fn with_geometry(mut self, geometry: iommu::IommuGeometry) -> Self {
+        self.geometry = geometry;
+        self
     }
 
     /// `vfio_container_attach_group`, the container's part: real and
@@ -153,7 +162,7 @@ impl ContainerCore {
         let noiommu_allowed = self.noiommu_mode && s.noiommu;
         match iommu {
             IommuType::Type1 | IommuType::Type1v2 if type1_allowed => {
-                s.dma = DmaMap::new(iommu == IommuType::Type1v2);
+                s.dma = DmaMap::with_geometry(iommu == IommuType::Type1v2, self.geometry.clone());
                 s.iommu = Some(iommu);
                 Ok(())
             }
@@ -200,7 +209,10 @@ pub struct MockContainer {
 impl MockContainer {
     pub(crate) fn new(host: Arc<HostInner>) -> Self {
         Self {
-            core: Arc::new(ContainerCore::new(host.noiommu_mode, host.phys.clone())),
+            core: Arc::new(
+                ContainerCore::new(host.noiommu_mode, host.phys.clone())
+                    .with_geometry(host.geometry.clone()),
+            ),
             host,
         }
     }
@@ -237,8 +249,8 @@ impl Container<MockBackend> for MockContainer {
         self.core
             .with_type1(|dma| {
                 Ok(IommuInfo {
-                    iova_pgsizes: iommu::PGSIZE_BITMAP,
-                    iova_ranges: Some(iommu::iova_ranges()),
+                    iova_pgsizes: self.core.geometry.page_sizes,
+                    iova_ranges: Some(self.core.geometry.iova_ranges()),
                     dma_avail: Some(dma.avail()),
                 })
             })
@@ -281,6 +293,17 @@ impl DmaSpace<MockBackend> for MockContainer {
             .map_err(|e| {
                 Error::from_errno(Operation::MapDma, e)
                     .with_target(format_args!("iova {iova:#x}+{size:#x}"))
+            })
+    }
+
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`, as `vfio_dma_do_unmap` takes it: every
+    /// mapping goes, whatever IOVAs it has.
+    fn unmap_all(&self) -> Result<u64> {
+        self.fault(Operation::UnmapDma)?;
+        self.core
+            .with_type1(|dma| Ok(dma.unmap_all()))
+            .map_err(|e| {
+                Error::from_errno(Operation::UnmapDma, e).with_detail("VFIO_DMA_UNMAP_FLAG_ALL")
             })
     }
 

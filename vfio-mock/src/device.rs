@@ -368,12 +368,78 @@ impl Device<MockBackend> for MockDevice {
         }
         self.enter(Operation::MapRegion)?;
         let writable = region.flags.contains(RegionFlags::WRITE);
-        Ok(MockRegion::new(
+        let mapped = MockRegion::new(
             self.opened(Operation::MapRegion)?.clone(),
             index,
             region.size,
             writable,
-        ))
+        );
+        match vfio_core::uapi::sparse_areas(&region) {
+            None => Ok(mapped),
+            Some(areas) => {
+                for area in areas.iter().filter(|a| a.size != 0) {
+                    vfio_core::uapi::check_region_range(&region, area.offset, area.size)
+                        .map_err(|e| e.with_target(&self.name))?;
+                }
+                if areas.iter().all(|a| a.size == 0) {
+                    return Err(Error::new(
+                        Operation::MapRegion,
+                        vfio_core::ErrorKind::InvalidArgument,
+                    )
+                    .with_target(&self.name)
+                    .with_detail(format_args!(
+                        "region {index} has a sparse-mmap capability with no area to map"
+                    )));
+                }
+                Ok(mapped.sparse(areas))
+            }
+        }
+    }
+
+    fn map_region_range(
+        &self,
+        index: u32,
+        offset: u64,
+        len: u64,
+        access: vfio_core::uapi::RegionAccess,
+    ) -> Result<MockRegion> {
+        let region = self.region_info(index)?;
+        vfio_core::uapi::check_region_range(&region, offset, len)
+            .map_err(|e| e.with_target(&self.name))?;
+        self.enter(Operation::MapRegion)?;
+        let writable = access == vfio_core::uapi::RegionAccess::ReadWrite
+            && region.flags.contains(RegionFlags::WRITE);
+        Ok(MockRegion::new(
+            self.opened(Operation::MapRegion)?.clone(),
+            index,
+            len,
+            writable,
+        )
+        .range(offset))
+    }
+
+    fn device_feature(&self, flags: vfio_core::uapi::FeatureFlags, data: &mut [u8]) -> Result<()> {
+        self.enter(Operation::DeviceFeature)?;
+        crate::hot_reset::feature(flags, data.len()).map_err(|e| {
+            self.err(Operation::DeviceFeature, e)
+                .with_detail(format_args!("flags {:#x}", flags.bits()))
+        })
+    }
+
+    fn hot_reset_info(&self) -> Result<vfio_core::uapi::HotResetInfo> {
+        self.enter(Operation::HotResetInfo)?;
+        crate::hot_reset::info(&self.host, self.dev())
+            .map_err(|e| self.err(Operation::HotResetInfo, e))
+    }
+
+    fn hot_reset(&self, groups: &[&crate::MockGroup]) -> Result<()> {
+        self.enter(Operation::HotReset)?;
+        let numbers: Vec<u32> = groups
+            .iter()
+            .map(|g| vfio_core::Group::number(*g))
+            .collect();
+        crate::hot_reset::hot_reset(&self.host, self.dev(), &numbers)
+            .map_err(|e| self.err(Operation::HotReset, e))
     }
 
     fn set_irqs(

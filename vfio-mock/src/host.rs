@@ -135,6 +135,8 @@ pub(crate) struct HostInner {
     // Unconfirmed: the guest's indices follow the order its devices were
     // bound to vfio-pci, which the mock takes to be the builder's order.
     pub cdev_index: BTreeMap<PciAddress, u32>,
+    /// The IOMMU's address width, page sizes and reserved ranges.
+    pub geometry: crate::iommu::IommuGeometry,
     errors: Mutex<Vec<String>>,
 }
 
@@ -248,6 +250,7 @@ pub struct MockHostBuilder {
     cpus: usize,
     clock: Option<Arc<MockClock>>,
     hugetlb_pages: usize,
+    geometry: crate::iommu::IommuGeometry,
 }
 
 impl Default for MockHostBuilder {
@@ -260,6 +263,7 @@ impl Default for MockHostBuilder {
             cpus: 2,
             clock: None,
             hugetlb_pages: 0,
+            geometry: crate::iommu::IommuGeometry::default(),
         }
     }
 }
@@ -362,6 +366,33 @@ impl MockHostBuilder {
         self
     }
 
+    /// The IOMMU's address width in bits (default 39, QEMU 7.2's
+    /// intel-iommu; `-device intel-iommu,aw-bits=48` gives 48): type1's
+    /// IOVA ranges end at `2^bits - 1`, and a mapping past it is EINVAL.
+    #[must_use]
+    pub fn iommu_address_bits(mut self, bits: u32) -> Self {
+        self.geometry.address_bits = bits.clamp(12, 64);
+        self
+    }
+
+    /// The IOMMU page sizes, as type1's `iova_pgsizes` bitmap (default
+    /// 0x40201000: 4 KiB, 2 MiB and 1 GiB, as intel-iommu reports them).
+    /// The smallest is the alignment maps and unmaps need; a bitmap of 0 is
+    /// taken as 4 KiB.
+    #[must_use]
+    pub fn iommu_page_sizes(mut self, bitmap: u64) -> Self {
+        self.geometry.page_sizes = if bitmap == 0 { 1 << 12 } else { bitmap };
+        self
+    }
+
+    /// The IOVA ranges the IOMMU reserves (default: the x86 MSI window
+    /// 0xfee00000..=0xfeefffff), left out of type1's IOVA ranges.
+    #[must_use]
+    pub fn iommu_reserved(mut self, ranges: &[vfio_core::IovaRange]) -> Self {
+        self.geometry.reserved = ranges.to_vec();
+        self
+    }
+
     /// Shares a clock (default: a fresh [`MockClock`]).
     #[must_use]
     pub fn clock(mut self, clock: Arc<MockClock>) -> Self {
@@ -424,7 +455,7 @@ impl MockHostBuilder {
                 let index = cdev_index.len() as u32;
                 cdev_index.insert(entry.address, index);
             }
-            let device = PciDevice::new(
+            let mut device = PciDevice::new(
                 entry.address,
                 entry.driver,
                 entry.device,
@@ -436,6 +467,7 @@ impl MockHostBuilder {
                 fault_log.clone(),
                 scheduler.clone(),
             );
+            device.iommu_last_iova = self.geometry.last_iova();
             if has_pin {
                 procfs.add_fixed(
                     device.intx_irq,
@@ -474,6 +506,7 @@ impl MockHostBuilder {
                 hugetlb: Arc::new(HugetlbPool::new(self.hugetlb_pages)),
                 phys: Arc::default(),
                 cdev_index,
+                geometry: self.geometry.clone(),
                 errors: Mutex::new(Vec::new()),
             }),
         })

@@ -22,19 +22,77 @@ pub(crate) const IOMMU_ADDRESS_BITS: u32 = 39;
 /// `VFIO_DMA_MAP_FLAG_VADDR`.
 const MAP_FLAG_VADDR: u32 = 1 << 2;
 
-/// The usable IOVA ranges: the VT-d aperture less the interrupt (MSI)
-/// window 0xfee00000..=0xfeefffff, which intel-iommu reserves on x86.
-pub(crate) fn iova_ranges() -> Vec<IovaRange> {
-    vec![
-        IovaRange {
-            start: 0,
-            end: 0xfedf_ffff,
-        },
-        IovaRange {
-            start: 0xfef0_0000,
-            end: (1u64 << IOMMU_ADDRESS_BITS) - 1,
-        },
-    ]
+/// The IOMMU's geometry (the default: the VT-d aperture less the
+/// interrupt (MSI) window 0xfee00000..=0xfeefffff, which intel-iommu
+/// reserves on x86), a setting of the host
+/// ([`MockHostBuilder::iommu_address_bits`](crate::MockHostBuilder::iommu_address_bits)
+/// and its neighbours): what type1 reports and enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IommuGeometry {
+    /// The address width: the aperture is `0..=2^bits - 1`.
+    pub address_bits: u32,
+    /// The page-size bitmap (`iova_pgsizes`).
+    pub page_sizes: u64,
+    /// Reserved ranges, left out of the aperture.
+    pub reserved: Vec<IovaRange>,
+}
+
+impl Default for IommuGeometry {
+    fn default() -> Self {
+        Self {
+            address_bits: IOMMU_ADDRESS_BITS,
+            page_sizes: PGSIZE_BITMAP,
+            reserved: vec![IovaRange {
+                start: 0xfee0_0000,
+                end: 0xfeef_ffff,
+            }],
+        }
+    }
+}
+
+impl IommuGeometry {
+    /// The last IOVA of the aperture.
+    pub(crate) fn last_iova(&self) -> u64 {
+        if self.address_bits >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.address_bits) - 1
+        }
+    }
+
+    /// The smallest IOMMU page (`1 << __ffs(pgsize_bitmap)`).
+    pub(crate) fn min_page(&self) -> u64 {
+        self.page_sizes & self.page_sizes.wrapping_neg()
+    }
+
+    /// The aperture less the reserved ranges, sorted and disjoint (as
+    /// `vfio_iommu_aper_resv_region_del` leaves the IOVA list).
+    pub(crate) fn iova_ranges(&self) -> Vec<IovaRange> {
+        let mut reserved = self.reserved.clone();
+        reserved.sort_by_key(|r| r.start);
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        let last = self.last_iova();
+        for r in reserved {
+            if r.start > last {
+                break;
+            }
+            if r.start > start {
+                out.push(IovaRange {
+                    start,
+                    end: r.start - 1,
+                });
+            }
+            match r.end.checked_add(1) {
+                Some(next) => start = start.max(next),
+                None => return out,
+            }
+        }
+        if start <= last {
+            out.push(IovaRange { start, end: last });
+        }
+        out
+    }
 }
 
 /// One `VFIO_IOMMU_MAP_DMA`.
@@ -61,18 +119,34 @@ pub(crate) struct DmaMap {
     /// Type1v2 semantics (unmaps may not split mappings).
     v2: bool,
     maps: BTreeMap<u64, Mapping>,
+    /// The IOMMU's ranges and page sizes.
+    geometry: IommuGeometry,
 }
-
-/// The smallest IOMMU page (`1 << __ffs(pgsize_bitmap)`).
-const MIN_PAGE: u64 = PGSIZE_BITMAP & PGSIZE_BITMAP.wrapping_neg();
 
 impl DmaMap {
     /// No mappings; `v2` for Type1v2 semantics.
+    #[cfg(test)]
     pub(crate) fn new(v2: bool) -> Self {
+        Self::with_geometry(v2, IommuGeometry::default())
+    }
+
+    /// No mappings, on an IOMMU of `geometry`.
+    pub(crate) fn with_geometry(v2: bool, geometry: IommuGeometry) -> Self {
         Self {
             v2,
             maps: BTreeMap::new(),
+            geometry,
         }
+    }
+
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`: every mapping goes; the bytes unmapped.
+    pub(crate) fn unmap_all(&mut self) -> u64 {
+        let total = self
+            .maps
+            .values()
+            .fold(0u64, |t, m| t.saturating_add(m.size));
+        self.maps.clear();
+        total
     }
 
     /// How many more mappings may be made (`dma_avail`).
@@ -164,7 +238,8 @@ impl DmaMap {
         }
         // The buffer is page-aligned, so the vaddr's alignment is the offset's.
         let vaddr_low = offset as u64 % PAGE_SIZE as u64;
-        if size == 0 || (size | iova | vaddr_low) & (MIN_PAGE - 1) != 0 {
+        let min_page = self.geometry.min_page();
+        if size == 0 || (size | iova | vaddr_low) & (min_page - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let Some(last) = iova.checked_add(size - 1) else {
@@ -186,7 +261,9 @@ impl DmaMap {
         if self.avail() == 0 {
             return Err(Errno::ENOSPC);
         }
-        if !iova_ranges()
+        if !self
+            .geometry
+            .iova_ranges()
             .iter()
             .any(|r| iova >= r.start && last <= r.end)
         {
@@ -207,7 +284,8 @@ impl DmaMap {
     /// `vfio_dma_do_unmap` (without the UNMAP_ALL and VADDR flags): returns
     /// the bytes unmapped.
     pub(crate) fn unmap(&mut self, iova: u64, size: u64) -> Result<u64, Errno> {
-        if iova & (MIN_PAGE - 1) != 0 || size == 0 || size & (MIN_PAGE - 1) != 0 {
+        let min_page = self.geometry.min_page();
+        if iova & (min_page - 1) != 0 || size == 0 || size & (min_page - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         let Some(last) = iova.checked_add(size - 1) else {

@@ -11,7 +11,7 @@
 use crate::fault::Faults;
 use crate::group::GroupCore;
 use crate::host::{HostInner, MockBackend};
-use crate::iommu::{Access, DmaMap, IOMMU_ADDRESS_BITS, Outcome};
+use crate::iommu::{Access, DmaMap, IommuGeometry, Outcome};
 use crate::memory::{DmaBuffer, MockDmaMemory, PAGE_SIZE};
 use nix::errno::Errno;
 use parking_lot::Mutex;
@@ -31,18 +31,13 @@ const PAGE: u64 = PAGE_SIZE as u64;
 /// `HPAGE_SIZE` on x86-64 (the guest kernels have transparent huge pages),
 /// the most alignment a kernel-chosen IOVA is given.
 const HPAGE: u64 = 2 << 20;
-/// intel-iommu's `IOMMU_RESV_MSI` region of every device, the interrupt
-/// window (`IOAPIC_RANGE_START..=IOAPIC_RANGE_END`).
-const MSI_WINDOW: (u64, u64) = (0xfee0_0000, 0xfeef_ffff);
-/// The last IOVA of an intel-iommu second-stage paging domain
-/// (`paging_domain_alloc`: `__DOMAIN_MAX_ADDR(gaw)`), with QEMU 7.2's
-/// 39-bit `aw-bits`.
-// Unconfirmed (to be confirmed in the 6.12 guest): that the IOAS of a
-// device behind QEMU's intel-iommu reports [0, 0xfedfffff] and
-// [0xfef00000, 2^39 - 1], the aperture less the `IOMMU_RESV_MSI` window,
-// as type1 reports on 6.1; from `iopt_table_add_domain` and
-// `iopt_table_enforce_dev_resv_regions` (QEMU has no RMRR).
-const APERTURE_END: u64 = (1 << IOMMU_ADDRESS_BITS) - 1;
+// A domain's aperture ends at the host IOMMU's last IOVA
+// (`paging_domain_alloc`: `__DOMAIN_MAX_ADDR(gaw)`), and each attached
+// device reserves intel-iommu's `IOMMU_RESV_MSI` window
+// (`iopt_table_add_domain`, `iopt_table_enforce_dev_resv_regions`; QEMU
+// has no RMRR), both from the host's `IommuGeometry`. Seen on Linux 6.12
+// under QEMU's 39-bit VT-d: an IOAS with edu attached reports
+// [0, 0xfedfffff] and [0xfef00000, 0x7fffffffff].
 /// An intel-iommu domain's smallest page (`1 << __ffs(pgsize_bitmap)`).
 const DOMAIN_PAGE: u64 = 4096;
 
@@ -273,7 +268,7 @@ impl Iopt {
     /// `iopt_table_add_domain` for hardware page table `hwpt`: every area
     /// must suit the domain's page size, and none may lie beyond its
     /// aperture (EADDRINUSE).
-    fn add_domain(&mut self, hwpt: u32) -> std::result::Result<(), Errno> {
+    fn add_domain(&mut self, hwpt: u32, last_iova: u64) -> std::result::Result<(), Errno> {
         let alignment = DOMAIN_PAGE.max(self.alignment());
         if alignment != self.alignment() {
             let mask = alignment - 1;
@@ -285,7 +280,9 @@ impl Iopt {
                 return Err(Errno::EADDRINUSE);
             }
         }
-        self.reserve(APERTURE_END + 1, u64::MAX, Owner::Domain(hwpt))?;
+        if last_iova < u64::MAX {
+            self.reserve(last_iova + 1, u64::MAX, Owner::Domain(hwpt))?;
+        }
         self.domains.push(hwpt);
         Ok(())
     }
@@ -343,6 +340,26 @@ struct CtxState {
     objects: BTreeMap<u32, Obj>,
     groups: BTreeMap<u32, IGroup>,
     next_seq: u64,
+    /// The host IOMMU's address width and reserved ranges, which every
+    /// domain's aperture and every attached device's reservations follow.
+    geometry: IommuGeometry,
+}
+
+/// Reserves the device's reserved regions (intel-iommu's `IOMMU_RESV_MSI`
+/// window, the interrupt range, and whatever else the host's geometry
+/// reserves) in `iopt`, undoing its own part on failure.
+fn reserve_device(
+    iopt: &mut Iopt,
+    geometry: &IommuGeometry,
+    devid: u32,
+) -> std::result::Result<(), Errno> {
+    for r in &geometry.reserved {
+        if let Err(e) = iopt.reserve(r.start, r.end, Owner::Device(devid)) {
+            iopt.unreserve(Owner::Device(devid));
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 impl CtxState {
@@ -392,9 +409,7 @@ impl CtxState {
             return Err(Errno::EINVAL);
         }
         // iommufd_device_attach_reserved_iova.
-        core.iopt
-            .lock()
-            .reserve(MSI_WINDOW.0, MSI_WINDOW.1, Owner::Device(devid))?;
+        reserve_device(&mut core.iopt.lock(), &self.geometry, devid)?;
         if g.attached.is_empty() {
             g.hwpt = Some(hwpt);
             *g.slot.lock() = Some(core);
@@ -421,7 +436,7 @@ impl CtxState {
         if new_ioas != old_ioas {
             let mut iopt = new_core.iopt.lock();
             for &d in &devices {
-                if let Err(e) = iopt.reserve(MSI_WINDOW.0, MSI_WINDOW.1, Owner::Device(d)) {
+                if let Err(e) = reserve_device(&mut iopt, &self.geometry, d) {
                     for &d in &devices {
                         iopt.unreserve(Owner::Device(d));
                     }
@@ -497,7 +512,7 @@ impl CtxState {
         };
         if attached {
             // iommufd_hwpt_paging_alloc adds the domain, then the replace.
-            let added = core.iopt.lock().add_domain(hwpt);
+            let added = core.iopt.lock().add_domain(hwpt, self.geometry.last_iova());
             if let Err(e) = added {
                 abort(self);
                 return Err(e);
@@ -511,7 +526,7 @@ impl CtxState {
             // Immediate attachment: the device first, then the domain.
             self.do_attach(devid, group, hwpt)
                 .inspect_err(|_| abort(self))?;
-            let added = core.iopt.lock().add_domain(hwpt);
+            let added = core.iopt.lock().add_domain(hwpt, self.geometry.last_iova());
             if let Err(e) = added {
                 self.undo_attach(devid, group);
                 abort(self);
@@ -597,7 +612,10 @@ impl Ctx {
             id: NEXT_CTX.fetch_add(1, Ordering::Relaxed),
             host: Arc::downgrade(host),
             faults: host.faults.clone(),
-            state: Mutex::new(CtxState::default()),
+            state: Mutex::new(CtxState {
+                geometry: host.geometry.clone(),
+                ..CtxState::default()
+            }),
         });
         LIVE.lock().insert(key, Arc::downgrade(&ctx));
         Ok(ctx)
@@ -916,6 +934,10 @@ impl DmaSpace<MockBackend> for MockIoas {
         }
         Ok(unmapped)
     }
+
+    fn unmap_all(&self) -> Result<u64> {
+        self.unmap_dma(0, u64::MAX)
+    }
 }
 
 impl Ioas<MockBackend> for MockIoas {
@@ -943,9 +965,5 @@ impl Ioas<MockBackend> for MockIoas {
         flags: DmaFlags,
     ) -> Result<u64> {
         self.map(memory, offset, size, At::Anywhere, flags)
-    }
-
-    fn unmap_all(&self) -> Result<u64> {
-        self.unmap_dma(0, u64::MAX)
     }
 }

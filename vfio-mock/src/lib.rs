@@ -113,6 +113,7 @@ mod fault;
 mod fault_log;
 mod group;
 mod host;
+mod hot_reset;
 mod iommu;
 mod iommufd;
 mod irq;

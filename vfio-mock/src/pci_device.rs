@@ -91,6 +91,9 @@ pub(crate) struct PciDevice {
     pub faults: Arc<Faults>,
     /// The host's DMA remapping fault records.
     pub fault_log: Arc<FaultLog>,
+    /// The host IOMMU's last IOVA: a DMA past it faults as beyond the
+    /// address width.
+    pub iommu_last_iova: u64,
     /// The host's timers and deferred-work count.
     pub scheduler: Arc<Scheduler>,
     /// The thread deferred work runs on.
@@ -147,6 +150,7 @@ impl PciDevice {
             domain,
             faults,
             fault_log,
+            iommu_last_iova: crate::iommu::IommuGeometry::default().last_iova(),
             scheduler,
             worker: Worker::default(),
             epoch: AtomicU64::new(0),
@@ -329,6 +333,11 @@ impl PciDevice {
                     {
                         info.flags = info.flags | RegionFlags::CAPS;
                         info.caps.push(RegionCap::MsixMappable);
+                    }
+                    if let Some((_, areas)) = self.spec.sparse.iter().find(|(b, _)| *b == index) {
+                        info.flags = info.flags | RegionFlags::CAPS;
+                        info.caps.retain(|c| *c != RegionCap::MsixMappable);
+                        info.caps.push(RegionCap::SparseMmap(areas.clone()));
                     }
                 }
                 Ok(info)
@@ -744,6 +753,7 @@ impl PciDevice {
             Access::Write(_) => FaultAccess::Write,
         };
         let container = self.container.lock().clone();
+        let last_iova = self.iommu_last_iova;
         let outcome = match container {
             Some(container) => match container.dma(iova, access)? {
                 Dma::Translated(outcome) => outcome,
@@ -773,7 +783,7 @@ impl PciDevice {
         // One record per refused run, at the page of its first byte: the
         // address VT-d's fault recording register holds.
         for run in &outcome.refused {
-            let reason = if run.iova >> crate::iommu::IOMMU_ADDRESS_BITS != 0 {
+            let reason = if run.iova > last_iova {
                 fault_log::REASON_BEYOND_MGAW
             } else if direction == FaultAccess::Write {
                 fault_log::REASON_NO_WRITE
@@ -807,6 +817,13 @@ impl PciDevice {
             m.reset();
         }
         self.irqs.lock().lower_intx();
+    }
+
+    /// A secondary bus reset of the bus the device is on: whatever its
+    /// reset method, the device returns to power-on as a function reset
+    /// leaves it (the PCI core saves and restores config space around it).
+    pub(crate) fn bus_reset(&self) {
+        self.reset_function();
     }
 
     /// `VFIO_DEVICE_RESET`: EINVAL unless the device has a reset method.

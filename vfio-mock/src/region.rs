@@ -5,7 +5,7 @@ use crate::device::OpenDevice;
 use nix::errno::Errno;
 use std::sync::Arc;
 use vfio_core::access::check_register_access;
-use vfio_core::{Error, ErrorKind, MappedRegion, Operation, Result};
+use vfio_core::{Error, ErrorKind, MappedRegion, Operation, Result, SparseArea};
 
 /// A mapped BAR of a [`MockDevice`](crate::MockDevice). It keeps the
 /// device open, as a real mapping keeps the device file open.
@@ -15,6 +15,10 @@ pub struct MockRegion {
     bar: u32,
     len: u64,
     writable: bool,
+    /// Where offset 0 of the mapping is in the BAR (a partial mapping).
+    base: u64,
+    /// The mapped areas of a sparse mapping, in BAR offsets.
+    areas: Option<Arc<[SparseArea]>>,
 }
 
 impl MockRegion {
@@ -24,7 +28,21 @@ impl MockRegion {
             bar,
             len,
             writable,
+            base: 0,
+            areas: None,
         }
+    }
+
+    /// `len` bytes of the BAR from `base`.
+    pub(crate) fn range(mut self, base: u64) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Only `areas` of the BAR are mapped.
+    pub(crate) fn sparse(mut self, areas: &[SparseArea]) -> Self {
+        self.areas = Some(areas.iter().copied().filter(|a| a.size != 0).collect());
+        self
     }
 
     /// The checks of an access before it reaches the device: bounds and
@@ -35,6 +53,15 @@ impl MockRegion {
     #[inline]
     fn enter(&self, op: Operation, offset: u64, width: u8) -> Result<()> {
         check_register_access(op, self.len, offset, u64::from(width))?;
+        if let Some(areas) = &self.areas {
+            let end = offset + u64::from(width);
+            if !areas
+                .iter()
+                .any(|a| offset >= a.offset && end <= a.offset.saturating_add(a.size))
+            {
+                return Err(vfio_core::uapi::sparse_hole(op, offset, u64::from(width)));
+            }
+        }
         let device = &self.open.device;
         if let Some(errno) = device.faults.take(op) {
             return Err(Error::from_errno(op, errno));
@@ -57,7 +84,10 @@ impl MockRegion {
     #[inline]
     fn read(&self, offset: u64, width: u8) -> Result<u64> {
         self.enter(Operation::RegisterRead, offset, width)?;
-        Ok(self.open.device.mmio_read(self.bar, offset, width))
+        Ok(self
+            .open
+            .device
+            .mmio_read(self.bar, self.base + offset, width))
     }
 
     #[inline]
@@ -69,7 +99,9 @@ impl MockRegion {
                     .with_detail("the region was mapped read-only"),
             );
         }
-        self.open.device.mmio_write(self.bar, offset, width, value);
+        self.open
+            .device
+            .mmio_write(self.bar, self.base + offset, width, value);
         Ok(())
     }
 }

@@ -199,8 +199,10 @@ pub fn iommu_info_reports_the_vtd_geometry<B: VfioBackend>(env: &Env<B>) -> Resu
         .flatten()
         .map(|r| (r.start, r.end))
         .collect();
+    // 39 bits on QEMU 7.2's intel-iommu unless the run says otherwise.
+    let aw = crate::cases::uapi::iommu_address_bits(env);
     ensure!(
-        ranges == [(0, 0xfedf_ffff), (0xfef0_0000, (1 << 39) - 1)],
+        ranges == [(0, 0xfedf_ffff), (0xfef0_0000, (1 << aw) - 1)],
         "ranges {ranges:x?}"
     );
     ensure!(

@@ -16,6 +16,7 @@ pub mod irq;
 pub mod noiommu;
 pub mod nvme;
 pub mod reset;
+pub mod uapi;
 
 use crate::Case;
 
@@ -168,6 +169,14 @@ macro_rules! for_each_case {
             noiommu::noiommu_groups_taint_the_kernel,
             noiommu::a_noiommu_device_has_no_cdev,
             noiommu::edu_dma_reaches_a_buffer_at_its_physical_address,
+            uapi::edu_bar0_maps_in_part_and_read_only,
+            uapi::partial_maps_the_kernel_refuses_are_invalid,
+            uapi::edu_feature_probes_get_vfio_pcis_answers,
+            uapi::device_feature_calls_the_kernel_refuses_are_invalid,
+            uapi::root_bus_devices_cannot_be_hot_reset,
+            uapi::unmap_all_returns_the_total_and_gives_back_dma_entries,
+            uapi::iova_ranges_follow_the_iommu_address_width,
+            uapi::a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
