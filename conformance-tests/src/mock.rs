@@ -47,7 +47,7 @@ pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
     };
     let host = builder
         .kernel(kernel)
-        .iommu_address_bits(crate::cases::uapi::configured_address_bits())
+        .iommu_address_bits(crate::cases::uapi::guest_address_bits(Some(kernel)))
         .build()?;
     Ok(Env::new(host.backend())
         .with_host(std::sync::Arc::new(MockHostControl(host)))

@@ -15,16 +15,15 @@ use vfio_core::{
 const EDU_ID: u64 = 0x00;
 const EDU_LIVENESS: u64 = 0x04;
 
-/// The IOMMU address width a run is configured for:
-/// `VFIO_GUEST_IOMMU_AW_BITS` where the environment sets it (the mock host
-/// is built with it by [`mock::env_on`](crate::mock::env_on)), else 39:
-/// QEMU 7.2's intel-iommu default, the guest's.
-pub fn configured_address_bits() -> u32 {
-    std::env::var("VFIO_GUEST_IOMMU_AW_BITS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|b| (32..=63).contains(b))
-        .unwrap_or(39)
+/// The address width of the QEMU guest's VT-d on `kernel`, and of the
+/// mock twin's IOMMU: 39 bits (QEMU 7.2's default) on Linux 6.1 and when
+/// the kernel is not known, 48 on Linux 6.12 (xtask's guest gives that
+/// guest `aw-bits=48`: `GuestKernel::iommu_address_bits`).
+pub fn guest_address_bits(kernel: Option<Kernel>) -> u32 {
+    match kernel {
+        Some(Kernel::V6_12) => 48,
+        _ => 39,
+    }
 }
 
 /// The VT-d units' maximum guest address width, from the capability
@@ -42,10 +41,11 @@ pub fn vtd_address_bits(sysfs: &std::path::Path) -> Option<u32> {
 }
 
 /// The IOMMU address width of the run's host: what its VT-d reports in
-/// sysfs ([`vtd_address_bits`]), else [`configured_address_bits`] (the
-/// mock's sysfs has no IOMMU class).
+/// sysfs ([`vtd_address_bits`]), else the guest's on the run's kernel
+/// ([`guest_address_bits`]: the mock's sysfs has no IOMMU class).
 pub fn iommu_address_bits<B: VfioBackend>(env: &Env<B>) -> u32 {
-    vtd_address_bits(env.backend.host_paths().sysfs()).unwrap_or_else(configured_address_bits)
+    vtd_address_bits(env.backend.host_paths().sysfs())
+        .unwrap_or_else(|| guest_address_bits(env.kernel))
 }
 
 /// A page of `edu`'s BAR0 mapped read-only reads the identification

@@ -43,6 +43,8 @@ pub struct Machine<'a> {
     /// Whether the machine has an IOMMU (emulated VT-d, with interrupt remapping).
     /// Without one, the kernel enables vfio's no-IOMMU mode.
     pub iommu: bool,
+    /// The IOMMU's address width (`aw-bits`: 39, QEMU 7.2's default, or 48).
+    pub iommu_address_bits: u32,
 }
 
 /// How a boot ended.
@@ -73,7 +75,10 @@ impl Machine<'_> {
         .args(["-nic", "none"]);
         if self.iommu {
             // The IOMMU must come before the devices it translates for.
-            qemu.args(["-device", "intel-iommu,intremap=on,caching-mode=on"]);
+            qemu.arg("-device").arg(format!(
+                "intel-iommu,intremap=on,caching-mode=on,aw-bits={}",
+                self.iommu_address_bits
+            ));
         }
         for id in self.devices.iter().filter_map(|d| d.drive) {
             let image = self.drive_dir.join(format!("{id}.img"));
@@ -216,9 +221,11 @@ mod tests {
             devices: &DEVICES,
             cpus: 2,
             iommu: true,
+            iommu_address_bits: 48,
         };
         let line = cmd::display(&machine.command());
         let iommu = line.find("intel-iommu").unwrap();
+        assert!(line.contains("caching-mode=on,aw-bits=48"), "{line}");
         let edu = line.find("edu,addr=02.0").unwrap();
         let nvme = line
             .find("nvme,serial=vfio0001,drive=nvm,addr=03.0")
@@ -249,6 +256,7 @@ mod tests {
             devices: &DEVICES,
             cpus: 2,
             iommu: false,
+            iommu_address_bits: 39,
         };
         let line = cmd::display(&machine.command());
         assert!(!line.contains("intel-iommu"), "{line}");
@@ -277,6 +285,7 @@ mod tests {
             devices: &DEVICES[..2],
             cpus: 1,
             iommu: true,
+            iommu_address_bits: 39,
         };
         let line = cmd::display(&machine.command());
         assert!(!line.contains("bridge"), "{line}");
