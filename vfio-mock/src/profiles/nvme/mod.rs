@@ -298,6 +298,10 @@ struct Ctrl {
     generation: u64,
     /// Numbers queues so work for a deleted queue is not run on a new one.
     next_serial: u64,
+    /// An empty buffer for taking doorbell writes (kept for its capacity).
+    doorbell_spare: Vec<(u64, u32)>,
+    /// MSI-X vectors to signal once the lock is let go.
+    msix_out: Vec<u16>,
 }
 
 impl Ctrl {
@@ -320,6 +324,8 @@ impl Ctrl {
             dbbuf: None,
             generation: 0,
             next_serial: 1,
+            doorbell_spare: Vec::new(),
+            msix_out: Vec::new(),
         }
     }
 
@@ -353,6 +359,21 @@ impl Ctrl {
 struct Shared {
     fixed: Fixed,
     ctrl: Mutex<Ctrl>,
+    /// Doorbell writes the controller has not taken yet (see
+    /// [`queues::ring`]).
+    doorbells: Mutex<queues::Doorbells>,
+}
+
+impl Shared {
+    /// The controller, locked, with the doorbell writes waiting for it
+    /// applied first, in the order they were written (the work they start
+    /// goes to the device's thread, as a doorbell's always does).
+    fn lock(self: &Arc<Self>, ctx: &DeviceContext<'_>) -> parking_lot::MutexGuard<'_, Ctrl> {
+        let mut c = self.ctrl.lock();
+        let todo = queues::take_doorbells(self, &mut c, ctx);
+        queues::flush(self, &c, ctx, todo);
+        c
+    }
 }
 
 /// The NVMe controller model. Clones share state.
@@ -385,6 +406,7 @@ impl NvmeModel {
                     latency: config.latency,
                 },
                 ctrl: Mutex::new(ctrl),
+                doorbells: Mutex::new(queues::Doorbells::default()),
             }),
         }
     }
@@ -397,12 +419,12 @@ impl NvmeModel {
 }
 
 impl DeviceModel for NvmeModel {
-    fn read(&self, _ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64> {
+    fn read(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64> {
         if bar != 0 || offset >= u64::from(MSIX_TABLE_OFFSET) {
             return None;
         }
         // The doorbells and everything past the 4 KiB register block read 0.
-        Some(self.shared.ctrl.lock().regs.read(offset, width))
+        Some(self.shared.lock(ctx).regs.read(offset, width))
     }
 
     fn write(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8, value: u64) -> bool {
@@ -419,7 +441,7 @@ impl DeviceModel for NvmeModel {
         if offset < regs::BLOCK {
             regs::write(&self.shared, ctx, offset, width, value);
         } else {
-            queues::doorbell(&self.shared, ctx, offset, value as u32);
+            queues::ring(&self.shared, ctx, offset, value as u32);
         }
         true
     }
@@ -431,6 +453,8 @@ impl DeviceModel for NvmeModel {
     /// The mock itself deasserts INTx and drops the device's pending work.
     fn reset(&self) {
         let mut c = self.shared.ctrl.lock();
+        // Doorbell writes not taken yet die with the queues they were for.
+        self.shared.doorbells.lock().writes.clear();
         c.reset();
         c.intx = false;
     }

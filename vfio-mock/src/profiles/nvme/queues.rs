@@ -126,8 +126,24 @@ impl Todo {
 /// doorbell beyond its queue, say) never holds the lock for long.
 const BUDGET: usize = 1024;
 
+/// Runs `todo` and whatever it leads to with the lock held, then lets the
+/// lock go and sends the MSI-X messages that work raised.
+pub(super) fn run(
+    shared: &Arc<Shared>,
+    mut c: parking_lot::MutexGuard<'_, Ctrl>,
+    ctx: &DeviceContext<'_>,
+    todo: Todo,
+) {
+    run_locked(shared, &mut c, ctx, todo);
+    let messages = std::mem::take(&mut c.msix_out);
+    drop(c);
+    for vector in messages {
+        ctx.raise(crate::model::Irq::Msix(u32::from(vector)));
+    }
+}
+
 /// Runs `todo` and whatever it leads to, with the lock held.
-pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
+fn run_locked(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
     let mut budget = BUDGET;
     while let Some(w) = todo.0.pop_front() {
         match w {
@@ -143,46 +159,123 @@ pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, m
     }
 }
 
+/// Doorbell writes waiting for the controller to take them, in the order
+/// they were written.
+#[derive(Debug, Default)]
+pub(super) struct Doorbells {
+    /// The device epoch of the writes: they are dropped with the work the
+    /// device had pending when it changes.
+    epoch: u64,
+    /// `(offset, value)` of each write.
+    pub(super) writes: Vec<(u64, u32)>,
+}
+
 /// Runs `work` on the device's thread, unless the controller is reset first.
+/// Doorbell writes waiting by then are taken too.
 pub(super) fn defer(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, work: Work) {
     let generation = c.generation;
     let shared = shared.clone();
     ctx.defer(move |ctx| {
         let mut c = shared.ctrl.lock();
+        let mut todo = Todo::default();
         if c.generation == generation {
-            let mut todo = Todo::default();
             todo.push(work);
-            run(&shared, &mut c, ctx, todo);
         }
+        todo.extend(take_doorbells(&shared, &mut c, ctx));
+        run(&shared, c, ctx, todo);
     });
 }
 
-/// A doorbell write at `offset` (0x1000 and up). QEMU ignores misaligned
-/// doorbell writes, and a write to a queue that does not exist or of a
-/// value beyond the queue's size; for those two it posts an error event if
-/// an Asynchronous Event Request is outstanding.
-pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, value: u32) {
+/// A doorbell write at `offset` (0x1000 and up).
+///
+/// A CQ head doorbell, and an SQ tail doorbell while the controller is
+/// idle, take effect before the write returns, as QEMU's MMIO handler runs
+/// them (a head doorbell can deassert INTx). An SQ tail doorbell that finds
+/// the controller busy returns at once without waiting for it: the write
+/// waits with any others the controller has not taken yet, the first of
+/// them hands the device's thread a job that takes them all, and every
+/// other register access takes them first, so a driver sees its own writes
+/// in order. A busy controller so takes a burst of tail writes in one go,
+/// as QEMU's SQ bottom half, scheduled again before it ran, runs once.
+pub(super) fn ring(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, value: u32) {
+    // QEMU ignores misaligned doorbell writes.
     if offset % 4 != 0 {
         return;
     }
+    let cq_head = ((offset - reg::DOORBELL_BASE) / 4) % 2 == 1;
+    let locked = if cq_head {
+        Some(shared.ctrl.lock())
+    } else {
+        shared.ctrl.try_lock()
+    };
+    if let Some(mut c) = locked {
+        let mut todo = take_doorbells(shared, &mut c, ctx);
+        doorbell(&mut c, ctx, offset, value, &mut todo);
+        flush(shared, &c, ctx, todo);
+        return;
+    }
+    let epoch = ctx.epoch();
+    let first = {
+        let mut d = shared.doorbells.lock();
+        if d.epoch != epoch {
+            // Left from before a reset, whose job was dropped.
+            d.writes.clear();
+            d.epoch = epoch;
+        }
+        d.writes.push((offset, value));
+        d.writes.len() == 1
+    };
+    if first {
+        let shared = shared.clone();
+        ctx.defer(move |ctx| {
+            let mut c = shared.ctrl.lock();
+            let todo = take_doorbells(&shared, &mut c, ctx);
+            run(&shared, c, ctx, todo);
+        });
+    }
+}
+
+/// Applies the doorbell writes waiting for the controller, in order: the
+/// work they start.
+pub(super) fn take_doorbells(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>) -> Todo {
+    let mut writes = std::mem::take(&mut c.doorbell_spare);
+    {
+        let mut d = shared.doorbells.lock();
+        if d.epoch == ctx.epoch() {
+            std::mem::swap(&mut writes, &mut d.writes);
+        } else {
+            d.writes.clear();
+        }
+    }
+    let mut todo = Todo::default();
+    for &(offset, value) in &writes {
+        doorbell(c, ctx, offset, value, &mut todo);
+    }
+    writes.clear();
+    c.doorbell_spare = writes;
+    todo
+}
+
+/// The controller takes a doorbell write at `offset` (0x1000 and up,
+/// 4-byte aligned). QEMU ignores a write to a queue that does not exist or
+/// of a value beyond the queue's size, posting an error event for it if an
+/// Asynchronous Event Request is outstanding.
+fn doorbell(c: &mut Ctrl, ctx: &DeviceContext<'_>, offset: u64, value: u32, todo: &mut Todo) {
     let index = (offset - reg::DOORBELL_BASE) / 4;
     let qid = index / 2;
     let value = value as u16;
-    let mut c = shared.ctrl.lock();
-    let c = &mut *c;
-    let mut todo = Todo::default();
     if index % 2 == 1 {
         let Some(cq) = usize::try_from(qid)
             .ok()
             .and_then(|q| c.cqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, todo);
+            return;
         };
         if value >= cq.size {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, todo);
+            return;
         }
         if cq.full() {
             todo.push(Work::Cq(qid as u16));
@@ -205,12 +298,12 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             .and_then(|q| c.sqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, todo);
+            return;
         };
         if value >= sq.size {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, todo);
+            return;
         }
         sq.tail = value.into();
         // QEMU mirrors admin doorbell writes into the shadow buffer, for
@@ -222,11 +315,10 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
         }
         todo.push(Work::Sq(qid as u16));
     }
-    flush(shared, c, ctx, todo);
 }
 
 /// Hands `todo` to the device's thread.
-fn flush(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
+pub(super) fn flush(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
     for w in todo.0 {
         defer(shared, c, ctx, w);
     }
@@ -323,13 +415,13 @@ fn fetch(
             let generation = c.generation;
             let shared2 = shared.clone();
             ctx.schedule(shared.fixed.latency, move |ctx| {
-                let mut c = shared2.ctrl.lock();
+                let mut c = shared2.lock(ctx);
                 if c.generation != generation {
                     return;
                 }
                 let mut todo = Todo::default();
                 finish_inflight(&mut c, ctx, qid, serial, Some(id), &mut todo);
-                run(&shared2, &mut c, ctx, todo);
+                run(&shared2, c, ctx, todo);
             });
         }
     }
