@@ -128,6 +128,17 @@ impl Namespace {
     }
 
     /// Writes `data` at byte `offset`.
+    /// The `len` bytes at `offset` when they lie in one chunk of storage:
+    /// `Some(Some(bytes))`, or `Some(None)` for a chunk that reads as zero;
+    /// `None` when they cross a chunk boundary.
+    pub(super) fn chunk_slice(&self, offset: u64, len: usize) -> Option<Option<&[u8]>> {
+        let (index, within) = (offset / CHUNK, (offset % CHUNK) as usize);
+        if within + len > CHUNK as usize {
+            return None;
+        }
+        Some(self.chunks.get(&index).map(|c| &c[within..within + len]))
+    }
+
     pub(super) fn write(&mut self, offset: u64, data: &[u8]) {
         let mut done = 0usize;
         while done < data.len() {
