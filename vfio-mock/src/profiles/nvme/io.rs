@@ -1,6 +1,7 @@
 //! I/O commands (`nvme_io_cmd` and the NVM command set's handlers):
 //! Read, Write, Flush, Write Zeroes, Dataset Management, Compare, Verify.
 
+use super::namespace::Namespace;
 use super::{Ctrl, prp, reg, sgl};
 use crate::model::DeviceContext;
 use nvme_spec::opcode::nvm;
@@ -184,14 +185,14 @@ static ZEROES: [u8; 4096] = [0; 4096];
 fn write_out_direct(c: &Ctrl, ctx: &DeviceContext<'_>, offset: u64, segs: &prp::Segments) -> bool {
     let mut at = offset;
     for &(_, n) in segs {
-        if n > ZEROES.len() || c.ns.chunk_slice(at, n).is_none() {
+        if n > ZEROES.len() || !Namespace::in_one_chunk(at, n) {
             return false;
         }
         at += n as u64;
     }
     let mut at = offset;
     for &(iova, n) in segs {
-        let bytes = c.ns.chunk_slice(at, n).flatten().unwrap_or(&ZEROES[..n]);
+        let bytes = c.ns.chunk_slice(at, n).unwrap_or(&ZEROES[..n]);
         // A refused part is dropped, as QEMU's DMA helpers drop it.
         let _ = ctx.dma_write(iova, bytes);
         at += n as u64;
