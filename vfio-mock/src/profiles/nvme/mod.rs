@@ -302,6 +302,9 @@ struct Ctrl {
     doorbell_spare: Vec<(u64, u32)>,
     /// MSI-X vectors to signal once the lock is let go.
     msix_out: Vec<u16>,
+    /// Work handed to the device's thread whose job has not started, with
+    /// the device epoch it was handed over in.
+    handed: Vec<(queues::Work, u64)>,
 }
 
 impl Ctrl {
@@ -326,6 +329,7 @@ impl Ctrl {
             next_serial: 1,
             doorbell_spare: Vec::new(),
             msix_out: Vec::new(),
+            handed: Vec::new(),
         }
     }
 
@@ -340,6 +344,8 @@ impl Ctrl {
     /// `cq_pending` counters across it.
     fn reset(&mut self) {
         self.generation += 1;
+        // The jobs handed over before are dropped when they run.
+        self.handed.clear();
         self.sqs.iter_mut().for_each(|q| *q = None);
         self.cqs.iter_mut().for_each(|q| *q = None);
         self.aer_reqs.clear();
@@ -371,7 +377,7 @@ impl Shared {
     fn lock(self: &Arc<Self>, ctx: &DeviceContext<'_>) -> parking_lot::MutexGuard<'_, Ctrl> {
         let mut c = self.ctrl.lock();
         let todo = queues::take_doorbells(self, &mut c, ctx);
-        queues::flush(self, &c, ctx, todo);
+        queues::flush(self, &mut c, ctx, todo);
         c
     }
 }

@@ -171,14 +171,27 @@ pub(super) struct Doorbells {
 }
 
 /// Runs `work` on the device's thread, unless the controller is reset first.
-/// Doorbell writes waiting by then are taken too.
-pub(super) fn defer(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, work: Work) {
+/// Doorbell writes waiting by then are taken too. Work already handed over
+/// and not started yet is not handed over again: that job does it, with
+/// whatever arrived meanwhile (as QEMU's bottom half, scheduled twice
+/// before it runs, runs once).
+pub(super) fn defer(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, work: Work) {
+    let epoch = ctx.epoch();
+    // Jobs of an older epoch were dropped unrun.
+    c.handed.retain(|&(_, e)| e == epoch);
+    if c.handed.contains(&(work, epoch)) {
+        return;
+    }
+    c.handed.push((work, epoch));
     let generation = c.generation;
     let shared = shared.clone();
     ctx.defer(move |ctx| {
         let mut c = shared.ctrl.lock();
         let mut todo = Todo::default();
         if c.generation == generation {
+            if let Some(at) = c.handed.iter().position(|&h| h == (work, epoch)) {
+                c.handed.swap_remove(at);
+            }
             todo.push(work);
         }
         todo.extend(take_doorbells(&shared, &mut c, ctx));
@@ -211,7 +224,7 @@ pub(super) fn ring(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, v
     if let Some(mut c) = locked {
         let mut todo = take_doorbells(shared, &mut c, ctx);
         doorbell(&mut c, ctx, offset, value, &mut todo);
-        flush(shared, &c, ctx, todo);
+        flush(shared, &mut c, ctx, todo);
         return;
     }
     let epoch = ctx.epoch();
@@ -318,7 +331,7 @@ fn doorbell(c: &mut Ctrl, ctx: &DeviceContext<'_>, offset: u64, value: u32, todo
 }
 
 /// Hands `todo` to the device's thread.
-pub(super) fn flush(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
+pub(super) fn flush(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
     for w in todo.0 {
         defer(shared, c, ctx, w);
     }
