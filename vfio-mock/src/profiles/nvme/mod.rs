@@ -39,7 +39,13 @@
 //!   ([`DeviceContext::defer`]) and, with [`NvmeConfig::latency`], finishes
 //!   I/O commands on the host's virtual clock ([`DeviceContext::schedule`]),
 //!   so completions come late, out of order across queues, and the
-//!   interrupt before the driver polls.
+//!   interrupt before the driver polls. An SQ tail doorbell that finds the
+//!   controller busy waits, without blocking the driver, for the device's
+//!   thread to take it with any others (see `queues::ring`); work already
+//!   handed to that thread is not handed over twice, and a CQ's finished
+//!   commands are posted together under one interrupt, as QEMU's SQ and CQ
+//!   bottom halves do. MSI-X messages are sent once the controller's lock
+//!   is let go.
 //! - Reset: CC.EN 1 to 0 and a function-level reset delete every queue,
 //!   drop the outstanding asynchronous event requests and queued events,
 //!   turn shadow doorbells off and clear CC (all of it), CSTS and the
