@@ -150,20 +150,32 @@ fn nlb(cmd: &Command) -> u64 {
 /// added, so a PRP list the controller cannot read is a Data Transfer Error
 /// *with* DNR here, unlike for admin commands.
 fn read(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
-    let go = || -> Result<(), Status> {
+    let go = |c: &mut Ctrl| -> Result<(), Status> {
         let n = nlb(cmd);
         let len = n * c.ns.block_size;
         check_mdts(c, len)?;
         let (offset, len) = check_bounds(c, cmd.slba(), n)?;
-        let segs = map_dptr(c, ctx, cmd, len)?;
+        let segs = match cmd.psdt() {
+            // PRPs into the buffer kept for them (reads are the hot path).
+            0 => prp::map_into(
+                ctx,
+                c.page,
+                cmd.prp1,
+                cmd.prp2,
+                len,
+                std::mem::take(&mut c.segs_spare),
+            )?,
+            _ => map_dptr(c, ctx, cmd, len)?,
+        };
         if !write_out_direct(c, ctx, offset, &segs) {
             let mut data = vec![0u8; len as usize];
             c.ns.read(offset, &mut data);
             prp::write_out(ctx, &segs, &data);
         }
+        c.segs_spare = segs;
         Ok(())
     };
-    match go() {
+    match go(c) {
         Ok(()) => {
             let len = nlb(cmd) * c.ns.block_size;
             c.stats.reads += 1;

@@ -308,6 +308,10 @@ struct Ctrl {
     doorbell_spare: Vec<(u64, u32)>,
     /// MSI-X vectors to signal once the lock is let go.
     msix_out: Vec<u16>,
+    /// A buffer for a Read's PRP segments (kept for its capacity).
+    segs_spare: prp::Segments,
+    /// An empty buffer for the commands an SQ walk sends to the drive.
+    drive_spare: Vec<(u64, u16, nvme_spec::Status, u32)>,
     /// Work handed to the device's thread whose job has not started, with
     /// the device epoch it was handed over in.
     handed: Vec<(queues::Work, u64)>,
@@ -335,6 +339,8 @@ impl Ctrl {
             next_serial: 1,
             doorbell_spare: Vec::new(),
             msix_out: Vec::new(),
+            drive_spare: Vec::new(),
+            segs_spare: Vec::new(),
             handed: Vec::new(),
         }
     }

@@ -102,20 +102,59 @@ pub(super) enum Work {
 }
 
 /// Work to do before the controller is idle again, each item once (as a
-/// QEMU bottom half scheduled twice runs once).
+/// QEMU bottom half scheduled twice runs once). The first few items are
+/// kept inline: a doorbell or a job rarely makes more, and this is made
+/// for every one of them.
 #[derive(Debug, Default)]
-pub(super) struct Todo(VecDeque<Work>);
+pub(super) struct Todo {
+    /// The first items, in order.
+    inline: [Option<Work>; TODO_INLINE],
+    /// Items after those, once the inline ones are all taken.
+    more: VecDeque<Work>,
+}
+
+/// Items a [`Todo`] holds without allocating.
+const TODO_INLINE: usize = 4;
 
 impl Todo {
     pub(super) fn push(&mut self, w: Work) {
-        if !self.0.contains(&w) {
-            self.0.push_back(w);
+        if self.inline.contains(&Some(w)) || self.more.contains(&w) {
+            return;
+        }
+        if self.more.is_empty() {
+            if let Some(free) = self.inline.iter_mut().find(|i| i.is_none()) {
+                *free = Some(w);
+                return;
+            }
+        }
+        self.more.push_back(w);
+    }
+
+    /// Takes the first item.
+    fn pop_front(&mut self) -> Option<Work> {
+        match self.inline.iter().position(Option::is_some) {
+            Some(at) => {
+                let w = self.inline[at].take();
+                // Keep the inline items first-to-last from index 0.
+                self.inline[at..].rotate_left(1);
+                w
+            }
+            None => self.more.pop_front(),
         }
     }
 
+    /// Puts `w` back in front.
+    fn push_front(&mut self, w: Work) {
+        let mut all: VecDeque<Work> = std::iter::once(w).collect();
+        while let Some(x) = self.pop_front() {
+            all.push_back(x);
+        }
+        self.more = all;
+    }
+
     /// Adds `other`'s work after this one's.
-    pub(super) fn extend(&mut self, other: Todo) {
-        for w in other.0 {
+    pub(super) fn extend(&mut self, mut other: Todo) {
+        while let Some(w) = other.pop_front() {
             self.push(w);
         }
     }
@@ -145,11 +184,11 @@ pub(super) fn run(
 /// Runs `todo` and whatever it leads to, with the lock held.
 fn run_locked(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
     let mut budget = BUDGET;
-    while let Some(w) = todo.0.pop_front() {
+    while let Some(w) = todo.pop_front() {
         match w {
             Work::Sq(qid) => {
                 if !process_sq(shared, c, ctx, qid, &mut todo, &mut budget) {
-                    todo.0.push_front(w);
+                    todo.push_front(w);
                     flush(shared, c, ctx, todo);
                     return;
                 }
@@ -331,8 +370,8 @@ fn doorbell(c: &mut Ctrl, ctx: &DeviceContext<'_>, offset: u64, value: u32, todo
 }
 
 /// Hands `todo` to the device's thread.
-pub(super) fn flush(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
-    for w in todo.0 {
+pub(super) fn flush(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
+    while let Some(w) = todo.pop_front() {
         defer(shared, c, ctx, w);
     }
 }
@@ -355,12 +394,15 @@ fn process_sq(
     todo: &mut Todo,
     budget: &mut usize,
 ) -> bool {
-    let mut drive = Vec::new();
+    // The buffer is kept for its capacity (a walk that finds it taken,
+    // which none does, starts an empty one).
+    let mut drive = std::mem::take(&mut c.drive_spare);
     let done = fetch(shared, c, ctx, qid, todo, budget, &mut drive);
     // What went to the drive comes back after the walk, last first.
-    for (serial, cid, status, result) in drive.into_iter().rev() {
+    for (serial, cid, status, result) in drive.drain(..).rev() {
         complete(c, qid, serial, cid, status, result, todo);
     }
+    c.drive_spare = drive;
     done
 }
 
