@@ -635,3 +635,43 @@ pub(super) fn sq_exists(c: &Ctrl, qid: u32) -> bool {
 pub(super) fn cq_exists(c: &Ctrl, qid: u32) -> bool {
     qid <= IO_QUEUE_PAIRS && c.cqs.get(qid as usize).is_some_and(Option::is_some)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{TODO_INLINE, Todo, Work};
+
+    fn drain(mut t: Todo) -> Vec<Work> {
+        std::iter::from_fn(|| t.pop_front()).collect()
+    }
+
+    #[test]
+    fn a_todo_keeps_first_in_first_out_order_past_its_inline_items() {
+        let mut t = Todo::default();
+        let n = TODO_INLINE as u16 * 3;
+        for q in 0..n {
+            t.push(Work::Sq(q));
+            t.push(Work::Sq(q));
+        }
+        assert_eq!(t.pop_front(), Some(Work::Sq(0)));
+        t.push(Work::Cq(0));
+        t.push(Work::Sq(1));
+        t.push_front(Work::Sq(0));
+        let mut want: Vec<Work> = (0..n).map(Work::Sq).collect();
+        want.push(Work::Cq(0));
+        assert_eq!(drain(t), want);
+    }
+
+    #[test]
+    fn a_todo_pushed_after_some_are_taken_keeps_its_order() {
+        let mut t = Todo::default();
+        t.push(Work::Sq(1));
+        t.push(Work::Sq(2));
+        assert_eq!(t.pop_front(), Some(Work::Sq(1)));
+        t.push(Work::Cq(1));
+        let mut other = Todo::default();
+        other.push(Work::Cq(1));
+        other.push(Work::Sq(3));
+        t.extend(other);
+        assert_eq!(drain(t), [Work::Sq(2), Work::Cq(1), Work::Sq(3)]);
+    }
+}
