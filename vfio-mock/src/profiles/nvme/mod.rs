@@ -380,6 +380,9 @@ struct Shared {
     /// Doorbell writes the controller has not taken yet (see
     /// [`queues::ring`]).
     doorbells: Mutex<queues::Doorbells>,
+    /// Whether `doorbells` holds writes (changed under its lock, read
+    /// without it).
+    doorbells_waiting: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -425,6 +428,7 @@ impl NvmeModel {
                 },
                 ctrl: Mutex::new(ctrl),
                 doorbells: Mutex::new(queues::Doorbells::default()),
+                doorbells_waiting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -472,7 +476,12 @@ impl DeviceModel for NvmeModel {
     fn reset(&self) {
         let mut c = self.shared.ctrl.lock();
         // Doorbell writes not taken yet die with the queues they were for.
-        self.shared.doorbells.lock().writes.clear();
+        let mut d = self.shared.doorbells.lock();
+        d.writes.clear();
+        self.shared
+            .doorbells_waiting
+            .store(false, std::sync::atomic::Ordering::Release);
+        drop(d);
         c.reset();
         c.intx = false;
     }

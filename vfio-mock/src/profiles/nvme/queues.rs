@@ -7,6 +7,7 @@ use crate::model::DeviceContext;
 use nvme_spec::{Command, Completion, Status};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// A submission queue.
@@ -275,6 +276,7 @@ pub(super) fn ring(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, v
             d.epoch = epoch;
         }
         d.writes.push((offset, value));
+        shared.doorbells_waiting.store(true, Ordering::Release);
         d.writes.len() == 1
     };
     if first {
@@ -290,6 +292,11 @@ pub(super) fn ring(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, v
 /// Applies the doorbell writes waiting for the controller, in order: the
 /// work they start.
 pub(super) fn take_doorbells(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>) -> Todo {
+    // Set (under the lock) with each write, before its writer hands over
+    // the job that takes it or makes another register access.
+    if !shared.doorbells_waiting.load(Ordering::Acquire) {
+        return Todo::default();
+    }
     let mut writes = std::mem::take(&mut c.doorbell_spare);
     {
         let mut d = shared.doorbells.lock();
@@ -298,6 +305,7 @@ pub(super) fn take_doorbells(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<
         } else {
             d.writes.clear();
         }
+        shared.doorbells_waiting.store(false, Ordering::Release);
     }
     let mut todo = Todo::default();
     for &(offset, value) in &writes {
