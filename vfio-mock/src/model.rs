@@ -253,6 +253,12 @@ impl DeviceContext<'_> {
         self.device.schedule(after, Box::new(work));
     }
 
+    /// The device's work epoch: it changes when the device's pending work is
+    /// dropped (a reset, the reset at open and last close, a removal).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.device.epoch()
+    }
+
     /// The host's virtual time ([`MockHost::clock`](crate::MockHost::clock)).
     pub fn now(&self) -> std::time::Duration {
         self.device.scheduler.now()

@@ -1,6 +1,7 @@
 //! I/O commands (`nvme_io_cmd` and the NVM command set's handlers):
 //! Read, Write, Flush, Write Zeroes, Dataset Management, Compare, Verify.
 
+use super::namespace::Namespace;
 use super::{Ctrl, prp, reg, sgl};
 use crate::model::DeviceContext;
 use nvme_spec::opcode::nvm;
@@ -149,18 +150,32 @@ fn nlb(cmd: &Command) -> u64 {
 /// added, so a PRP list the controller cannot read is a Data Transfer Error
 /// *with* DNR here, unlike for admin commands.
 fn read(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
-    let go = || -> Result<(), Status> {
+    let go = |c: &mut Ctrl| -> Result<(), Status> {
         let n = nlb(cmd);
         let len = n * c.ns.block_size;
         check_mdts(c, len)?;
         let (offset, len) = check_bounds(c, cmd.slba(), n)?;
-        let segs = map_dptr(c, ctx, cmd, len)?;
-        let mut data = vec![0u8; len as usize];
-        c.ns.read(offset, &mut data);
-        prp::write_out(ctx, &segs, &data);
+        let segs = match cmd.psdt() {
+            // PRPs into the buffer kept for them (reads are the hot path).
+            0 => prp::map_into(
+                ctx,
+                c.page,
+                cmd.prp1,
+                cmd.prp2,
+                len,
+                std::mem::take(&mut c.segs_spare),
+            )?,
+            _ => map_dptr(c, ctx, cmd, len)?,
+        };
+        if !write_out_direct(c, ctx, offset, &segs) {
+            let mut data = vec![0u8; len as usize];
+            c.ns.read(offset, &mut data);
+            prp::write_out(ctx, &segs, &data);
+        }
+        c.segs_spare = segs;
         Ok(())
     };
-    match go() {
+    match go(c) {
         Ok(()) => {
             let len = nlb(cmd) * c.ns.block_size;
             c.stats.reads += 1;
@@ -169,6 +184,32 @@ fn read(c: &mut Ctrl, ctx: &DeviceContext<'_>, cmd: &Command) -> Status {
         }
         Err(s) => s.with_dnr(),
     }
+}
+
+/// Zeroes a segment of a chunk that was never written is copied from.
+static ZEROES: [u8; 4096] = [0; 4096];
+
+/// Copies the namespace's bytes from `offset` to the host through `segs`
+/// straight from storage, when each segment's bytes lie in one chunk (as
+/// page-aligned reads' do): the same DMA writes as [`prp::write_out`] of
+/// the bytes read, without the copy in between. False, having written
+/// nothing, when some segment crosses a chunk.
+fn write_out_direct(c: &Ctrl, ctx: &DeviceContext<'_>, offset: u64, segs: &prp::Segments) -> bool {
+    let mut at = offset;
+    for &(_, n) in segs {
+        if n > ZEROES.len() || !Namespace::in_one_chunk(at, n) {
+            return false;
+        }
+        at += n as u64;
+    }
+    let mut at = offset;
+    for &(iova, n) in segs {
+        let bytes = c.ns.chunk_slice(at, n).unwrap_or(&ZEROES[..n]);
+        // A refused part is dropped, as QEMU's DMA helpers drop it.
+        let _ = ctx.dma_write(iova, bytes);
+        at += n as u64;
+    }
+    true
 }
 
 /// Write: as Read, the other way.

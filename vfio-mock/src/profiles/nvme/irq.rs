@@ -15,7 +15,8 @@ pub(super) fn irq_assert(c: &mut Ctrl, ctx: &DeviceContext<'_>, cqid: u16) {
         return;
     }
     if ctx.msix_enabled() {
-        ctx.raise(Irq::Msix(u32::from(cq.vector)));
+        // Sent once the controller's lock is let go (see `queues::run`).
+        c.msix_out.push(cq.vector);
     } else {
         // QEMU asserts the vector is below 32 here; it can only be 0
         // without MSI-X unless MSI-X was disabled after the CQ was made.

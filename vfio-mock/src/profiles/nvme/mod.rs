@@ -39,7 +39,13 @@
 //!   ([`DeviceContext::defer`]) and, with [`NvmeConfig::latency`], finishes
 //!   I/O commands on the host's virtual clock ([`DeviceContext::schedule`]),
 //!   so completions come late, out of order across queues, and the
-//!   interrupt before the driver polls.
+//!   interrupt before the driver polls. An SQ tail doorbell that finds the
+//!   controller busy waits, without blocking the driver, for the device's
+//!   thread to take it with any others (see `queues::ring`); work already
+//!   handed to that thread is not handed over twice, and a CQ's finished
+//!   commands are posted together under one interrupt, as QEMU's SQ and CQ
+//!   bottom halves do. MSI-X messages are sent once the controller's lock
+//!   is let go.
 //! - Reset: CC.EN 1 to 0 and a function-level reset delete every queue,
 //!   drop the outstanding asynchronous event requests and queued events,
 //!   turn shadow doorbells off and clear CC (all of it), CSTS and the
@@ -298,6 +304,17 @@ struct Ctrl {
     generation: u64,
     /// Numbers queues so work for a deleted queue is not run on a new one.
     next_serial: u64,
+    /// An empty buffer for taking doorbell writes (kept for its capacity).
+    doorbell_spare: Vec<(u64, u32)>,
+    /// MSI-X vectors to signal once the lock is let go.
+    msix_out: Vec<u16>,
+    /// A buffer for a Read's PRP segments (kept for its capacity).
+    segs_spare: prp::Segments,
+    /// An empty buffer for the commands an SQ walk sends to the drive.
+    drive_spare: Vec<(u64, u16, nvme_spec::Status, u32)>,
+    /// Work handed to the device's thread whose job has not started, with
+    /// the device epoch it was handed over in.
+    handed: Vec<(queues::Work, u64)>,
 }
 
 impl Ctrl {
@@ -320,6 +337,11 @@ impl Ctrl {
             dbbuf: None,
             generation: 0,
             next_serial: 1,
+            doorbell_spare: Vec::new(),
+            msix_out: Vec::new(),
+            drive_spare: Vec::new(),
+            segs_spare: Vec::new(),
+            handed: Vec::new(),
         }
     }
 
@@ -334,6 +356,8 @@ impl Ctrl {
     /// `cq_pending` counters across it.
     fn reset(&mut self) {
         self.generation += 1;
+        // The jobs handed over before are dropped when they run.
+        self.handed.clear();
         self.sqs.iter_mut().for_each(|q| *q = None);
         self.cqs.iter_mut().for_each(|q| *q = None);
         self.aer_reqs.clear();
@@ -353,6 +377,24 @@ impl Ctrl {
 struct Shared {
     fixed: Fixed,
     ctrl: Mutex<Ctrl>,
+    /// Doorbell writes the controller has not taken yet (see
+    /// [`queues::ring`]).
+    doorbells: Mutex<queues::Doorbells>,
+    /// Whether `doorbells` holds writes (changed under its lock, read
+    /// without it).
+    doorbells_waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// The controller, locked, with the doorbell writes waiting for it
+    /// applied first, in the order they were written (the work they start
+    /// goes to the device's thread, as a doorbell's always does).
+    fn lock(self: &Arc<Self>, ctx: &DeviceContext<'_>) -> parking_lot::MutexGuard<'_, Ctrl> {
+        let mut c = self.ctrl.lock();
+        let todo = queues::take_doorbells(self, &mut c, ctx);
+        queues::flush(self, &mut c, ctx, todo);
+        c
+    }
 }
 
 /// The NVMe controller model. Clones share state.
@@ -385,6 +427,8 @@ impl NvmeModel {
                     latency: config.latency,
                 },
                 ctrl: Mutex::new(ctrl),
+                doorbells: Mutex::new(queues::Doorbells::default()),
+                doorbells_waiting: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -397,12 +441,12 @@ impl NvmeModel {
 }
 
 impl DeviceModel for NvmeModel {
-    fn read(&self, _ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64> {
+    fn read(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8) -> Option<u64> {
         if bar != 0 || offset >= u64::from(MSIX_TABLE_OFFSET) {
             return None;
         }
         // The doorbells and everything past the 4 KiB register block read 0.
-        Some(self.shared.ctrl.lock().regs.read(offset, width))
+        Some(self.shared.lock(ctx).regs.read(offset, width))
     }
 
     fn write(&self, ctx: &DeviceContext<'_>, bar: u32, offset: u64, width: u8, value: u64) -> bool {
@@ -419,7 +463,7 @@ impl DeviceModel for NvmeModel {
         if offset < regs::BLOCK {
             regs::write(&self.shared, ctx, offset, width, value);
         } else {
-            queues::doorbell(&self.shared, ctx, offset, value as u32);
+            queues::ring(&self.shared, ctx, offset, value as u32);
         }
         true
     }
@@ -431,6 +475,13 @@ impl DeviceModel for NvmeModel {
     /// The mock itself deasserts INTx and drops the device's pending work.
     fn reset(&self) {
         let mut c = self.shared.ctrl.lock();
+        // Doorbell writes not taken yet die with the queues they were for.
+        let mut d = self.shared.doorbells.lock();
+        d.writes.clear();
+        self.shared
+            .doorbells_waiting
+            .store(false, std::sync::atomic::Ordering::Release);
+        drop(d);
         c.reset();
         c.intx = false;
     }

@@ -6,6 +6,29 @@ use nvme_spec::identify::IdentifyNamespace;
 use std::collections::HashMap;
 use zerocopy::FromZeros;
 
+/// Hashes chunk indexes with one multiplication (they are small integers
+/// chosen by the driver, and the map is hit for every block moved).
+#[derive(Debug, Default, Clone, Copy)]
+struct ChunkHasher(u64);
+
+impl std::hash::Hasher for ChunkHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type ChunkHash = std::hash::BuildHasherDefault<ChunkHasher>;
+
 /// Bytes per storage chunk: untouched chunks take no memory and read as 0.
 const CHUNK: u64 = 4096;
 
@@ -42,7 +65,7 @@ pub(super) struct Namespace {
     /// Whether a deallocate (Dataset Management) discards data: QEMU passes
     /// it to the drive, which ignores it under `-drive`'s default `discard=ignore`.
     pub(super) discard: bool,
-    chunks: HashMap<u64, Box<[u8]>>,
+    chunks: HashMap<u64, Box<[u8]>, ChunkHash>,
 }
 
 impl Namespace {
@@ -66,7 +89,7 @@ impl Namespace {
             block_size: 0,
             blocks: 0,
             discard,
-            chunks: HashMap::new(),
+            chunks: HashMap::default(),
         };
         ns.init_format();
         ns
@@ -128,6 +151,19 @@ impl Namespace {
     }
 
     /// Writes `data` at byte `offset`.
+    /// True if the `len` bytes at `offset` lie in one chunk of storage.
+    pub(super) fn in_one_chunk(offset: u64, len: usize) -> bool {
+        (offset % CHUNK) as usize + len <= CHUNK as usize
+    }
+
+    /// The `len` bytes at `offset`, which lie in one chunk
+    /// ([`in_one_chunk`](Self::in_one_chunk)): `None` if that chunk reads
+    /// as zero (or they do not).
+    pub(super) fn chunk_slice(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let (index, within) = (offset / CHUNK, (offset % CHUNK) as usize);
+        self.chunks.get(&index)?.get(within..within + len)
+    }
+
     pub(super) fn write(&mut self, offset: u64, data: &[u8]) {
         let mut done = 0usize;
         while done < data.len() {

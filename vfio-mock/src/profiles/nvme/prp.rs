@@ -25,7 +25,19 @@ pub(super) fn map(
     prp2: u64,
     len: u64,
 ) -> Result<Segments, Status> {
-    let mut segs = Segments::new();
+    map_into(ctx, page, prp1, prp2, len, Segments::new())
+}
+
+/// [`map`], into `segs` (cleared first; passed in for its capacity).
+pub(super) fn map_into(
+    ctx: &DeviceContext<'_>,
+    page: u64,
+    prp1: u64,
+    prp2: u64,
+    len: u64,
+    mut segs: Segments,
+) -> Result<Segments, Status> {
+    segs.clear();
     if len == 0 {
         return Ok(segs);
     }

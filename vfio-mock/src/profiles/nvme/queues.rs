@@ -7,6 +7,7 @@ use crate::model::DeviceContext;
 use nvme_spec::{Command, Completion, Status};
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// A submission queue.
@@ -102,20 +103,59 @@ pub(super) enum Work {
 }
 
 /// Work to do before the controller is idle again, each item once (as a
-/// QEMU bottom half scheduled twice runs once).
+/// QEMU bottom half scheduled twice runs once). The first few items are
+/// kept inline: a doorbell or a job rarely makes more, and this is made
+/// for every one of them.
 #[derive(Debug, Default)]
-pub(super) struct Todo(VecDeque<Work>);
+pub(super) struct Todo {
+    /// The first items, in order.
+    inline: [Option<Work>; TODO_INLINE],
+    /// Items after those, once the inline ones are all taken.
+    more: VecDeque<Work>,
+}
+
+/// Items a [`Todo`] holds without allocating.
+const TODO_INLINE: usize = 4;
 
 impl Todo {
     pub(super) fn push(&mut self, w: Work) {
-        if !self.0.contains(&w) {
-            self.0.push_back(w);
+        if self.inline.contains(&Some(w)) || self.more.contains(&w) {
+            return;
+        }
+        if self.more.is_empty() {
+            if let Some(free) = self.inline.iter_mut().find(|i| i.is_none()) {
+                *free = Some(w);
+                return;
+            }
+        }
+        self.more.push_back(w);
+    }
+
+    /// Takes the first item.
+    fn pop_front(&mut self) -> Option<Work> {
+        match self.inline.iter().position(Option::is_some) {
+            Some(at) => {
+                let w = self.inline[at].take();
+                // Keep the inline items first-to-last from index 0.
+                self.inline[at..].rotate_left(1);
+                w
+            }
+            None => self.more.pop_front(),
         }
     }
 
+    /// Puts `w` back in front.
+    fn push_front(&mut self, w: Work) {
+        let mut all: VecDeque<Work> = std::iter::once(w).collect();
+        while let Some(x) = self.pop_front() {
+            all.push_back(x);
+        }
+        self.more = all;
+    }
+
     /// Adds `other`'s work after this one's.
-    pub(super) fn extend(&mut self, other: Todo) {
-        for w in other.0 {
+    pub(super) fn extend(&mut self, mut other: Todo) {
+        while let Some(w) = other.pop_front() {
             self.push(w);
         }
     }
@@ -126,14 +166,30 @@ impl Todo {
 /// doorbell beyond its queue, say) never holds the lock for long.
 const BUDGET: usize = 1024;
 
+/// Runs `todo` and whatever it leads to with the lock held, then lets the
+/// lock go and sends the MSI-X messages that work raised.
+pub(super) fn run(
+    shared: &Arc<Shared>,
+    mut c: parking_lot::MutexGuard<'_, Ctrl>,
+    ctx: &DeviceContext<'_>,
+    todo: Todo,
+) {
+    run_locked(shared, &mut c, ctx, todo);
+    let messages = std::mem::take(&mut c.msix_out);
+    drop(c);
+    for vector in messages {
+        ctx.raise(crate::model::Irq::Msix(u32::from(vector)));
+    }
+}
+
 /// Runs `todo` and whatever it leads to, with the lock held.
-pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
+fn run_locked(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
     let mut budget = BUDGET;
-    while let Some(w) = todo.0.pop_front() {
+    while let Some(w) = todo.pop_front() {
         match w {
             Work::Sq(qid) => {
                 if !process_sq(shared, c, ctx, qid, &mut todo, &mut budget) {
-                    todo.0.push_front(w);
+                    todo.push_front(w);
                     flush(shared, c, ctx, todo);
                     return;
                 }
@@ -143,46 +199,143 @@ pub(super) fn run(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, m
     }
 }
 
+/// Doorbell writes waiting for the controller to take them, in the order
+/// they were written.
+#[derive(Debug, Default)]
+pub(super) struct Doorbells {
+    /// The device epoch of the writes: they are dropped with the work the
+    /// device had pending when it changes.
+    epoch: u64,
+    /// `(offset, value)` of each write.
+    pub(super) writes: Vec<(u64, u32)>,
+}
+
 /// Runs `work` on the device's thread, unless the controller is reset first.
-pub(super) fn defer(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, work: Work) {
+/// Doorbell writes waiting by then are taken too. Work already handed over
+/// and not started yet is not handed over again: that job does it, with
+/// whatever arrived meanwhile (as QEMU's bottom half, scheduled twice
+/// before it runs, runs once).
+pub(super) fn defer(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, work: Work) {
+    let epoch = ctx.epoch();
+    // Jobs of an older epoch were dropped unrun.
+    c.handed.retain(|&(_, e)| e == epoch);
+    if c.handed.contains(&(work, epoch)) {
+        return;
+    }
+    c.handed.push((work, epoch));
     let generation = c.generation;
     let shared = shared.clone();
     ctx.defer(move |ctx| {
         let mut c = shared.ctrl.lock();
+        let mut todo = Todo::default();
         if c.generation == generation {
-            let mut todo = Todo::default();
+            if let Some(at) = c.handed.iter().position(|&h| h == (work, epoch)) {
+                c.handed.swap_remove(at);
+            }
             todo.push(work);
-            run(&shared, &mut c, ctx, todo);
         }
+        todo.extend(take_doorbells(&shared, &mut c, ctx));
+        run(&shared, c, ctx, todo);
     });
 }
 
-/// A doorbell write at `offset` (0x1000 and up). QEMU ignores misaligned
-/// doorbell writes, and a write to a queue that does not exist or of a
-/// value beyond the queue's size; for those two it posts an error event if
-/// an Asynchronous Event Request is outstanding.
-pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, value: u32) {
+/// A doorbell write at `offset` (0x1000 and up).
+///
+/// A CQ head doorbell, and an SQ tail doorbell while the controller is
+/// idle, take effect before the write returns, as QEMU's MMIO handler runs
+/// them (a head doorbell can deassert INTx). An SQ tail doorbell that finds
+/// the controller busy returns at once without waiting for it: the write
+/// waits with any others the controller has not taken yet, the first of
+/// them hands the device's thread a job that takes them all, and every
+/// other register access takes them first, so a driver sees its own writes
+/// in order. A busy controller so takes a burst of tail writes in one go,
+/// as QEMU's SQ bottom half, scheduled again before it ran, runs once.
+pub(super) fn ring(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u64, value: u32) {
+    // QEMU ignores misaligned doorbell writes.
     if offset % 4 != 0 {
         return;
     }
+    let cq_head = ((offset - reg::DOORBELL_BASE) / 4) % 2 == 1;
+    let locked = if cq_head {
+        Some(shared.ctrl.lock())
+    } else {
+        shared.ctrl.try_lock()
+    };
+    if let Some(mut c) = locked {
+        let mut todo = take_doorbells(shared, &mut c, ctx);
+        doorbell(&mut c, ctx, offset, value, &mut todo);
+        flush(shared, &mut c, ctx, todo);
+        return;
+    }
+    let epoch = ctx.epoch();
+    let first = {
+        let mut d = shared.doorbells.lock();
+        if d.epoch != epoch {
+            // Left from before a reset, whose job was dropped.
+            d.writes.clear();
+            d.epoch = epoch;
+        }
+        d.writes.push((offset, value));
+        shared.doorbells_waiting.store(true, Ordering::Release);
+        d.writes.len() == 1
+    };
+    if first {
+        let shared = shared.clone();
+        ctx.defer(move |ctx| {
+            let mut c = shared.ctrl.lock();
+            let todo = take_doorbells(&shared, &mut c, ctx);
+            run(&shared, c, ctx, todo);
+        });
+    }
+}
+
+/// Applies the doorbell writes waiting for the controller, in order: the
+/// work they start.
+pub(super) fn take_doorbells(shared: &Shared, c: &mut Ctrl, ctx: &DeviceContext<'_>) -> Todo {
+    // Set (under the lock) with each write, before its writer hands over
+    // the job that takes it or makes another register access.
+    if !shared.doorbells_waiting.load(Ordering::Acquire) {
+        return Todo::default();
+    }
+    let mut writes = std::mem::take(&mut c.doorbell_spare);
+    {
+        let mut d = shared.doorbells.lock();
+        if d.epoch == ctx.epoch() {
+            std::mem::swap(&mut writes, &mut d.writes);
+        } else {
+            d.writes.clear();
+        }
+        shared.doorbells_waiting.store(false, Ordering::Release);
+    }
+    let mut todo = Todo::default();
+    for &(offset, value) in &writes {
+        doorbell(c, ctx, offset, value, &mut todo);
+    }
+    writes.clear();
+    c.doorbell_spare = writes;
+    todo
+}
+
+/// The controller takes a doorbell write at `offset` (0x1000 and up,
+/// 4-byte aligned). QEMU ignores a write to a queue that does not exist or
+/// of a value beyond the queue's size, posting an error event for it if an
+/// Asynchronous Event Request is outstanding.
+fn doorbell(c: &mut Ctrl, ctx: &DeviceContext<'_>, offset: u64, value: u32, todo: &mut Todo) {
     let index = (offset - reg::DOORBELL_BASE) / 4;
     let qid = index / 2;
     let value = value as u16;
-    let mut c = shared.ctrl.lock();
-    let c = &mut *c;
-    let mut todo = Todo::default();
     if index % 2 == 1 {
         let Some(cq) = usize::try_from(qid)
             .ok()
             .and_then(|q| c.cqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, todo);
+            return;
         };
         if value >= cq.size {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, todo);
+            return;
         }
         if cq.full() {
             todo.push(Work::Cq(qid as u16));
@@ -205,12 +358,12 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
             .and_then(|q| c.sqs.get_mut(q))
             .and_then(Option::as_mut)
         else {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_REGISTER, todo);
+            return;
         };
         if value >= sq.size {
-            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, &mut todo);
-            return flush(shared, c, ctx, todo);
+            bad_doorbell(c, events::AER_INFO_INVALID_DB_VALUE, todo);
+            return;
         }
         sq.tail = value.into();
         // QEMU mirrors admin doorbell writes into the shadow buffer, for
@@ -222,12 +375,11 @@ pub(super) fn doorbell(shared: &Arc<Shared>, ctx: &DeviceContext<'_>, offset: u6
         }
         todo.push(Work::Sq(qid as u16));
     }
-    flush(shared, c, ctx, todo);
 }
 
 /// Hands `todo` to the device's thread.
-fn flush(shared: &Arc<Shared>, c: &Ctrl, ctx: &DeviceContext<'_>, todo: Todo) {
-    for w in todo.0 {
+pub(super) fn flush(shared: &Arc<Shared>, c: &mut Ctrl, ctx: &DeviceContext<'_>, mut todo: Todo) {
+    while let Some(w) = todo.pop_front() {
         defer(shared, c, ctx, w);
     }
 }
@@ -250,12 +402,15 @@ fn process_sq(
     todo: &mut Todo,
     budget: &mut usize,
 ) -> bool {
-    let mut drive = Vec::new();
+    // The buffer is kept for its capacity (a walk that finds it taken,
+    // which none does, starts an empty one).
+    let mut drive = std::mem::take(&mut c.drive_spare);
     let done = fetch(shared, c, ctx, qid, todo, budget, &mut drive);
     // What went to the drive comes back after the walk, last first.
-    for (serial, cid, status, result) in drive.into_iter().rev() {
+    for (serial, cid, status, result) in drive.drain(..).rev() {
         complete(c, qid, serial, cid, status, result, todo);
     }
+    c.drive_spare = drive;
     done
 }
 
@@ -323,13 +478,13 @@ fn fetch(
             let generation = c.generation;
             let shared2 = shared.clone();
             ctx.schedule(shared.fixed.latency, move |ctx| {
-                let mut c = shared2.ctrl.lock();
+                let mut c = shared2.lock(ctx);
                 if c.generation != generation {
                     return;
                 }
                 let mut todo = Todo::default();
                 finish_inflight(&mut c, ctx, qid, serial, Some(id), &mut todo);
-                run(&shared2, &mut c, ctx, todo);
+                run(&shared2, c, ctx, todo);
             });
         }
     }
@@ -487,4 +642,44 @@ pub(super) fn sq_exists(c: &Ctrl, qid: u32) -> bool {
 /// True if `qid` names an existing CQ (`nvme_check_cqid`).
 pub(super) fn cq_exists(c: &Ctrl, qid: u32) -> bool {
     qid <= IO_QUEUE_PAIRS && c.cqs.get(qid as usize).is_some_and(Option::is_some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TODO_INLINE, Todo, Work};
+
+    fn drain(mut t: Todo) -> Vec<Work> {
+        std::iter::from_fn(|| t.pop_front()).collect()
+    }
+
+    #[test]
+    fn a_todo_keeps_first_in_first_out_order_past_its_inline_items() {
+        let mut t = Todo::default();
+        let n = TODO_INLINE as u16 * 3;
+        for q in 0..n {
+            t.push(Work::Sq(q));
+            t.push(Work::Sq(q));
+        }
+        assert_eq!(t.pop_front(), Some(Work::Sq(0)));
+        t.push(Work::Cq(0));
+        t.push(Work::Sq(1));
+        t.push_front(Work::Sq(0));
+        let mut want: Vec<Work> = (0..n).map(Work::Sq).collect();
+        want.push(Work::Cq(0));
+        assert_eq!(drain(t), want);
+    }
+
+    #[test]
+    fn a_todo_pushed_after_some_are_taken_keeps_its_order() {
+        let mut t = Todo::default();
+        t.push(Work::Sq(1));
+        t.push(Work::Sq(2));
+        assert_eq!(t.pop_front(), Some(Work::Sq(1)));
+        t.push(Work::Cq(1));
+        let mut other = Todo::default();
+        other.push(Work::Cq(1));
+        other.push(Work::Sq(3));
+        t.extend(other);
+        assert_eq!(drain(t), [Work::Sq(2), Work::Cq(1), Work::Sq(3)]);
+    }
 }

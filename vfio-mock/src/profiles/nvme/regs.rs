@@ -3,6 +3,7 @@
 
 use super::{CAP, Ctrl, Shared, VS, irq, queues, reg};
 use crate::model::DeviceContext;
+use std::sync::Arc;
 
 /// Size of the register block; the doorbells follow it.
 pub(super) const BLOCK: u64 = 0x1000;
@@ -61,8 +62,14 @@ impl Regs {
 
 /// A write to the register block (`nvme_write_bar`). Misaligned and narrow
 /// writes are taken as QEMU takes them: by the offset they start at.
-pub(super) fn write(shared: &Shared, ctx: &DeviceContext<'_>, offset: u64, width: u8, value: u64) {
-    let mut c = shared.ctrl.lock();
+pub(super) fn write(
+    shared: &Arc<Shared>,
+    ctx: &DeviceContext<'_>,
+    offset: u64,
+    width: u8,
+    value: u64,
+) {
+    let mut c = shared.lock(ctx);
     let data = value as u32;
     match offset {
         reg::INTMS | reg::INTMC => {
