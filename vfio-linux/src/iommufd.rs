@@ -106,7 +106,7 @@ fn destroy(iommufd: &File, id: u32) -> Result<()> {
 /// mapped in the process until the range is unmapped, whatever happens to
 /// the [`LinuxDmaMemory`] handle: memory dropped while mapped stays
 /// reachable by the IOAS's devices, and unreachable by the process, until
-/// [`unmap_dma`](DmaSpace::unmap_dma), [`unmap_all`](Ioas::unmap_all) or
+/// [`unmap_dma`](DmaSpace::unmap_dma), [`unmap_all`](DmaSpace::unmap_all) or
 /// the IOAS's destruction. If the destruction is refused, the buffers are
 /// never unmapped from the process (a leak, rather than a device reaching
 /// memory that was handed out again).
@@ -303,7 +303,7 @@ impl DmaSpace<LinuxBackend> for LinuxIoas {
     /// cuts one (mappings wholly inside the range before the one cut are
     /// unmapped nonetheless, from the source); EINVAL for a size of 0;
     /// EOVERFLOW for a range that wraps (from the source, not checked). IOVA 0 with size `u64::MAX` is
-    /// [`unmap_all`](Ioas::unmap_all).
+    /// [`unmap_all`](DmaSpace::unmap_all).
     fn unmap_dma(&self, iova: u64, size: u64) -> Result<u64> {
         let mut kept = self.kept.lock();
         let unmapped = sys::ioas_unmap(self.iommufd.as_fd(), self.id, iova, size).map_err(|e| {
