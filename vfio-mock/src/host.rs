@@ -76,6 +76,14 @@ impl KernelVersion {
         self >= Self::V6_12
     }
 
+    /// Whether each PCI device has an MSI irq domain of its own, named
+    /// after it (`PCI-MSI-<device>`, `PCI-MSIX-<device>` in
+    /// `/proc/interrupts`, the hwirq being the vector): x86's per-device
+    /// MSI domains, in the 6.12 guest. 6.1 has one `PCI-MSI` domain.
+    pub(crate) fn per_device_msi_domains(self) -> bool {
+        self >= Self::V6_12
+    }
+
     /// Whether `VFIO_GROUP_GET_DEVICE_FD` still finds a device whose removal
     /// has begun: on 6.1 it stays on the group's device list until released;
     /// 6.12's `vfio_unregister_group_dev` takes it off first
@@ -402,15 +410,20 @@ impl MockHostBuilder {
 
     /// Checks the description and creates the host and its file trees.
     pub fn build(self) -> std::result::Result<MockHost, BuildError> {
-        let procfs = Arc::new(ProcInterrupts::new(self.cpus));
+        // A host whose devices are all no-IOMMU devices has no IOMMU, and
+        // no VT-d unit to take an irq or remap interrupts.
+        let has_iommu = self.entries.is_empty() || self.entries.iter().any(|e| !e.noiommu);
+        let irq_kernel = crate::irq::IrqKernel {
+            dynamic_msix: self.kernel.dynamic_msix(),
+            per_device_msi_domain: self.kernel.per_device_msi_domains(),
+            remapped: has_iommu,
+        };
+        let procfs = Arc::new(ProcInterrupts::new(self.cpus, has_iommu));
         let faults = Arc::new(Faults::default());
         let fault_log = Arc::new(FaultLog::default());
         let clock = self.clock.unwrap_or_default();
         let scheduler = Arc::new(Scheduler::new(clock.clone()));
         let noiommu_mode = self.noiommu == NoIommuMode::Enabled;
-        // A host whose devices are all no-IOMMU devices has no IOMMU, and
-        // no VT-d unit to take an irq.
-        let has_iommu = self.entries.is_empty() || self.entries.iter().any(|e| !e.noiommu);
 
         type Slots = (bool, ContainerSlot, DomainSlot, Vec<Arc<PciDevice>>);
         let mut groups: BTreeMap<u32, Slots> = BTreeMap::new();
@@ -468,10 +481,11 @@ impl MockHostBuilder {
                 scheduler.clone(),
             );
             device.iommu_last_iova = self.geometry.last_iova();
+            device.irq_kernel = irq_kernel;
             if has_pin {
                 procfs.add_fixed(
                     device.intx_irq,
-                    "IR-IO-APIC",
+                    procfs.io_apic_chip(),
                     format!("{}-fasteoi", device.intx_irq),
                 );
             }

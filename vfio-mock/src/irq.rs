@@ -1,10 +1,17 @@
-//! `VFIO_DEVICE_SET_IRQS` and interrupt delivery, as Linux 6.1's vfio-pci
-//! (`vfio_pci_intrs.c`) does them.
+//! `VFIO_DEVICE_SET_IRQS` and interrupt delivery, as Linux 6.1's and 6.12's
+//! vfio-pci (`vfio_pci_intrs.c`) do them.
 //!
 //! One interrupt mode is active at a time (none, INTx, MSI or MSI-X). MSI and
 //! MSI-X vectors get a Linux irq each when the index is enabled; binding an
 //! eventfd to a vector is `request_irq`, which names the action in
 //! `/proc/interrupts`. ERR and REQ are single eventfds with no irq.
+//!
+//! Where the releases differ ([`IrqKernel`]): 6.1 bounds every MSI and
+//! MSI-X call by the vectors enabled (`vdev->num_ctx`); 6.12 keeps its
+//! contexts in an xarray with no such bound and, with `has_dyn_msix`,
+//! allocates an MSI-X vector past them when one is bound there. 6.1 puts
+//! every device's vectors in the x86 `PCI-MSI` domain; 6.12 gives each
+//! device a domain of its own, named after it.
 
 use crate::model::{Delivery, Irq};
 use crate::pci_device::PciDevice;
@@ -12,6 +19,7 @@ use crate::procfs::{Edit, ProcInterrupts};
 use crate::trigger::Trigger;
 use crate::virqfd::Virqfd;
 use nix::errno::Errno;
+use std::collections::BTreeMap;
 use std::sync::Weak;
 use vfio_core::{IrqAction, IrqData, IrqIndex, PciAddress};
 
@@ -31,7 +39,59 @@ pub(crate) struct IrqEnv<'a> {
     pub procfs: &'a ProcInterrupts,
     /// The device itself, for handlers that run later (the INTx unmask eventfd).
     pub device: Weak<PciDevice>,
+    /// What the host's kernel does with MSI and MSI-X vectors.
+    pub kernel: IrqKernel,
 }
+
+/// What the host's kernel does with MSI and MSI-X vectors, where Linux 6.1
+/// and 6.12 differ. The default is 6.1 on a host with an IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IrqKernel {
+    /// 6.12's `vfio_msi_set_block` with `vdev->has_dyn_msix` (true on the
+    /// x86 guest): no bound on the vectors enabled, and binding an MSI-X
+    /// vector past them allocates it (`vfio_msi_alloc_irq`); unbinding or
+    /// triggering a vector with no context does nothing. Without it, as
+    /// on 6.1, any call past the enabled vectors is EINVAL.
+    pub dynamic_msix: bool,
+    /// Each device has its own MSI domain (6.12): a vector's chip is
+    /// `PCI-MSI-<device>` or `PCI-MSIX-<device>` and its hwirq the vector.
+    /// Otherwise (6.1) every vector is in the one `PCI-MSI` domain, its
+    /// hwirq made from the requester id.
+    pub per_device_msi_domain: bool,
+    /// Interrupts are remapped (VT-d): the chips' names start with `IR-`.
+    pub remapped: bool,
+}
+
+impl Default for IrqKernel {
+    fn default() -> Self {
+        Self {
+            dynamic_msix: false,
+            per_device_msi_domain: false,
+            remapped: true,
+        }
+    }
+}
+
+impl IrqKernel {
+    /// The chip and `<hwirq>-<handler>` columns of vector `vector` of the
+    /// MSI (or, with `msix`, MSI-X) index of `address`.
+    fn msi_columns(self, address: &PciAddress, msix: bool, vector: u32) -> (String, String) {
+        let ir = if self.remapped { "IR-" } else { "" };
+        if self.per_device_msi_domain {
+            let kind = if msix { "MSIX" } else { "MSI" };
+            (
+                format!("{ir}PCI-{kind}-{address}"),
+                format!("{vector}-edge"),
+            )
+        } else {
+            (format!("{ir}PCI-MSI"), msi_hwirq(address, vector))
+        }
+    }
+}
+
+/// The vectors of an enabled MSI or MSI-X index that have a Linux irq, by
+/// vector number.
+type Vectors = BTreeMap<u32, Vector>;
 
 /// One MSI or MSI-X vector: its Linux irq and the eventfd bound to it.
 #[derive(Debug)]
@@ -56,8 +116,8 @@ enum Mode {
     #[default]
     None,
     Intx(Intx),
-    Msi(Vec<Vector>),
-    Msix(Vec<Vector>),
+    Msi(Vectors),
+    Msix(Vectors),
 }
 
 /// A device's interrupt state.
@@ -365,10 +425,7 @@ impl IrqState {
                 return Err(Errno::ERANGE);
             }
             let vectors = (0..nvec)
-                .map(|v| Vector {
-                    irq: p.alloc("IR-PCI-MSI", msi_hwirq(env.address, v)),
-                    trigger: None,
-                })
+                .map(|v| (v, alloc_vector(env, p, msix, v)))
                 .collect();
             self.mode = if msix {
                 Mode::Msix(vectors)
@@ -385,19 +442,16 @@ impl IrqState {
             Mode::Msi(v) | Mode::Msix(v) if enabled == this => v,
             _ => return Err(Errno::EINVAL),
         };
-        if start as usize + count as usize > vectors.len() {
+        // 6.1: the range must lie within the vectors enabled (all of which
+        // have an irq there, so they are the map's length).
+        if !env.kernel.dynamic_msix && start as usize + count as usize > vectors.len() {
             return Err(Errno::EINVAL);
         }
         // Loopback: eventfd_signal on the bound vectors, no hardware
         // interrupt (so no count in /proc/interrupts), nothing unbound.
-        for (i, v) in vectors
-            .iter()
-            .enumerate()
-            .skip(start as usize)
-            .take(count as usize)
-        {
+        for (&i, v) in vectors.range(start..start.saturating_add(count)) {
             let fire = match data {
-                IrqData::Bool(b) => b.get(i - start as usize) == Some(&true),
+                IrqData::Bool(b) => b.get((i - start) as usize) == Some(&true),
                 _ => true,
             };
             if let (true, Some(t)) = (fire, &v.trigger) {
@@ -421,28 +475,28 @@ impl IrqState {
         let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &mut self.mode else {
             return Err(Errno::EINVAL);
         };
-        let start = start as usize;
-        if start >= vectors.len() || start + fds.len() > vectors.len() {
+        // 6.1 bounds the block by the vectors enabled; 6.12 does not (the
+        // index's vector count was checked before).
+        if !env.kernel.dynamic_msix
+            && (start as usize >= vectors.len() || start as usize + fds.len() > vectors.len())
+        {
             return Err(Errno::EINVAL);
         }
         let name = if msix { "vfio-msix" } else { "vfio-msi" };
         let mut failed = None;
-        for (i, fd) in fds.iter().enumerate() {
-            let Some(v) = vectors.get_mut(start + i) else {
-                break;
-            };
-            if let Err(e) = set_vector_signal(p, v, *fd, || {
-                format!("{name}[{}]({})", start + i, env.address)
+        for (vector, fd) in (start..).zip(fds.iter()) {
+            if let Err(e) = set_vector_signal(env, p, vectors, msix, vector, *fd, || {
+                format!("{name}[{vector}]({})", env.address)
             }) {
-                failed = Some((i, e));
+                failed = Some((vector, e));
                 break;
             }
         }
         let Some((at, e)) = failed else {
             return Ok(());
         };
-        for v in vectors.iter_mut().skip(start).take(at + 1) {
-            let _ = set_vector_signal(p, v, None, String::new);
+        for vector in start..=at {
+            let _ = set_vector_signal(env, p, vectors, msix, vector, None, String::new);
         }
         Err(e)
     }
@@ -454,7 +508,7 @@ impl IrqState {
             Mode::None => {}
             Mode::Intx(_) => p.release(intx_irq),
             Mode::Msi(vectors) | Mode::Msix(vectors) => {
-                for v in vectors {
+                for v in vectors.into_values() {
                     p.free(v.irq);
                 }
             }
@@ -512,7 +566,7 @@ impl IrqState {
                 let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &self.mode else {
                     return Delivery::NotBound;
                 };
-                match vectors.get(v as usize) {
+                match vectors.get(&v) {
                     Some(Vector {
                         irq,
                         trigger: Some(t),
@@ -533,19 +587,47 @@ impl IrqState {
     }
 }
 
+/// A fresh Linux irq for vector `vector`, with the chip and hwirq the
+/// kernel's MSI domain gives it.
+fn alloc_vector(env: &IrqEnv<'_>, p: &mut Edit<'_>, msix: bool, vector: u32) -> Vector {
+    let (chip, hwirq) = env.kernel.msi_columns(env.address, msix, vector);
+    Vector {
+        irq: p.alloc(&chip, hwirq),
+        trigger: None,
+    }
+}
+
 /// `vfio_msi_set_vector_signal`: frees the vector's irq action and trigger,
-/// then for a real fd takes a reference to it and requests the irq.
+/// then for a real fd takes a reference to it and requests the irq. A
+/// vector with no irq is allocated one on demand for MSI-X with
+/// [`IrqKernel::dynamic_msix`] (`pci_msix_alloc_irq_at`; it stays
+/// allocated until the index is disabled) and is EINVAL otherwise
+/// (`pci_irq_vector`), unless the fd is -1, which then does nothing.
 fn set_vector_signal(
+    env: &IrqEnv<'_>,
     p: &mut Edit<'_>,
-    v: &mut Vector,
+    vectors: &mut Vectors,
+    msix: bool,
+    vector: u32,
     fd: Option<std::os::fd::BorrowedFd<'_>>,
     name: impl FnOnce() -> String,
 ) -> Result<(), Errno> {
-    if v.trigger.take().is_some() {
-        p.release(v.irq);
+    if let Some(v) = vectors.get_mut(&vector) {
+        if v.trigger.take().is_some() {
+            p.release(v.irq);
+        }
     }
     let Some(fd) = fd else {
         return Ok(());
+    };
+    let v = match vectors.entry(vector) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            if !(msix && env.kernel.dynamic_msix) {
+                return Err(Errno::EINVAL);
+            }
+            e.insert(alloc_vector(env, p, msix, vector))
+        }
     };
     let trigger = Trigger::from_fd(fd)?;
     // request_irq: fails with ENOSPC when the CPUs have no vector left.
@@ -607,4 +689,41 @@ fn msi_hwirq(address: &PciAddress, vector: u32) -> String {
     let hwirq =
         u64::from(vector) | (rid << 11) | ((u64::from(address.domain()) & 0xffff_ffff) << 27);
     format!("{hwirq}-edge")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msi_columns_follow_the_kernels_msi_domains() {
+        let nvme: PciAddress = "0000:00:03.0".parse().unwrap();
+        let edu: PciAddress = "0000:00:02.0".parse().unwrap();
+        let v6_1 = IrqKernel::default();
+        assert_eq!(
+            v6_1.msi_columns(&nvme, true, 2),
+            ("IR-PCI-MSI".into(), "49154-edge".into())
+        );
+        assert_eq!(
+            v6_1.msi_columns(&edu, false, 0),
+            ("IR-PCI-MSI".into(), "32768-edge".into())
+        );
+        let v6_12 = IrqKernel {
+            dynamic_msix: true,
+            per_device_msi_domain: true,
+            remapped: true,
+        };
+        assert_eq!(
+            v6_12.msi_columns(&nvme, true, 2),
+            ("IR-PCI-MSIX-0000:00:03.0".into(), "2-edge".into())
+        );
+        let noiommu = IrqKernel {
+            remapped: false,
+            ..v6_12
+        };
+        assert_eq!(
+            noiommu.msi_columns(&edu, false, 0),
+            ("PCI-MSI-0000:00:02.0".into(), "0-edge".into())
+        );
+    }
 }

@@ -94,6 +94,8 @@ pub(crate) struct PciDevice {
     /// The host IOMMU's last IOVA: a DMA past it faults as beyond the
     /// address width.
     pub iommu_last_iova: u64,
+    /// What the host's kernel does with MSI and MSI-X vectors.
+    pub irq_kernel: crate::irq::IrqKernel,
     /// The host's timers and deferred-work count.
     pub scheduler: Arc<Scheduler>,
     /// The thread deferred work runs on.
@@ -151,6 +153,7 @@ impl PciDevice {
             faults,
             fault_log,
             iommu_last_iova: crate::iommu::IommuGeometry::default().last_iova(),
+            irq_kernel: crate::irq::IrqKernel::default(),
             scheduler,
             worker: Worker::default(),
             epoch: AtomicU64::new(0),
@@ -665,6 +668,7 @@ impl PciDevice {
             intx_irq: self.intx_irq,
             procfs: &self.procfs,
             device: self.me.get().cloned().unwrap_or_default(),
+            kernel: self.irq_kernel,
         }
     }
 

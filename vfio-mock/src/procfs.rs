@@ -48,6 +48,8 @@ struct IrqDesc {
 #[derive(Debug)]
 struct State {
     cpus: usize,
+    /// Interrupts are remapped (an IOMMU): chip names start with `IR-`.
+    remapped: bool,
     /// Vectors left for requested irqs (`request_irq` fails with ENOSPC at 0).
     vectors_free: usize,
     descs: BTreeMap<u32, IrqDesc>,
@@ -156,8 +158,9 @@ impl Edit<'_> {
 }
 
 impl ProcInterrupts {
-    /// An irq table for `cpus` CPUs, in memory until [`attach`](Self::attach)ed.
-    pub(crate) fn new(cpus: usize) -> Self {
+    /// An irq table for `cpus` CPUs, in memory until [`attach`](Self::attach)ed,
+    /// on a host whose interrupts are `remapped` (by VT-d) or not.
+    pub(crate) fn new(cpus: usize, remapped: bool) -> Self {
         let cpus = cpus.max(1);
         let mut timer = vec![0; cpus];
         if let Some(t) = timer.first_mut() {
@@ -167,6 +170,7 @@ impl ProcInterrupts {
             path: std::sync::OnceLock::new(),
             state: Mutex::new(State {
                 cpus,
+                remapped,
                 vectors_free: (VECTORS_PER_CPU * cpus).saturating_sub(HOST_IRQS),
                 descs: BTreeMap::new(),
                 lowest_free: FIRST_DYNAMIC_IRQ,
@@ -195,6 +199,15 @@ impl ProcInterrupts {
             counts: vec![0; cpus],
             fixed: true,
         });
+    }
+
+    /// The IO-APIC's chip name: `IR-IO-APIC` when interrupts are remapped.
+    pub(crate) fn io_apic_chip(&self) -> &'static str {
+        if self.state.lock().remapped {
+            "IR-IO-APIC"
+        } else {
+            "IO-APIC"
+        }
     }
 
     /// Adds a fixed (IO-APIC) descriptor, e.g. a device's INTx line.
@@ -303,7 +316,11 @@ impl ProcInterrupts {
         text.push_str(&format_line(
             0,
             &state.timer,
-            "IR-IO-APIC",
+            if state.remapped {
+                "IR-IO-APIC"
+            } else {
+                "IO-APIC"
+            },
             "2-edge",
             "timer",
         ));
@@ -356,7 +373,7 @@ mod tests {
     #[test]
     fn lines_appear_with_an_action_stay_with_counts_and_vanish_when_freed() {
         let dir = tempfile::tempdir().unwrap();
-        let p = ProcInterrupts::new(2);
+        let p = ProcInterrupts::new(2, true);
         p.attach(dir.path().join("interrupts")).unwrap();
         let read = || {
             read_all(
@@ -412,7 +429,7 @@ mod tests {
     fn fires_update_counts_in_place_and_new_lines_fall_back_to_a_rewrite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("interrupts");
-        let p = ProcInterrupts::new(2);
+        let p = ProcInterrupts::new(2, true);
         p.attach(path.clone()).unwrap();
         let (a, _) = p.edit(|e| {
             let a = e.alloc("IR-PCI-MSI", "49152-edge".into());
@@ -447,7 +464,7 @@ mod tests {
     fn dmar0_holds_irq_24_as_in_the_guest() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("interrupts");
-        let p = ProcInterrupts::new(2);
+        let p = ProcInterrupts::new(2, true);
         p.add_dmar();
         p.attach(path.clone()).unwrap();
         let ((a, b), _) = p.edit(|e| {

@@ -682,12 +682,12 @@ pub fn intx_unmask_eventfd_unmasks_like_the_ioctl<B: VfioBackend>(env: &Env<B>) 
 /// (`IRQ_MOVE_CLEANUP_VECTOR`), but its system vectors start one lower
 /// (`FIRST_SYSTEM_VECTOR` is `POSTED_MSI_NOTIFICATION_VECTOR`, 0xeb); both
 /// kernels have 32-bit syscall emulation, whose vector 0x80 is a system one.
-const GUEST_VECTOR_BUDGET: u32 = 395;
+pub(crate) const GUEST_VECTOR_BUDGET: u32 = 395;
 
 /// The budget in the guest without an IOMMU, one more: there is no
 /// `dmar0` fault irq holding a vector (396, measured on the 6.12 guest
 /// booted without intel-iommu).
-const NOIOMMU_GUEST_VECTOR_BUDGET: u32 = GUEST_VECTOR_BUDGET + 1;
+pub(crate) const NOIOMMU_GUEST_VECTOR_BUDGET: u32 = GUEST_VECTOR_BUDGET + 1;
 
 /// The host's CPUs have a limited number of interrupt vectors: a device with
 /// 2048 MSI-X vectors enables them all (allocation is lazy), but binding

@@ -13,6 +13,7 @@ pub mod driver;
 pub mod group;
 pub mod iommufd;
 pub mod irq;
+pub mod msix_kernel;
 pub mod noiommu;
 pub mod nvme;
 pub mod reset;
@@ -177,6 +178,8 @@ macro_rules! for_each_case {
             uapi::unmap_all_returns_the_total_and_gives_back_dma_entries,
             uapi::iova_ranges_follow_the_iommu_address_width,
             uapi::a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus,
+            msix_kernel::raw_binds_past_the_enabled_msix_vectors_grow_the_index_on_6_12_only,
+            msix_kernel::vfio_vector_lines_name_the_kernels_msi_domain,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
