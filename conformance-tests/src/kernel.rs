@@ -10,14 +10,8 @@ use std::os::unix::fs::FileExt;
 use vfio_core::{Device, Errno, ErrorKind, region};
 use vfio_linux::LinuxBackend;
 
-/// A case only the kernel runs, and why.
-#[derive(Debug)]
-pub struct KernelOnly {
-    /// The case.
-    pub case: Case<LinuxBackend>,
-    /// Why the mock cannot run it.
-    pub why: &'static str,
-}
+/// A case only the kernel runs.
+pub type KernelOnly = crate::OnlyCase<LinuxBackend>;
 
 const RAW: &str = "a raw pread/pwrite on the device file; the mock's device has no file to read";
 
@@ -85,20 +79,14 @@ pub fn region_io_the_library_refuses_gets_the_kernels_errno(env: &Env<LinuxBacke
     Ok(())
 }
 
-/// Every case the Linux backend runs: the shared suite, then the kernel-only
-/// cases.
-pub fn suite() -> Vec<Case<LinuxBackend>> {
-    let mut cases = crate::cases::all::<LinuxBackend>();
-    cases.extend(only_cases().into_iter().map(|c| c.case));
-    cases
+/// Every case this backend runs: the shared suite, then the kernel-only cases.
+pub fn suite() -> Vec<crate::Case<LinuxBackend>> {
+    crate::suite_with(only_cases())
 }
 
-/// Each kernel-only case's name and why only the kernel runs it.
+/// Each of the kernel-only cases' name and why only this backend runs it.
 pub fn only_reasons() -> Vec<(String, String)> {
-    only_cases()
-        .into_iter()
-        .map(|c| (c.case.name, c.why.to_owned()))
-        .collect()
+    crate::only_reasons_of(only_cases())
 }
 
 /// The running kernel's release (`uname -r`), from procfs.

@@ -71,6 +71,37 @@ pub struct Case<B: vfio_core::VfioBackend> {
     pub run: CaseFn<B>,
 }
 
+/// A case only one backend can run, with the reason the other cannot.
+pub struct OnlyCase<B: vfio_core::VfioBackend> {
+    /// The case.
+    pub case: Case<B>,
+    /// Why the other backend cannot run it.
+    pub why: &'static str,
+}
+
+impl<B: vfio_core::VfioBackend> std::fmt::Debug for OnlyCase<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnlyCase")
+            .field("case", &self.case.name)
+            .field("why", &self.why)
+            .finish()
+    }
+}
+
+/// The shared suite, then the cases only this backend runs.
+pub fn suite_with<B: SuiteBackend>(only: Vec<OnlyCase<B>>) -> Vec<Case<B>> {
+    let mut cases = crate::cases::all::<B>();
+    cases.extend(only.into_iter().map(|c| c.case));
+    cases
+}
+
+/// Each one-backend case's name and why only that backend runs it.
+pub fn only_reasons_of<B: vfio_core::VfioBackend>(only: Vec<OnlyCase<B>>) -> Vec<(String, String)> {
+    only.into_iter()
+        .map(|c| (c.case.name, c.why.to_owned()))
+        .collect()
+}
+
 impl<B: vfio_core::VfioBackend> Case<B> {
     /// A case from a name and a body.
     pub fn new(

@@ -97,14 +97,8 @@ impl crate::HostControl for MockHostControl {
     }
 }
 
-/// A case only the mock runs, and why.
-#[derive(Debug)]
-pub struct MockOnly {
-    /// The case.
-    pub case: crate::Case<MockBackend>,
-    /// Why no kernel runs it.
-    pub why: &'static str,
-}
+/// A case only the mock runs.
+pub type MockOnly = crate::OnlyCase<MockBackend>;
 
 const NO_SPARSE_ON_X86: &str = "no x86 vfio-pci device reports a sparse-mmap capability \
      (vfio-pci there reports the MSI-X table mappable), so only a simulated one can";
@@ -120,19 +114,14 @@ pub fn only_cases() -> Vec<MockOnly> {
     }]
 }
 
-/// Every case the mock runs: the shared suite, then the mock-only cases.
+/// Every case this backend runs: the shared suite, then the mock-only cases.
 pub fn suite() -> Vec<crate::Case<MockBackend>> {
-    let mut cases = crate::cases::all::<MockBackend>();
-    cases.extend(only_cases().into_iter().map(|c| c.case));
-    cases
+    crate::suite_with(only_cases())
 }
 
-/// Each mock-only case's name and why only the mock runs it.
+/// Each of the mock-only cases' name and why only this backend runs it.
 pub fn only_reasons() -> Vec<(String, String)> {
-    only_cases()
-        .into_iter()
-        .map(|c| (c.case.name, c.why.to_owned()))
-        .collect()
+    crate::only_reasons_of(only_cases())
 }
 
 /// [`a_sparse_bar_maps_only_its_areas`](crate::cases::uapi::a_sparse_bar_maps_only_its_areas)

@@ -269,15 +269,7 @@ impl DmaMap {
         {
             return Err(Errno::EINVAL);
         }
-        self.maps.insert(
-            iova,
-            Mapping {
-                size,
-                buffer,
-                offset,
-                flags,
-            },
-        );
+        self.insert(iova, size, buffer, offset, flags);
         Ok(())
     }
 
