@@ -647,3 +647,22 @@ fn physical_addresses_of_the_same_buffer_sequence_are_the_same_on_every_host() {
     let (b, _) = guest(KernelVersion::V6_1);
     assert_eq!(address(&a), address(&b));
 }
+
+/// `open_device` leaves nothing behind when a step fails: with the IOAS
+/// allocation failing, the cdev it had bound is closed again, so the group
+/// opens (a bound cdev would keep it EBUSY) and a second try succeeds.
+#[test]
+fn a_failed_open_device_in_iommufd_mode_leaves_nothing_bound() {
+    let (host, backend) = guest(KernelVersion::V6_12);
+    host.fail_next(vfio_core::Operation::AllocIoas, Errno::ENOMEM, 1);
+    let e = open_device(&backend, &profiles::edu_address(), Mode::Iommufd).unwrap_err();
+    assert_eq!(e.errno(), Some(Errno::ENOMEM), "{e}");
+    let group = backend
+        .open_group(profiles::QEMU_GUEST_GROUPS.0)
+        .expect("the group opens: nothing holds the cdev bound");
+    drop(group);
+    let opened = open_device(&backend, &profiles::edu_address(), Mode::Iommufd).unwrap();
+    assert_eq!(opened.dma.mode(), Mode::Iommufd);
+    drop(opened);
+    host.done().unwrap();
+}
