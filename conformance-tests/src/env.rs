@@ -23,7 +23,16 @@ pub struct Targets {
     /// An NVMe controller with 2048 MSI-X vectors, more than the host's
     /// CPUs can take.
     pub big_nvme: PciAddress,
+    /// The devices the mock replays from captured profiles, in the order of
+    /// [`PROFILED`]: QEMU's e1000e, virtio-net-pci, qemu-xhci, ivshmem-plain
+    /// and pci-testdev, at 00:06.0 to 00:0a.0, each alone in its group.
+    pub profiled: [PciAddress; PROFILED.len()],
 }
+
+/// The names of the guest's devices that the mock replays from a captured
+/// profile, as the guest exports them (`VFIO_GUEST_<NAME>`) and as the
+/// device-agnostic cases are labelled on them (`case[e1000e]`).
+pub const PROFILED: [&str; 5] = ["e1000e", "virtio_net", "xhci", "ivshmem", "testdev"];
 
 impl Default for Targets {
     fn default() -> Self {
@@ -33,6 +42,9 @@ impl Default for Targets {
             shared_edu: PciAddress::new(0, 1, 1, 0).expect("valid address"),
             watchdog: PciAddress::new(0, 1, 2, 0).expect("valid address"),
             big_nvme: PciAddress::new(0, 0, 5, 0).expect("valid address"),
+            profiled: std::array::from_fn(|i| {
+                PciAddress::new(0, 0, 6 + i as u8, 0).expect("valid address")
+            }),
         }
     }
 }
@@ -40,17 +52,22 @@ impl Default for Targets {
 impl Targets {
     /// The defaults, overridden by the addresses the guest exports
     /// (`VFIO_GUEST_EDU`, `VFIO_GUEST_NVME`, `VFIO_GUEST_SHARED_EDU`,
-    /// `VFIO_GUEST_WATCHDOG`, `VFIO_GUEST_BIG_NVME`) where set.
+    /// `VFIO_GUEST_WATCHDOG`, `VFIO_GUEST_BIG_NVME`, and
+    /// `VFIO_GUEST_<NAME>` for each of [`PROFILED`]) where set.
     pub fn from_env() -> Result<Self> {
         let mut t = Self::default();
-        for (var, slot) in [
-            ("VFIO_GUEST_EDU", &mut t.edu),
-            ("VFIO_GUEST_NVME", &mut t.nvme),
-            ("VFIO_GUEST_SHARED_EDU", &mut t.shared_edu),
-            ("VFIO_GUEST_WATCHDOG", &mut t.watchdog),
-            ("VFIO_GUEST_BIG_NVME", &mut t.big_nvme),
-        ] {
-            if let Ok(value) = std::env::var(var) {
+        let mut vars: Vec<(String, &mut PciAddress)> = vec![
+            ("VFIO_GUEST_EDU".into(), &mut t.edu),
+            ("VFIO_GUEST_NVME".into(), &mut t.nvme),
+            ("VFIO_GUEST_SHARED_EDU".into(), &mut t.shared_edu),
+            ("VFIO_GUEST_WATCHDOG".into(), &mut t.watchdog),
+            ("VFIO_GUEST_BIG_NVME".into(), &mut t.big_nvme),
+        ];
+        for (name, slot) in PROFILED.iter().zip(t.profiled.iter_mut()) {
+            vars.push((format!("VFIO_GUEST_{}", name.to_ascii_uppercase()), slot));
+        }
+        for (var, slot) in vars {
+            if let Ok(value) = std::env::var(&var) {
                 *slot = value.parse().with_context(|| format!("{var}={value}"))?;
             }
         }

@@ -72,8 +72,8 @@ pub fn edu_config_space_matches_the_kernels_dump<B: VfioBackend>(env: &Env<B>) -
 
 /// Right after open, the NVMe controller's whole config space (4096 bytes)
 /// reads exactly as Linux 6.1's vfio-pci showed it: 64-bit BAR0 at
-/// 0xfeb10000 (the firmware moved it up 64 KiB when the 2048-vector NVMe
-/// joined the guest), MSI-X at 0x40, PM at 0x60, a root-complex integrated
+/// 0x1_0001_0000 (the firmware put every 64-bit BAR above 4 GiB when
+/// `pci-testdev`'s 1 GiB BAR joined the guest), MSI-X at 0x40, PM at 0x60, a root-complex integrated
 /// PCIe endpoint capability at 0x80, and zeros past 0x100.
 pub fn nvme_config_space_matches_the_kernels_dump<B: VfioBackend>(env: &Env<B>) -> Result<()> {
     let o = env.open_nvme()?;
@@ -143,8 +143,8 @@ pub fn header_writes_stick_only_in_cache_line_size_and_interrupt_line<B: VfioBac
 
 /// BARs are virtual: all-ones reads back the size mask with the type bits
 /// (`edu` BAR0 0xfff00000, absent BARs 0; NVMe's 64-bit BAR0 0xffffc004,
-/// its upper half 0 then 0xffffffff), an address reads back cut to the BAR's
-/// alignment (0x12345678 -> 0x12300000), and none of it moves the mapping
+/// its upper half the address's, 1 (the firmware put it above 4 GiB), then
+/// 0xffffffff), an address reads back cut to the BAR's alignment (0x12345678 -> 0x12300000), and none of it moves the mapping
 /// or the device file's view of the registers.
 pub fn bar_writes_read_back_the_size_mask_and_aligned_addresses<B: VfioBackend>(
     env: &Env<B>,
@@ -182,7 +182,12 @@ pub fn bar_writes_read_back_the_size_mask_and_aligned_addresses<B: VfioBackend>(
     let high_before = read32::<B>(d, 0x14)?;
     let high = write_then_read32::<B>(d, 0x14, &[0xff; 4])?;
     ensure!(
-        (low, high_before, high) == (0xffff_c004, 0, 0xffff_ffff),
+        (low, high_before, high)
+            == (
+                0xffff_c004,
+                (vfio_mock::profiles::NVME_BAR0_ADDRESS >> 32) as u32,
+                0xffff_ffff
+            ),
         "NVMe BAR0 low {low:#x}, high {high_before:#x} then {high:#x}"
     );
     let vs = d.map_region(region::BAR0)?.read_u32(0x08)?;

@@ -68,8 +68,10 @@ fn as_seabios_left_it(device: PciDeviceBuilder, bar0: u64) -> PciDeviceBuilder {
 
 /// Where the guest's firmware puts `edu`'s BAR0.
 pub const EDU_BAR0_ADDRESS: u64 = 0xfea0_0000;
-/// Where the guest's firmware puts the NVMe controller's (64-bit) BAR0.
-pub const NVME_BAR0_ADDRESS: u64 = 0xfeb1_0000;
+/// Where the guest's firmware puts the NVMe controller's (64-bit) BAR0: above
+/// 4 GiB, with every 64-bit BAR of the guest, since `pci-testdev`'s 1 GiB BAR
+/// does not fit in the window below.
+pub const NVME_BAR0_ADDRESS: u64 = 0x1_0001_0000;
 
 /// The project's QEMU guest, on a 2-CPU host: [`edu()`] at 0000:00:02.0 and
 /// [`nvme()`] at 0000:00:03.0, each alone in its IOMMU group

@@ -228,6 +228,7 @@ mod tests {
                 slot: Slot::Root(2),
                 qemu: "edu",
                 drive: None,
+                backend: None,
                 driver: Driver::VfioPci,
             },
             GuestDevice {
@@ -235,6 +236,7 @@ mod tests {
                 slot: Slot::Bridged(0x1a),
                 qemu: "i6300esb",
                 drive: None,
+                backend: None,
                 driver: Driver::Kernel("i6300ESB timer"),
             },
         ];

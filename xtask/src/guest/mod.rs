@@ -28,11 +28,18 @@
 //! - `VFIO_GUEST_BIG_NVME=0000:00:05.0`: a second NVMe controller, bound to vfio-pci,
 //!   with 2048 MSI-X vectors (`msix_qsize=2048`), more than the guest's CPUs can
 //!   take (with 2 CPUs, 395 of them bind, on 6.1 and on 6.12), in `VFIO_GUEST_BIG_NVME_GROUP` (4).
+//! - At 00:06.0 to 00:0a.0, each bound to vfio-pci and alone in its group (5 to 9):
+//!   `e1000e`, `virtio-net-pci`, `qemu-xhci`, `ivshmem-plain` and `pci-testdev` with a
+//!   1 GiB BAR, in `VFIO_GUEST_E1000E`, `VFIO_GUEST_VIRTIO_NET`, `VFIO_GUEST_XHCI`,
+//!   `VFIO_GUEST_IVSHMEM` and `VFIO_GUEST_TESTDEV` (and `..._GROUP`): the devices whose
+//!   captured profiles the mock replays. That BAR does not fit below 4 GiB, so the
+//!   firmware puts every 64-bit BAR above it (the NVMe controller's BAR0 at
+//!   0x1_0001_0000).
 //! - `/dev/vfio/<group>` exists for each vfio-pci device before the binary starts.
 //! - With `--noiommu` (Linux 6.12 only) the machine has no IOMMU and the kernel command
 //!   line sets `vfio.enable_unsafe_noiommu_mode=1`: each vfio-pci device gets a
 //!   no-IOMMU group, numbered from 0 in the order the devices are bound (`edu` 0, `nvme`
-//!   1, `shared_edu` 2, `big_nvme` 3), with its node at `/dev/vfio/noiommu-<group>`
+//!   1, `shared_edu` 2, `big_nvme` 3, then the five above 4 to 8), with its node at `/dev/vfio/noiommu-<group>`
 //!   and no device cdev; the watchdog has no group. The PCI devices and their
 //!   addresses are the same. QEMU's `edu` is given a 64-bit DMA mask
 //!   ([`EDU_NOIOMMU_PROPERTIES`]): it is handed physical addresses, which its default
@@ -159,6 +166,10 @@ pub struct GuestDevice {
     /// The id of the blank disk image the device is given (`drive=<id>` in
     /// [`qemu`](Self::qemu)), if it takes one.
     pub drive: Option<&'static str>,
+    /// A QEMU option the device needs before it, as (option, value): the
+    /// memory backend of `ivshmem-plain`, or the network peer of a NIC (a hub
+    /// port, which goes nowhere: the guest has no network).
+    pub backend: Option<(&'static str, &'static str)>,
     /// The driver it is bound to.
     pub driver: Driver,
 }
@@ -194,12 +205,19 @@ fn root_bdf(slot: u8) -> String {
 /// and `watchdog` sit behind [`BRIDGE`] and share a group: with the watchdog bound to its
 /// own kernel driver (`i6300esb`, which uses the DMA API), that group is not viable, so
 /// the kernel refuses to attach it to a container.
-pub const DEVICES: [GuestDevice; 5] = [
+///
+/// The last five are there to be captured as device profiles and replayed by the mock
+/// (each in a group of its own, bound to vfio-pci): `e1000e` (PCIe, MSI-X in a BAR of
+/// its own, a ROM), `virtio-net-pci` (vendor-specific capabilities, an I/O BAR, a 64-bit
+/// prefetchable BAR), `qemu-xhci` (a 16 KiB BAR holding the MSI-X table), `ivshmem-plain`
+/// (a 1 MiB shared-memory BAR, no interrupts) and `pci-testdev` (a 1 GiB BAR).
+pub const DEVICES: [GuestDevice; 10] = [
     GuestDevice {
         name: "edu",
         slot: Slot::Root(2),
         qemu: "edu",
         drive: None,
+        backend: None,
         driver: Driver::VfioPci,
     },
     GuestDevice {
@@ -207,6 +225,7 @@ pub const DEVICES: [GuestDevice; 5] = [
         slot: Slot::Root(3),
         qemu: "nvme,serial=vfio0001,drive=nvm",
         drive: Some("nvm"),
+        backend: None,
         driver: Driver::VfioPci,
     },
     GuestDevice {
@@ -214,6 +233,7 @@ pub const DEVICES: [GuestDevice; 5] = [
         slot: Slot::Bridged(1),
         qemu: "edu",
         drive: None,
+        backend: None,
         driver: Driver::VfioPci,
     },
     GuestDevice {
@@ -221,6 +241,7 @@ pub const DEVICES: [GuestDevice; 5] = [
         slot: Slot::Bridged(2),
         qemu: "i6300esb",
         drive: None,
+        backend: None,
         driver: Driver::Kernel(WATCHDOG_DRIVER),
     },
     GuestDevice {
@@ -228,6 +249,47 @@ pub const DEVICES: [GuestDevice; 5] = [
         slot: Slot::Root(5),
         qemu: "nvme,serial=vfio0002,drive=nvm2,msix_qsize=2048",
         drive: Some("nvm2"),
+        backend: None,
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "e1000e",
+        slot: Slot::Root(6),
+        qemu: "e1000e,netdev=net0",
+        drive: None,
+        backend: Some(("-netdev", "hubport,id=net0,hubid=0")),
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "virtio_net",
+        slot: Slot::Root(7),
+        qemu: "virtio-net-pci,netdev=net1",
+        drive: None,
+        backend: Some(("-netdev", "hubport,id=net1,hubid=1")),
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "xhci",
+        slot: Slot::Root(8),
+        qemu: "qemu-xhci",
+        drive: None,
+        backend: None,
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "ivshmem",
+        slot: Slot::Root(9),
+        qemu: "ivshmem-plain,memdev=ivshmem",
+        drive: None,
+        backend: Some(("-object", "memory-backend-ram,id=ivshmem,size=1M,share=on")),
+        driver: Driver::VfioPci,
+    },
+    GuestDevice {
+        name: "testdev",
+        slot: Slot::Root(10),
+        qemu: "pci-testdev,membar=1G",
+        drive: None,
+        backend: None,
         driver: Driver::VfioPci,
     },
 ];

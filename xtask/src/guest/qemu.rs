@@ -87,6 +87,9 @@ impl Machine<'_> {
                 qemu_escape(&image)
             ));
         }
+        for (option, value) in self.devices.iter().filter_map(|d| d.backend) {
+            qemu.arg(option).arg(value);
+        }
         // A bridge must come before the devices on its bus.
         if self
             .devices
