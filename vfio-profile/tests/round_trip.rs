@@ -1,44 +1,12 @@
 //! Capture of a mock device, replay of the capture in a new mock, and
 //! capture again: the same profile, byte for byte.
 
-use vfio_core::{Container, Device, Group, IommuType, MappedRegion, PciAddress, VfioBackend};
-use vfio_mock::{BarSpec, MockBackend, MockDevice, MockHost, PciDeviceBuilder, profiles};
-use vfio_profile::{CaptureOptions, DeviceProfile, Source, capture};
+mod common;
 
-fn source(address: &PciAddress) -> Source {
-    Source {
-        kernel_release: "6.1.0-54-amd64".into(),
-        pci_address: address.to_string(),
-        driver: "vfio-pci".into(),
-        date: Some("2026-12-02".into()),
-    }
-}
-
-/// Opens `address` of `host` through its group and a type1 container, and
-/// hands the device to `f`.
-fn with_device<R>(
-    host: &MockHost,
-    address: &PciAddress,
-    f: impl FnOnce(&MockDevice) -> R,
-) -> anyhow::Result<R> {
-    let backend = host.backend();
-    let group = backend.open_group(backend.host_paths().iommu_group(address)?)?;
-    let container = backend.open_container()?;
-    group.set_container(&container)?;
-    container.set_iommu(IommuType::Type1v2)?;
-    let device = group.open_device(&address.to_string())?;
-    Ok(f(&device))
-}
-
-fn capture_at(
-    host: &MockHost,
-    address: &PciAddress,
-    options: &CaptureOptions,
-) -> anyhow::Result<DeviceProfile> {
-    Ok(with_device(host, address, |d| {
-        capture::<MockBackend>(d, options)
-    })??)
-}
+use common::{capture_at, source, with_device};
+use vfio_core::{Device, MappedRegion, PciAddress};
+use vfio_mock::{BarSpec, MockHost, PciDeviceBuilder, profiles};
+use vfio_profile::{CaptureOptions, DeviceProfile};
 
 /// Captures `address` of `host`, replays the capture at the same address
 /// in a new host, captures that, and checks both files are equal; returns
