@@ -186,3 +186,23 @@ fn extended_capabilities_and_undecoded_region_caps_replay() -> anyhow::Result<()
     assert_eq!(again.to_json(), profile.to_json());
     Ok(())
 }
+
+#[test]
+fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
+    let host = profiles::qemu_guest().build()?;
+    let source = vfio_profile::Source::of_device(
+        host.paths(),
+        &profiles::nvme_address(),
+        "6.1.0-54-amd64\n",
+    )?;
+    assert_eq!(source.driver, "vfio-pci");
+    assert_eq!(source.pci_address, "0000:00:03.0");
+    assert_eq!(source.kernel_release, "6.1.0-54-amd64");
+    let watchdog =
+        vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
+    assert_eq!(watchdog.driver, "i6300esb");
+    let absent = PciAddress::new(0, 9, 9, 0).expect("a valid address");
+    let e = vfio_profile::Source::of_device(host.paths(), &absent, "6.1").unwrap_err();
+    assert!(e.to_string().starts_with("cannot read "), "{e}");
+    Ok(())
+}
