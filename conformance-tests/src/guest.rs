@@ -25,15 +25,10 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Builds the static guest binary, boots the guest on Linux `series` (`6.1`,
-/// or `6.12`, which `cargo xtask kernel` builds first if it is not cached)
-/// with it, has it run the suite once in each of `modes`, and returns the
-/// kernel's reports, one per mode. With `noiommu` the guest boots without
-/// an IOMMU and with vfio's `enable_unsafe_noiommu_mode=1` (`cargo xtask
-/// guest --noiommu`). `workspace` is the workspace root; the reports are
-/// also left, a line each, in
-/// `<workspace>/target/guest/conformance-<series>[-noiommu].json`.
-pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Result<Vec<Report>> {
+/// Makes sure Linux `series` is there to boot (`cargo xtask kernel` builds
+/// 6.12 if it is not cached), builds the static guest binary and returns
+/// its path.
+fn prepare(workspace: &Path, series: &str) -> Result<PathBuf> {
     if series != "6.1" {
         // Built (5 to 10 minutes) or found in the cache, with its progress shown.
         let status = cargo()
@@ -58,6 +53,19 @@ pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Res
         );
     }
     let binary = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    Ok(binary)
+}
+
+/// Builds the static guest binary, boots the guest on Linux `series` (`6.1`,
+/// or `6.12`, which `cargo xtask kernel` builds first if it is not cached)
+/// with it, has it run the suite once in each of `modes`, and returns the
+/// kernel's reports, one per mode. With `noiommu` the guest boots without
+/// an IOMMU and with vfio's `enable_unsafe_noiommu_mode=1` (`cargo xtask
+/// guest --noiommu`). `workspace` is the workspace root; the reports are
+/// also left, a line each, in
+/// `<workspace>/target/guest/conformance-<series>[-noiommu].json`.
+pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Result<Vec<Report>> {
+    let binary = prepare(workspace, series)?;
     let suffix = if noiommu { "-noiommu" } else { "" };
     let json = workspace.join(format!("target/guest/conformance-{series}{suffix}.json"));
     // A report of an earlier run must not pass for this one's.
@@ -106,4 +114,58 @@ pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Res
                 .with_context(|| format!("a guest report in {} does not parse", json.display()))
         })
         .collect()
+}
+
+/// Boots the guest on Linux `series` with an IOMMU and has the guest binary
+/// capture a profile of each device the mock replays
+/// ([`PROFILED`](crate::PROFILED)) through vfio-pci: the profiles, by the
+/// device's name, in that order.
+pub fn capture(
+    workspace: &Path,
+    series: &str,
+) -> Result<Vec<(String, vfio_profile::DeviceProfile)>> {
+    let binary = prepare(workspace, series)?;
+    let out_file = workspace.join(format!("target/guest/profiles-{series}.json"));
+    let _ = std::fs::remove_file(&out_file);
+    let run = cargo()
+        .current_dir(workspace)
+        .args(["xtask", "guest", "--kernel", series, "--output"])
+        .arg(&out_file)
+        .arg("--")
+        .arg(&binary)
+        .arg("--capture")
+        .output()
+        .context("running `cargo xtask guest`")?;
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let mut profiles = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        #[derive(serde::Deserialize)]
+        struct Captured {
+            device: String,
+            profile: serde_json::Value,
+        }
+        let captured: Captured = serde_json::from_str(line).with_context(|| {
+            format!(
+                "a captured profile in {} does not parse",
+                out_file.display()
+            )
+        })?;
+        let profile = vfio_profile::DeviceProfile::from_json(&captured.profile.to_string())
+            .with_context(|| format!("the profile of {} is refused", captured.device))?;
+        profiles.push((captured.device, profile));
+    }
+    if profiles.len() != crate::PROFILED.len() {
+        let console = String::from_utf8_lossy(&run.stdout).into_owned()
+            + &String::from_utf8_lossy(&run.stderr);
+        let tail: Vec<&str> = console.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "the guest returned {} of {} profiles (exit status {}). Last lines of its console:\n{}",
+            profiles.len(),
+            crate::PROFILED.len(),
+            run.status,
+            tail.join("\n")
+        );
+    }
+    Ok(profiles)
 }

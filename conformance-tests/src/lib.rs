@@ -17,7 +17,7 @@ pub mod kernel;
 pub mod mock;
 pub mod report;
 
-pub use env::{Env, Kernel, Opened, Targets};
+pub use env::{Env, Kernel, Opened, PROFILED, Targets};
 pub use expect::expect_error;
 pub use host_control::{HostControl, IommuFaultRecord, NoHostControl, SysfsHostControl};
 pub use vfio_core::open::Mode;

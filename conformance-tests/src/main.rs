@@ -11,6 +11,10 @@
 //!                       it was captured at, on the kernel it was captured on,
 //!                       in every mode of that kernel (or each --mode), and
 //!                       nothing else
+//!   --capture-profiles DIR
+//!                       boot the guest on each --kernel (default both), capture
+//!                       a profile of each device the mock replays, write each
+//!                       to DIR/linux-SERIES/NAME.json, and run no case
 //!   --mock-only         run on the simulated backend only
 //!   --host              run the kernel side on this host (root, QEMU's edu and
 //!                       NVMe devices bound to vfio-pci at --edu/--nvme) instead
@@ -53,6 +57,7 @@ use vfio_mock::KernelVersion;
 struct Options {
     device: Option<PciAddress>,
     profiles: Vec<PathBuf>,
+    capture_profiles: Option<PathBuf>,
     mock_only: bool,
     host: bool,
     require_kernel: bool,
@@ -74,6 +79,7 @@ fn parse_args() -> Result<Options> {
         match arg.as_str() {
             "--device" => o.device = Some(address(&value("--device")?)?),
             "--profile" => o.profiles.push(value("--profile")?.into()),
+            "--capture-profiles" => o.capture_profiles = Some(value("--capture-profiles")?.into()),
             "--mock-only" => o.mock_only = true,
             "--host" => o.host = true,
             "--require-kernel" => o.require_kernel = true,
@@ -101,7 +107,7 @@ fn parse_args() -> Result<Options> {
             "--json" => o.json = Some(value("--json")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run -p conformance-tests [-- --mock-only | --host | --device ADDR | --profile FILE...] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--mode type1|iommufd|noiommu]... [--require-kernel] [--markdown FILE] [--json FILE]"
+                    "usage: cargo run -p conformance-tests [-- --mock-only | --host | --device ADDR | --profile FILE... | --capture-profiles DIR] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--mode type1|iommufd|noiommu]... [--require-kernel] [--markdown FILE] [--json FILE]"
                 );
                 std::process::exit(0);
             }
@@ -331,6 +337,26 @@ fn run_on_profiles(o: &Options) -> Result<bool> {
     Ok(ok)
 }
 
+/// `--capture-profiles DIR`: the guest's profiled devices captured on each
+/// kernel, written to `DIR/linux-<series>/<name>.json`.
+fn capture_profiles(o: &Options, workspace: &Path, dir: &Path) -> Result<()> {
+    if let Some(why) = guest::unavailable() {
+        bail!("cannot boot the guest: {why}");
+    }
+    for &version in &o.kernels {
+        let series = version.series();
+        let out = dir.join(format!("linux-{series}"));
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        for (name, profile) in guest::capture(workspace, series)? {
+            let path = out.join(format!("{name}.json"));
+            std::fs::write(&path, profile.to_json())
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("captured {name} on Linux {series}: {}", path.display());
+        }
+    }
+    Ok(())
+}
+
 fn run() -> Result<bool> {
     let o = parse_args()?;
     if let Some(device) = o.device {
@@ -343,6 +369,10 @@ fn run() -> Result<bool> {
         .parent()
         .context("workspace root")?
         .to_owned();
+    if let Some(dir) = &o.capture_profiles {
+        capture_profiles(&o, &workspace, dir)?;
+        return Ok(true);
+    }
     let mut table = Table::default();
     for &version in &o.kernels {
         let modes = modes_on(&o, version);

@@ -212,6 +212,9 @@ pub struct PciDeviceBuilder {
     sparse: Vec<(u32, Vec<vfio_core::SparseArea>)>,
     /// The profile a device replays ([`PciDeviceBuilder::from_profile`]).
     pub(crate) profile: Option<Box<vfio_profile::DeviceProfile>>,
+    /// A device of the guest replayed from the capture of the host's kernel
+    /// ([`PciDeviceBuilder::captured`]).
+    pub(crate) captured: Option<crate::profiles::CapturedDevice>,
 }
 
 /// What the builder produces: the device's fixed description.
@@ -257,6 +260,7 @@ impl PciDeviceBuilder {
             errors: Vec::new(),
             sparse: Vec::new(),
             profile: None,
+            captured: None,
         }
     }
 
@@ -448,9 +452,18 @@ impl PciDeviceBuilder {
 
     /// Checks the description and lays out config space. `windows` are the
     /// bases the host assigns BARs from: 32-bit memory, 64-bit memory, I/O.
-    pub(crate) fn finish(&self, windows: [u64; 3]) -> Result<DeviceSpec, BuildError> {
+    /// `kernel` is the host's: a [`captured`](Self::captured) device
+    /// replays its capture on that kernel.
+    pub(crate) fn finish(
+        &self,
+        windows: [u64; 3],
+        kernel: crate::KernelVersion,
+    ) -> Result<DeviceSpec, BuildError> {
         if let Some(e) = self.errors.first() {
             return Err(BuildError::new(e.clone()));
+        }
+        if let Some(device) = &self.captured {
+            return crate::profile::spec(device.profile(kernel));
         }
         if let Some(profile) = &self.profile {
             return crate::profile::spec(profile);

@@ -447,7 +447,7 @@ impl MockHostBuilder {
             ];
             let spec = entry
                 .device
-                .finish(windows)
+                .finish(windows, self.kernel)
                 .map_err(|e| BuildError::new(format!("{}: {e}", entry.address)))?;
             let group = groups.entry(entry.group).or_insert_with(|| {
                 (

@@ -78,6 +78,20 @@ impl PciDeviceBuilder {
     }
 }
 
+impl PciDeviceBuilder {
+    /// A device of the guest replayed from its committed capture
+    /// ([`profiles::CAPTURED`](crate::profiles::CAPTURED)) on the kernel the
+    /// host imitates, whichever [`MockHostBuilder::kernel`] ends up saying:
+    /// [`from_profile`](Self::from_profile) of
+    /// [`CapturedDevice::profile`](crate::profiles::CapturedDevice::profile).
+    pub fn captured(device: crate::profiles::CapturedDevice) -> Self {
+        let ids = device.profile(KernelVersion::V6_1).ids;
+        let mut builder = Self::new(ids.vendor, ids.device);
+        builder.captured = Some(device);
+        builder
+    }
+}
+
 impl MockHostBuilder {
     /// Adds a device replayed from `profile` at `address` in IOMMU group
     /// `group`, bound to vfio-pci: [`device`](Self::device) with

@@ -205,14 +205,14 @@ fn keep_alive_succeeds_on_a_downstream_kernel_and_noiommu_mode_can_exist() {
     let host = profiles::qemu_guest()
         .keep_alive(KeepAlive::Downstream)
         .noiommu_mode(NoIommuMode::Enabled)
-        .noiommu_device("0000:00:04.0".parse().unwrap(), 5, profiles::edu())
+        .noiommu_device("0000:00:04.0".parse().unwrap(), 10, profiles::edu())
         .build()
         .unwrap();
     let b = host.backend();
     let o = open(&b, profiles::edu_address());
     GroupKeepAlive::set_keep_alive(&o.group, "0000:00:02.0").unwrap();
     assert_eq!(
-        GroupKeepAlive::set_keep_alive(&o.group, "0000:00:09.0")
+        GroupKeepAlive::set_keep_alive(&o.group, "0000:00:1e.0")
             .unwrap_err()
             .errno(),
         Some(Errno::ENODEV)
@@ -225,8 +225,8 @@ fn keep_alive_succeeds_on_a_downstream_kernel_and_noiommu_mode_can_exist() {
     );
     let c = b.open_container().unwrap();
     assert_eq!(c.check_extension(Extension::NOIOMMU_IOMMU).unwrap(), 1);
-    assert_eq!(b.open_group(5).unwrap_err().errno(), Some(Errno::ENOENT));
-    let g = b.open_noiommu_group(5).unwrap();
+    assert_eq!(b.open_group(10).unwrap_err().errno(), Some(Errno::ENOENT));
+    let g = b.open_noiommu_group(10).unwrap();
     g.set_container(&c).unwrap();
     assert_eq!(
         c.set_iommu(IommuType::Type1v2).unwrap_err().errno(),

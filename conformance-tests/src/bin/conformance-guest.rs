@@ -9,7 +9,8 @@
 //! mode last. It prints a line per case as it runs, then for each mode the
 //! JSON report on a line prefixed `@@OUT@@ ` for the host to collect and a
 //! `MODE: N passed, N n/a, N failed in S s` line. Exits 1 if any case fails, 2 on bad
-//! arguments.
+//! arguments. With `--capture` it runs no case: it captures a profile of each
+//! device the mock replays and prints it for the host to collect.
 
 use conformance_tests::{
     Env, HostControl, Kernel, Mode, SysfsHostControl, Targets, cases, kernel, report,
@@ -39,7 +40,39 @@ fn modes() -> Result<Vec<Mode>, String> {
     Ok(modes)
 }
 
+/// `--capture`: a profile of each of the guest's profiled devices
+/// ([`PROFILED`](conformance_tests::PROFILED)), captured through vfio-pci
+/// in type1 mode, each printed as `@@OUT@@ {"device": NAME, "profile": ...}`.
+fn capture_profiles(targets: &Targets, release: &str) -> anyhow::Result<()> {
+    let backend = LinuxBackend::new();
+    let paths = vfio_core::HostPaths::default();
+    for (name, address) in conformance_tests::PROFILED.iter().zip(&targets.profiled) {
+        let opened = vfio_core::open::open_device(&backend, address, Mode::Type1)
+            .map_err(|e| anyhow::anyhow!("opening {name} at {address}: {e}"))?;
+        let source = vfio_profile::Source::of_device(&paths, address, release)?;
+        let profile = vfio_profile::capture::<LinuxBackend>(
+            &opened.device,
+            &vfio_profile::CaptureOptions::new(source),
+        )?;
+        let line = serde_json::json!({ "device": name, "profile": profile });
+        println!("@@OUT@@ {line}");
+        println!("conformance-guest: captured {name} at {address}");
+    }
+    Ok(())
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--capture") {
+        let done = Targets::from_env().and_then(|targets| {
+            let release = kernel::release()?;
+            capture_profiles(&targets, &release)
+        });
+        if let Err(e) = done {
+            eprintln!("conformance-guest: capture: {e:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let setup = modes().map_err(anyhow::Error::msg).and_then(|modes| {
         let targets = Targets::from_env()?;
         Ok((modes, targets, kernel::release()?))

@@ -16,6 +16,7 @@ pub mod irq;
 pub mod msix_kernel;
 pub mod noiommu;
 pub mod nvme;
+pub mod profile;
 pub mod reset;
 pub mod uapi;
 
@@ -229,17 +230,36 @@ pub const COVERED: [(&str, &str, &str); 4] = [
 ];
 
 /// Every case of the suite for backend `B`: the device-specific cases, then
-/// each device-agnostic case on `edu` and on the NVMe controller, except
-/// where [`COVERED`].
+/// each device-agnostic case on `edu`, on the NVMe controller (except where
+/// [`COVERED`]) and on each device the mock replays from its capture
+/// ([`PROFILED`](crate::PROFILED)), where [`profile::capture_matches_the_committed_profile`]
+/// comes first.
 pub fn all<B: crate::SuiteBackend>() -> Vec<Case<B>> {
     let mut cases = specific::<B>();
-    for (label, pick) in [
+    type Pick = Box<dyn Fn(&crate::Targets) -> vfio_core::PciAddress + Send + Sync>;
+    let mut devices: Vec<(&'static str, std::sync::Arc<Pick>)> = vec![
         (
             "edu",
-            (|t: &crate::Targets| t.edu) as fn(&crate::Targets) -> vfio_core::PciAddress,
+            std::sync::Arc::new(Box::new(|t: &crate::Targets| t.edu)),
         ),
-        ("nvme", |t: &crate::Targets| t.nvme),
-    ] {
+        (
+            "nvme",
+            std::sync::Arc::new(Box::new(|t: &crate::Targets| t.nvme)),
+        ),
+    ];
+    for (i, name) in crate::PROFILED.iter().enumerate() {
+        devices.push((
+            name,
+            std::sync::Arc::new(Box::new(move |t: &crate::Targets| t.profiled[i])),
+        ));
+    }
+    for (label, pick) in devices {
+        if let Some(i) = crate::PROFILED.iter().position(|n| *n == label) {
+            cases.push(Case::new(
+                format!("capture_matches_the_committed_profile[{label}]"),
+                move |env| profile::capture_matches_the_committed_profile(env, i),
+            ));
+        }
         for g in crate::generic::all::<B>() {
             if COVERED
                 .iter()
@@ -248,6 +268,7 @@ pub fn all<B: crate::SuiteBackend>() -> Vec<Case<B>> {
                 continue;
             }
             let run = g.run;
+            let pick = pick.clone();
             cases.push(Case::new(format!("{}[{label}]", g.name), move |env| {
                 run(env, &pick(&env.targets))
             }));

@@ -1,9 +1,11 @@
 //! Ready-made devices and the QEMU guest's topology, so one driver runs on
 //! the mock and on the real devices in the project's QEMU guest.
 
+pub mod captured;
 pub mod edu;
 pub mod nvme;
 
+pub use captured::{CAPTURED, CapturedDevice};
 pub use edu::{EduModel, edu};
 pub use nvme::{NvmeConfig, NvmeModel, nvme, nvme_with_vectors};
 
@@ -80,9 +82,10 @@ pub const NVME_BAR0_ADDRESS: u64 = 0x1_0001_0000;
 /// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
 /// that group not viable; and at 0000:00:05.0 an NVMe controller with 2048
 /// MSI-X vectors and serial `vfio0002` ([`NvmeConfig`]), more than the 2 CPUs can take, in
-/// group [`QEMU_GUEST_BIG_NVME_GROUP`].
+/// group [`QEMU_GUEST_BIG_NVME_GROUP`]; then the devices replayed from their
+/// captures ([`CAPTURED`]) at 00:06.0 to 00:0a.0, each alone in its group.
 pub fn qemu_guest() -> MockHostBuilder {
-    crate::MockHost::builder()
+    let mut builder = crate::MockHost::builder()
         .cpus(2)
         .device(
             edu_address(),
@@ -105,7 +108,11 @@ pub fn qemu_guest() -> MockHostBuilder {
             big_nvme_address(),
             QEMU_GUEST_BIG_NVME_GROUP,
             NvmeConfig::new("vfio0002").msix_vectors(2048).build(),
-        )
+        );
+    for d in CAPTURED {
+        builder = builder.device(d.address(), d.group, PciDeviceBuilder::captured(d));
+    }
+    builder
 }
 
 /// The project's QEMU guest booted on Linux 6.12 without an IOMMU and with
@@ -114,10 +121,11 @@ pub fn qemu_guest() -> MockHostBuilder {
 /// does there), each vfio-pci device in a no-IOMMU group numbered in the
 /// order the guest binds them: `edu` `noiommu-0`, NVMe `noiommu-1`, the
 /// `edu` behind the bridge `noiommu-2` and the 2048-vector NVMe
-/// `noiommu-3`. The watchdog, on its own driver and in no group there, is
+/// `noiommu-3`, then the captured devices ([`CAPTURED`]) `noiommu-4` to
+/// `noiommu-8`. The watchdog, on its own driver and in no group there, is
 /// left out.
 pub fn qemu_guest_noiommu() -> MockHostBuilder {
-    crate::MockHost::builder()
+    let mut builder = crate::MockHost::builder()
         .cpus(2)
         .kernel(crate::KernelVersion::V6_12)
         .noiommu_mode(crate::NoIommuMode::Enabled)
@@ -136,7 +144,12 @@ pub fn qemu_guest_noiommu() -> MockHostBuilder {
             big_nvme_address(),
             3,
             NvmeConfig::new("vfio0002").msix_vectors(2048).build(),
-        )
+        );
+    for d in CAPTURED {
+        builder =
+            builder.noiommu_device(d.address(), d.noiommu_group, PciDeviceBuilder::captured(d));
+    }
+    builder
 }
 
 /// The guest a driver runs in `mode` on: [`qemu_guest`] on Linux 6.1 for

@@ -1,0 +1,67 @@
+//! The captured device profiles the mock replays, held to the kernel.
+//!
+//! Each device of [`PROFILED`](crate::PROFILED) was captured through
+//! vfio-pci in the guest, on each kernel, and committed with vfio-mock
+//! ([`vfio_mock::profiles::CAPTURED`]). On the kernel this case captures the
+//! device again and requires what the kernel shows now to be the committed
+//! profile, byte for byte; on the mock, whose device replays that profile,
+//! it requires the capture to give the profile back. The same case on both
+//! backends is the proof that the replay answers as the device did.
+
+use crate::{Env, not_applicable};
+use anyhow::{Result, ensure};
+use vfio_core::VfioBackend;
+use vfio_profile::{CaptureOptions, DeviceProfile, Source};
+
+/// A fresh capture of the `i`-th device of [`PROFILED`](crate::PROFILED)
+/// through the device file, config writes probed and restored, equals its
+/// committed capture on this kernel: the same JSON, line for line. The
+/// kernel release is compared by series (the mock has no release of its
+/// own): the profile's must be the kernel's.
+pub fn capture_matches_the_committed_profile<B: VfioBackend>(env: &Env<B>, i: usize) -> Result<()> {
+    let Some(kernel) = env.kernel else {
+        return Err(not_applicable(
+            "the kernel is not one the profiles were captured on",
+        ));
+    };
+    let device = vfio_mock::profiles::CAPTURED[i];
+    let committed = device.profile(kernel);
+    let address = env.targets.profiled[i];
+    ensure!(
+        vfio_mock::profile_kernel(committed) == Some(kernel),
+        "the committed profile of {} names release {}, not Linux {}",
+        device.name,
+        committed.source.kernel_release,
+        kernel.series()
+    );
+    let o = env.open(&address)?;
+    let source = Source::of_device(
+        env.backend.host_paths(),
+        &address,
+        &committed.source.kernel_release,
+    )?;
+    let got = vfio_profile::capture::<B>(&o.device, &CaptureOptions::new(source))?;
+    ensure_same_profile(device.name, &got, committed)
+}
+
+/// `got` is `want`, or an error naming the first lines that differ.
+fn ensure_same_profile(name: &str, got: &DeviceProfile, want: &DeviceProfile) -> Result<()> {
+    if got == want {
+        return Ok(());
+    }
+    let (got, want) = (got.to_json(), want.to_json());
+    let differ: Vec<String> = got
+        .lines()
+        .zip(want.lines())
+        .enumerate()
+        .filter(|(_, (g, w))| g != w)
+        .take(6)
+        .map(|(n, (g, w))| format!("line {}: {} (committed {})", n + 1, g.trim(), w.trim()))
+        .collect();
+    anyhow::bail!(
+        "{name}: the capture differs from the committed profile ({} lines against {}): {}",
+        got.lines().count(),
+        want.lines().count(),
+        differ.join("; ")
+    )
+}
