@@ -71,6 +71,11 @@ impl PciDeviceBuilder {
     /// hot reset and `VFIO_DEVICE_FEATURE` answer as for any mock device.
     /// The IRQ flags are those of the kernel the profile was captured on
     /// ([`profile_kernel`]).
+    ///
+    /// Not checked on a kernel (the mock's choices where a profile is
+    /// silent): the writability given to unprobed bits, and BAR contents
+    /// put back at a reset (a real device resets its registers to its own
+    /// power-on values, which a capture of a running device need not hold).
     pub fn from_profile(profile: &DeviceProfile) -> Self {
         let mut builder = Self::new(profile.ids.vendor, profile.ids.device);
         builder.profile = Some(Box::new(profile.clone()));
