@@ -1,7 +1,7 @@
 //! The profile's types, in the order their fields are written.
 
 use crate::error::ProfileError;
-use crate::hex::{HexBytes, num};
+use crate::hex::{HexBytes, id, num};
 use serde::{Deserialize, Serialize};
 use vfio_core::{RegionCap, SparseArea};
 
@@ -96,22 +96,22 @@ impl Source {
 #[serde(deny_unknown_fields)]
 pub struct PciIds {
     /// Vendor ID (config 0x00).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub vendor: u16,
     /// Device ID (config 0x02).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub device: u16,
     /// Subsystem vendor ID (config 0x2c).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub subsystem_vendor: u16,
     /// Subsystem ID (config 0x2e).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub subsystem_device: u16,
     /// The 24-bit class code: class, subclass, programming interface (config 0x09..0x0c).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub class: u32,
     /// Revision ID (config 0x08).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub revision: u8,
 }
 

@@ -60,8 +60,9 @@
 //!   nothing in it is replayed. `kernel_release` (`uname -r`),
 //!   `pci_address`, `driver`, and optionally `date`. What differs between
 //!   hosts and is not the device's belongs here.
-//! - `ids`: `vendor`, `device`, `subsystem_vendor`, `subsystem_device`,
-//!   `class` (24 bits), `revision`, as config space has them (checked).
+//! - `ids`: `vendor`, `device`, `subsystem_vendor`, `subsystem_device`
+//!   (4 hex digits), `class` (6), `revision` (2), as config space has them
+//!   (checked).
 //! - `device`: `VFIO_DEVICE_GET_INFO`: `flags` (`VFIO_DEVICE_FLAGS_*`),
 //!   `num_regions`, `num_irqs`, and `caps`, the device-info capability
 //!   chain as raw capabilities (`id`, `version`, `data` after the header),

@@ -61,6 +61,16 @@ fn nvme_capture_replays_to_the_same_profile() -> anyhow::Result<()> {
         &CaptureOptions::new(source(&nvme)),
     )?;
     assert_eq!(profile.config.bytes.len(), 4096);
+    // IDs as lspci spells them.
+    let text = profile.to_json();
+    for field in [
+        "\"vendor\": \"0x1b36\"",
+        "\"device\": \"0x0010\"",
+        "\"class\": \"0x010802\"",
+        "\"revision\": \"0x02\"",
+    ] {
+        assert!(text.contains(field), "{field}");
+    }
     let msix = &profile.irqs[2];
     assert_eq!(msix.count, 65);
     assert!(
