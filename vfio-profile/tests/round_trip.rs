@@ -208,6 +208,7 @@ fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
     assert_eq!(source.driver, "vfio-pci");
     assert_eq!(source.pci_address, "0000:00:03.0");
     assert_eq!(source.kernel_release, "6.1.0-54-amd64");
+    assert_eq!(source.iommu_group, Some(profiles::QEMU_GUEST_GROUPS.1));
     let watchdog =
         vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
     assert_eq!(watchdog.driver, "i6300esb");
