@@ -71,6 +71,11 @@ impl PciDeviceBuilder {
     /// hot reset and `VFIO_DEVICE_FEATURE` answer as for any mock device.
     /// The IRQ flags are those of the kernel the profile was captured on
     /// ([`profile_kernel`]).
+    ///
+    /// Not checked on a kernel (the mock's choices where a profile is
+    /// silent): the writability given to unprobed bits, and BAR contents
+    /// put back at a reset (a real device resets its registers to its own
+    /// power-on values, which a capture of a running device need not hold).
     pub fn from_profile(profile: &DeviceProfile) -> Self {
         let mut builder = Self::new(profile.ids.vendor, profile.ids.device);
         builder.profile = Some(Box::new(profile.clone()));
@@ -99,6 +104,27 @@ impl MockHostBuilder {
     #[must_use]
     pub fn profiled_device(self, address: PciAddress, group: u32, profile: &DeviceProfile) -> Self {
         self.device(address, group, PciDeviceBuilder::from_profile(profile))
+    }
+}
+
+impl crate::MockHost {
+    /// A host builder for replaying `profile` as it was captured: imitating
+    /// the kernel it was captured on ([`profile_kernel`]; Linux 6.1 for a
+    /// release the mock does not imitate), with the device at the address
+    /// its `source` names, in the IOMMU group it names (group 1 when it
+    /// names none). A `source` address that does not parse is a
+    /// [`BuildError`]. More devices, or another kernel, can be added to the
+    /// builder returned.
+    pub fn replaying(profile: &DeviceProfile) -> Result<MockHostBuilder, BuildError> {
+        let address: PciAddress = profile.source.pci_address.parse().map_err(|e| {
+            BuildError::new(format!(
+                "the profile's source address `{}`: {e}",
+                profile.source.pci_address
+            ))
+        })?;
+        Ok(Self::builder()
+            .kernel(profile_kernel(profile).unwrap_or_default())
+            .profiled_device(address, profile.source.iommu_group.unwrap_or(1), profile))
     }
 }
 

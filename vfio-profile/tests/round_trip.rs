@@ -61,6 +61,16 @@ fn nvme_capture_replays_to_the_same_profile() -> anyhow::Result<()> {
         &CaptureOptions::new(source(&nvme)),
     )?;
     assert_eq!(profile.config.bytes.len(), 4096);
+    // IDs as lspci spells them.
+    let text = profile.to_json();
+    for field in [
+        "\"vendor\": \"0x1b36\"",
+        "\"device\": \"0x0010\"",
+        "\"class\": \"0x010802\"",
+        "\"revision\": \"0x02\"",
+    ] {
+        assert!(text.contains(field), "{field}");
+    }
     let msix = &profile.irqs[2];
     assert_eq!(msix.count, 65);
     assert!(
@@ -198,11 +208,30 @@ fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
     assert_eq!(source.driver, "vfio-pci");
     assert_eq!(source.pci_address, "0000:00:03.0");
     assert_eq!(source.kernel_release, "6.1.0-54-amd64");
+    assert_eq!(source.iommu_group, Some(profiles::QEMU_GUEST_GROUPS.1));
     let watchdog =
         vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
     assert_eq!(watchdog.driver, "i6300esb");
     let absent = PciAddress::new(0, 9, 9, 0).expect("a valid address");
     let e = vfio_profile::Source::of_device(host.paths(), &absent, "6.1").unwrap_err();
     assert!(e.to_string().starts_with("cannot read "), "{e}");
+    Ok(())
+}
+
+#[test]
+fn fields_are_written_in_the_documented_order() -> anyhow::Result<()> {
+    let text = common::guest_profile(false).to_json();
+    let at = |key: &str| {
+        text.find(&format!("\n  \"{key}\": "))
+            .unwrap_or_else(|| panic!("no top-level {key}"))
+    };
+    let keys = [
+        "format", "version", "source", "ids", "device", "regions", "irqs", "config", "bars",
+    ];
+    let positions: Vec<usize> = keys.iter().map(|k| at(k)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(text.starts_with("{\n  \"format\": \"vfio-device-profile\",\n  \"version\": 1,\n"));
+    // Written twice, the same bytes.
+    assert_eq!(DeviceProfile::from_json(&text)?.to_json(), text);
     Ok(())
 }
