@@ -1,0 +1,250 @@
+//! `vfio`: a command-line tool for people, like `lspci` and `setpci` but
+//! through VFIO. It shows what vfio-pci gives a device (regions, VFIO
+//! capabilities, IRQs, config space as vfio-pci virtualizes it), reads and
+//! writes registers, and binds and watches interrupts, on this host's
+//! kernel or, with `--mock`, on vfio-mock's simulated QEMU guest, so it can
+//! be tried with no hardware:
+//!
+//! ```text
+//! cargo run -p vfio-tool -- --mock list
+//! cargo run -p vfio-tool -- --mock info 00:02.0
+//! cargo run -p vfio-tool -- --mock config 00:03.0
+//! cargo run -p vfio-tool -- --mock read 00:02.0 bar0 0
+//! cargo run -p vfio-tool -- --mock irq 00:02.0 msi --trigger
+//! ```
+//!
+//! Every command is generic over [`vfio_core::VfioBackend`]: the mock and
+//! the kernel run the same code. `--json` prints one JSON document with
+//! stable field names on stdout.
+//!
+//! # Commands
+//!
+//! - `list`: devices bound to vfio-pci, their IOMMU groups, whether each
+//!   group is viable (and, when not, which device is on which other
+//!   driver), the group node and the device cdev (Linux 6.6 and later).
+//! - `info DEV`: device, region and IRQ info with every VFIO region
+//!   capability decoded, and the PCI and PCI Express capabilities decoded
+//!   as `lspci -vvv` does.
+//! - `config DEV`: a hex dump in `lspci -xxx` format (`lspci -F` reads it
+//!   back) and the decoded header.
+//! - `read DEV REGION OFFSET [WIDTH]`, `write DEV REGION OFFSET WIDTH
+//!   VALUE`: one register of `bar0`..`bar5`, `rom`, `config` or a region
+//!   index, through the region's mapping when it is mmappable there, else
+//!   through the device file. Every check of the input (width 1, 2, 4 or 8;
+//!   a value that fits; an offset inside the region and aligned to the
+//!   width; a region that is present and readable or writable) runs before
+//!   anything is written.
+//! - `irq DEV INDEX [--count N] [--for SECONDS] [--trigger]`: binds N
+//!   vectors to eventfds and prints each interrupt as it arrives with its
+//!   vector and the Linux irq from `/proc/interrupts`. `--trigger` fires
+//!   each vector once from userspace (`VFIO_IRQ_SET_ACTION_TRIGGER`), which
+//!   vfio-pci delivers like a device's interrupt: on the mock, that is how
+//!   to see one arrive (`vfio --mock irq 00:02.0 msi --trigger`).
+//!
+//! # Exit codes
+//!
+//! - 0: the command did what it was asked.
+//! - 1: VFIO, the kernel or the OS refused; stderr names the operation, the
+//!   `ErrorKind` and the errno, e.g. `open group failed for /dev/vfio/1
+//!   (permission denied) [kind: PermissionDenied, errno: EACCES]`. A device
+//!   not bound to vfio-pci and a group that is not viable are refused here
+//!   too, before any VFIO call that would fail, with what is wrong.
+//! - 2: a usage error or bad input found before the device was touched.
+//!
+//! Errors go to stderr, one line; stdout holds only the output.
+//!
+//! # Where this decoding and `lspci -vvv` differ
+//!
+//! Each capability's line and each detail line `info` prints is one that
+//! `lspci -vvv` (pciutils 3.9) prints for the same config bytes, word for
+//! word; the test `lspci_agreement` checks it on every PCI device of the
+//! machine it runs on, on the mock's devices, and on any dumps named by
+//! `VFIO_TOOL_CONFIG_DUMPS`. By design:
+//!
+//! - Fewer detail lines. Power Management (Flags, Status), MSI (Address and
+//!   Data, Masking and Pending), MSI-X (Vector table, PBA) and virtio's
+//!   vendor capabilities (BAR, offset, size, multiplier) are detailed in
+//!   full; of PCI Express only the capability line and DevCtl's MaxPayload
+//!   and MaxReadReq are printed (not DevCap, DevSta, the link, slot, root
+//!   and second-generation registers); extended capabilities are named
+//!   (with the serial number, and the vendor-specific and designated
+//!   vendor-specific headers) but their registers are not decoded.
+//! - PCI-X, HyperTransport and SATA capabilities are named by their kind
+//!   only; lspci goes on with the sub-type (`PCI-X non-bridge device`,
+//!   `HyperTransport: Slave or Primary Interface`, `SATA HBA v1.0 ...`).
+//! - Vendor-specific capabilities are decoded for virtio only (as lspci
+//!   does for Red Hat's 1af4:1000..107f); others are `Len=.. <?>`, as
+//!   lspci has them.
+//! - Config space comes from VFIO's config region, which vfio-pci
+//!   virtualizes: the capabilities vfio-pci hides or changes are seen as
+//!   vfio-pci shows them, and lspci of the same device on the host (from
+//!   sysfs) can list more. The agreement test compares the two decoders on
+//!   the same bytes.
+//! - A malformed list (a loop, a pointer below 0x40, a capability past
+//!   the bytes read) is reported as an error naming where it broke
+//!   (vfio-core's walker), where lspci prints what it walked and
+//!   `<chain looped>` or `<chain broken>`.
+//! - `Region` lines and the other header lines lspci prints are not
+//!   capability lines; `config` prints the Command and Status registers
+//!   in lspci's `Control:` and `Status:` words, and `info` gives region
+//!   sizes from VFIO's region info rather than from BAR sizing.
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod commands;
+pub mod dump;
+pub mod error;
+pub mod open;
+pub mod pci;
+pub mod sysfs;
+
+use clap::Parser;
+use cli::{Cli, Command, Kernel};
+use commands::Report;
+use error::{EXIT_OK, EXIT_USAGE, ToolError, usage};
+use std::ffi::OsString;
+use std::io::Write;
+use std::time::Duration;
+use vfio_core::VfioBackend;
+
+/// Runs the tool with `args` (the first is the program name), writing the
+/// output to `out` and errors to `err`; returns the exit code.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let text = e.render().to_string();
+            let _ = if e.use_stderr() {
+                err.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.as_bytes())
+            };
+            return code;
+        }
+    };
+    match run_cli(&cli, out) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            let _ = writeln!(err, "vfio: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs a parsed command line on the backend it names.
+pub fn run_cli(cli: &Cli, out: &mut dyn Write) -> Result<(), ToolError> {
+    match &cli.mock {
+        Some(Some(profile)) => Err(usage(format!(
+            "--mock={}: loading a device profile needs the vfio-profile crate, which this \
+             build does not have; use --mock alone for the simulated QEMU guest",
+            profile.display()
+        ))),
+        Some(None) => {
+            let kernel = match cli.kernel {
+                Kernel::V6_1 => vfio_mock::KernelVersion::V6_1,
+                Kernel::V6_12 => vfio_mock::KernelVersion::V6_12,
+            };
+            let host = vfio_mock::profiles::qemu_guest()
+                .kernel(kernel)
+                .build()
+                .map_err(|e| usage(format!("the mock host could not be built: {e}")))?;
+            run_on(&host.backend(), cli, out)
+        }
+        None => run_on(&vfio_linux::LinuxBackend::new(), cli, out),
+    }
+}
+
+fn emit(report: &impl Report, json: bool, out: &mut dyn Write) -> Result<(), ToolError> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).map_err(|e| ToolError::Output(e.into()))?;
+        writeln!(out)?;
+    } else {
+        report.human(out)?;
+    }
+    Ok(())
+}
+
+/// Runs `cli`'s command on `backend`.
+pub fn run_on<B: VfioBackend>(
+    backend: &B,
+    cli: &Cli,
+    out: &mut dyn Write,
+) -> Result<(), ToolError> {
+    use commands::{access, config, info, irq, list};
+    let mode = cli.mode;
+    match &cli.command {
+        Command::List => emit(&list::list(backend), cli.json, out),
+        Command::Info { device } => emit(&info::info(backend, device, mode)?, cli.json, out),
+        Command::Config { device } => emit(&config::config(backend, device, mode)?, cli.json, out),
+        Command::Read {
+            device,
+            region,
+            offset,
+            width,
+        } => emit(
+            &access::access(
+                backend,
+                device,
+                mode,
+                region,
+                offset,
+                width,
+                access::Op::Read,
+            )?,
+            cli.json,
+            out,
+        ),
+        Command::Write {
+            device,
+            region,
+            offset,
+            width,
+            value,
+        } => {
+            access::parse_region(region)?;
+            access::parse_number("offset", offset)?;
+            let value = access::parse_value(value, access::parse_width(width)?)?;
+            emit(
+                &access::access(
+                    backend,
+                    device,
+                    mode,
+                    region,
+                    offset,
+                    width,
+                    access::Op::Write(value),
+                )?,
+                cli.json,
+                out,
+            )
+        }
+        Command::Irq {
+            device,
+            index,
+            count,
+            for_seconds,
+            trigger,
+        } => {
+            let duration = match for_seconds {
+                Some(s) if s.is_finite() && *s >= 0.0 && *s <= 86_400.0 => {
+                    Some(Duration::from_secs_f64(*s))
+                }
+                Some(s) => return Err(usage(format!("--for {s}: expected 0 to 86400 seconds"))),
+                None => None,
+            };
+            let watch = irq::Watch {
+                count: *count,
+                duration,
+                trigger: *trigger,
+            };
+            let live: Option<&mut dyn Write> = if cli.json { None } else { Some(&mut *out) };
+            let report = irq::irq(backend, device, mode, index, watch, live)?;
+            emit(&report, cli.json, out)
+        }
+    }
+}
