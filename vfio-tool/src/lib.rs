@@ -64,11 +64,14 @@
 //! - Fewer detail lines. Power Management (Flags, Status), MSI (Address and
 //!   Data, Masking and Pending), MSI-X (Vector table, PBA) and virtio's
 //!   vendor capabilities (BAR, offset, size, multiplier) are detailed in
-//!   full; of PCI Express only the capability line and DevCtl's MaxPayload
-//!   and MaxReadReq are printed (not DevCap, DevSta, the link, slot, root
-//!   and second-generation registers); extended capabilities are named
-//!   (with the serial number, and the vendor-specific and designated
-//!   vendor-specific headers) but their registers are not decoded.
+//!   full. Of PCI Express: the capability line, DevCap's first line
+//!   (MaxPayload, PhantFunc, and an endpoint's acceptable latencies),
+//!   DevCtl's error-reporting bits and its MaxPayload and MaxReadReq, and
+//!   DevSta; not DevCap's and DevCtl's other flags (which lspci words
+//!   differently per port type), nor the link, slot, root and
+//!   second-generation registers. Extended capabilities are named (with the
+//!   serial number, and the vendor-specific and designated vendor-specific
+//!   headers) but their registers are not decoded.
 //! - PCI-X, HyperTransport and SATA capabilities are named by their kind
 //!   only; lspci goes on with the sub-type (`PCI-X non-bridge device`,
 //!   `HyperTransport: Slave or Primary Interface`, `SATA HBA v1.0 ...`).

@@ -319,6 +319,27 @@ fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     ))
 }
 
+const L0S_LATENCY: [&str; 8] = [
+    "<64ns",
+    "<128ns",
+    "<256ns",
+    "<512ns",
+    "<1us",
+    "<2us",
+    "<4us",
+    "unlimited",
+];
+const L1_LATENCY: [&str; 8] = [
+    "<1us",
+    "<2us",
+    "<4us",
+    "<8us",
+    "<16us",
+    "<32us",
+    "<64us",
+    "unlimited",
+];
+
 fn express(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     let flags = u32::from(r16(c, at + 2)?);
     let ty = flags >> 4 & 0xF;
@@ -340,12 +361,46 @@ fn express(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
         flags & 0xF,
         flags >> 9 & 0x1F
     );
+    let devcap = r32(c, at + 4)?;
     let devctl = u32::from(r16(c, at + 8)?);
-    let details = vec![format!(
-        "MaxPayload {} bytes, MaxReadReq {} bytes",
-        128u32 << (devctl >> 5 & 7),
-        128u32 << (devctl >> 12 & 7)
-    )];
+    let devsta = u32::from(r16(c, at + 10)?);
+    let mut devcap_line = format!(
+        "DevCap:\tMaxPayload {} bytes, PhantFunc {}",
+        128u32 << (devcap & 7),
+        (1u32 << (devcap >> 3 & 3)) - 1
+    );
+    // Acceptable latencies are an endpoint's (legacy or not) to state.
+    if ty <= 1 {
+        devcap_line.push_str(&format!(
+            ", Latency L0s {}, L1 {}",
+            L0S_LATENCY[(devcap >> 6 & 7) as usize],
+            L1_LATENCY[(devcap >> 9 & 7) as usize]
+        ));
+    }
+    let details = vec![
+        devcap_line,
+        format!(
+            "DevCtl:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{}",
+            bit(devctl, 0),
+            bit(devctl, 1),
+            bit(devctl, 2),
+            bit(devctl, 3)
+        ),
+        format!(
+            "MaxPayload {} bytes, MaxReadReq {} bytes",
+            128u32 << (devctl >> 5 & 7),
+            128u32 << (devctl >> 12 & 7)
+        ),
+        format!(
+            "DevSta:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{} AuxPwr{} TransPend{}",
+            bit(devsta, 0),
+            bit(devsta, 1),
+            bit(devsta, 2),
+            bit(devsta, 3),
+            bit(devsta, 4),
+            bit(devsta, 5)
+        ),
+    ];
     Some((name, details))
 }
 
