@@ -55,6 +55,39 @@ pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
         .with_mode(mode))
 }
 
+/// A fresh mock host imitating `kernel`'s vfio-pci with one device, replayed
+/// from `profile` at `address` (alone in group 1, or no-IOMMU group 0 in
+/// no-IOMMU mode), and an environment opening devices in `mode`: where the
+/// device-agnostic cases ([`generic`](crate::generic)) run on a captured
+/// profile. Pass the kernel the profile was captured on
+/// ([`vfio_mock::profile_kernel`]): its IRQ flags are that kernel's.
+pub fn env_for_profile(
+    profile: &vfio_profile::DeviceProfile,
+    address: vfio_core::PciAddress,
+    kernel: KernelVersion,
+    mode: Mode,
+) -> Result<Env<MockBackend>> {
+    let builder = vfio_mock::MockHost::builder()
+        .cpus(2)
+        .kernel(kernel)
+        .iommu_address_bits(crate::cases::uapi::guest_address_bits(Some(kernel)));
+    let builder = match mode {
+        Mode::NoIommu => builder
+            .noiommu_mode(vfio_mock::NoIommuMode::Enabled)
+            .noiommu_device(
+                address,
+                0,
+                vfio_mock::PciDeviceBuilder::from_profile(profile),
+            ),
+        _ => builder.profiled_device(address, 1, profile),
+    };
+    let host = builder.build()?;
+    Ok(Env::new(host.backend())
+        .with_host(std::sync::Arc::new(MockHostControl(host)))
+        .with_kernel(Some(kernel))
+        .with_mode(mode))
+}
+
 /// Device removal on the simulated host
 /// ([`MockHost::remove_device`](vfio_mock::MockHost::remove_device)), and its
 /// IOMMU fault log.

@@ -14,6 +14,14 @@ pub const CONFIG_SIZE_CONVENTIONAL: usize = 256;
 /// Size of PCI Express config space.
 pub const CONFIG_SIZE_PCIE: usize = 4096;
 
+/// The PM Control/Status bits a driver may change through vfio-pci on
+/// QEMU's devices: the power state and PME Enable.
+pub(crate) const PM_CONTROL_WRITABLE: u16 = 0x0103;
+/// The PCIe Device Control bits the mock lets a driver change.
+pub(crate) const PCIE_DEVCTL_WRITABLE: u16 = 0x7fff;
+/// The PCIe Link Control bits the mock lets a driver change.
+pub(crate) const PCIE_LNKCTL_WRITABLE: u16 = 0x0fff;
+
 /// What a BAR decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarKind {
@@ -202,6 +210,8 @@ pub struct PciDeviceBuilder {
     pub(crate) model: Option<Box<dyn DeviceModel>>,
     errors: Vec<String>,
     sparse: Vec<(u32, Vec<vfio_core::SparseArea>)>,
+    /// The profile a device replays ([`PciDeviceBuilder::from_profile`]).
+    pub(crate) profile: Option<Box<vfio_profile::DeviceProfile>>,
 }
 
 /// What the builder produces: the device's fixed description.
@@ -220,6 +230,8 @@ pub(crate) struct DeviceSpec {
     pub can_reset: bool,
     /// BARs reporting a sparse-mmap capability, with their areas.
     pub sparse: Vec<(u32, Vec<vfio_core::SparseArea>)>,
+    /// What a profiled device answers from its profile.
+    pub replay: Option<crate::profile::Replay>,
 }
 
 impl PciDeviceBuilder {
@@ -244,6 +256,7 @@ impl PciDeviceBuilder {
             model: None,
             errors: Vec::new(),
             sparse: Vec::new(),
+            profile: None,
         }
     }
 
@@ -439,6 +452,9 @@ impl PciDeviceBuilder {
         if let Some(e) = self.errors.first() {
             return Err(BuildError::new(e.clone()));
         }
+        if let Some(profile) = &self.profile {
+            return crate::profile::spec(profile);
+        }
         let is_pcie = self.caps.iter().any(|(k, _)| matches!(k, CapKind::Pcie));
         let mut config = ConfigSpace::new(if is_pcie {
             CONFIG_SIZE_PCIE
@@ -524,6 +540,7 @@ impl PciDeviceBuilder {
             model_config,
             can_reset: self.can_reset,
             sparse: self.sparse.clone(),
+            replay: None,
         })
     }
 
@@ -643,7 +660,7 @@ impl PciDeviceBuilder {
                     // Version 1.2; PMCSR: No_Soft_Reset.
                     config.set_u16(offset + 2, 0x0003);
                     config.set_u16(offset + 4, 0x0008);
-                    config.set_wmask(offset + 4, &0x0103u16.to_le_bytes());
+                    config.set_wmask(offset + 4, &PM_CONTROL_WRITABLE.to_le_bytes());
                 }
                 CapKind::Msi(m) => {
                     if !m.vectors.is_power_of_two() || m.vectors > 32 {
@@ -713,8 +730,8 @@ impl PciDeviceBuilder {
                     config.set_u16(offset + 0x12, 0x0011);
                     // Device capabilities 2: extended fmt field, end-end TLP prefixes.
                     config.set_u32(offset + 0x24, 0x0030_0000);
-                    config.set_wmask(offset + 8, &0x7fffu16.to_le_bytes());
-                    config.set_wmask(offset + 0x10, &0x0fffu16.to_le_bytes());
+                    config.set_wmask(offset + 8, &PCIE_DEVCTL_WRITABLE.to_le_bytes());
+                    config.set_wmask(offset + 0x10, &PCIE_LNKCTL_WRITABLE.to_le_bytes());
                 }
                 CapKind::Vendor(len) => {
                     config.set(offset, &[id::VENDOR]);

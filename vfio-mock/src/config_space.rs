@@ -120,6 +120,11 @@ impl ConfigSpace {
         b[0]
     }
 
+    /// The write masks, one per byte.
+    pub(crate) fn wmask(&self) -> &[u8] {
+        &self.wmask
+    }
+
     /// The whole space, for parsers and tests.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes

@@ -125,6 +125,9 @@ impl PciDevice {
             *slot = bar.map(|b| BarMemory::new(b.size));
         }
         let rom = (spec.rom_size != 0).then(|| BarMemory::new(spec.rom_size));
+        if let Some(replay) = &spec.replay {
+            crate::profile::fill_bars(&bars, replay, spec.msix.as_ref().map(|(_, m)| m));
+        }
         // The IO-APIC pin the line is routed to: GSI 16-23, rotated by slot
         // as the q35 PIRQ routing does (the exact number is the mock's choice).
         let intx_irq =
@@ -237,6 +240,9 @@ impl PciDevice {
 
     /// `VFIO_DEVICE_GET_INFO`.
     pub(crate) fn info(&self) -> DeviceInfo {
+        if let Some(replay) = &self.spec.replay {
+            return replay.device;
+        }
         let mut flags = DeviceFlags::PCI;
         if self.spec.can_reset {
             flags = flags | DeviceFlags::RESET;
@@ -250,6 +256,9 @@ impl PciDevice {
 
     /// Vectors per IRQ index (`vfio_pci_get_irq_count`).
     pub(crate) fn irq_counts(&self) -> [u32; NUM_IRQS as usize] {
+        if let Some(replay) = &self.spec.replay {
+            return replay.irq_counts();
+        }
         [
             u32::from(self.spec.interrupt_pin != 0),
             self.spec.msi.map_or(0, |(_, m)| m.vectors),
@@ -264,6 +273,13 @@ impl PciDevice {
     /// device with MSI-X when the kernel can allocate vectors dynamically
     /// (`dynamic_msix`: `vdev->has_dyn_msix`).
     pub(crate) fn irq_info(&self, index: IrqIndex, dynamic_msix: bool) -> Result<IrqInfo, Errno> {
+        if let Some(replay) = &self.spec.replay {
+            return replay
+                .irqs
+                .get(index.0 as usize)
+                .cloned()
+                .unwrap_or(Err(Errno::EINVAL));
+        }
         if index.0 >= NUM_IRQS || (index == IrqIndex::ERR && !self.spec.is_pcie) {
             return Err(Errno::EINVAL);
         }
@@ -304,6 +320,15 @@ impl PciDevice {
     /// `VFIO_DEVICE_GET_REGION_INFO`.
     pub(crate) fn region_info(&self, index: u32) -> Result<RegionInfo, Errno> {
         let offset = region_offset(index);
+        if let Some(replay) = &self.spec.replay {
+            let mut info = replay
+                .regions
+                .get(index as usize)
+                .cloned()
+                .unwrap_or(Err(Errno::EINVAL))?;
+            info.offset = offset;
+            return Ok(info);
+        }
         let absent = |index| RegionInfo {
             index,
             flags: RegionFlags::EMPTY,
@@ -816,6 +841,10 @@ impl PciDevice {
         self.new_epoch();
         for bar in self.bars.iter().flatten() {
             bar.clear();
+        }
+        if let Some(replay) = &self.spec.replay {
+            // A profiled device's power-on BARs hold what was captured.
+            crate::profile::fill_bars(&self.bars, replay, self.spec.msix.as_ref().map(|(_, m)| m));
         }
         if let Some(m) = &self.model {
             m.reset();

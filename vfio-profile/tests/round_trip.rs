@@ -1,0 +1,130 @@
+//! Capture of a mock device, replay of the capture in a new mock, and
+//! capture again: the same profile, byte for byte.
+
+mod common;
+
+use common::{capture_at, source, with_device};
+use vfio_core::{Device, MappedRegion, PciAddress};
+use vfio_mock::{BarSpec, MockHost, PciDeviceBuilder, profiles};
+use vfio_profile::{CaptureOptions, DeviceProfile};
+
+/// Captures `address` of `host`, replays the capture at the same address
+/// in a new host, captures that, and checks both files are equal; returns
+/// the replaying host and the profile.
+fn round_trip(
+    host: &MockHost,
+    address: &PciAddress,
+    group: u32,
+    options: &CaptureOptions,
+) -> anyhow::Result<(MockHost, DeviceProfile)> {
+    let first = capture_at(host, address, options)?;
+    let text = first.to_json();
+    assert!(text.ends_with("}\n"));
+    let read = DeviceProfile::from_json(&text)?;
+    assert_eq!(read, first);
+    let replay = MockHost::builder()
+        .profiled_device(*address, group, &read)
+        .build()?;
+    let second = capture_at(&replay, address, options)?;
+    assert_eq!(second.to_json(), text);
+    Ok((replay, second))
+}
+
+#[test]
+fn edu_capture_replays_to_the_same_profile() -> anyhow::Result<()> {
+    let host = profiles::qemu_guest().build()?;
+    let edu = profiles::edu_address();
+    let (_replay, profile) = round_trip(
+        &host,
+        &edu,
+        profiles::QEMU_GUEST_GROUPS.0,
+        &CaptureOptions::new(source(&edu)),
+    )?;
+    assert_eq!((profile.ids.vendor, profile.ids.device), (0x1234, 0x11e8));
+    assert_eq!(profile.config.bytes.len(), 256);
+    // BAR0 is 1 MiB of 32-bit memory: its register's size bits are writable.
+    let bar0 = &profile.bars[0];
+    assert_eq!((bar0.index, bar0.size), (0, 1 << 20));
+    assert_eq!(profile.config.writable.as_slice()[0x12], 0xf0);
+    assert_eq!(profile.config.writable.as_slice()[0x13], 0xff);
+    Ok(())
+}
+
+#[test]
+fn nvme_capture_replays_to_the_same_profile() -> anyhow::Result<()> {
+    let host = profiles::qemu_guest().build()?;
+    let nvme = profiles::nvme_address();
+    let (_replay, profile) = round_trip(
+        &host,
+        &nvme,
+        profiles::QEMU_GUEST_GROUPS.1,
+        &CaptureOptions::new(source(&nvme)),
+    )?;
+    assert_eq!(profile.config.bytes.len(), 4096);
+    let msix = &profile.irqs[2];
+    assert_eq!(msix.count, 65);
+    assert!(
+        profile.regions[0]
+            .caps
+            .contains(&vfio_profile::RegionCapProfile::MsixMappable)
+    );
+    Ok(())
+}
+
+#[test]
+fn the_2048_vector_nvme_capture_replays_on_6_12() -> anyhow::Result<()> {
+    let host = profiles::qemu_guest()
+        .kernel(vfio_mock::KernelVersion::V6_12)
+        .build()?;
+    let nvme = profiles::big_nvme_address();
+    let mut source = source(&nvme);
+    source.kernel_release = "6.12.95".into();
+    let first = capture_at(&host, &nvme, &CaptureOptions::new(source.clone()))?;
+    let kernel = vfio_mock::profile_kernel(&first).expect("a 6.12 release");
+    let replay = MockHost::builder()
+        .kernel(kernel)
+        .profiled_device(nvme, 4, &first)
+        .build()?;
+    let second = capture_at(&replay, &nvme, &CaptureOptions::new(source))?;
+    assert_eq!(second.to_json(), first.to_json());
+    assert_eq!(second.irqs[2].count, 2048);
+    Ok(())
+}
+
+#[test]
+fn bar_contents_are_captured_and_replayed_when_asked() -> anyhow::Result<()> {
+    let address = PciAddress::new(0, 0, 4, 0).expect("slot 4 is a valid address");
+    let device = PciDeviceBuilder::new(0x1af4, 0x1110)
+        .class(0x05_00_00)
+        .bar(0, BarSpec::memory32(4096))
+        .bar(2, BarSpec::memory64(16 << 10).prefetchable())
+        .msix(4, 2, 0x1000, 2, 0x1800)
+        .interrupt_pin(1);
+    let host = MockHost::builder().device(address, 7, device).build()?;
+    with_device(&host, &address, |d| -> anyhow::Result<()> {
+        let bar0 = d.map_region(0)?;
+        bar0.write_u32(0x10, 0xdead_beef)?;
+        bar0.write_u32(0xffc, 0x1234_5678)?;
+        Ok(())
+    })??;
+    // The first host's BARs lose their bytes at the last close only on a
+    // device that resets; this one does not, so they are still there.
+    let options = CaptureOptions::new(source(&address)).with_bar_contents();
+    let (replay, profile) = round_trip(&host, &address, 7, &options)?;
+    let contents = profile.bars[0].contents.as_ref().expect("asked for");
+    assert_eq!(
+        &contents.as_slice()[0x10..0x14],
+        &0xdead_beefu32.to_le_bytes()
+    );
+    let bar2 = &profile.bars[1];
+    assert_eq!(
+        (bar2.index, bar2.kind, bar2.prefetchable),
+        (2, vfio_profile::BarKindProfile::Memory64, true)
+    );
+    // The replay reads the captured bytes through a mapping, too.
+    let read = with_device(&replay, &address, |d| -> anyhow::Result<u32> {
+        Ok(d.map_region(0)?.read_u32(0xffc)?)
+    })??;
+    assert_eq!(read, 0x1234_5678);
+    Ok(())
+}
