@@ -9,7 +9,8 @@ pub const AFTER_HELP: &str = "\
 Exit codes:
   0  the command did what it was asked
   1  VFIO, the kernel or the OS refused (stderr names the ErrorKind and errno)
-  2  usage error or bad input, found before the device was touched
+  2  usage error or bad input, found before the device was touched, or a
+     profile (--mock=PROFILE) that cannot be read or is refused
 
 Errors go to stderr, one line each; stdout holds only the command's output
 (with --json, exactly one JSON document).";
@@ -22,7 +23,9 @@ pub struct Cli {
     /// Run on vfio-mock's simulated QEMU guest instead of this host's
     /// kernel (edu at 00:02.0, NVMe at 00:03.0, a shared-group edu at
     /// 01:01.0 beside a watchdog on its own driver at 01:02.0, a 2048-vector
-    /// NVMe at 00:05.0). `--mock=PROFILE` names a device profile file.
+    /// NVMe at 00:05.0). `--mock=PROFILE` runs instead on a host holding
+    /// the one device a profile file describes (from `vfio capture`), at
+    /// the address it was captured at, bound to vfio-pci in IOMMU group 1.
     #[arg(
         long,
         global = true,
@@ -33,9 +36,10 @@ pub struct Cli {
     pub mock: Option<Option<PathBuf>>,
 
     /// The kernel the mock imitates: 6.1 (container and groups) or 6.12
-    /// (also device cdevs and /dev/iommu).
-    #[arg(long, global = true, value_enum, default_value_t = Kernel::V6_1)]
-    pub kernel: Kernel,
+    /// (also device cdevs and /dev/iommu). By default 6.1, or with
+    /// `--mock=PROFILE` the kernel the profile was captured on.
+    #[arg(long, global = true, value_enum)]
+    pub kernel: Option<Kernel>,
 
     /// How to open a device: type1 (container and group), iommufd (the
     /// device cdev, Linux 6.6 and later) or noiommu. By default noiommu
@@ -119,6 +123,23 @@ pub enum Command {
         width: String,
         /// The value (decimal, or hex with 0x); must fit in WIDTH bytes.
         value: String,
+    },
+    /// Captures the device's profile (device, region and IRQ info, config
+    /// space with its writable bits, BAR layout) into FILE, in
+    /// vfio-profile's versioned JSON format; `--mock=FILE` replays it.
+    /// Capture writes config space to find the writable bits, restoring
+    /// each byte; the device should not be in use meanwhile.
+    Capture {
+        /// The device: DDDD:BB:DD.F or BB:DD.F.
+        device: PciAddress,
+        /// The profile file to write.
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// Also record every BAR's contents, read through the device file.
+        /// Reading a register can have side effects (a FIFO pops, a status
+        /// clears): ask only for a device known to be safe to read.
+        #[arg(long)]
+        bar_contents: bool,
     },
     /// Binds COUNT vectors of an IRQ index to eventfds and prints each
     /// interrupt as it arrives, with its vector and the Linux irq from

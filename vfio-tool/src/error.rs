@@ -11,7 +11,7 @@ pub const EXIT_VFIO: i32 = 1;
 /// The exit code of a usage error or bad input found before the device was
 /// touched: an unknown option, a width that is not 1, 2, 4 or 8, a value
 /// that does not fit its width, an offset past a region, a region that is
-/// absent or refuses the access.
+/// absent or refuses the access, a profile that cannot be read or is refused.
 pub const EXIT_USAGE: i32 = 2;
 
 /// A command's failure.
@@ -24,14 +24,20 @@ pub enum ToolError {
     Usage(String),
     /// Writing the output failed.
     Output(std::io::Error),
+    /// A profile given with `--mock=PROFILE` that cannot be read, or that
+    /// vfio-profile or the mock refuses (another version, a broken
+    /// capability chain, ...): bad input.
+    BadProfile(String),
+    /// `capture` failed on the device (its message and causes).
+    Capture(String),
 }
 
 impl ToolError {
     /// The exit code for this failure: [`EXIT_VFIO`] or [`EXIT_USAGE`].
     pub fn exit_code(&self) -> i32 {
         match self {
-            ToolError::Vfio(_) | ToolError::Output(_) => EXIT_VFIO,
-            ToolError::Usage(_) => EXIT_USAGE,
+            ToolError::Vfio(_) | ToolError::Output(_) | ToolError::Capture(_) => EXIT_VFIO,
+            ToolError::Usage(_) | ToolError::BadProfile(_) => EXIT_USAGE,
         }
     }
 
@@ -78,8 +84,21 @@ impl fmt::Display for ToolError {
             }
             ToolError::Usage(msg) => write!(f, "{msg}"),
             ToolError::Output(e) => write!(f, "writing the output failed: {e}"),
+            ToolError::BadProfile(msg) => write!(f, "{msg}"),
+            ToolError::Capture(msg) => write!(f, "capture failed: {msg}"),
         }
     }
+}
+
+/// An error and its causes, `: `-separated.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
 }
 
 /// Shorthand for a usage error.

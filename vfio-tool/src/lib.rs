@@ -40,6 +40,18 @@
 //!   each vector once from userspace (`VFIO_IRQ_SET_ACTION_TRIGGER`), which
 //!   vfio-pci delivers like a device's interrupt: on the mock, that is how
 //!   to see one arrive (`vfio --mock irq 00:02.0 msi --trigger`).
+//! - `capture DEV -o FILE [--bar-contents]`: the device's profile
+//!   (`vfio_profile::capture`: device, region and IRQ info, config space
+//!   with its writable bits, BAR layout, and BAR contents only when asked,
+//!   since reading registers can have side effects), in vfio-profile's
+//!   versioned JSON format.
+//!
+//! `--mock=PROFILE` runs any command on a mock host holding the one device
+//! a profile describes, at the address it was captured at, bound to
+//! vfio-pci in IOMMU group 1, imitating the kernel it was captured on
+//! (or `--kernel`). `capture` of that device writes the same file back.
+//! A profile that cannot be read, of another version, or that vfio-profile
+//! or the mock refuses (a broken capability chain, ...) exits with 2.
 //!
 //! # Exit codes
 //!
@@ -49,7 +61,8 @@
 //!   (permission denied) [kind: PermissionDenied, errno: EACCES]`. A device
 //!   not bound to vfio-pci and a group that is not viable are refused here
 //!   too, before any VFIO call that would fail, with what is wrong.
-//! - 2: a usage error or bad input found before the device was touched.
+//! - 2: a usage error or bad input found before the device was touched,
+//!   or a profile refused.
 //!
 //! Errors go to stderr, one line; stdout holds only the output.
 //!
@@ -107,6 +120,7 @@ use commands::Report;
 use error::{EXIT_OK, EXIT_USAGE, ToolError, usage};
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 use vfio_core::VfioBackend;
 
@@ -139,26 +153,104 @@ where
     }
 }
 
+/// What a command knows of the host beyond its backend.
+#[derive(Debug, Clone, Default)]
+pub struct HostContext {
+    /// The kernel release (`uname -r`) a captured profile records: this
+    /// host's, or on the mock the series it imitates (`6.1`, `6.12`).
+    pub kernel_release: String,
+    /// The profile the mock host replays, with `--mock=PROFILE`: a capture
+    /// of its device keeps the profile's `source`, so it gives the same
+    /// file back.
+    pub replayed: Option<vfio_profile::DeviceProfile>,
+}
+
+fn mock_kernel(kernel: Kernel) -> vfio_mock::KernelVersion {
+    match kernel {
+        Kernel::V6_1 => vfio_mock::KernelVersion::V6_1,
+        Kernel::V6_12 => vfio_mock::KernelVersion::V6_12,
+    }
+}
+
+/// Reads and checks a profile file for `--mock=PROFILE`.
+pub fn load_profile(path: &Path) -> Result<vfio_profile::DeviceProfile, ToolError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ToolError::BadProfile(format!("cannot read profile {}: {e}", path.display()))
+    })?;
+    vfio_profile::DeviceProfile::from_json(&text).map_err(|e| {
+        ToolError::BadProfile(format!(
+            "profile {} is refused: {}",
+            path.display(),
+            error::chain(&e)
+        ))
+    })
+}
+
+/// A mock host holding the one device `profile` describes, bound to
+/// vfio-pci in IOMMU group 1 at the address it was captured at (0000:00:02.0
+/// when that does not parse), on `kernel` or else the kernel it was
+/// captured on (6.1 when the mock imitates no such kernel).
+pub fn profile_host(
+    profile: &vfio_profile::DeviceProfile,
+    kernel: Option<Kernel>,
+) -> Result<vfio_mock::MockHost, ToolError> {
+    let address = profile
+        .source
+        .pci_address
+        .parse()
+        .unwrap_or_else(|_| vfio_mock::profiles::edu_address());
+    let kernel = kernel
+        .map(mock_kernel)
+        .or_else(|| vfio_mock::profile_kernel(profile))
+        .unwrap_or_default();
+    vfio_mock::MockHost::builder()
+        .cpus(2)
+        .kernel(kernel)
+        .profiled_device(address, 1, profile)
+        .build()
+        .map_err(|e| {
+            ToolError::BadProfile(format!(
+                "the mock refuses the profile: {}",
+                error::chain(&e)
+            ))
+        })
+}
+
 /// Runs a parsed command line on the backend it names.
 pub fn run_cli(cli: &Cli, out: &mut dyn Write) -> Result<(), ToolError> {
     match &cli.mock {
-        Some(Some(profile)) => Err(usage(format!(
-            "--mock={}: loading a device profile needs the vfio-profile crate, which this \
-             build does not have; use --mock alone for the simulated QEMU guest",
-            profile.display()
-        ))),
-        Some(None) => {
-            let kernel = match cli.kernel {
-                Kernel::V6_1 => vfio_mock::KernelVersion::V6_1,
-                Kernel::V6_12 => vfio_mock::KernelVersion::V6_12,
+        Some(Some(path)) => {
+            let profile = load_profile(path)?;
+            let host = profile_host(&profile, cli.kernel)?;
+            let context = HostContext {
+                kernel_release: host.kernel().series().to_owned(),
+                replayed: Some(profile),
             };
+            run_on(&host.backend(), cli, &context, out)
+        }
+        Some(None) => {
+            let kernel = mock_kernel(cli.kernel.unwrap_or(Kernel::V6_1));
             let host = vfio_mock::profiles::qemu_guest()
                 .kernel(kernel)
                 .build()
                 .map_err(|e| usage(format!("the mock host could not be built: {e}")))?;
-            run_on(&host.backend(), cli, out)
+            let context = HostContext {
+                kernel_release: kernel.series().to_owned(),
+                replayed: None,
+            };
+            run_on(&host.backend(), cli, &context, out)
         }
-        None => run_on(&vfio_linux::LinuxBackend::new(), cli, out),
+        None => {
+            let backend = vfio_linux::LinuxBackend::new();
+            let release = backend.host_paths().procfs().join("sys/kernel/osrelease");
+            let context = HostContext {
+                kernel_release: std::fs::read_to_string(&release)
+                    .map(|r| r.trim().to_owned())
+                    .unwrap_or_default(),
+                replayed: None,
+            };
+            run_on(&backend, cli, &context, out)
+        }
     }
 }
 
@@ -176,9 +268,10 @@ fn emit(report: &impl Report, json: bool, out: &mut dyn Write) -> Result<(), Too
 pub fn run_on<B: VfioBackend>(
     backend: &B,
     cli: &Cli,
+    context: &HostContext,
     out: &mut dyn Write,
 ) -> Result<(), ToolError> {
-    use commands::{access, config, info, irq, list};
+    use commands::{access, capture, config, info, irq, list};
     let mode = cli.mode;
     match &cli.command {
         Command::List => emit(&list::list(backend), cli.json, out),
@@ -222,6 +315,28 @@ pub fn run_on<B: VfioBackend>(
                     width,
                     access::Op::Write(value),
                 )?,
+                cli.json,
+                out,
+            )
+        }
+        Command::Capture {
+            device,
+            output,
+            bar_contents,
+        } => {
+            let source = context
+                .replayed
+                .as_ref()
+                .map(|p| p.source.clone())
+                .filter(|s| s.pci_address.parse().ok() == Some(*device))
+                .unwrap_or_else(|| vfio_profile::Source {
+                    kernel_release: context.kernel_release.clone(),
+                    pci_address: device.to_string(),
+                    driver: sysfs::VFIO_PCI.to_owned(),
+                    date: None,
+                });
+            emit(
+                &capture::capture(backend, device, mode, source, output, *bar_contents)?,
                 cli.json,
                 out,
             )

@@ -28,7 +28,11 @@ fn vfio(args: &[&str]) -> (i32, String, String) {
 fn vfio_on(host: &MockHost, args: &[&str]) -> Result<String, vfio_tool::error::ToolError> {
     let cli = Cli::try_parse_from(std::iter::once("vfio").chain(args.iter().copied())).unwrap();
     let mut out = Vec::new();
-    vfio_tool::run_on(&host.backend(), &cli, &mut out)?;
+    let context = vfio_tool::HostContext {
+        kernel_release: host.kernel().series().to_owned(),
+        replayed: None,
+    };
+    vfio_tool::run_on(&host.backend(), &cli, &context, &mut out)?;
     Ok(String::from_utf8(out).unwrap())
 }
 
@@ -299,11 +303,95 @@ fn usage_errors_exit_2_and_help_names_the_exit_codes() {
 }
 
 #[test]
-fn a_profile_is_refused_until_profiles_can_be_loaded() {
-    let (code, out, err) = vfio(&["--mock=guest.profile.json", "list"]);
+fn capture_then_replay_gives_the_same_profile_back() {
+    let dir = tempfile::tempdir().unwrap();
+    for (device, kernel) in [("00:02.0", "6.1"), ("00:03.0", "6.12")] {
+        let first = dir.path().join(format!("{device}-{kernel}.json"));
+        let second = dir.path().join("again.json");
+        let first_arg = first.to_str().unwrap();
+        let (code, out, err) = vfio(&[
+            "--mock", "--kernel", kernel, "capture", device, "-o", first_arg,
+        ]);
+        assert_eq!((code, err.as_str()), (EXIT_OK, ""));
+        assert!(
+            out.starts_with(&format!("captured 0000:{device} into {first_arg}: ")),
+            "{out}"
+        );
+        let mock = format!("--mock={first_arg}");
+        // The replayed device answers info as the captured one did.
+        let (_, captured_info, _) = vfio(&["--mock", "--kernel", kernel, "info", device]);
+        let (code, replayed_info, err) = vfio(&[&mock, "info", device]);
+        assert_eq!((code, err.as_str()), (EXIT_OK, ""));
+        assert_eq!(replayed_info, captured_info);
+        let (code, _, err) = vfio(&[&mock, "capture", device, "-o", second.to_str().unwrap()]);
+        assert_eq!((code, err.as_str()), (EXIT_OK, ""));
+        assert_eq!(
+            std::fs::read_to_string(&first).unwrap(),
+            std::fs::read_to_string(&second).unwrap(),
+            "{device} on {kernel}"
+        );
+    }
+}
+
+/// A profile of the mock's edu, its JSON text changed by `edit`, given to
+/// `--mock=`: the exit code and stderr.
+fn with_edited_profile(edit: impl Fn(String) -> String) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edu.json");
+    let path = path.to_str().unwrap();
+    assert_eq!(
+        vfio(&["--mock", "capture", "00:02.0", "-o", path]).0,
+        EXIT_OK
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    std::fs::write(path, edited).unwrap();
+    vfio(&[&format!("--mock={path}"), "list"])
+}
+
+#[test]
+fn a_bad_profile_is_refused_with_exit_2() {
+    let (code, out, err) = with_edited_profile(|t| t.replace("\"version\": 1,", "\"version\": 2,"));
     assert_eq!((code, out.as_str()), (EXIT_USAGE, ""));
+    assert!(err.starts_with("vfio: profile "), "{err}");
     assert!(
-        err.starts_with("vfio: --mock=guest.profile.json: loading a device profile"),
+        err.ends_with(
+            "is refused: profile version 2 is not supported: this library reads version 1\n"
+        ),
+        "{err}"
+    );
+    // MSI at 0x40 pointing back at itself: a capability chain that loops.
+    let (code, _, err) = with_edited_profile(|t| t.replace("\"040: 05 00 80", "\"040: 05 40 80"));
+    assert_eq!(code, EXIT_USAGE);
+    assert!(
+        err.contains("is refused: PCI capability list broken at 0x41: points back to 0x40: loop"),
+        "{err}"
+    );
+    let (code, _, err) =
+        with_edited_profile(|t| t.replace("vfio-device-profile", "something-else"));
+    assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("not a device profile"), "{err}");
+    let (code, _, err) = vfio(&["--mock=/nonexistent/edu.json", "list"]);
+    assert_eq!(code, EXIT_USAGE);
+    assert!(
+        err.starts_with("vfio: cannot read profile /nonexistent/edu.json: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn capture_to_a_file_that_cannot_be_written_fails_with_exit_1() {
+    let (code, out, err) = vfio(&[
+        "--mock",
+        "capture",
+        "00:02.0",
+        "-o",
+        "/nonexistent/dir/p.json",
+    ]);
+    assert_eq!((code, out.as_str()), (EXIT_VFIO, ""));
+    assert!(
+        err.starts_with("vfio: writing the output failed: /nonexistent/dir/p.json: "),
         "{err}"
     );
 }

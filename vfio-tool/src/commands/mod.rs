@@ -2,6 +2,7 @@
 //! share one code path.
 
 pub mod access;
+pub mod capture;
 pub mod config;
 pub mod info;
 pub mod irq;
