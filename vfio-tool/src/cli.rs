@@ -43,7 +43,9 @@ pub struct Cli {
 
     /// How to open a device: type1 (container and group), iommufd (the
     /// device cdev, Linux 6.6 and later) or noiommu. By default noiommu
-    /// when the device's group is a no-IOMMU group, else type1.
+    /// when the device's group is a no-IOMMU group, else type1. With
+    /// `--mock`, also picks the guest as it boots for that mode: Linux 6.12
+    /// for iommufd, and without an IOMMU (no-IOMMU groups) for noiommu.
     #[arg(long, global = true, value_enum)]
     pub mode: Option<ModeArg>,
 

@@ -115,7 +115,7 @@ pub mod pci;
 pub mod sysfs;
 
 use clap::Parser;
-use cli::{Cli, Command, Kernel};
+use cli::{Cli, Command, Kernel, ModeArg};
 use commands::Report;
 use error::{EXIT_OK, EXIT_USAGE, ToolError, usage};
 use std::ffi::OsString;
@@ -229,8 +229,21 @@ pub fn run_cli(cli: &Cli, out: &mut dyn Write) -> Result<(), ToolError> {
             run_on(&host.backend(), cli, &context, out)
         }
         Some(None) => {
-            let kernel = mock_kernel(cli.kernel.unwrap_or(Kernel::V6_1));
-            let host = vfio_mock::profiles::qemu_guest()
+            // The guest as it boots for the mode asked: on 6.12 for iommufd,
+            // without an IOMMU for noiommu.
+            let (builder, default_kernel) = match cli.mode {
+                Some(ModeArg::Iommufd) => (
+                    vfio_mock::profiles::qemu_guest_in(vfio_core::open::Mode::Iommufd),
+                    Kernel::V6_12,
+                ),
+                Some(ModeArg::Noiommu) => (
+                    vfio_mock::profiles::qemu_guest_in(vfio_core::open::Mode::NoIommu),
+                    Kernel::V6_12,
+                ),
+                _ => (vfio_mock::profiles::qemu_guest(), Kernel::V6_1),
+            };
+            let kernel = mock_kernel(cli.kernel.unwrap_or(default_kernel));
+            let host = builder
                 .kernel(kernel)
                 .build()
                 .map_err(|e| usage(format!("the mock host could not be built: {e}")))?;

@@ -395,3 +395,34 @@ fn capture_to_a_file_that_cannot_be_written_fails_with_exit_1() {
         "{err}"
     );
 }
+
+#[test]
+fn mode_picks_the_mock_guest_of_that_mode() {
+    let (code, out, _) = vfio(&["--mock", "--mode", "noiommu", "list"]);
+    assert_eq!(code, EXIT_OK);
+    assert!(
+        out.starts_with(
+            "0000:00:02.0 [1234:11e8] class 00ff00  group 0, viable\n    group node: /dev/vfio/noiommu-0\n"
+        ),
+        "{out}"
+    );
+    let (code, out, _) = vfio(&[
+        "--mock", "--mode", "noiommu", "read", "00:02.0", "bar0", "0",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (EXIT_OK, "bar0[0x0] = 0x010000ed (4 bytes, mmap)\n")
+    );
+    let (code, out, _) = vfio(&["--mock", "--mode", "iommufd", "info", "00:03.0"]);
+    assert_eq!(code, EXIT_OK);
+    assert!(
+        out.starts_with("0000:00:03.0 (opened with iommufd)\n"),
+        "{out}"
+    );
+    // On 6.1 there is no /dev/iommu to open.
+    let (code, _, err) = vfio(&[
+        "--mock", "--mode", "iommufd", "--kernel", "6.1", "info", "00:03.0",
+    ]);
+    assert_eq!(code, EXIT_VFIO);
+    assert!(err.contains("[kind: NotFound, errno: "), "{err}");
+}
