@@ -15,7 +15,18 @@
 //!
 //! Every command is generic over [`vfio_core::VfioBackend`]: the mock and
 //! the kernel run the same code. `--json` prints one JSON document with
-//! stable field names on stdout.
+//! stable field names on stdout. [`run`] is the whole tool, with its
+//! output and errors going where the caller says:
+//!
+//! ```
+//! let mut out = Vec::new();
+//! let mut err = Vec::new();
+//! let code = vfio_tool::run(["vfio", "--mock", "read", "00:02.0", "bar0", "0"], &mut out, &mut err);
+//! assert_eq!(code, 0);
+//! // edu's identification register: version 1.0, 0xed.
+//! assert_eq!(String::from_utf8(out)?, "bar0[0x0] = 0x010000ed (4 bytes, mmap)\n");
+//! # Ok::<(), std::string::FromUtf8Error>(())
+//! ```
 //!
 //! # Commands
 //!
