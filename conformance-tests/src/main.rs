@@ -6,6 +6,11 @@
 //!
 //!   --device ADDR       run the device-agnostic cases on ADDR, a device bound
 //!                       to vfio-pci on this host (needs root), and nothing else
+//!   --profile FILE      run the device-agnostic cases on the mock replaying
+//!                       the device profile FILE (repeatable), at the address
+//!                       it was captured at, on the kernel it was captured on,
+//!                       in every mode of that kernel (or each --mode), and
+//!                       nothing else
 //!   --mock-only         run on the simulated backend only
 //!   --host              run the kernel side on this host (root, QEMU's edu and
 //!                       NVMe devices bound to vfio-pci at --edu/--nvme) instead
@@ -47,6 +52,7 @@ use vfio_mock::KernelVersion;
 #[derive(Debug, Default)]
 struct Options {
     device: Option<PciAddress>,
+    profiles: Vec<PathBuf>,
     mock_only: bool,
     host: bool,
     require_kernel: bool,
@@ -67,6 +73,7 @@ fn parse_args() -> Result<Options> {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--device" => o.device = Some(address(&value("--device")?)?),
+            "--profile" => o.profiles.push(value("--profile")?.into()),
             "--mock-only" => o.mock_only = true,
             "--host" => o.host = true,
             "--require-kernel" => o.require_kernel = true,
@@ -94,7 +101,7 @@ fn parse_args() -> Result<Options> {
             "--json" => o.json = Some(value("--json")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: cargo run -p conformance-tests [-- --mock-only | --host] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--mode type1|iommufd|noiommu]... [--require-kernel] [--markdown FILE] [--json FILE]"
+                    "usage: cargo run -p conformance-tests [-- --mock-only | --host | --device ADDR | --profile FILE...] [--edu ADDR] [--nvme ADDR] [--kernel 6.1|6.12]... [--mode type1|iommufd|noiommu]... [--require-kernel] [--markdown FILE] [--json FILE]"
                 );
                 std::process::exit(0);
             }
@@ -280,10 +287,57 @@ fn run_on_device(device: PciAddress) -> Result<bool> {
     Ok(counts.failed == 0)
 }
 
+/// `--profile FILE`: the device-agnostic cases on the mock replaying each
+/// profile, in the modes its kernel has (or those asked for).
+fn run_on_profiles(o: &Options) -> Result<bool> {
+    let mut ok = true;
+    for path in &o.profiles {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let profile = vfio_profile::DeviceProfile::from_json(&text)
+            .with_context(|| format!("reading the profile {}", path.display()))?;
+        let address = address(&profile.source.pci_address)
+            .with_context(|| format!("the source address of {}", path.display()))?;
+        let version = vfio_mock::profile_kernel(&profile).with_context(|| {
+            format!(
+                "{} was captured on {}, which the mock does not imitate",
+                path.display(),
+                profile.source.kernel_release
+            )
+        })?;
+        let profile = std::sync::Arc::new(profile);
+        for mode in modes_on(o, version) {
+            println!(
+                "== device-agnostic cases on {} (vfio-mock replaying it, Linux {}, {mode} mode)",
+                path.display(),
+                version.series()
+            );
+            let cases: Vec<_> = conformance_tests::generic::all::<vfio_mock::MockBackend>()
+                .into_iter()
+                .map(|g| {
+                    let run = g.run;
+                    conformance_tests::Case::new(g.name, move |env: &Env<_>| run(env, &address))
+                })
+                .collect();
+            let profile = profile.clone();
+            let report = report::run_suite("vfio-mock (profile)", &cases, &move || {
+                mock::env_for_profile(&profile, address, version, mode)
+            });
+            let counts = report.counts();
+            println!("{counts}");
+            ok &= counts.failed == 0;
+        }
+    }
+    Ok(ok)
+}
+
 fn run() -> Result<bool> {
     let o = parse_args()?;
     if let Some(device) = o.device {
         return run_on_device(device);
+    }
+    if !o.profiles.is_empty() {
+        return run_on_profiles(&o);
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -37,6 +37,12 @@
 //! # }
 //! ```
 //!
+//! A device can also be replayed from a profile captured from a real one
+//! (the `vfio-profile` crate): [`PciDeviceBuilder::from_profile`] and
+//! [`MockHostBuilder::profiled_device`] give a device that answers device,
+//! region, IRQ and config-space calls as the profile says, and capturing it
+//! gives the same profile back.
+//!
 //! A [`DeviceModel`] answers register accesses and can finish work on its
 //! own time: [`DeviceContext::defer`] runs it on the device's own thread,
 //! [`DeviceContext::schedule`] when a test moves the host's virtual clock

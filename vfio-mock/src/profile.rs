@@ -53,11 +53,29 @@ impl Replay {
 
 impl PciDeviceBuilder {
     /// A device that answers every device-info, region-info, IRQ-info and
-    /// config-space call as `profile` says (see [`profile_kernel`] and the crate documentation for
-    /// what the profile leaves to the mock). The profile is checked
-    /// ([`DeviceProfile::validate`]) when the host is built, and a broken
-    /// one is a [`BuildError`]. Of the builder's other settings only
-    /// [`model`](Self::model) applies.
+    /// config-space call as `profile` says, with BARs of its sizes. The
+    /// profile is checked ([`DeviceProfile::validate`]) when the host is
+    /// built, and a broken one is a [`BuildError`]. Of the builder's other
+    /// settings only [`model`](Self::model) applies: a model gives the
+    /// replayed device its registers' behaviour.
+    ///
+    /// What the profile leaves to the mock: the config bits capture did not
+    /// probe are writable where the mock's own devices make them so (the
+    /// command register's decode and bus master bits, PM Control/Status,
+    /// MSI Message Control's low byte, PCIe Device and Link Control) and
+    /// read-only elsewhere; MSI, MSI-X and INTx are wired from the
+    /// capabilities config space holds and the IRQ info; a BAR holds the
+    /// profile's contents when it has them (again after every reset), else
+    /// zeroes, and the expansion ROM reads as zeroes; a device-specific
+    /// region (index 9 and up) has its info but cannot be read or written;
+    /// hot reset and `VFIO_DEVICE_FEATURE` answer as for any mock device.
+    /// The IRQ flags are those of the kernel the profile was captured on
+    /// ([`profile_kernel`]).
+    ///
+    /// Not checked on a kernel (the mock's choices where a profile is
+    /// silent): the writability given to unprobed bits, and BAR contents
+    /// put back at a reset (a real device resets its registers to its own
+    /// power-on values, which a capture of a running device need not hold).
     pub fn from_profile(profile: &DeviceProfile) -> Self {
         let mut builder = Self::new(profile.ids.vendor, profile.ids.device);
         builder.profile = Some(Box::new(profile.clone()));

@@ -15,9 +15,10 @@ pub struct CaptureOptions {
     /// The profile's `source` block, as the caller knows it: capture
     /// invents none of it.
     pub source: Source,
-    /// Also read every BAR whole through the device file. Off by default in
-    /// spirit: reading a register can have side effects (a FIFO pops, a
-    /// status clears), so ask only for a device known to be safe to read.
+    /// Also read every BAR whole through the device file. Off in
+    /// [`CaptureOptions::new`]: reading a register can have side effects (a
+    /// FIFO pops, a status clears), so ask only for a device known to be
+    /// safe to read.
     pub bar_contents: bool,
 }
 

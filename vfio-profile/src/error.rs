@@ -100,6 +100,15 @@ pub enum ProfileError {
         /// What it was.
         what: String,
     },
+    /// A host file the profile's source is read from could not be read.
+    #[error("cannot read {path}")]
+    Host {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A call to the device failed during capture; anything capture had
     /// changed was put back first.
     #[error("capture failed: {step}")]

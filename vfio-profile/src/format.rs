@@ -54,6 +54,43 @@ pub struct Source {
     pub date: Option<String>,
 }
 
+impl Source {
+    /// The source block of the function at `address` of the host `paths`
+    /// describe, on a kernel of release `kernel_release` (`uname -r`, or
+    /// `/proc/sys/kernel/osrelease`): the driver is the name sysfs's
+    /// `driver` link of the device points to. No date.
+    pub fn of_device(
+        paths: &vfio_core::HostPaths,
+        address: &vfio_core::PciAddress,
+        kernel_release: &str,
+    ) -> Result<Self, ProfileError> {
+        let link = paths.pci_device_dir(address).join("driver");
+        let target = std::fs::read_link(&link).map_err(|source| ProfileError::Host {
+            path: link.clone(),
+            source,
+        })?;
+        let driver = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| ProfileError::Host {
+                path: link,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the link points to {}, which names no driver",
+                        target.display()
+                    ),
+                ),
+            })?;
+        Ok(Self {
+            kernel_release: kernel_release.trim().to_owned(),
+            pci_address: address.to_string(),
+            driver,
+            date: None,
+        })
+    }
+}
+
 /// The PCI IDs at the start of config space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -58,7 +58,13 @@ pub fn probe_plan(config: &[u8]) -> Result<Vec<u8>, ProfileError> {
     // 0x0f BIST.
     probe(0x10..0x40, 0xff);
 
-    for (at, id) in chain::standard(config)? {
+    let standard = chain::standard(config)?;
+    // A standard capability ends inside the first 256 bytes, however long
+    // its ID says it is.
+    let mut probe = |range: std::ops::Range<usize>, mask: u8| {
+        probe(range.start..range.end.min(0x100), mask);
+    };
+    for (at, id) in standard {
         // Next pointer and ID: vfio-pci's, read-only.
         probe(at..at + 2, 0xff);
         match id {
@@ -102,6 +108,13 @@ pub fn probe_plan(config: &[u8]) -> Result<Vec<u8>, ProfileError> {
         }
     }
 
+    let mut probe = |range: std::ops::Range<usize>, mask: u8| {
+        for at in range {
+            if let Some(p) = plan.get_mut(at) {
+                *p = mask;
+            }
+        }
+    };
     for (at, id, _version) in chain::extended(config)? {
         match id {
             // Vendor-specific and DVSEC: vfio-pci writes them to the device.

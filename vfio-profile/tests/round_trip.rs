@@ -128,3 +128,81 @@ fn bar_contents_are_captured_and_replayed_when_asked() -> anyhow::Result<()> {
     assert_eq!(read, 0x1234_5678);
     Ok(())
 }
+
+/// A profile as a real PCIe function has it, beyond what the mock's own
+/// devices show: AER, DSN and a vendor-specific extended capability, a
+/// sparse-mmap region capability and one vfio-core does not decode. The
+/// replay of it captures to the same file, and capture probes AER's masks
+/// but not its status registers nor the vendor-specific body.
+#[test]
+fn extended_capabilities_and_undecoded_region_caps_replay() -> anyhow::Result<()> {
+    use vfio_profile::{AreaProfile, HexBytes, RegionCapProfile, probe_plan};
+    let mut profile = common::guest_profile(true);
+    let config = &mut profile.config.bytes.0;
+    // AER (id 1, version 2) at 0x100 -> DSN at 0x148 -> vendor-specific at 0x158.
+    config[0x100..0x104].copy_from_slice(&(0x0001u32 | (2 << 16) | (0x148 << 20)).to_le_bytes());
+    config[0x104..0x108].copy_from_slice(&0x0000_0010u32.to_le_bytes());
+    config[0x108..0x10c].copy_from_slice(&0x0040_0000u32.to_le_bytes());
+    config[0x148..0x14c].copy_from_slice(&(0x0003u32 | (1 << 16) | (0x158 << 20)).to_le_bytes());
+    config[0x14c..0x154].copy_from_slice(&0x0123_4567_89ab_cdefu64.to_le_bytes());
+    config[0x158..0x15c].copy_from_slice(&(0x000bu32 | (1 << 16)).to_le_bytes());
+    config[0x15c..0x160].copy_from_slice(&0x0100_0001u32.to_le_bytes());
+    let probed = probe_plan(config)?;
+    // As a device would have it: the uncorrectable mask's low bits writable.
+    let mut writable = vec![0u8; 4096];
+    writable[0x108] = 0x30;
+    writable[0x10a] = 0x7f;
+    for (w, p) in writable.iter_mut().zip(&probed) {
+        *w &= p;
+    }
+    profile.config.probed = HexBytes(probed.clone());
+    profile.config.writable = HexBytes(writable);
+    profile.regions[0].caps.push(RegionCapProfile::Unknown {
+        id: 0x7f,
+        version: 1,
+        data: HexBytes(vec![1, 2, 3, 4, 5, 6, 7, 8]),
+    });
+    profile.regions[0].caps.insert(
+        0,
+        RegionCapProfile::SparseMmap {
+            areas: vec![AreaProfile {
+                offset: 0x3000,
+                size: 0x1000,
+            }],
+        },
+    );
+    profile.validate()?;
+    assert_eq!(&probed[0x104..0x108], &[0; 4], "uncorrectable status");
+    assert_eq!(&probed[0x108..0x10c], &[0xff; 4], "uncorrectable mask");
+    assert_eq!(&probed[0x14c..0x154], &[0xff; 8], "serial number");
+    assert_eq!(&probed[0x158..0x160], &[0; 8], "vendor-specific");
+
+    let address = profiles::nvme_address();
+    let host = MockHost::builder()
+        .profiled_device(address, 2, &profile)
+        .build()?;
+    let options = CaptureOptions::new(profile.source.clone());
+    let (_replay, again) = round_trip(&host, &address, 2, &options)?;
+    assert_eq!(again.to_json(), profile.to_json());
+    Ok(())
+}
+
+#[test]
+fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
+    let host = profiles::qemu_guest().build()?;
+    let source = vfio_profile::Source::of_device(
+        host.paths(),
+        &profiles::nvme_address(),
+        "6.1.0-54-amd64\n",
+    )?;
+    assert_eq!(source.driver, "vfio-pci");
+    assert_eq!(source.pci_address, "0000:00:03.0");
+    assert_eq!(source.kernel_release, "6.1.0-54-amd64");
+    let watchdog =
+        vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
+    assert_eq!(watchdog.driver, "i6300esb");
+    let absent = PciAddress::new(0, 9, 9, 0).expect("a valid address");
+    let e = vfio_profile::Source::of_device(host.paths(), &absent, "6.1").unwrap_err();
+    assert!(e.to_string().starts_with("cannot read "), "{e}");
+    Ok(())
+}

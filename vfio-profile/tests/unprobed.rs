@@ -96,3 +96,36 @@ fn registers_with_side_effects_are_left_out_of_the_plan() {
     assert_eq!(nvme.config.writable.as_slice()[0x3c], 0xff);
     assert_eq!(nvme.config.writable.as_slice()[0x05], 0x05);
 }
+
+/// A config write that fails mid-probe: the byte is put back, the capture
+/// fails naming the byte and the kernel's errno, and config space reads as
+/// before.
+#[test]
+fn a_failed_probe_write_leaves_config_space_as_it_was() -> anyhow::Result<()> {
+    use vfio_core::{Errno, Operation};
+    let host = vfio_mock::profiles::qemu_guest().build()?;
+    let address = vfio_mock::profiles::nvme_address();
+    common::with_device(&host, &address, |device| -> anyhow::Result<()> {
+        let before = read_config(device)?;
+        host.fail_next(Operation::RegionWrite, Errno::EIO, 1);
+        let e = vfio_profile::capture::<vfio_mock::MockBackend>(
+            device,
+            &CaptureOptions::new(source(&address)),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "capture failed: probing config byte 0x0");
+        let vfio_profile::ProfileError::Device { source, .. } = &e else {
+            panic!("{e:?}");
+        };
+        assert_eq!(source.errno(), Some(Errno::EIO));
+        host.assert_faults_consumed();
+        assert_eq!(read_config(device)?, before);
+        Ok(())
+    })?
+}
+
+fn read_config(device: &vfio_mock::MockDevice) -> anyhow::Result<Vec<u8>> {
+    let mut config = vec![0u8; 4096];
+    vfio_core::access::read_exact::<vfio_mock::MockBackend, _>(device, 7, 0, &mut config)?;
+    Ok(config)
+}
