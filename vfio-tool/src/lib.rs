@@ -347,24 +347,11 @@ pub fn run_on<B: VfioBackend>(
             device,
             output,
             bar_contents,
-        } => {
-            let source = context
-                .replayed
-                .as_ref()
-                .map(|p| p.source.clone())
-                .filter(|s| s.pci_address.parse().ok() == Some(*device))
-                .unwrap_or_else(|| vfio_profile::Source {
-                    kernel_release: context.kernel_release.clone(),
-                    pci_address: device.to_string(),
-                    driver: sysfs::VFIO_PCI.to_owned(),
-                    date: None,
-                });
-            emit(
-                &capture::capture(backend, device, mode, source, output, *bar_contents)?,
-                cli.json,
-                out,
-            )
-        }
+        } => emit(
+            &capture::capture(backend, device, mode, context, output, *bar_contents)?,
+            cli.json,
+            out,
+        ),
         Command::Irq {
             device,
             index,

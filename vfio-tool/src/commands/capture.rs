@@ -1,6 +1,7 @@
 //! `vfio capture DEV -o FILE`: the device's profile, for the mock to replay.
 
 use super::Report;
+use crate::HostContext;
 use crate::cli::ModeArg;
 use crate::error::ToolError;
 use serde::Serialize;
@@ -27,16 +28,29 @@ pub struct Captured {
 }
 
 /// Captures `address` with vfio-profile's `capture` and writes the profile
-/// to `file`. `source` is the profile's `source` block.
+/// to `file`. The profile's `source` block is the replayed profile's when
+/// `context` replays one of this address (so a replay captures back to the
+/// same file), else this host's: `context`'s kernel release and the driver
+/// sysfs names.
 pub fn capture<B: VfioBackend>(
     backend: &B,
     address: &PciAddress,
     mode: Option<ModeArg>,
-    source: Source,
+    context: &HostContext,
     file: &Path,
     bar_contents: bool,
 ) -> Result<Captured, ToolError> {
     let opened = crate::open::open(backend, address, mode)?;
+    let replayed = context
+        .replayed
+        .as_ref()
+        .map(|p| p.source.clone())
+        .filter(|s| s.pci_address.parse().ok() == Some(*address));
+    let source = match replayed {
+        Some(source) => source,
+        None => Source::of_device(backend.host_paths(), address, &context.kernel_release)
+            .map_err(|e| ToolError::Capture(crate::error::chain(&e)))?,
+    };
     let mut options = CaptureOptions::new(source);
     if bar_contents {
         options = options.with_bar_contents();
