@@ -13,7 +13,8 @@
 //! (`/sys/bus/pci/devices/*/config`; root reads all of it, others only the
 //! header, and a device with fewer than 256 bytes is left out and said so),
 //! every device of vfio-mock's QEMU guest, the dumps in
-//! `tests/config-dumps/`, and every file named by `VFIO_TOOL_CONFIG_DUMPS`
+//! `tests/config-dumps/`, the device profiles in `vfio-mock/profiles/`
+//! (when the workspace has that directory), and every file named by `VFIO_TOOL_CONFIG_DUMPS`
 //! (paths separated by `:`, each a file or a directory of files): a `.txt`
 //! file is a dump in `lspci -xxx` format (one or more devices), a `.json`
 //! file a device profile (vfio-profile's format, from `vfio capture`),
@@ -205,7 +206,13 @@ fn dump_files(path: &Path) -> Vec<PathBuf> {
 }
 
 fn dump_sources() -> Vec<Source> {
-    let mut roots = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/config-dumps")];
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut roots = vec![manifest.join("tests/config-dumps")];
+    // The device profiles the workspace commits, where it has any.
+    let committed = manifest.join("../vfio-mock/profiles");
+    if committed.is_dir() {
+        roots.push(committed);
+    }
     if let Ok(list) = std::env::var("VFIO_TOOL_CONFIG_DUMPS") {
         roots.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
     }
