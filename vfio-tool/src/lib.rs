@@ -93,9 +93,11 @@
 //!   DevCtl's error-reporting bits and its MaxPayload and MaxReadReq, and
 //!   DevSta; not DevCap's and DevCtl's other flags (which lspci words
 //!   differently per port type), nor the link, slot, root and
-//!   second-generation registers. Extended capabilities are named (with the
-//!   serial number, and the vendor-specific and designated vendor-specific
-//!   headers) but their registers are not decoded.
+//!   second-generation registers. Extended capabilities are all named
+//!   (with the serial number, and the vendor-specific and designated
+//!   vendor-specific headers); the capability and control registers of
+//!   ACS, ARI, ATS and PASID are detailed, the registers of the others
+//!   (AER, SR-IOV, LTR, L1 PM Substates, Resizable BAR, ...) are not.
 //! - PCI-X, HyperTransport and SATA capabilities are named by their kind
 //!   only; lspci goes on with the sub-type (`PCI-X non-bridge device`,
 //!   `HyperTransport: Slave or Primary Interface`, `SATA HBA v1.0 ...`).

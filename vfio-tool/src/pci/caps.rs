@@ -418,8 +418,72 @@ fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
         version: Some(version),
         name,
         name_is_prefix: false,
-        details: Vec::new(),
+        details: extended_details(c, cap_id, at).unwrap_or_default(),
     }
+}
+
+/// The detail lines of the extended capabilities decoded here: ACS, ARI,
+/// ATS and PASID, each a capability and a control register.
+fn extended_details(c: &[u8], cap_id: u16, at: usize) -> Option<Vec<String>> {
+    let cap = u32::from(r16(c, at + 4)?);
+    let ctl = u32::from(r16(c, at + 6)?);
+    Some(match cap_id {
+        pci_caps::ext_id::ACS => {
+            let bits = |v: u32| {
+                format!(
+                    "SrcValid{} TransBlk{} ReqRedir{} CmpltRedir{} UpstreamFwd{} EgressCtrl{} DirectTrans{}",
+                    bit(v, 0),
+                    bit(v, 1),
+                    bit(v, 2),
+                    bit(v, 3),
+                    bit(v, 4),
+                    bit(v, 5),
+                    bit(v, 6)
+                )
+            };
+            vec![
+                format!("ACSCap:\t{}", bits(cap)),
+                format!("ACSCtl:\t{}", bits(ctl)),
+            ]
+        }
+        pci_caps::ext_id::ARI => vec![
+            format!(
+                "ARICap:\tMFVC{} ACS{}, Next Function: {}",
+                bit(cap, 0),
+                bit(cap, 1),
+                cap >> 8
+            ),
+            format!(
+                "ARICtl:\tMFVC{} ACS{}, Function Group: {}",
+                bit(ctl, 0),
+                bit(ctl, 1),
+                ctl >> 4 & 7
+            ),
+        ],
+        pci_caps::ext_id::ATS => vec![
+            format!("ATSCap:\tInvalidate Queue Depth: {:02x}", cap & 0x1F),
+            format!(
+                "ATSCtl:\tEnable{}, Smallest Translation Unit: {:02x}",
+                bit(ctl, 15),
+                ctl & 0x1F
+            ),
+        ],
+        pci_caps::ext_id::PASID => vec![
+            format!(
+                "PASIDCap: Exec{} Priv{}, Max PASID Width: {:02x}",
+                bit(cap, 1),
+                bit(cap, 2),
+                cap >> 8 & 0x1F
+            ),
+            format!(
+                "PASIDCtl: Enable{} Exec{} Priv{}",
+                bit(ctl, 0),
+                bit(ctl, 1),
+                bit(ctl, 2)
+            ),
+        ],
+        _ => Vec::new(),
+    })
 }
 
 fn extended_fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
