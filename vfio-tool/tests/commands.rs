@@ -426,3 +426,27 @@ fn mode_picks_the_mock_guest_of_that_mode() {
     assert_eq!(code, EXIT_VFIO);
     assert!(err.contains("[kind: NotFound, errno: "), "{err}");
 }
+
+#[test]
+fn the_binary_exits_with_the_documented_codes() {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vfio"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (code, out, err) = run(&["--mock", "read", "00:02.0", "bar0", "0"]);
+    assert_eq!((code, err.as_str()), (Some(0), ""));
+    assert_eq!(out, "bar0[0x0] = 0x010000ed (4 bytes, mmap)\n");
+    let (code, out, err) = run(&["--mock", "info", "01:02.0"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.ends_with("[kind: NotFound, errno: none]\n"), "{err}");
+    let (code, out, err) = run(&["--mock", "write", "00:02.0", "bar0", "4", "2", "0x10000"]);
+    assert_eq!((code, out.as_str()), (Some(2), ""));
+    assert_eq!(err, "vfio: value 0x10000 does not fit in 2 bytes\n");
+}
