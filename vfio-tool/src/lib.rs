@@ -77,6 +77,15 @@
 //!
 //! Errors go to stderr, one line; stdout holds only the output.
 //!
+//! # What is checked where
+//!
+//! The tests run every command on the mock (`tests/commands.rs`), and
+//! `list` and the decoders on this host's sysfs and pciutils
+//! (`tests/lspci_agreement.rs`). On a kernel the commands run the same
+//! generic code through vfio-linux; no test runs the tool itself against a
+//! kernel's vfio-pci yet (the conformance suite does, for the calls the
+//! tool is built from).
+//!
 //! # Where this decoding and `lspci -vvv` differ
 //!
 //! Each capability's line and each detail line `info` prints is one that
