@@ -56,8 +56,8 @@ pub fn env_in(kernel: KernelVersion, mode: Mode) -> Result<Env<MockBackend>> {
 }
 
 /// A fresh mock host imitating `kernel`'s vfio-pci with one device, replayed
-/// from `profile` at `address` (alone in group 1, or no-IOMMU group 0 in
-/// no-IOMMU mode), and an environment opening devices in `mode`: where the
+/// from `profile` at `address` (alone in the group its source names, or
+/// group 1; no-IOMMU group 0 in no-IOMMU mode), and an environment opening devices in `mode`: where the
 /// device-agnostic cases ([`generic`](crate::generic)) run on a captured
 /// profile. Pass the kernel the profile was captured on
 /// ([`vfio_mock::profile_kernel`]): its IRQ flags are that kernel's.
@@ -79,7 +79,7 @@ pub fn env_for_profile(
                 0,
                 vfio_mock::PciDeviceBuilder::from_profile(profile),
             ),
-        _ => builder.profiled_device(address, 1, profile),
+        _ => builder.profiled_device(address, profile.source.iommu_group.unwrap_or(1), profile),
     };
     let host = builder.build()?;
     Ok(Env::new(host.backend())

@@ -17,6 +17,7 @@ fn capture_in(env: &Env<MockBackend>, address: &PciAddress) -> anyhow::Result<De
         kernel_release: format!("{}.0", kernel.series()),
         pci_address: address.to_string(),
         driver: "vfio-pci".into(),
+        iommu_group: None,
         date: None,
     };
     Ok(capture::<MockBackend>(

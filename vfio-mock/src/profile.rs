@@ -93,6 +93,27 @@ impl MockHostBuilder {
     }
 }
 
+impl crate::MockHost {
+    /// A host builder for replaying `profile` as it was captured: imitating
+    /// the kernel it was captured on ([`profile_kernel`]; Linux 6.1 for a
+    /// release the mock does not imitate), with the device at the address
+    /// its `source` names, in the IOMMU group it names (group 1 when it
+    /// names none). A `source` address that does not parse is a
+    /// [`BuildError`]. More devices, or another kernel, can be added to the
+    /// builder returned.
+    pub fn replaying(profile: &DeviceProfile) -> Result<MockHostBuilder, BuildError> {
+        let address: PciAddress = profile.source.pci_address.parse().map_err(|e| {
+            BuildError::new(format!(
+                "the profile's source address `{}`: {e}",
+                profile.source.pci_address
+            ))
+        })?;
+        Ok(Self::builder()
+            .kernel(profile_kernel(profile).unwrap_or_default())
+            .profiled_device(address, profile.source.iommu_group.unwrap_or(1), profile))
+    }
+}
+
 /// The mock kernel whose vfio-pci matches the kernel `profile` was captured
 /// on (its `source.kernel_release`), if it is one the mock imitates. A
 /// host replaying a profile should run that kernel: the IRQ flags a

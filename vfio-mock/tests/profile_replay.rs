@@ -20,6 +20,7 @@ fn edu_profile() -> Result<DeviceProfile> {
         kernel_release: "6.1.0-54-amd64".into(),
         pci_address: edu.to_string(),
         driver: "vfio-pci".into(),
+        iommu_group: None,
         date: None,
     };
     Ok(capture::<vfio_mock::MockBackend>(
@@ -63,6 +64,24 @@ fn sysfs_entries_of_a_replayed_device_follow_its_profile() -> Result<()> {
     let device = group.open_device(&address.to_string())?;
     assert_eq!(device.read_config::<2>(0x02)?, 0x5678u16.to_le_bytes());
     assert_eq!(device.region_info(0)?.size, profile.regions[0].size);
+    Ok(())
+}
+
+#[test]
+fn a_host_replaying_a_profile_has_its_kernel_address_and_group() -> Result<()> {
+    let mut profile = edu_profile()?;
+    profile.source.kernel_release = "6.12.95".into();
+    profile.source.iommu_group = Some(12);
+    let host = MockHost::replaying(&profile)?.build()?;
+    assert_eq!(host.kernel(), vfio_mock::KernelVersion::V6_12);
+    assert_eq!(host.paths().iommu_group(&profiles::edu_address())?, 12);
+    profile.source.pci_address = "00:02".into();
+    let e = MockHost::replaying(&profile).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("the profile's source address `00:02`"),
+        "{e}"
+    );
     Ok(())
 }
 

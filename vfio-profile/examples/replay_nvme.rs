@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         kernel_release: "6.1.0-54-amd64".into(),
         pci_address: address.to_string(),
         driver: "vfio-pci".into(),
+        iommu_group: None,
         date: None,
     });
 

@@ -1,7 +1,7 @@
 //! The profile's types, in the order their fields are written.
 
 use crate::error::ProfileError;
-use crate::hex::{HexBytes, num};
+use crate::hex::{HexBytes, id, num};
 use serde::{Deserialize, Serialize};
 use vfio_core::{RegionCap, SparseArea};
 
@@ -49,6 +49,11 @@ pub struct Source {
     pub pci_address: String,
     /// The driver the function was bound to (`vfio-pci`).
     pub driver: String,
+    /// The IOMMU group the function was in, if the caller says (a no-IOMMU
+    /// group's number for a no-IOMMU device). A replay puts the device in
+    /// the same group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iommu_group: Option<u32>,
     /// When it was taken, if the caller says (any text; RFC 3339 suggested).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
@@ -58,7 +63,8 @@ impl Source {
     /// The source block of the function at `address` of the host `paths`
     /// describe, on a kernel of release `kernel_release` (`uname -r`, or
     /// `/proc/sys/kernel/osrelease`): the driver is the name sysfs's
-    /// `driver` link of the device points to. No date.
+    /// `driver` link of the device points to, the IOMMU group the one its
+    /// `iommu_group` link names. No date.
     pub fn of_device(
         paths: &vfio_core::HostPaths,
         address: &vfio_core::PciAddress,
@@ -82,10 +88,17 @@ impl Source {
                     ),
                 ),
             })?;
+        let group = paths
+            .iommu_group(address)
+            .map_err(|source| ProfileError::Device {
+                step: format!("reading the IOMMU group of {address}"),
+                source,
+            })?;
         Ok(Self {
             kernel_release: kernel_release.trim().to_owned(),
             pci_address: address.to_string(),
             driver,
+            iommu_group: Some(group),
             date: None,
         })
     }
@@ -96,22 +109,22 @@ impl Source {
 #[serde(deny_unknown_fields)]
 pub struct PciIds {
     /// Vendor ID (config 0x00).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub vendor: u16,
     /// Device ID (config 0x02).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub device: u16,
     /// Subsystem vendor ID (config 0x2c).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub subsystem_vendor: u16,
     /// Subsystem ID (config 0x2e).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub subsystem_device: u16,
     /// The 24-bit class code: class, subclass, programming interface (config 0x09..0x0c).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub class: u32,
     /// Revision ID (config 0x08).
-    #[serde(with = "num")]
+    #[serde(with = "id")]
     pub revision: u8,
 }
 

@@ -154,6 +154,28 @@ pub(crate) mod num {
     }
 }
 
+/// Serde helpers writing an ID as a `0x` hex string of fixed width, as
+/// lspci spells IDs: 2 digits for a `u8`, 4 for a `u16`, 6 for a class code.
+pub(crate) mod id {
+    use super::*;
+
+    pub(crate) fn serialize<T, S>(value: &T, s: S) -> Result<S::Ok, S::Error>
+    where
+        T: Copy + Into<u64>,
+        S: Serializer,
+    {
+        // A class code is the one u32 ID, and has 24 bits.
+        let width = match std::mem::size_of::<T>() {
+            1 => 2,
+            2 => 4,
+            _ => 6,
+        };
+        s.serialize_str(&format!("0x{:0width$x}", (*value).into()))
+    }
+
+    pub(crate) use super::num::deserialize;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@
 //!     kernel_release: "6.1.0-54-amd64".into(),
 //!     pci_address: edu.to_string(),
 //!     driver: "vfio-pci".into(),
+//!     iommu_group: None,
 //!     date: None,
 //! };
 //! let profile = capture::<MockBackend>(&device, &CaptureOptions::new(source))?;
@@ -57,11 +58,12 @@
 //! - `format`: `"vfio-device-profile"`.
 //! - `version`: `1`. A reader of this version refuses any other.
 //! - `source`: where it was taken, as the caller of [`capture`] says;
-//!   nothing in it is replayed. `kernel_release` (`uname -r`),
-//!   `pci_address`, `driver`, and optionally `date`. What differs between
+//!   nothing in it is replayed but the group. `kernel_release` (`uname -r`),
+//!   `pci_address`, `driver`, and optionally `iommu_group` and `date`. What differs between
 //!   hosts and is not the device's belongs here.
-//! - `ids`: `vendor`, `device`, `subsystem_vendor`, `subsystem_device`,
-//!   `class` (24 bits), `revision`, as config space has them (checked).
+//! - `ids`: `vendor`, `device`, `subsystem_vendor`, `subsystem_device`
+//!   (4 hex digits), `class` (6), `revision` (2), as config space has them
+//!   (checked).
 //! - `device`: `VFIO_DEVICE_GET_INFO`: `flags` (`VFIO_DEVICE_FLAGS_*`),
 //!   `num_regions`, `num_irqs`, and `caps`, the device-info capability
 //!   chain as raw capabilities (`id`, `version`, `data` after the header),

@@ -230,3 +230,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A profile's text with bytes changed anywhere: read without a panic,
+    /// and anything accepted is valid and writes back as it reads.
+    #[test]
+    fn corrupted_profile_text_is_refused_or_valid(
+        flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut text = guest_profile(false).to_json().into_bytes();
+        for (at, byte) in flips {
+            let i = at.index(text.len());
+            text[i] = byte;
+        }
+        let Ok(text) = String::from_utf8(text) else {
+            return Ok(());
+        };
+        if let Ok(p) = DeviceProfile::from_json(&text) {
+            p.validate().expect("from_json validates");
+            prop_assert_eq!(DeviceProfile::from_json(&p.to_json()).ok(), Some(p));
+        }
+    }
+}

@@ -61,6 +61,16 @@ fn nvme_capture_replays_to_the_same_profile() -> anyhow::Result<()> {
         &CaptureOptions::new(source(&nvme)),
     )?;
     assert_eq!(profile.config.bytes.len(), 4096);
+    // IDs as lspci spells them.
+    let text = profile.to_json();
+    for field in [
+        "\"vendor\": \"0x1b36\"",
+        "\"device\": \"0x0010\"",
+        "\"class\": \"0x010802\"",
+        "\"revision\": \"0x02\"",
+    ] {
+        assert!(text.contains(field), "{field}");
+    }
     let msix = &profile.irqs[2];
     assert_eq!(msix.count, 65);
     assert!(
@@ -198,6 +208,7 @@ fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
     assert_eq!(source.driver, "vfio-pci");
     assert_eq!(source.pci_address, "0000:00:03.0");
     assert_eq!(source.kernel_release, "6.1.0-54-amd64");
+    assert_eq!(source.iommu_group, Some(profiles::QEMU_GUEST_GROUPS.1));
     let watchdog =
         vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
     assert_eq!(watchdog.driver, "i6300esb");

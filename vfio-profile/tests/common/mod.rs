@@ -13,6 +13,7 @@ pub fn source(address: &PciAddress) -> Source {
         kernel_release: "6.1.0-54-amd64".into(),
         pci_address: address.to_string(),
         driver: "vfio-pci".into(),
+        iommu_group: None,
         date: Some("2026-12-02".into()),
     }
 }
