@@ -25,7 +25,7 @@ pub struct Cli {
     /// 01:01.0 beside a watchdog on its own driver at 01:02.0, a 2048-vector
     /// NVMe at 00:05.0). `--mock=PROFILE` runs instead on a host holding
     /// the one device a profile file describes (from `vfio capture`), at
-    /// the address it was captured at, bound to vfio-pci in IOMMU group 1.
+    /// the address and in the IOMMU group it was captured at, bound to vfio-pci.
     #[arg(
         long,
         global = true,

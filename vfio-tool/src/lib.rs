@@ -58,9 +58,9 @@
 //!   versioned JSON format.
 //!
 //! `--mock=PROFILE` runs any command on a mock host holding the one device
-//! a profile describes, at the address it was captured at, bound to
-//! vfio-pci in IOMMU group 1, imitating the kernel it was captured on
-//! (or `--kernel`). `capture` of that device writes the same file back.
+//! a profile describes, bound to vfio-pci at the address and in the IOMMU
+//! group it was captured at, imitating the kernel it was captured on (or
+//! `--kernel`). `capture` of that device writes the same file back.
 //! A profile that cannot be read, of another version, or that vfio-profile
 //! or the mock refuses (a broken capability chain, ...) exits with 2.
 //!
@@ -209,33 +209,27 @@ pub fn load_profile(path: &Path) -> Result<vfio_profile::DeviceProfile, ToolErro
 }
 
 /// A mock host holding the one device `profile` describes, bound to
-/// vfio-pci in IOMMU group 1 at the address it was captured at (0000:00:02.0
-/// when that does not parse), on `kernel` or else the kernel it was
-/// captured on (6.1 when the mock imitates no such kernel).
+/// vfio-pci at the address and in the IOMMU group it was captured at
+/// (group 1 when it names none), on `kernel` or else the kernel it was
+/// captured on (6.1 when the mock imitates no such kernel): vfio-mock's
+/// `MockHost::replaying`.
 pub fn profile_host(
     profile: &vfio_profile::DeviceProfile,
     kernel: Option<Kernel>,
 ) -> Result<vfio_mock::MockHost, ToolError> {
-    let address = profile
-        .source
-        .pci_address
-        .parse()
-        .unwrap_or_else(|_| vfio_mock::profiles::edu_address());
-    let kernel = kernel
-        .map(mock_kernel)
-        .or_else(|| vfio_mock::profile_kernel(profile))
-        .unwrap_or_default();
-    vfio_mock::MockHost::builder()
-        .cpus(2)
-        .kernel(kernel)
-        .profiled_device(address, 1, profile)
-        .build()
-        .map_err(|e| {
-            ToolError::BadProfile(format!(
-                "the mock refuses the profile: {}",
-                error::chain(&e)
-            ))
-        })
+    let refused = |e: vfio_mock::BuildError| {
+        ToolError::BadProfile(format!(
+            "the mock refuses the profile: {}",
+            error::chain(&e)
+        ))
+    };
+    let mut builder = vfio_mock::MockHost::replaying(profile)
+        .map_err(refused)?
+        .cpus(2);
+    if let Some(kernel) = kernel {
+        builder = builder.kernel(mock_kernel(kernel));
+    }
+    builder.build().map_err(refused)
 }
 
 /// Runs a parsed command line on the backend it names.
