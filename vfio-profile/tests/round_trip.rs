@@ -217,3 +217,21 @@ fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
     assert!(e.to_string().starts_with("cannot read "), "{e}");
     Ok(())
 }
+
+#[test]
+fn fields_are_written_in_the_documented_order() -> anyhow::Result<()> {
+    let text = common::guest_profile(false).to_json();
+    let at = |key: &str| {
+        text.find(&format!("\n  \"{key}\": "))
+            .unwrap_or_else(|| panic!("no top-level {key}"))
+    };
+    let keys = [
+        "format", "version", "source", "ids", "device", "regions", "irqs", "config", "bars",
+    ];
+    let positions: Vec<usize> = keys.iter().map(|k| at(k)).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert!(text.starts_with("{\n  \"format\": \"vfio-device-profile\",\n  \"version\": 1,\n"));
+    // Written twice, the same bytes.
+    assert_eq!(DeviceProfile::from_json(&text)?.to_json(), text);
+    Ok(())
+}
