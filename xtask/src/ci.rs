@@ -182,6 +182,13 @@ fn install_tools() -> Result<Outcome> {
     } else {
         println!("qemu-system-x86_64 is present");
     }
+    // vfio-tool's lspci_agreement test holds its decoding to pciutils' lspci.
+    if cmd::which("lspci").is_none() {
+        apt::install(&["pciutils"])?;
+        did.push("pciutils");
+    } else {
+        println!("lspci is present");
+    }
     let mut missing = Vec::new();
     for component in ["fmt", "clippy"] {
         let present = Command::new(paths::cargo())

@@ -1,0 +1,608 @@
+//! The capability lists, each entry named and detailed as `lspci -vvv` does.
+
+use super::names::{extended_name, standard_name};
+use serde::Serialize;
+use vfio_core::parse::pci_caps::{self, id};
+
+/// One capability, standard or extended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Capability {
+    /// Offset in config space.
+    pub offset: u16,
+    /// Capability id (8 bits for standard, 16 for extended capabilities).
+    pub id: u16,
+    /// A PCI Express extended capability (in 0x100..0x1000).
+    pub extended: bool,
+    /// The extended capability's version; `None` for standard ones.
+    pub version: Option<u8>,
+    /// What `lspci -vvv` prints after `Capabilities: [offset]` (and the
+    /// version, for an extended capability).
+    pub name: String,
+    /// `name` is only the start of what lspci prints (PCI-X, HyperTransport
+    /// and SATA, whose sub-types are not decoded here).
+    pub name_is_prefix: bool,
+    /// Detail lines, each one `lspci -vvv` prints under the capability
+    /// (without its indentation). lspci may print more.
+    pub details: Vec<String>,
+}
+
+impl Capability {
+    /// The capability's line as `lspci -vvv` prints it, without its
+    /// leading tab: `Capabilities: [40] Power Management version 3` or
+    /// `Capabilities: [100 v2] Advanced Error Reporting`.
+    pub fn header_line(&self) -> String {
+        match self.version {
+            Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name),
+            None => format!("Capabilities: [{:02x}] {}", self.offset, self.name),
+        }
+    }
+}
+
+/// Both capability lists of a function's config space.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CapabilityList {
+    /// The standard capabilities, in list order.
+    pub standard: Vec<Capability>,
+    /// Why the standard list could not be walked to its end, if it could not.
+    pub standard_error: Option<String>,
+    /// The extended capabilities, in list order. Walked only when the
+    /// function has a PCI Express capability and more than 256 bytes of
+    /// config space were read, as lspci does: a conventional PCI function
+    /// has no extended space.
+    pub extended: Vec<Capability>,
+    /// Why the extended list could not be walked to its end, if it could not.
+    pub extended_error: Option<String>,
+}
+
+/// Decodes both capability lists of `config` (any length; fields past its
+/// end are left out).
+pub fn decode(config: &[u8]) -> CapabilityList {
+    let mut list = CapabilityList {
+        standard: Vec::new(),
+        standard_error: None,
+        extended: Vec::new(),
+        extended_error: None,
+    };
+    let standard = match pci_caps::capabilities(config) {
+        Ok(caps) => caps,
+        Err(e) => {
+            list.standard_error = Some(e.to_string());
+            Vec::new()
+        }
+    };
+    let mut express = false;
+    for cap in standard {
+        express |= cap.id == id::PCIE;
+        list.standard
+            .push(standard_cap(config, cap.id, usize::from(cap.offset)));
+    }
+    if express && config.len() > pci_caps::EXTENDED_START {
+        match pci_caps::extended_capabilities(config) {
+            Ok(caps) => {
+                list.extended = caps
+                    .into_iter()
+                    .map(|c| extended_cap(config, c.id, c.version, usize::from(c.offset)))
+                    .collect();
+            }
+            Err(e) => list.extended_error = Some(e.to_string()),
+        }
+    }
+    list
+}
+
+fn r8(c: &[u8], at: usize) -> Option<u8> {
+    c.get(at).copied()
+}
+
+fn r16(c: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes([
+        *c.get(at)?,
+        *c.get(at.checked_add(1)?)?,
+    ]))
+}
+
+fn r32(c: &[u8], at: usize) -> Option<u32> {
+    let b = c.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// lspci's `+`/`-` flag.
+fn flag(set: bool) -> char {
+    if set { '+' } else { '-' }
+}
+
+fn bit(value: u32, n: u32) -> char {
+    flag(value >> n & 1 == 1)
+}
+
+fn standard_cap(c: &[u8], cap_id: u8, at: usize) -> Capability {
+    let (name, details) = match standard_name(cap_id) {
+        Some(name) => (name.to_owned(), Vec::new()),
+        None => standard_fields(c, cap_id, at).unwrap_or_else(|| {
+            (
+                format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
+                Vec::new(),
+            )
+        }),
+    };
+    Capability {
+        offset: at as u16,
+        id: cap_id.into(),
+        extended: false,
+        version: None,
+        name,
+        name_is_prefix: matches!(cap_id, 0x07 | 0x08 | id::SATA),
+        details,
+    }
+}
+
+/// The name line and details of the standard capabilities whose line carries fields.
+fn standard_fields(c: &[u8], cap_id: u8, at: usize) -> Option<(String, Vec<String>)> {
+    Some(match cap_id {
+        id::PM => power_management(c, at)?,
+        id::MSI => msi(c, at)?,
+        id::MSIX => msix(c, at)?,
+        id::VENDOR => vendor(c, at)?,
+        id::PCIE => express(c, at)?,
+        id::AGP => {
+            let v = r8(c, at + 2)?;
+            (
+                format!("AGP version {}.{}", v >> 4 & 0xF, v & 0xF),
+                Vec::new(),
+            )
+        }
+        id::SLOT_ID => {
+            let esr = r8(c, at + 2)?;
+            let chassis = r8(c, at + 3)?;
+            (
+                format!(
+                    "Slot ID: {} slots, First{}, chassis {chassis:02x}",
+                    esr & 0x1F,
+                    flag(esr & 0x20 != 0)
+                ),
+                Vec::new(),
+            )
+        }
+        id::DEBUG => {
+            let d = r16(c, at + 2)?;
+            (
+                format!("Debug port: BAR={} offset={:04x}", d >> 13, d & 0x1FFF),
+                Vec::new(),
+            )
+        }
+        id::SUBSYSTEM_VENDOR => {
+            let vendor = r16(c, at + 4)?;
+            let device = r16(c, at + 6)?;
+            (
+                format!("Subsystem: Device {vendor:04x}:{device:04x}"),
+                Vec::new(),
+            )
+        }
+        id::EA => {
+            let n = r8(c, at + 2)? & 0x3F;
+            (
+                format!("Enhanced Allocation (EA): NumEntries={n}"),
+                Vec::new(),
+            )
+        }
+        // PCI-X, HyperTransport, SATA: named by their own sub-types, not decoded here.
+        0x07 => ("PCI-X".to_owned(), Vec::new()),
+        0x08 => ("HyperTransport".to_owned(), Vec::new()),
+        id::SATA => ("SATA HBA".to_owned(), Vec::new()),
+        other => {
+            let word = r16(c, at + 2)?;
+            (format!("Capability ID {other:#x} [{word:04x}]"), Vec::new())
+        }
+    })
+}
+
+const AUX_CURRENT_MA: [u32; 8] = [0, 55, 100, 160, 220, 270, 320, 375];
+
+fn power_management(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+    let pmc = u32::from(r16(c, at + 2)?);
+    let pmcsr = u32::from(r16(c, at + 4)?);
+    let state = match pmcsr & 3 {
+        0 => "D0",
+        1 => "D1",
+        2 => "D2",
+        _ => "D3",
+    };
+    Some((
+        format!("Power Management version {}", pmc & 7),
+        vec![
+            format!(
+                "Flags: PMEClk{} DSI{} D1{} D2{} AuxCurrent={}mA PME(D0{},D1{},D2{},D3hot{},D3cold{})",
+                bit(pmc, 3),
+                bit(pmc, 5),
+                bit(pmc, 9),
+                bit(pmc, 10),
+                AUX_CURRENT_MA[(pmc >> 6 & 7) as usize],
+                bit(pmc, 11),
+                bit(pmc, 12),
+                bit(pmc, 13),
+                bit(pmc, 14),
+                bit(pmc, 15),
+            ),
+            format!(
+                "Status: {state} NoSoftRst{} PME-Enable{} DSel={} DScale={} PME{}",
+                bit(pmcsr, 3),
+                bit(pmcsr, 8),
+                pmcsr >> 9 & 0xF,
+                pmcsr >> 13 & 3,
+                bit(pmcsr, 15),
+            ),
+        ],
+    ))
+}
+
+fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+    let ctrl = u32::from(r16(c, at + 2)?);
+    let is_64 = ctrl & 0x80 != 0;
+    let maskable = ctrl & 0x100 != 0;
+    let name = format!(
+        "MSI: Enable{} Count={}/{} Maskable{} 64bit{}",
+        bit(ctrl, 0),
+        1u32 << (ctrl >> 4 & 7),
+        1u32 << (ctrl >> 1 & 7),
+        flag(maskable),
+        flag(is_64),
+    );
+    let lo = r32(c, at + 4)?;
+    let (address, data_at) = if is_64 {
+        (format!("{:08x}{lo:08x}", r32(c, at + 8)?), at + 12)
+    } else {
+        (format!("{lo:08x}"), at + 8)
+    };
+    let mut details = vec![format!(
+        "Address: {address}  Data: {:04x}",
+        r16(c, data_at)?
+    )];
+    if maskable {
+        details.push(format!(
+            "Masking: {:08x}  Pending: {:08x}",
+            r32(c, data_at + 4)?,
+            r32(c, data_at + 8)?
+        ));
+    }
+    Some((name, details))
+}
+
+fn msix(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+    let ctrl = u32::from(r16(c, at + 2)?);
+    let table = r32(c, at + 4)?;
+    let pba = r32(c, at + 8)?;
+    Some((
+        format!(
+            "MSI-X: Enable{} Count={} Masked{}",
+            bit(ctrl, 15),
+            (ctrl & 0x7FF) + 1,
+            bit(ctrl, 14)
+        ),
+        vec![
+            format!("Vector table: BAR={} offset={:08x}", table & 7, table & !7),
+            format!("PBA: BAR={} offset={:08x}", pba & 7, pba & !7),
+        ],
+    ))
+}
+
+/// A virtio device's vendor capability: the vendor is Red Hat's 0x1af4, the
+/// device 0x1000..=0x107f, and the capability is at least 16 bytes long.
+fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+    let len = r8(c, at + 2)?;
+    let is_virtio = r16(c, 0) == Some(0x1AF4)
+        && r16(c, 2).is_some_and(|d| (0x1000..=0x107F).contains(&d))
+        && len >= 16;
+    if !is_virtio {
+        return Some((
+            format!("Vendor Specific Information: Len={len:02x} <?>"),
+            Vec::new(),
+        ));
+    }
+    let cfg_type = r8(c, at + 3)?;
+    let bar = r8(c, at + 4)?;
+    let offset = r32(c, at + 8)?;
+    let size = r32(c, at + 12)?;
+    let kind = match cfg_type {
+        1 => "CommonCfg",
+        2 => "Notify",
+        3 => "ISR",
+        4 => "DeviceCfg",
+        _ => "<unknown>",
+    };
+    let mut line = format!("BAR={bar} offset={offset:08x} size={size:08x}");
+    if cfg_type == 2 && len >= 20 {
+        line.push_str(&format!(" multiplier={:08x}", r32(c, at + 16)?));
+    }
+    Some((
+        format!("Vendor Specific Information: VirtIO: {kind}"),
+        vec![line],
+    ))
+}
+
+const L0S_LATENCY: [&str; 8] = [
+    "<64ns",
+    "<128ns",
+    "<256ns",
+    "<512ns",
+    "<1us",
+    "<2us",
+    "<4us",
+    "unlimited",
+];
+const L1_LATENCY: [&str; 8] = [
+    "<1us",
+    "<2us",
+    "<4us",
+    "<8us",
+    "<16us",
+    "<32us",
+    "<64us",
+    "unlimited",
+];
+
+fn express(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+    let flags = u32::from(r16(c, at + 2)?);
+    let ty = flags >> 4 & 0xF;
+    let slot = flag(flags & 0x100 != 0);
+    let kind = match ty {
+        0 => "Endpoint".to_owned(),
+        1 => "Legacy Endpoint".to_owned(),
+        4 => format!("Root Port (Slot{slot})"),
+        5 => "Upstream Port".to_owned(),
+        6 => format!("Downstream Port (Slot{slot})"),
+        7 => "PCI-Express to PCI/PCI-X Bridge".to_owned(),
+        8 => format!("PCI/PCI-X to PCI-Express Bridge (Slot{slot})"),
+        9 => "Root Complex Integrated Endpoint".to_owned(),
+        10 => "Root Complex Event Collector".to_owned(),
+        other => format!("Unknown type {other}"),
+    };
+    let name = format!(
+        "Express (v{}) {kind}, MSI {:02x}",
+        flags & 0xF,
+        flags >> 9 & 0x1F
+    );
+    let devcap = r32(c, at + 4)?;
+    let devctl = u32::from(r16(c, at + 8)?);
+    let devsta = u32::from(r16(c, at + 10)?);
+    let mut devcap_line = format!(
+        "DevCap:\tMaxPayload {} bytes, PhantFunc {}",
+        128u32 << (devcap & 7),
+        (1u32 << (devcap >> 3 & 3)) - 1
+    );
+    // Acceptable latencies are an endpoint's (legacy or not) to state.
+    if ty <= 1 {
+        devcap_line.push_str(&format!(
+            ", Latency L0s {}, L1 {}",
+            L0S_LATENCY[(devcap >> 6 & 7) as usize],
+            L1_LATENCY[(devcap >> 9 & 7) as usize]
+        ));
+    }
+    let details = vec![
+        devcap_line,
+        format!(
+            "DevCtl:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{}",
+            bit(devctl, 0),
+            bit(devctl, 1),
+            bit(devctl, 2),
+            bit(devctl, 3)
+        ),
+        format!(
+            "MaxPayload {} bytes, MaxReadReq {} bytes",
+            128u32 << (devctl >> 5 & 7),
+            128u32 << (devctl >> 12 & 7)
+        ),
+        format!(
+            "DevSta:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{} AuxPwr{} TransPend{}",
+            bit(devsta, 0),
+            bit(devsta, 1),
+            bit(devsta, 2),
+            bit(devsta, 3),
+            bit(devsta, 4),
+            bit(devsta, 5)
+        ),
+    ];
+    Some((name, details))
+}
+
+fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
+    let name = match extended_name(cap_id) {
+        Some(name) => name.to_owned(),
+        None => extended_fields(c, cap_id, at).unwrap_or_else(|| {
+            format!("<cut off: capability {cap_id:#06x} runs past the bytes read>")
+        }),
+    };
+    Capability {
+        offset: at as u16,
+        id: cap_id,
+        extended: true,
+        version: Some(version),
+        name,
+        name_is_prefix: false,
+        details: extended_details(c, cap_id, at).unwrap_or_default(),
+    }
+}
+
+/// The detail lines of the extended capabilities decoded here: ACS, ARI,
+/// ATS and PASID, each a capability and a control register.
+fn extended_details(c: &[u8], cap_id: u16, at: usize) -> Option<Vec<String>> {
+    let cap = u32::from(r16(c, at + 4)?);
+    let ctl = u32::from(r16(c, at + 6)?);
+    Some(match cap_id {
+        pci_caps::ext_id::ACS => {
+            let bits = |v: u32| {
+                format!(
+                    "SrcValid{} TransBlk{} ReqRedir{} CmpltRedir{} UpstreamFwd{} EgressCtrl{} DirectTrans{}",
+                    bit(v, 0),
+                    bit(v, 1),
+                    bit(v, 2),
+                    bit(v, 3),
+                    bit(v, 4),
+                    bit(v, 5),
+                    bit(v, 6)
+                )
+            };
+            vec![
+                format!("ACSCap:\t{}", bits(cap)),
+                format!("ACSCtl:\t{}", bits(ctl)),
+            ]
+        }
+        pci_caps::ext_id::ARI => vec![
+            format!(
+                "ARICap:\tMFVC{} ACS{}, Next Function: {}",
+                bit(cap, 0),
+                bit(cap, 1),
+                cap >> 8
+            ),
+            format!(
+                "ARICtl:\tMFVC{} ACS{}, Function Group: {}",
+                bit(ctl, 0),
+                bit(ctl, 1),
+                ctl >> 4 & 7
+            ),
+        ],
+        pci_caps::ext_id::ATS => vec![
+            format!("ATSCap:\tInvalidate Queue Depth: {:02x}", cap & 0x1F),
+            format!(
+                "ATSCtl:\tEnable{}, Smallest Translation Unit: {:02x}",
+                bit(ctl, 15),
+                ctl & 0x1F
+            ),
+        ],
+        pci_caps::ext_id::PASID => vec![
+            format!(
+                "PASIDCap: Exec{} Priv{}, Max PASID Width: {:02x}",
+                bit(cap, 1),
+                bit(cap, 2),
+                cap >> 8 & 0x1F
+            ),
+            format!(
+                "PASIDCtl: Enable{} Exec{} Priv{}",
+                bit(ctl, 0),
+                bit(ctl, 1),
+                bit(ctl, 2)
+            ),
+        ],
+        _ => Vec::new(),
+    })
+}
+
+fn extended_fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
+    Some(match cap_id {
+        pci_caps::ext_id::DSN => {
+            let lo = r32(c, at + 4)?.to_be_bytes();
+            let hi = r32(c, at + 8)?.to_be_bytes();
+            let bytes: Vec<String> = hi.iter().chain(&lo).map(|b| format!("{b:02x}")).collect();
+            format!("Device Serial Number {}", bytes.join("-"))
+        }
+        pci_caps::ext_id::VENDOR => {
+            let h = r32(c, at + 4)?;
+            format!(
+                "Vendor Specific Information: ID={:04x} Rev={} Len={:03x} <?>",
+                h & 0xFFFF,
+                h >> 16 & 0xF,
+                h >> 20
+            )
+        }
+        pci_caps::ext_id::DVSEC => {
+            let h1 = r32(c, at + 4)?;
+            let h2 = r16(c, at + 8)?;
+            format!(
+                "Designated Vendor-Specific: Vendor={:04x} ID={h2:04x} Rev={} Len={} <?>",
+                h1 & 0xFFFF,
+                h1 >> 16 & 0xF,
+                h1 >> 20
+            )
+        }
+        other => format!("Extended Capability ID {other:#x}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(caps: &[(u8, u8, &[u8])]) -> Vec<u8> {
+        let mut c = vec![0u8; 256];
+        c[6] = 0x10;
+        c[0x34] = caps[0].0;
+        for (i, &(off, cid, body)) in caps.iter().enumerate() {
+            let off = usize::from(off);
+            c[off] = cid;
+            c[off + 1] = caps.get(i + 1).map_or(0, |n| n.0);
+            c[off + 2..off + 2 + body.len()].copy_from_slice(body);
+        }
+        c
+    }
+
+    #[test]
+    fn msi_and_msix_lines_carry_their_fields() {
+        let mut msi_body = vec![0u8; 22];
+        msi_body[0..2].copy_from_slice(&(0x0181u16 | 3 << 1 | 1 << 4).to_le_bytes());
+        msi_body[2..6].copy_from_slice(&0xfee0_0000u32.to_le_bytes());
+        let mut msix_body = vec![0u8; 10];
+        msix_body[0..2].copy_from_slice(&0x8003u16.to_le_bytes());
+        msix_body[2..6].copy_from_slice(&0x2004u32.to_le_bytes());
+        msix_body[6..10].copy_from_slice(&0x3004u32.to_le_bytes());
+        let c = config(&[(0x50, 0x05, &msi_body), (0x70, 0x11, &msix_body)]);
+        let list = decode(&c);
+        assert_eq!(list.standard_error, None);
+        let [msi, msix] = &list.standard[..] else {
+            panic!("{list:?}")
+        };
+        assert_eq!(
+            msi.header_line(),
+            "Capabilities: [50] MSI: Enable+ Count=2/8 Maskable+ 64bit+"
+        );
+        assert_eq!(
+            msi.details,
+            [
+                "Address: 00000000fee00000  Data: 0000",
+                "Masking: 00000000  Pending: 00000000"
+            ]
+        );
+        assert_eq!(msix.name, "MSI-X: Enable+ Count=4 Masked-");
+        assert_eq!(
+            msix.details,
+            [
+                "Vector table: BAR=4 offset=00002000",
+                "PBA: BAR=4 offset=00003000"
+            ]
+        );
+        assert!(list.extended.is_empty());
+    }
+
+    #[test]
+    fn extended_list_is_read_only_for_express_functions() {
+        let mut c = config(&[(0x40, 0x10, &[0x02, 0x00])]);
+        c.resize(4096, 0);
+        c[0x100..0x104].copy_from_slice(&(0x0003u32 | 1 << 16 | 0x140 << 20).to_le_bytes());
+        c[0x104..0x10C].copy_from_slice(&[0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]);
+        c[0x140..0x144].copy_from_slice(&(0x0001u32 | 2 << 16).to_le_bytes());
+        let list = decode(&c);
+        assert_eq!(list.standard[0].name, "Express (v2) Endpoint, MSI 00");
+        let lines: Vec<String> = list.extended.iter().map(Capability::header_line).collect();
+        assert_eq!(
+            lines,
+            [
+                "Capabilities: [100 v1] Device Serial Number 88-77-66-55-44-33-22-11",
+                "Capabilities: [140 v2] Advanced Error Reporting"
+            ]
+        );
+        // The same bytes with the Express capability renamed: no extended list.
+        c[0x40] = 0x09;
+        assert!(decode(&c).extended.is_empty());
+    }
+
+    #[test]
+    fn a_broken_list_is_reported_and_a_cut_off_capability_named_so() {
+        let mut c = config(&[(0x40, 0x01, &[])]);
+        c[0x41] = 0x40;
+        let list = decode(&c);
+        assert!(list.standard_error.unwrap().ends_with("loop"));
+        let c = config(&[(0xFC, 0x11, &[])]);
+        assert_eq!(
+            decode(&c).standard[0].name,
+            "<cut off: capability 0x11 runs past the bytes read>"
+        );
+    }
+}
