@@ -49,6 +49,16 @@ fn list_shows_groups_viability_and_nodes() {
     group node: /dev/vfio/2
 0000:00:05.0 [1b36:0010] class 010802  group 4, viable
     group node: /dev/vfio/4
+0000:00:06.0 [8086:10d3] class 020000  group 5, viable
+    group node: /dev/vfio/5
+0000:00:07.0 [1af4:1000] class 020000  group 6, viable
+    group node: /dev/vfio/6
+0000:00:08.0 [1b36:000d] class 0c0330  group 7, viable
+    group node: /dev/vfio/7
+0000:00:09.0 [1af4:1110] class 050000  group 8, viable
+    group node: /dev/vfio/8
+0000:00:0a.0 [1b36:0005] class 00ff00  group 9, viable
+    group node: /dev/vfio/9
 0000:01:01.0 [1234:11e8] class 00ff00  group 3, not viable: 0000:01:02.0 is bound to i6300esb
     group node: /dev/vfio/3
 "
@@ -57,14 +67,14 @@ fn list_shows_groups_viability_and_nodes() {
     assert_eq!(code, EXIT_OK);
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let devices = doc["devices"].as_array().unwrap();
-    assert_eq!(devices.len(), 4);
+    assert_eq!(devices.len(), 9);
     assert_eq!(devices[0]["address"], "0000:00:02.0");
     assert_eq!(devices[0]["group"], 1);
     assert_eq!(devices[0]["viable"], true);
     assert_eq!(devices[0]["cdev_node"], "/dev/vfio/devices/vfio0");
-    assert_eq!(devices[3]["viable"], false);
-    assert_eq!(devices[3]["blockers"][0]["address"], "0000:01:02.0");
-    assert_eq!(devices[3]["blockers"][0]["driver"], "i6300esb");
+    assert_eq!(devices[8]["viable"], false);
+    assert_eq!(devices[8]["blockers"][0]["address"], "0000:01:02.0");
+    assert_eq!(devices[8]["blockers"][0]["driver"], "i6300esb");
 }
 
 #[test]
@@ -174,9 +184,9 @@ fn a_device_not_bound_to_vfio_pci_is_refused() {
          i6300esb, not vfio-pci: bind it with driver_override and drivers_probe first \
          [kind: NotFound, errno: none]\n"
     );
-    let (code, _, err) = vfio(&["--mock", "read", "00:09.0", "bar0", "0"]);
+    let (code, _, err) = vfio(&["--mock", "read", "00:1e.0", "bar0", "0"]);
     assert_eq!(code, EXIT_VFIO);
-    assert!(err.contains("no PCI device 0000:00:09.0"), "{err}");
+    assert!(err.contains("no PCI device 0000:00:1e.0"), "{err}");
 }
 
 #[test]

@@ -192,6 +192,26 @@ pub struct Info {
     pub capabilities: CapabilityList,
 }
 
+/// What `vfio info` says of a region index the kernel refused: vfio-pci
+/// answers EINVAL for the VGA region of a device that is not VGA, which is
+/// no failure, so it is said as such; any other refusal is the error.
+fn region_refusal(index: u32, e: vfio_core::Error) -> String {
+    if index == vfio_core::region::VGA && e.errno() == Some(vfio_core::Errno::EINVAL) {
+        return "none: not a VGA device (the kernel answers EINVAL)".to_owned();
+    }
+    ToolError::from(e).to_string()
+}
+
+/// What `vfio info` says of an IRQ index the kernel refused: vfio-pci
+/// answers EINVAL for the error-reporting index of a device that is not PCI
+/// Express, said as such; any other refusal is the error.
+fn irq_refusal(index: IrqIndex, e: vfio_core::Error) -> String {
+    if index == IrqIndex::ERR && e.errno() == Some(vfio_core::Errno::EINVAL) {
+        return "none: not PCI Express (the kernel answers EINVAL)".to_owned();
+    }
+    ToolError::from(e).to_string()
+}
+
 /// Gathers `vfio info` for `address`.
 pub fn info<B: VfioBackend>(
     backend: &B,
@@ -212,7 +232,7 @@ pub fn info<B: VfioBackend>(
                 flags: 0,
                 flag_names: Vec::new(),
                 caps: Vec::new(),
-                error: Some(ToolError::from(e).to_string()),
+                error: Some(region_refusal(i, e)),
             },
         })
         .collect();
@@ -242,7 +262,7 @@ pub fn info<B: VfioBackend>(
                     count: 0,
                     flags: 0,
                     flag_names: Vec::new(),
-                    error: Some(ToolError::from(e).to_string()),
+                    error: Some(irq_refusal(index, e)),
                 },
             }
         })
