@@ -233,7 +233,7 @@ pub const COVERED: [(&str, &str, &str); 4] = [
 /// each device-agnostic case on `edu`, on the NVMe controller (except where
 /// [`COVERED`]) and on each device the mock replays from its capture
 /// ([`PROFILED`](crate::PROFILED)), where [`profile::capture_matches_the_committed_profile`]
-/// comes first.
+/// and [`profile::vfio_tool_reads_the_device_as_its_replay`] come first.
 pub fn all<B: crate::SuiteBackend>() -> Vec<Case<B>> {
     let mut cases = specific::<B>();
     type Pick = Box<dyn Fn(&crate::Targets) -> vfio_core::PciAddress + Send + Sync>;
@@ -258,6 +258,10 @@ pub fn all<B: crate::SuiteBackend>() -> Vec<Case<B>> {
             cases.push(Case::new(
                 format!("capture_matches_the_committed_profile[{label}]"),
                 move |env| profile::capture_matches_the_committed_profile(env, i),
+            ));
+            cases.push(Case::new(
+                format!("vfio_tool_reads_the_device_as_its_replay[{label}]"),
+                move |env| profile::vfio_tool_reads_the_device_as_its_replay(env, i),
             ));
         }
         for g in crate::generic::all::<B>() {

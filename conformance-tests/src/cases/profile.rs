@@ -80,3 +80,70 @@ fn ensure_same_profile(name: &str, got: &DeviceProfile, want: &DeviceProfile) ->
         differ.join("; ")
     )
 }
+
+/// The `vfio` tool's `info` and `config`, as text and as JSON, read the
+/// `i`-th device of [`PROFILED`](crate::PROFILED) exactly as they read a
+/// mock host replaying its committed capture, opened in the same mode: on
+/// the kernel, the tool's view of the real device is its view of the
+/// replay.
+pub fn vfio_tool_reads_the_device_as_its_replay<B: VfioBackend>(
+    env: &Env<B>,
+    i: usize,
+) -> Result<()> {
+    let Some(kernel) = env.kernel else {
+        return Err(not_applicable(
+            "the kernel is not one the profiles were captured on",
+        ));
+    };
+    let device = vfio_mock::profiles::CAPTURED[i];
+    let address = env.targets.profiled[i].to_string();
+    let replay = crate::mock::env_for_profile(
+        device.profile(kernel),
+        env.targets.profiled[i],
+        kernel,
+        env.mode,
+    )?;
+    let context = vfio_tool::HostContext {
+        kernel_release: kernel.series().to_owned(),
+        replayed: None,
+    };
+    let mode = env.mode.name();
+    for args in [
+        vec!["info", &address],
+        vec!["config", &address],
+        vec!["--json", "info", &address],
+        vec!["--json", "config", &address],
+    ] {
+        let cli = <vfio_tool::cli::Cli as clap::Parser>::try_parse_from(
+            ["vfio", "--mode", mode]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )?;
+        let run = |backend: &dyn Fn(&mut Vec<u8>) -> Result<(), vfio_tool::error::ToolError>| {
+            let mut out = Vec::new();
+            backend(&mut out).map(|()| String::from_utf8_lossy(&out).into_owned())
+        };
+        let got = run(&|out| vfio_tool::run_on(&env.backend, &cli, &context, out))
+            .map_err(|e| anyhow::anyhow!("vfio {}: {e}", args.join(" ")))?;
+        let want = run(&|out| vfio_tool::run_on(&replay.backend, &cli, &context, out))
+            .map_err(|e| anyhow::anyhow!("vfio {} on the replay: {e}", args.join(" ")))?;
+        if got != want {
+            let differ: Vec<String> = got
+                .lines()
+                .zip(want.lines())
+                .filter(|(g, w)| g != w)
+                .take(4)
+                .map(|(g, w)| format!("{g:?} (replay {w:?})"))
+                .collect();
+            anyhow::bail!(
+                "vfio {} on {}: {} lines against the replay's {}: {}",
+                args.join(" "),
+                device.name,
+                got.lines().count(),
+                want.lines().count(),
+                differ.join("; ")
+            );
+        }
+    }
+    Ok(())
+}
