@@ -18,6 +18,7 @@ pub mod noiommu;
 pub mod nvme;
 pub mod profile;
 pub mod reset;
+pub mod tool;
 pub mod uapi;
 
 use crate::Case;
@@ -181,6 +182,7 @@ macro_rules! for_each_case {
             uapi::a_bus_reset_behind_the_bridge_needs_the_group_of_every_device_on_the_bus,
             msix_kernel::raw_binds_past_the_enabled_msix_vectors_grow_the_index_on_6_12_only,
             msix_kernel::vfio_vector_lines_name_the_kernels_msi_domain,
+            tool::vfio_tool_lists_the_guest_as_the_mock_guest,
             // Last: it removes edu, and the host brings it back for the generic cases.
             device::removal_asks_for_the_device_and_waits_for_its_release,
         }
