@@ -211,7 +211,7 @@ fn the_source_block_names_the_driver_sysfs_links() -> anyhow::Result<()> {
     assert_eq!(source.iommu_group, Some(profiles::QEMU_GUEST_GROUPS.1));
     let watchdog =
         vfio_profile::Source::of_device(host.paths(), &profiles::watchdog_address(), "6.1")?;
-    assert_eq!(watchdog.driver, "i6300esb");
+    assert_eq!(watchdog.driver, "i6300ESB timer");
     let absent = PciAddress::new(0, 9, 9, 0).expect("a valid address");
     let e = vfio_profile::Source::of_device(host.paths(), &absent, "6.1").unwrap_err();
     assert!(e.to_string().starts_with("cannot read "), "{e}");

@@ -21,7 +21,7 @@ pub fn blockers(paths: &HostPaths, group: u32) -> Vec<(PciAddress, String)> {
         .collect()
 }
 
-/// The words for `blockers`: `0000:01:02.0 is bound to i6300esb`.
+/// The words for `blockers`: `0000:01:02.0 is bound to i6300ESB timer`.
 pub fn blockers_text(blockers: &[(PciAddress, String)]) -> String {
     blockers
         .iter()

@@ -59,7 +59,7 @@ fn list_shows_groups_viability_and_nodes() {
     group node: /dev/vfio/8
 0000:00:0a.0 [1b36:0005] class 00ff00  group 9, viable
     group node: /dev/vfio/9
-0000:01:01.0 [1234:11e8] class 00ff00  group 3, not viable: 0000:01:02.0 is bound to i6300esb
+0000:01:01.0 [1234:11e8] class 00ff00  group 3, not viable: 0000:01:02.0 is bound to i6300ESB timer
     group node: /dev/vfio/3
 "
     );
@@ -74,7 +74,7 @@ fn list_shows_groups_viability_and_nodes() {
     assert_eq!(devices[0]["cdev_node"], "/dev/vfio/devices/vfio0");
     assert_eq!(devices[8]["viable"], false);
     assert_eq!(devices[8]["blockers"][0]["address"], "0000:01:02.0");
-    assert_eq!(devices[8]["blockers"][0]["driver"], "i6300esb");
+    assert_eq!(devices[8]["blockers"][0]["driver"], "i6300ESB timer");
 }
 
 #[test]
@@ -196,7 +196,7 @@ fn a_group_that_is_not_viable_is_refused_naming_the_device_on_another_driver() {
     assert_eq!(
         err,
         "vfio: get group status failed for 0000:01:01.0 (busy): IOMMU group 3 is not viable: \
-         0000:01:02.0 is bound to i6300esb [kind: Busy, errno: none]\n"
+         0000:01:02.0 is bound to i6300ESB timer [kind: Busy, errno: none]\n"
     );
 }
 

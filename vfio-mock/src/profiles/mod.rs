@@ -79,7 +79,7 @@ pub const NVME_BAR0_ADDRESS: u64 = 0x1_0001_0000;
 /// [`nvme()`] at 0000:00:03.0, each alone in its IOMMU group
 /// ([`QEMU_GUEST_GROUPS`]) and bound to vfio-pci; and behind a PCI bridge,
 /// sharing group [`QEMU_GUEST_SHARED_GROUP`], a second `edu` bound to
-/// vfio-pci and an [`i6300esb`] watchdog bound to its own driver, which makes
+/// vfio-pci and an [`i6300esb`] watchdog bound to its own driver (`i6300ESB timer`, the name the kernel's driver has in sysfs), which makes
 /// that group not viable; and at 0000:00:05.0 an NVMe controller with 2048
 /// MSI-X vectors and serial `vfio0002` ([`NvmeConfig`]), more than the 2 CPUs can take, in
 /// group [`QEMU_GUEST_BIG_NVME_GROUP`]; then the devices replayed from their
@@ -102,7 +102,7 @@ pub fn qemu_guest() -> MockHostBuilder {
             watchdog_address(),
             QEMU_GUEST_SHARED_GROUP,
             i6300esb(),
-            Driver::Other("i6300esb".into()),
+            Driver::Other("i6300ESB timer".into()),
         )
         .device(
             big_nvme_address(),
