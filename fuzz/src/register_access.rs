@@ -65,20 +65,38 @@ enum Op {
     Read(Offset, Width),
     Write(Offset, Width, u64),
     FileRead(Offset, u8),
-    FileWrite(Offset, #[arbitrary(with = byte_list)] Vec<u8>),
+    FileWrite(Offset, #[arbitrary(with = payload)] Payload),
 }
 
-/// `Vec<u8>`'s `Arbitrary` decoding, read straight from the bytes: while a
-/// byte with its low bit set (a `true`) comes, the byte after it is an
-/// element (0 past the end); the first byte with it clear ends the list and
-/// is used up. The same bytes give the same list as
-/// `Vec::<u8>::arbitrary`, without a call per bit and byte.
-fn byte_list(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
+/// The most bytes one device-file write carries.
+const MAX_FILE_WRITE: usize = 64;
+
+/// A device-file write's bytes: the first [`MAX_FILE_WRITE`] of a
+/// `Vec<u8>`'s decoding, held inline.
+#[derive(Debug)]
+struct Payload {
+    bytes: [u8; MAX_FILE_WRITE],
+    len: usize,
+}
+
+/// `Vec<u8>`'s `Arbitrary` decoding, read straight from the bytes and cut
+/// to [`MAX_FILE_WRITE`]: while a byte with its low bit set (a `true`)
+/// comes, the byte after it is an element (0 past the end); the first byte
+/// with it clear ends the list and is used up. The same bytes give the
+/// same list, and use up the same bytes, as `Vec::<u8>::arbitrary`, with
+/// no call per bit and byte and no allocation.
+fn payload(u: &mut Unstructured<'_>) -> arbitrary::Result<Payload> {
     let data = u.peek_bytes(u.len()).unwrap_or_default();
-    let mut list = Vec::new();
+    let mut list = Payload {
+        bytes: [0; MAX_FILE_WRITE],
+        len: 0,
+    };
     let mut at = 0;
     while data.get(at).is_some_and(|b| b & 1 == 1) {
-        list.push(data.get(at + 1).copied().unwrap_or(0));
+        if let Some(slot) = list.bytes.get_mut(list.len) {
+            *slot = data.get(at + 1).copied().unwrap_or(0);
+            list.len += 1;
+        }
         at += 2;
     }
     let used = (at + 1).min(data.len());
@@ -86,11 +104,14 @@ fn byte_list(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<u8>> {
         // The replay (built without cargo fuzz's `--cfg fuzzing`) holds
         // this to arbitrary's own decoding on every input.
         let mut theirs = Unstructured::new(data);
-        let want = Vec::<u8>::arbitrary(&mut theirs).ok();
+        let mut want = Vec::<u8>::arbitrary(&mut theirs).ok();
+        if let Some(want) = &mut want {
+            want.truncate(MAX_FILE_WRITE);
+        }
         assert_eq!(
-            (Some(&list), data.len() - used),
-            (want.as_ref(), theirs.len()),
-            "byte_list disagrees with Vec<u8>'s decoding"
+            (Some(&list.bytes[..list.len]), data.len() - used),
+            (want.as_deref(), theirs.len()),
+            "payload disagrees with Vec<u8>'s decoding"
         );
     }
     u.bytes(used)?;
@@ -227,18 +248,17 @@ pub fn register_access(data: &[u8]) {
                     assert_eq!(buf[..count], *shadow.read(offset, count as u64));
                 }
             }
-            Op::FileWrite(at, bytes) => {
+            Op::FileWrite(at, mut payload) => {
                 let offset = resolve(&at, len);
-                let mut bytes = bytes;
-                bytes.truncate(64);
+                let bytes = &mut payload.bytes[..payload.len];
                 if bytes.is_empty() {
                     continue;
                 }
-                tame_file_write(profile, offset, &mut bytes);
+                tame_file_write(profile, offset, bytes);
                 if let Some(shadow) = &mut shadow {
                     shadow.touch(offset, bytes.len() as u64);
                 }
-                let got = device.write_region(region::BAR0, offset, &bytes);
+                let got = device.write_region(region::BAR0, offset, bytes);
                 let count = check_file_access(got, len, offset, bytes.len());
                 if let (Some(count), Some(shadow)) = (count, &mut shadow) {
                     shadow.write(offset, &bytes[..count]);
