@@ -28,6 +28,8 @@ pub struct OneDevice {
     pub backend: MockBackend,
     /// The host, for acting as the device and checking its bookkeeping.
     pub host: MockHost,
+    /// [`address`] as `VFIO_GROUP_GET_DEVICE_FD` takes it, printed once.
+    name: String,
 }
 
 impl OneDevice {
@@ -56,13 +58,14 @@ impl OneDevice {
             container,
             backend,
             host,
+            name: address().to_string(),
         }
     }
 
     /// Opens the device (`VFIO_GROUP_GET_DEVICE_FD`).
     pub fn open(&self) -> MockDevice {
         self.group
-            .open_device(&address().to_string())
+            .open_device(&self.name)
             .expect("opening the device")
     }
 }

@@ -65,23 +65,120 @@ enum Op {
     Read(Offset, Width),
     Write(Offset, Width, u64),
     FileRead(Offset, u8),
-    FileWrite(Offset, Vec<u8>),
+    FileWrite(Offset, #[arbitrary(with = payload)] Payload),
+}
+
+/// The most bytes one device-file write carries.
+const MAX_FILE_WRITE: usize = 64;
+
+/// A device-file write's bytes: the first [`MAX_FILE_WRITE`] of a
+/// `Vec<u8>`'s decoding, held inline.
+#[derive(Debug)]
+struct Payload {
+    bytes: [u8; MAX_FILE_WRITE],
+    len: usize,
+}
+
+/// `Vec<u8>`'s `Arbitrary` decoding, read straight from the bytes and cut
+/// to [`MAX_FILE_WRITE`]: while a byte with its low bit set (a `true`)
+/// comes, the byte after it is an element (0 past the end); the first byte
+/// with it clear ends the list and is used up. The same bytes give the
+/// same list, and use up the same bytes, as `Vec::<u8>::arbitrary`, with
+/// no call per bit and byte and no allocation.
+fn payload(u: &mut Unstructured<'_>) -> arbitrary::Result<Payload> {
+    let data = u.peek_bytes(u.len()).unwrap_or_default();
+    let mut list = Payload {
+        bytes: [0; MAX_FILE_WRITE],
+        len: 0,
+    };
+    let mut at = 0;
+    while data.get(at).is_some_and(|b| b & 1 == 1) {
+        if let Some(slot) = list.bytes.get_mut(list.len) {
+            *slot = data.get(at + 1).copied().unwrap_or(0);
+            list.len += 1;
+        }
+        at += 2;
+    }
+    let used = (at + 1).min(data.len());
+    if cfg!(not(fuzzing)) {
+        // The replay (built without cargo fuzz's `--cfg fuzzing`) holds
+        // this to arbitrary's own decoding on every input.
+        let mut theirs = Unstructured::new(data);
+        let mut want = Vec::<u8>::arbitrary(&mut theirs).ok();
+        if let Some(want) = &mut want {
+            want.truncate(MAX_FILE_WRITE);
+        }
+        assert_eq!(
+            (Some(&list.bytes[..list.len]), data.len() - used),
+            (want.as_deref(), theirs.len()),
+            "payload disagrees with Vec<u8>'s decoding"
+        );
+    }
+    u.bytes(used)?;
+    Ok(list)
 }
 
 /// What the plain device's BAR0 holds: bytes never written read as 0.
-#[derive(Debug, Default)]
-struct Shadow(HashMap<u64, u8>);
+///
+/// Kept with the device from one input to the next: [`Shadow::restore`]
+/// zeroes every byte the last input may have written, in the BAR and here.
+#[derive(Debug)]
+struct Shadow {
+    bytes: Vec<u8>,
+    /// Every in-bounds range a write was attempted on since the last
+    /// restore, recorded before the write, so a write that panicked or
+    /// failed is restored too.
+    touched: Vec<(u64, usize)>,
+}
 
 impl Shadow {
-    fn read(&self, offset: u64, len: u64) -> Vec<u8> {
-        (offset..offset + len)
-            .map(|a| self.0.get(&a).copied().unwrap_or(0))
-            .collect()
+    fn new(len: u64) -> Self {
+        let len = usize::try_from(len).expect("a plain BAR is at most 1 MiB");
+        Self {
+            bytes: vec![0; len],
+            touched: Vec::new(),
+        }
+    }
+
+    /// `len` bytes at `offset`, which a successful access has shown is in
+    /// bounds.
+    fn read(&self, offset: u64, len: u64) -> &[u8] {
+        &self.bytes[offset as usize..(offset + len) as usize]
     }
 
     fn write(&mut self, offset: u64, bytes: &[u8]) {
-        for (a, b) in (offset..).zip(bytes) {
-            self.0.insert(a, *b);
+        let start = offset as usize;
+        self.bytes[start..start + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// Notes that a write of `n` bytes at `offset` is about to be made; the
+    /// part of it inside the BAR is zeroed at the next restore.
+    fn touch(&mut self, offset: u64, n: u64) {
+        let len = self.bytes.len() as u64;
+        if offset < len {
+            let n = n.min(len - offset) as usize;
+            self.touched.push((offset, n));
+        }
+    }
+
+    /// Returns the BAR and this copy to all zeros, the BAR's power-on
+    /// state, by writing zeroes over every touched range through the device
+    /// file. Plain memory keeps nothing else, so this is what a reset
+    /// gives, at the cost of what the last input wrote rather than of every
+    /// page the BAR has ever had written (a reset clears each of those).
+    fn restore(&mut self, device: &MockDevice) {
+        const ZEROES: [u8; 64] = [0; 64];
+        for (offset, n) in self.touched.drain(..) {
+            let start = offset as usize;
+            self.bytes[start..start + n].fill(0);
+            for (i, chunk) in (0..n).step_by(ZEROES.len()).enumerate() {
+                let piece = (n - chunk).min(ZEROES.len());
+                let at = offset + (i * ZEROES.len()) as u64;
+                let wrote = device
+                    .write_region(region::BAR0, at, &ZEROES[..piece])
+                    .expect("zeroing plain BAR memory in bounds");
+                assert_eq!(wrote, piece, "zeroing {piece} bytes at {at:#x}");
+            }
         }
     }
 }
@@ -96,16 +193,19 @@ pub fn register_access(data: &[u8]) {
         Profile::Plain(n) => Profile::Plain(n % 9),
         other => other,
     };
-    let plain = matches!(profile, Profile::Plain(_));
     let opened = opened(profile);
-    let (device, bar) = (&opened.1, &opened.2);
+    let (device, bar) = (&opened.device, &opened.bar);
     // Power-on state: BAR memory zeroed, models reset (edu cannot reset,
     // but no check here depends on its registers).
-    if profile != Profile::Edu {
-        device.reset().expect("resetting a device that can reset");
+    let mut shadow = opened.shadow.as_ref().map(RefCell::borrow_mut);
+    match shadow.as_deref_mut() {
+        Some(shadow) => shadow.restore(device),
+        None if profile != Profile::Edu => {
+            device.reset().expect("resetting a device that can reset");
+        }
+        None => {}
     }
     let len = bar.len();
-    let mut shadow = plain.then(Shadow::default);
 
     let Ok(ops) = u.arbitrary_iter::<Op>() else {
         return;
@@ -121,7 +221,7 @@ pub fn register_access(data: &[u8]) {
                     let want = shadow.read(offset, width.bytes());
                     assert_eq!(
                         &value.to_le_bytes()[..want.len()],
-                        &want[..],
+                        want,
                         "read at {offset:#x}"
                     );
                 }
@@ -129,6 +229,9 @@ pub fn register_access(data: &[u8]) {
             Op::Write(at, width, value) => {
                 let offset = resolve(&at, len);
                 let value = tame_write(profile, offset, width.bytes(), value);
+                if let Some(shadow) = &mut shadow {
+                    shadow.touch(offset, width.bytes());
+                }
                 let got = write(bar, offset, width, value);
                 check_kind(got.as_ref().err().map(|e| e.kind()), len, offset, width);
                 if let (Ok(()), Some(shadow)) = (got, &mut shadow) {
@@ -137,22 +240,25 @@ pub fn register_access(data: &[u8]) {
             }
             Op::FileRead(at, n) => {
                 let offset = resolve(&at, len);
-                let mut buf = vec![0u8; usize::from(n % 64) + 1];
-                let got = device.read_region(region::BAR0, offset, &mut buf);
+                let mut buf = [0u8; 64];
+                let buf = &mut buf[..usize::from(n % 64) + 1];
+                let got = device.read_region(region::BAR0, offset, buf);
                 let count = check_file_access(got, len, offset, buf.len());
                 if let (Some(count), Some(shadow)) = (count, &shadow) {
-                    assert_eq!(buf[..count], shadow.read(offset, count as u64)[..]);
+                    assert_eq!(buf[..count], *shadow.read(offset, count as u64));
                 }
             }
-            Op::FileWrite(at, bytes) => {
+            Op::FileWrite(at, mut payload) => {
                 let offset = resolve(&at, len);
-                let mut bytes = bytes;
-                bytes.truncate(64);
+                let bytes = &mut payload.bytes[..payload.len];
                 if bytes.is_empty() {
                     continue;
                 }
-                tame_file_write(profile, offset, &mut bytes);
-                let got = device.write_region(region::BAR0, offset, &bytes);
+                tame_file_write(profile, offset, bytes);
+                if let Some(shadow) = &mut shadow {
+                    shadow.touch(offset, bytes.len() as u64);
+                }
+                let got = device.write_region(region::BAR0, offset, bytes);
                 let count = check_file_access(got, len, offset, bytes.len());
                 if let (Some(count), Some(shadow)) = (count, &mut shadow) {
                     shadow.write(offset, &bytes[..count]);
@@ -162,15 +268,25 @@ pub fn register_access(data: &[u8]) {
     }
 }
 
-type Opened = Rc<(OneDevice, MockDevice, MockRegion)>;
+/// A device of one profile, opened, with BAR0 mapped. Fields drop in
+/// order: the mapping, the device, then the host.
+#[derive(Debug)]
+struct Opened {
+    bar: MockRegion,
+    device: MockDevice,
+    /// Kept for the device's sake: its group, container and host.
+    _host: OneDevice,
+    /// The plain device's shadow of BAR0.
+    shadow: Option<RefCell<Shadow>>,
+}
 
 thread_local! {
-    static OPENED: RefCell<HashMap<Profile, Opened>> = RefCell::default();
+    static OPENED: RefCell<HashMap<Profile, Rc<Opened>>> = RefCell::default();
 }
 
 /// The host, the open device and its mapped BAR0 for `profile`, built on
 /// first use in this thread.
-fn opened(profile: Profile) -> Opened {
+fn opened(profile: Profile) -> Rc<Opened> {
     OPENED.with(|cache| {
         cache
             .borrow_mut()
@@ -186,7 +302,14 @@ fn opened(profile: Profile) -> Opened {
                 let host = OneDevice::new(builder);
                 let device = host.open();
                 let bar = device.map_region(region::BAR0).expect("BAR0 maps");
-                Rc::new((host, device, bar))
+                let shadow = matches!(profile, Profile::Plain(_))
+                    .then(|| RefCell::new(Shadow::new(bar.len())));
+                Rc::new(Opened {
+                    bar,
+                    device,
+                    _host: host,
+                    shadow,
+                })
             })
             .clone()
     })

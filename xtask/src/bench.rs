@@ -325,6 +325,7 @@ pub fn run(extra: &[OsString]) -> Result<()> {
         took.as_secs_f64(),
         dir.display()
     );
+    print!("{}", fuzz_rates());
     Ok(())
 }
 
@@ -463,6 +464,55 @@ fn time(ns: f64) -> String {
     } else {
         format!("{:.2} s", ns / 1e9)
     }
+}
+
+/// How long each target runs for the fuzz-rate goal: the goal's 45 s.
+const FUZZ_RATE_SECONDS: u32 = 45;
+
+/// The fuzz targets the fuzz-rate goal names, with the executions per
+/// second it asks of each.
+const FUZZ_RATE_GOALS: [(&str, u64); 2] = [("hostile_device", 20_000), ("register_access", 50_000)];
+
+/// The fuzz-rate goal: each target of [`FUZZ_RATE_GOALS`] under `cargo
+/// fuzz` (nightly, its default sanitizer) for [`FUZZ_RATE_SECONDS`] from
+/// its committed corpus, libFuzzer's executions per second against the
+/// goal. It reports and never fails: a target that cannot run (no nightly,
+/// no cargo-fuzz, a crash) shows as not measured, with why. The load
+/// average is printed with it, since on a shared machine the rate follows
+/// the CPU the run gets.
+fn fuzz_rates() -> String {
+    let mut out = String::from(
+        "\n10. Fuzzing runs a hostile device thousands of times a second (cargo fuzz, with its sanitizer)\n",
+    );
+    let root = paths::workspace_root();
+    let scratch = crate::ci::install_cargo_fuzz()
+        .and_then(|()| crate::scratch::ScratchDir::new(&root.join("target"), "fuzz-rate"));
+    for (target, goal) in FUZZ_RATE_GOALS {
+        let label = format!("{target}: executions per second, {FUZZ_RATE_SECONDS} s");
+        let load = load_average();
+        let measured = match &scratch {
+            Ok(dir) => match crate::ci::fuzz_for(target, FUZZ_RATE_SECONDS, dir.path()) {
+                Ok(stats) => match (stats.per_sec, stats.runs) {
+                    (Some(per_sec), Some(runs)) => {
+                        format!("{per_sec:>10}/s ({runs} runs, load {load})")
+                    }
+                    _ => "not measured (libFuzzer printed no final stats)".to_owned(),
+                },
+                Err(e) => format!("not measured ({e:#})"),
+            },
+            Err(e) => format!("not measured ({e:#})"),
+        };
+        let _ = writeln!(out, "  {label:<46} {measured}  (goal: at least {goal}/s)");
+    }
+    out
+}
+
+/// The 1-minute load average from `/proc/loadavg`, or "unknown".
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// Just enough JSON to read criterion's estimates and `cargo metadata`.

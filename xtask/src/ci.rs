@@ -420,61 +420,93 @@ fn fuzz_briefly() -> Result<Outcome> {
     let scratch = crate::scratch::ScratchDir::new(&root.join("target"), "fuzz-scratch")?;
     let mut rates = Vec::new();
     for target in fuzz_targets(&manifest) {
-        let new_inputs = scratch.path().join(&target);
-        std::fs::create_dir_all(&new_inputs)?;
-        let mut command = Command::new("rustup");
-        command
-            .current_dir(&fuzz)
-            .args([
-                "run",
-                MIRI_TOOLCHAIN,
-                "cargo",
-                "fuzz",
-                "run",
-                "--features",
-                "libfuzzer",
-            ])
-            .arg(&target)
-            .arg(&new_inputs);
-        let corpus = fuzz.join("corpus").join(&target);
-        if corpus.is_dir() {
-            command.arg(corpus);
-        }
-        command
-            .arg("--")
-            .arg(format!("-max_total_time={FUZZ_SECONDS}"))
-            .arg("-print_final_stats=1");
-        println!("$ {}", cmd::display(&command));
-        let out = command
-            .output()
-            .with_context(|| format!("running cargo fuzz on {target}"))?;
-        let log = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            eprintln!("{log}");
-            bail!("cargo fuzz run {target} failed: {}", out.status);
-        }
-        let stat = |name: &str| {
-            log.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        };
-        let rate = match (
-            stat("stat::number_of_executed_units:"),
-            stat("stat::average_exec_per_sec:"),
-        ) {
-            (Some(runs), Some(per_sec)) => format!("{runs} runs, {per_sec}/s"),
-            _ => "no final stats".to_owned(),
-        };
-        println!("fuzz: {target}: {rate}");
-        rates.push(format!("{target} {rate}"));
+        let stats = fuzz_for(&target, FUZZ_SECONDS, scratch.path())?;
+        println!("fuzz: {target}: {stats}");
+        rates.push(format!("{target} {stats}"));
     }
     println!("fuzz rates ({FUZZ_SECONDS} s each): {}", rates.join("; "));
     Ok(Outcome::Passed)
 }
 
+/// What libFuzzer's `-print_final_stats=1` reports at the end of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FuzzStats {
+    /// `stat::number_of_executed_units`: inputs run.
+    pub runs: Option<u64>,
+    /// `stat::average_exec_per_sec`: inputs run per second of the run.
+    pub per_sec: Option<u64>,
+}
+
+impl FuzzStats {
+    /// The final stats from libFuzzer's log (its stderr).
+    pub(crate) fn parse(log: &str) -> Self {
+        let stat = |name: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Self {
+            runs: stat("stat::number_of_executed_units:"),
+            per_sec: stat("stat::average_exec_per_sec:"),
+        }
+    }
+}
+
+impl std::fmt::Display for FuzzStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.runs, self.per_sec) {
+            (Some(runs), Some(per_sec)) => write!(f, "{runs} runs, {per_sec}/s"),
+            _ => f.write_str("no final stats"),
+        }
+    }
+}
+
+/// Runs fuzz target `target` under `cargo fuzz` (nightly, its default
+/// sanitizer) for `seconds`, from `fuzz/corpus/<target>/`, writing new
+/// inputs under `scratch` so the committed corpus stays as it was. A crash
+/// is an error, with libFuzzer's log (which names the input) on stderr.
+/// `cargo fuzz` must be installed.
+pub(crate) fn fuzz_for(target: &str, seconds: u32, scratch: &Path) -> Result<FuzzStats> {
+    let fuzz = paths::workspace_root().join("fuzz");
+    let new_inputs = scratch.join(target);
+    std::fs::create_dir_all(&new_inputs)?;
+    let mut command = Command::new("rustup");
+    command
+        .current_dir(&fuzz)
+        .args([
+            "run",
+            MIRI_TOOLCHAIN,
+            "cargo",
+            "fuzz",
+            "run",
+            "--features",
+            "libfuzzer",
+        ])
+        .arg(target)
+        .arg(&new_inputs);
+    let corpus = fuzz.join("corpus").join(target);
+    if corpus.is_dir() {
+        command.arg(corpus);
+    }
+    command
+        .arg("--")
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-print_final_stats=1");
+    println!("$ {}", cmd::display(&command));
+    let out = command
+        .output()
+        .with_context(|| format!("running cargo fuzz on {target}"))?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        eprintln!("{log}");
+        bail!("cargo fuzz run {target} failed: {}", out.status);
+    }
+    Ok(FuzzStats::parse(&log))
+}
+
 /// Installs cargo-fuzz (into cargo's bin directory, which a fresh clone
 /// keeps) if `cargo fuzz` is not there.
-fn install_cargo_fuzz() -> Result<()> {
+pub(crate) fn install_cargo_fuzz() -> Result<()> {
     let present = Command::new(paths::cargo())
         .args(["fuzz", "--version"])
         .output()
@@ -506,6 +538,26 @@ mod tests {
                 "Linux 6.12 guest (noiommu): 26.0 s"
             ]
         );
+    }
+
+    #[test]
+    fn fuzz_stats_are_libfuzzers_final_lines() {
+        let log = "#4096\tpulse  cov: 12 exec/s: 2048\n\
+                   Done 435169 runs in 46 second(s)\n\
+                   stat::number_of_executed_units: 435169\n\
+                   stat::average_exec_per_sec:     9460\n\
+                   stat::new_units_added:          3\n";
+        let stats = FuzzStats::parse(log);
+        assert_eq!(
+            stats,
+            FuzzStats {
+                runs: Some(435_169),
+                per_sec: Some(9460)
+            }
+        );
+        assert_eq!(stats.to_string(), "435169 runs, 9460/s");
+        let none = FuzzStats::parse("INFO: Seed: 1\n");
+        assert_eq!(none.to_string(), "no final stats");
     }
 
     #[test]
