@@ -50,7 +50,9 @@ impl IrqData<'_> {
 /// the kernel's: `EINVAL` for an open file that is not an eventfd
 /// (`eventfd_ctx_fileget`), `EBADF` for an fd that cannot be looked up.
 ///
-/// The check reads this process's `/proc/self/fd` links. Where procfs is not
+/// An fd that is a live [`EventFdInterrupt`](crate::EventFdInterrupt) of
+/// this process passes without a system call; any other is looked up in
+/// this process's `/proc/self/fd` links. Where procfs is not
 /// mounted (no `/proc/self/fd` at all) nothing can be checked and `Ok` is
 /// returned: the kernel then decides, with the partial teardown above.
 pub fn check_eventfds(fds: &[Option<BorrowedFd<'_>>]) -> crate::Result<()> {
@@ -62,14 +64,18 @@ fn check_eventfds_in(dir: &std::path::Path, fds: &[Option<BorrowedFd<'_>>]) -> c
     use crate::error::{Error, Operation};
     use nix::errno::Errno;
     use std::os::fd::AsRawFd;
-    if fds.iter().all(Option::is_none) || !dir.is_dir() {
+    // The eventfds this process created and still holds need no lookup: a
+    // bind of those alone (the usual case) costs no system call here.
+    let unknown = fds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, fd)| fd.map(|fd| (i, fd)))
+        .filter(|(_, fd)| !crate::EventFdInterrupt::is_live_eventfd(*fd));
+    let mut unknown = unknown.peekable();
+    if unknown.peek().is_none() || !dir.is_dir() {
         return Ok(());
     }
-    for (i, fd) in fds.iter().enumerate() {
-        let Some(fd) = fd else { continue };
-        if crate::EventFdInterrupt::is_live_eventfd(*fd) {
-            continue;
-        }
+    for (i, fd) in unknown {
         let raw = fd.as_raw_fd();
         match std::fs::read_link(dir.join(raw.to_string())) {
             Ok(target) if target.as_os_str() == "anon_inode:[eventfd]" => {}
