@@ -116,14 +116,35 @@ pub fn run(workspace: &Path, series: &str, noiommu: bool, modes: &[Mode]) -> Res
         .collect()
 }
 
+/// What the guest gave back from a capture.
+#[derive(Debug)]
+pub struct Captured {
+    /// A profile of each device the mock replays, by the device's name, in
+    /// the order of [`PROFILED`](crate::PROFILED).
+    pub profiles: Vec<(String, vfio_profile::DeviceProfile)>,
+    /// Every PCI function's config space as sysfs has it in the guest, as
+    /// an `lspci -xxx` dump.
+    pub sysfs_config: String,
+}
+
+/// One line the guest binary prints in `--capture` mode.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum CaptureLine {
+    Profile {
+        device: String,
+        profile: serde_json::Value,
+    },
+    Dump {
+        sysfs_config: String,
+    },
+}
+
 /// Boots the guest on Linux `series` with an IOMMU and has the guest binary
 /// capture a profile of each device the mock replays
-/// ([`PROFILED`](crate::PROFILED)) through vfio-pci: the profiles, by the
-/// device's name, in that order.
-pub fn capture(
-    workspace: &Path,
-    series: &str,
-) -> Result<Vec<(String, vfio_profile::DeviceProfile)>> {
+/// ([`PROFILED`](crate::PROFILED)) through vfio-pci, and dump every
+/// function's config space from sysfs.
+pub fn capture(workspace: &Path, series: &str) -> Result<Captured> {
     let binary = prepare(workspace, series)?;
     let out_file = workspace.join(format!("target/guest/profiles-{series}.json"));
     let _ = std::fs::remove_file(&out_file);
@@ -138,34 +159,42 @@ pub fn capture(
         .context("running `cargo xtask guest`")?;
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
     let mut profiles = Vec::new();
+    let mut sysfs_config = None;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        #[derive(serde::Deserialize)]
-        struct Captured {
-            device: String,
-            profile: serde_json::Value,
+        let line: CaptureLine = serde_json::from_str(line)
+            .with_context(|| format!("a line of {} does not parse", out_file.display()))?;
+        match line {
+            CaptureLine::Profile { device, profile } => {
+                let profile = vfio_profile::DeviceProfile::from_json(&profile.to_string())
+                    .with_context(|| format!("the profile of {device} is refused"))?;
+                profiles.push((device, profile));
+            }
+            CaptureLine::Dump { sysfs_config: dump } => sysfs_config = Some(dump),
         }
-        let captured: Captured = serde_json::from_str(line).with_context(|| {
-            format!(
-                "a captured profile in {} does not parse",
-                out_file.display()
+    }
+    match sysfs_config {
+        Some(sysfs_config) if profiles.len() == crate::PROFILED.len() => Ok(Captured {
+            profiles,
+            sysfs_config,
+        }),
+        _ => {
+            let console = String::from_utf8_lossy(&run.stdout).into_owned()
+                + &String::from_utf8_lossy(&run.stderr);
+            let tail: Vec<&str> = console.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the guest returned {} of {} profiles and {} config dump (exit status {}). \
+                 Last lines of its console:\n{}",
+                profiles.len(),
+                crate::PROFILED.len(),
+                if text.contains("sysfs_config") {
+                    "its"
+                } else {
+                    "no"
+                },
+                run.status,
+                tail.join("\n")
             )
-        })?;
-        let profile = vfio_profile::DeviceProfile::from_json(&captured.profile.to_string())
-            .with_context(|| format!("the profile of {} is refused", captured.device))?;
-        profiles.push((captured.device, profile));
+        }
     }
-    if profiles.len() != crate::PROFILED.len() {
-        let console = String::from_utf8_lossy(&run.stdout).into_owned()
-            + &String::from_utf8_lossy(&run.stderr);
-        let tail: Vec<&str> = console.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "the guest returned {} of {} profiles (exit status {}). Last lines of its console:\n{}",
-            profiles.len(),
-            crate::PROFILED.len(),
-            run.status,
-            tail.join("\n")
-        );
-    }
-    Ok(profiles)
 }

@@ -14,7 +14,10 @@
 //!   --capture-profiles DIR
 //!                       boot the guest on each --kernel (default both), capture
 //!                       a profile of each device the mock replays, write each
-//!                       to DIR/linux-SERIES/NAME.json, and run no case
+//!                       to DIR/linux-SERIES/NAME.json (and every function's
+//!                       config space from the guest's sysfs, as an `lspci
+//!                       -xxx` dump, to DIR/linux-SERIES/sysfs-config.txt),
+//!                       and run no case
 //!   --mock-only         run on the simulated backend only
 //!   --host              run the kernel side on this host (root, QEMU's edu and
 //!                       NVMe devices bound to vfio-pci at --edu/--nvme) instead
@@ -347,12 +350,20 @@ fn capture_profiles(o: &Options, workspace: &Path, dir: &Path) -> Result<()> {
         let series = version.series();
         let out = dir.join(format!("linux-{series}"));
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        for (name, profile) in guest::capture(workspace, series)? {
+        let captured = guest::capture(workspace, series)?;
+        for (name, profile) in captured.profiles {
             let path = out.join(format!("{name}.json"));
             std::fs::write(&path, profile.to_json())
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("captured {name} on Linux {series}: {}", path.display());
         }
+        let path = out.join("sysfs-config.txt");
+        std::fs::write(&path, captured.sysfs_config)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "the guest's config spaces from sysfs on Linux {series}: {}",
+            path.display()
+        );
     }
     Ok(())
 }

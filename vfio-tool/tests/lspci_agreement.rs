@@ -13,8 +13,10 @@
 //! (`/sys/bus/pci/devices/*/config`; root reads all of it, others only the
 //! header, and a device with fewer than 256 bytes is left out and said so),
 //! every device of vfio-mock's QEMU guest, the dumps in
-//! `tests/config-dumps/`, the device profiles in `vfio-mock/profiles/`
-//! (when the workspace has that directory), and every file named by `VFIO_TOOL_CONFIG_DUMPS`
+//! `tests/config-dumps/`, what `vfio-mock/profiles/` holds (the profiles
+//! captured in the QEMU guest through vfio-pci, and each guest's
+//! `sysfs-config.txt`: every PCI function there as its sysfs `config` reads),
+//! and every file named by `VFIO_TOOL_CONFIG_DUMPS`
 //! (paths separated by `:`, each a file or a directory of files): a `.txt`
 //! file is a dump in `lspci -xxx` format (one or more devices), a `.json`
 //! file a device profile (vfio-profile's format, from `vfio capture`),

@@ -42,7 +42,9 @@ fn modes() -> Result<Vec<Mode>, String> {
 
 /// `--capture`: a profile of each of the guest's profiled devices
 /// ([`PROFILED`](conformance_tests::PROFILED)), captured through vfio-pci
-/// in type1 mode, each printed as `@@OUT@@ {"device": NAME, "profile": ...}`.
+/// in type1 mode, each printed as `@@OUT@@ {"device": NAME, "profile": ...}`;
+/// then every PCI function's config space from sysfs as one `lspci -xxx`
+/// dump, `@@OUT@@ {"sysfs_config": TEXT}`.
 fn capture_profiles(targets: &Targets, release: &str) -> anyhow::Result<()> {
     let backend = LinuxBackend::new();
     let paths = vfio_core::HostPaths::default();
@@ -58,6 +60,36 @@ fn capture_profiles(targets: &Targets, release: &str) -> anyhow::Result<()> {
         println!("@@OUT@@ {line}");
         println!("conformance-guest: captured {name} at {address}");
     }
+    // Every PCI function's config space as the kernel reads it from the
+    // device (sysfs, as root: all of it), for the lspci agreement test.
+    let mut dump = String::new();
+    let mut devices: Vec<_> = std::fs::read_dir(paths.sysfs().join("bus/pci/devices"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    devices.sort();
+    for dir in devices {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let id = |file: &str| {
+            std::fs::read_to_string(dir.join(file))
+                .map(|s| s.trim().trim_start_matches("0x").to_owned())
+                .unwrap_or_default()
+        };
+        let config = std::fs::read(dir.join("config"))?;
+        let short = name.strip_prefix("0000:").unwrap_or(&name);
+        let description = format!(
+            "[{}:{}] in the guest on Linux {release}",
+            id("vendor"),
+            id("device")
+        );
+        dump.push_str(&vfio_tool::dump::device_dump(short, &description, &config));
+        dump.push('\n');
+    }
+    println!("@@OUT@@ {}", serde_json::json!({ "sysfs_config": dump }));
     Ok(())
 }
 
