@@ -133,13 +133,7 @@ pub fn capture<B: VfioBackend>(
             continue;
         };
         let low = config.get(0x10 + 4 * index as usize).copied().unwrap_or(0);
-        let kind = if low & 1 != 0 {
-            BarKindProfile::Io
-        } else if low & 0x6 == 0x4 {
-            BarKindProfile::Memory64
-        } else {
-            BarKindProfile::Memory32
-        };
+        let kind = BarKindProfile::from_register(low);
         let contents = if options.bar_contents {
             let len = usize::try_from(r.size).map_err(|_| ProfileError::Unrepresentable {
                 what: format!("BAR {index} of {:#x} bytes in memory", r.size),

@@ -349,6 +349,20 @@ pub enum BarKindProfile {
     Io,
 }
 
+impl BarKindProfile {
+    /// What a BAR register's low byte says it decodes: bit 0 set is I/O,
+    /// else type bits 2:1 of 0b10 are 64-bit memory, anything else 32-bit.
+    pub fn from_register(low: u8) -> Self {
+        if low & 1 != 0 {
+            Self::Io
+        } else if low & 0x6 == 0x4 {
+            Self::Memory64
+        } else {
+            Self::Memory32
+        }
+    }
+}
+
 /// One BAR.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -198,13 +198,7 @@ impl DeviceProfile {
             }
             let at = 0x10 + 4 * bar.index as usize;
             let low = config.get(at).copied().unwrap_or(0);
-            let kind = if low & 1 != 0 {
-                BarKindProfile::Io
-            } else if low & 0x6 == 0x4 {
-                BarKindProfile::Memory64
-            } else {
-                BarKindProfile::Memory32
-            };
+            let kind = BarKindProfile::from_register(low);
             if kind != bar.kind {
                 return Err(bad(format!(
                     "is {:?}, but its BAR register says {kind:?}",
