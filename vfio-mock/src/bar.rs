@@ -165,6 +165,15 @@ impl BarMemory {
         if !self.fits(offset, width) {
             return 0;
         }
+        self.read_fitting(offset, width)
+    }
+
+    /// [`read`](Self::read) of an access the caller has found to fit (a
+    /// mapped region's fast path, which checks its own bounds): an access
+    /// that does not is still never out of bounds, and reads as 0 or as
+    /// part of the word holding `offset`.
+    #[inline(always)]
+    pub(crate) fn read_fitting(&self, offset: u64, width: u8) -> u64 {
         let Some(words) = self.page(offset) else {
             return 0;
         };
@@ -181,6 +190,13 @@ impl BarMemory {
         if !self.fits(offset, width) {
             return;
         }
+        self.write_fitting(offset, width, value);
+    }
+
+    /// [`write`](Self::write) of an access the caller has found to fit, as
+    /// [`read_fitting`](Self::read_fitting).
+    #[inline(always)]
+    pub(crate) fn write_fitting(&self, offset: u64, width: u8, value: u64) {
         let Some(words) = self.page_or_alloc(offset) else {
             return;
         };
