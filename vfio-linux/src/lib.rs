@@ -64,6 +64,7 @@ pub use device::LinuxDevice;
 pub use group::LinuxGroup;
 pub use iommufd::{LinuxIoas, LinuxIommuFd};
 pub use memory::{LinuxDmaMemory, LinuxRegion};
+pub use mmap::SharedFileMap;
 /// vfio-core's adapter for awaiting interrupts on tokio (feature `tokio`),
 /// re-exported; it works with any backend, so mock-only code can depend on
 /// vfio-core's `tokio` feature instead.

@@ -450,6 +450,81 @@ impl crate::LinuxRegion {
     }
 }
 
+/// A regular file mapped shared and writable, whose bytes are updated in
+/// place by stores: no syscall, and what the stores write is what a
+/// `read(2)` of the file sees at once (both go through the same page
+/// cache pages), in other processes too.
+///
+/// For files that say how something stands, rewritten in place at a
+/// fixed layout many times a second: vfio-mock's fake `/proc/interrupts`
+/// counts each interrupt this way. It lives here because mapping a file
+/// is unsafe code, which only this crate's small modules hold.
+///
+/// Every access is atomic, on the aligned 64-bit words of the mapping
+/// (see [`vfio_core::words`]), so any number of threads (and mappings of
+/// the same file) may read and write at once. The mapping covers the
+/// file as it was when mapped: a file grown later is not seen past that
+/// length, and one truncated by someone else under the mapping makes an
+/// access to the cut pages raise SIGBUS, as with any shared file mapping.
+#[derive(Debug)]
+pub struct SharedFileMap {
+    map: Mapping,
+}
+
+impl SharedFileMap {
+    /// Maps all of `file`, which must be open for reading and writing.
+    /// An empty file is EINVAL (mmap cannot map 0 bytes); a file opened
+    /// read-only is EACCES, from mmap.
+    pub fn new(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let len = usize::try_from(file.metadata()?.len())
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| std::io::Error::from(nix::errno::Errno::EINVAL))?;
+        let mut map = Mapping::map_file(file.as_fd(), 0, len, true)?;
+        // File pages are memory, shared like anonymous RAM: atomic words.
+        map.ram = true;
+        map.close_fast_path(true, true);
+        Ok(Self { map })
+    }
+
+    /// Length in bytes: the file's, when it was mapped.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: an empty file is not mapped.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes `bytes` at `offset`: true, or false (nothing written) if
+    /// they do not lie inside the mapping.
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> bool {
+        if !self.fits(offset, bytes.len()) {
+            return false;
+        }
+        vfio_core::words::write(self.map.words(), offset, bytes, Ordering::Relaxed);
+        true
+    }
+
+    /// Reads `buf.len()` bytes at `offset`: true, or false (`buf` left as
+    /// it was) if they do not lie inside the mapping.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if !self.fits(offset, buf.len()) {
+            return false;
+        }
+        vfio_core::words::read(self.map.words(), offset, buf, Ordering::Relaxed);
+        true
+    }
+
+    fn fits(&self, offset: usize, len: usize) -> bool {
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.map.len())
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing else
@@ -565,5 +640,50 @@ mod tests {
         assert!(m.at::<u16>(1).is_none());
         assert!(m.at::<u64>(u64::MAX - 3).is_none());
         assert!(m.at::<u32>(4092).is_some());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap a file")]
+    fn a_shared_file_map_writes_what_read_sees_and_refuses_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counts");
+        std::fs::write(&path, "irq 24:          0 end\n").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let m = SharedFileMap::new(&file).unwrap();
+        assert_eq!(m.len(), 23);
+        assert!(m.write_at(8, b"        42"));
+        // No syscall wrote it, yet a read of the file sees it.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "irq 24:         42 end\n"
+        );
+        let mut buf = [0u8; 3];
+        assert!(m.read_at(19, &mut buf));
+        assert_eq!(&buf, b"end");
+        assert!(!m.write_at(21, b"xyz"));
+        assert!(!m.write_at(usize::MAX, b"x"));
+        assert!(!m.read_at(23, &mut buf));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 23);
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&empty)
+            .unwrap();
+        assert_eq!(
+            SharedFileMap::new(&f).unwrap_err().raw_os_error(),
+            Some(nix::libc::EINVAL)
+        );
+        let ro = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            SharedFileMap::new(&ro).unwrap_err().raw_os_error(),
+            Some(nix::libc::EACCES)
+        );
     }
 }
