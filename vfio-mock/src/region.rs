@@ -15,10 +15,11 @@ use vfio_core::{Error, ErrorKind, MappedRegion, Operation, Result, SparseArea};
 ///
 /// An access to plain BAR memory (a device with no model, or the MSI-X
 /// table and PBA, which are never the model's) takes a lock-free fast
-/// path: the checks of [`enter`](Self::enter) inlined and reordered only
-/// where no answer changes, then one atomic load or read-modify-write of
-/// the BAR's word. Anything else, and every refusal, takes the checked
-/// path.
+/// path: the checked path's checks (bounds and alignment, a planned fault,
+/// removal, memory decode) in its order, inlined, then one atomic load or
+/// read-modify-write of the BAR's word. Anything else (a sparse mapping, a
+/// read-only one's writes, a register a model may claim) and every
+/// refusal take the checked path, which gives the same answers as before.
 #[derive(Debug)]
 pub struct MockRegion {
     open: Arc<OpenDevice>,
