@@ -149,14 +149,21 @@ impl Edit<'_> {
         }
     }
 
-    /// Counts one hardware interrupt on `irq`, on the CPU its affinity picks.
+    /// Counts one hardware interrupt on `irq`, on the CPU its affinity
+    /// picks, and stores the count in the file at once when its line is
+    /// there (so a signal sent later in the edit is seen after the count,
+    /// as on Linux); otherwise the file is brought up to date when the
+    /// edit ends.
     pub(crate) fn fire(&mut self, irq: u32) {
         let cpus = self.state.cpus.max(1);
         if let Some(d) = self.state.descs.get_mut(&irq) {
             let cpu = usize::try_from(irq).unwrap_or(0) % cpus;
             if let Some(c) = d.counts.get_mut(cpu) {
                 *c = c.saturating_add(1);
-                self.fired.push(irq);
+                let count = *c;
+                if !ProcInterrupts::store_count(self.state, irq, cpu, count) {
+                    self.fired.push(irq);
+                }
             }
         }
     }
