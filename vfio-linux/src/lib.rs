@@ -4,6 +4,10 @@
 //! the kernel's `/dev/vfio` and `/dev/iommu` interfaces. Raw calls live in
 //! three private modules (`sys` for ioctls, `mmap` for mappings and
 //! `mlock`, `barrier` for the barrier instructions DMA ordering needs);
+//! `mmap` also gives [`LinuxRegion::map_file`] (a file mapped as a BAR is,
+//! `unsafe` because volatile access is not atomic) and [`SharedFileMap`]
+//! (a file updated in place by atomic stores, which vfio-mock's fake
+//! `/proc/interrupts` uses);
 //! everything else is safe code but two blocks, the calls of
 //! `VFIO_IOMMU_MAP_DMA` (in [`LinuxContainer`]) and `IOMMU_IOAS_MAP` (in
 //! [`LinuxIoas`]), whose precondition (no Rust reference ever reaches
@@ -64,6 +68,7 @@ pub use device::LinuxDevice;
 pub use group::LinuxGroup;
 pub use iommufd::{LinuxIoas, LinuxIommuFd};
 pub use memory::{LinuxDmaMemory, LinuxRegion};
+pub use mmap::SharedFileMap;
 /// vfio-core's adapter for awaiting interrupts on tokio (feature `tokio`),
 /// re-exported; it works with any backend, so mock-only code can depend on
 /// vfio-core's `tokio` feature instead.

@@ -21,7 +21,6 @@ use std::num::NonZeroUsize;
 use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use vfio_core::words;
 
 /// An owned mmap'd range, unmapped on drop.
 #[derive(Debug)]
@@ -35,6 +34,32 @@ pub struct Mapping {
     /// The 64-bit words covering `len` (`len.div_ceil(8)`), kept so that
     /// [`words`](Self::words) is two loads.
     word_count: usize,
+    /// For each access size `1 << k` (k = 0..4), the bound of
+    /// [`read_if`](Self::read_if)'s one comparison, and of
+    /// [`write_if`](Self::write_if)'s (all 0, refusing every write, for a
+    /// range mapped read-only). See [`bounds`].
+    read_bounds: [u64; 4],
+    write_bounds: [u64; 4],
+}
+
+/// Bit 63 of the `refuse` mask of [`Mapping::read_if`] and
+/// [`Mapping::write_if`]: set, the access is refused.
+pub const REFUSE: u64 = 1 << 63;
+
+/// The bounds that make one unsigned comparison test bounds and
+/// alignment: an access of `1 << k` bytes at `offset` fits a range of `len`
+/// bytes exactly when `offset.rotate_right(k) < bounds[k]`. The rotation
+/// moves the misaligned low bits to the top, making a misaligned offset
+/// huge; an aligned one becomes `offset >> k`, which must be at most
+/// `(len - size) >> k`. A bound of 0, when `len < size`, passes nothing.
+/// `len` is at most `isize::MAX`, so no bound exceeds `2^63` and a key
+/// with [`REFUSE`] set passes nothing either.
+fn bounds(len: usize) -> [u64; 4] {
+    let len = len as u64;
+    std::array::from_fn(|k| {
+        let size = 1u64 << k;
+        len.checked_sub(size).map_or(0, |last| (last >> k) + 1)
+    })
 }
 
 // SAFETY: a Mapping is a plain address range in this process. A device
@@ -56,16 +81,57 @@ pub trait Primitive: Copy {
     fn store(self, words: &[AtomicU64], offset: usize);
 }
 
+/// The word holding byte `offset`, and the bit shift of `offset` within it.
+#[inline]
+fn word_of(offset: usize) -> (usize, u32) {
+    // `offset % 8 * 8` is below 64: the cast cannot truncate.
+    (offset / 8, (offset % 8 * 8) as u32)
+}
+
 macro_rules! primitive {
     ($($t:ty),*) => {$(
         impl Primitive for $t {
+            /// One load of the word, shifted: bits `shift..` of the word
+            /// read as little-endian are bytes `offset % 8..` in memory.
             #[inline]
             fn load(w: &[AtomicU64], offset: usize) -> Self {
-                <$t>::from_ne_bytes(words::load(w, offset, Ordering::Relaxed))
+                let (index, shift) = word_of(offset);
+                let le = u64::to_le(w[index].load(Ordering::Relaxed));
+                // Truncation keeps exactly the value's bytes.
+                <$t>::from_le((le >> shift) as $t)
             }
+            /// A whole word is one store. Part of a word is one
+            /// compare-exchange loop on shifted bits: the word's other
+            /// bytes are left as another thread may be writing them, and
+            /// the value's bytes change at once (a reader never sees half
+            /// of it). No access of another size touches the word.
             #[inline]
             fn store(self, w: &[AtomicU64], offset: usize) {
-                words::store(w, offset, self.to_ne_bytes(), Ordering::Relaxed);
+                const BITS: u32 = <$t>::BITS;
+                let (index, shift) = word_of(offset);
+                let word = &w[index];
+                if BITS == u64::BITS {
+                    word.store(u64::from(self), Ordering::Relaxed);
+                    return;
+                }
+                // Only the u8, u16 and u32 instances get here, so BITS < 64.
+                let mask = ((1u64 << (BITS % u64::BITS)) - 1) << shift;
+                // As in `load`: the word read as little-endian has the
+                // value's bytes at bits `shift..`.
+                let bits = u64::from_le((u64::from(<$t>::to_le(self)) << shift) & mask);
+                let mask = u64::from_le(mask);
+                let mut old = word.load(Ordering::Relaxed);
+                loop {
+                    match word.compare_exchange_weak(
+                        old,
+                        (old & !mask) | bits,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    ) {
+                        Ok(_) => return,
+                        Err(now) => old = now,
+                    }
+                }
             }
         }
     )*};
@@ -94,6 +160,8 @@ impl Mapping {
             writable: write,
             ram: false,
             word_count: len.get().div_ceil(size_of::<u64>()),
+            read_bounds: bounds(len.get()),
+            write_bounds: if write { bounds(len.get()) } else { [0; 4] },
         })
     }
 
@@ -141,6 +209,8 @@ impl Mapping {
             writable: true,
             ram: true,
             word_count: len.get().div_ceil(size_of::<u64>()),
+            read_bounds: bounds(len.get()),
+            write_bounds: bounds(len.get()),
         })
     }
 
@@ -209,6 +279,81 @@ impl Mapping {
         }
     }
 
+    /// Reads a `T` at `offset` unless `refuse` has [`REFUSE`] set or the
+    /// access does not lie inside the mapping, aligned to `T`; `None` then,
+    /// without touching memory. `refuse` must be 0 or have bit 63 set.
+    ///
+    /// The hot path of a register read: the caller's conditions (the
+    /// decode gate, say), the bounds and the alignment are one unsigned
+    /// comparison (see [`bounds`]), so a device region's read is one
+    /// branch and one volatile load.
+    #[inline(always)]
+    pub fn read_if<T: Primitive>(&self, offset: u64, refuse: u64) -> Option<T> {
+        if !Self::passes::<T>(&self.read_bounds, offset, refuse) {
+            return None;
+        }
+        // Lossless: the bound limits `offset` to `len`, a usize.
+        let offset = offset as usize;
+        if self.ram {
+            return Some(T::load(self.words(), offset));
+        }
+        // SAFETY: the bound checked that the access lies inside the
+        // mapping and is aligned (the mapping is page-aligned); the
+        // mapping lives as long as the borrow of `self`.
+        Some(unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read_volatile() })
+    }
+
+    /// Writes `value` at `offset` unless `refuse` has [`REFUSE`] set, the
+    /// range was mapped read-only or the access does not lie inside it,
+    /// aligned to `T`: true if written, false (memory untouched)
+    /// otherwise. As [`read_if`](Self::read_if), one comparison.
+    #[inline(always)]
+    pub fn write_if<T: Primitive>(&self, offset: u64, value: T, refuse: u64) -> bool {
+        if !Self::passes::<T>(&self.write_bounds, offset, refuse) {
+            return false;
+        }
+        // Lossless, as in `read_if`.
+        let offset = offset as usize;
+        if self.ram {
+            value.store(self.words(), offset);
+            return true;
+        }
+        // SAFETY: as in `read_if`; the write bounds are all 0 for a range
+        // mapped read-only, so it is mapped writable and the store cannot
+        // fault.
+        unsafe {
+            self.ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<T>()
+                .write_volatile(value);
+        }
+        true
+    }
+
+    /// From now on [`read_if`](Self::read_if) (with `reads`) and
+    /// [`write_if`](Self::write_if) (with `writes`) refuse every access,
+    /// leaving it to the caller's slow path: for a mapping that is part of
+    /// a sparse region, or a writable range of a read-only region. Folding
+    /// this into the bounds spares the hot path a test of its own.
+    pub fn close_fast_path(&mut self, reads: bool, writes: bool) {
+        if reads {
+            self.read_bounds = [0; 4];
+        }
+        if writes {
+            self.write_bounds = [0; 4];
+        }
+    }
+
+    /// The one comparison of [`bounds`].
+    #[inline(always)]
+    fn passes<T>(bounds: &[u64; 4], offset: u64, refuse: u64) -> bool {
+        let k = size_of::<T>().trailing_zeros();
+        // `k` is below 4 for every `Primitive`: the index is in bounds.
+        let bound = bounds[k as usize];
+        (offset.rotate_right(k) | refuse) < bound
+    }
+
     #[inline]
     fn fits<T>(&self, offset: usize) -> bool {
         let size = size_of::<T>();
@@ -266,6 +411,120 @@ impl<T: Primitive> At<'_, T> {
     }
 }
 
+impl crate::LinuxRegion {
+    /// Maps `len` bytes of `fd` from `offset` as a device region: shared,
+    /// readable, and writable if `writable`. Accesses are checked exactly
+    /// as on a BAR from [`map_region`](vfio_core::Device::map_region)
+    /// (bounds, alignment; there is no device, so no decode gate to close)
+    /// and each is one volatile load or store, as MMIO is reached.
+    ///
+    /// For a file whose mapping is device memory, such as a BAR's
+    /// `resourceN` file in sysfs, and for measuring the register path a
+    /// BAR takes on a file of RAM (a memfd) without a device. `len` 0 is
+    /// [`ErrorKind::InvalidArgument`](vfio_core::ErrorKind::InvalidArgument);
+    /// a failed mmap is its errno.
+    ///
+    /// # Safety
+    ///
+    /// Volatile accesses are not atomic. Unless the file is MMIO (whose
+    /// device, not Rust, defines concurrent accesses), the caller must
+    /// ensure that no two threads access the same bytes through the
+    /// region at once when one of them writes, and that nothing in the
+    /// process holds a Rust reference to the file's pages (another mapping
+    /// read as `&[u8]`, say) while the region writes them: either is a
+    /// data race, which is undefined behaviour.
+    pub unsafe fn map_file(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        len: usize,
+        writable: bool,
+    ) -> vfio_core::Result<Self> {
+        use vfio_core::{Error, ErrorKind, Operation};
+        let size = NonZeroUsize::new(len).ok_or_else(|| {
+            Error::new(Operation::MapRegion, ErrorKind::InvalidArgument)
+                .with_detail("a region needs at least one byte")
+        })?;
+        let map = Mapping::map_file(fd, offset, size, writable)
+            .map_err(|e| Error::from_errno(Operation::MapRegion, e))?;
+        Ok(Self::new(map, writable))
+    }
+}
+
+/// A regular file mapped shared and writable, whose bytes are updated in
+/// place by stores: no syscall, and what the stores write is what a
+/// `read(2)` of the file sees at once (both go through the same page
+/// cache pages), in other processes too.
+///
+/// For files that say how something stands, rewritten in place at a
+/// fixed layout many times a second: vfio-mock's fake `/proc/interrupts`
+/// counts each interrupt this way. It lives here because mapping a file
+/// is unsafe code, which only this crate's small modules hold.
+///
+/// Every access is atomic, on the aligned 64-bit words of the mapping
+/// (see [`vfio_core::words`]), so any number of threads (and mappings of
+/// the same file) may read and write at once. The mapping covers the
+/// file as it was when mapped: a file grown later is not seen past that
+/// length, and one truncated by someone else under the mapping makes an
+/// access to the cut pages raise SIGBUS, as with any shared file mapping.
+#[derive(Debug)]
+pub struct SharedFileMap {
+    map: Mapping,
+}
+
+impl SharedFileMap {
+    /// Maps all of `file`, which must be open for reading and writing.
+    /// An empty file is EINVAL (mmap cannot map 0 bytes); a file opened
+    /// read-only is EACCES, from mmap.
+    pub fn new(file: &std::fs::File) -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let len = usize::try_from(file.metadata()?.len())
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| std::io::Error::from(nix::errno::Errno::EINVAL))?;
+        let mut map = Mapping::map_file(file.as_fd(), 0, len, true)?;
+        // File pages are memory, shared like anonymous RAM: atomic words.
+        map.ram = true;
+        map.close_fast_path(true, true);
+        Ok(Self { map })
+    }
+
+    /// Length in bytes: the file's, when it was mapped.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Always false: an empty file is not mapped.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Writes `bytes` at `offset`: true, or false (nothing written) if
+    /// they do not lie inside the mapping.
+    pub fn write_at(&self, offset: usize, bytes: &[u8]) -> bool {
+        if !self.fits(offset, bytes.len()) {
+            return false;
+        }
+        vfio_core::words::write(self.map.words(), offset, bytes, Ordering::Relaxed);
+        true
+    }
+
+    /// Reads `buf.len()` bytes at `offset`: true, or false (`buf` left as
+    /// it was) if they do not lie inside the mapping.
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if !self.fits(offset, buf.len()) {
+            return false;
+        }
+        vfio_core::words::read(self.map.words(), offset, buf, Ordering::Relaxed);
+        true
+    }
+
+    fn fits(&self, offset: usize, len: usize) -> bool {
+        offset
+            .checked_add(len)
+            .is_some_and(|end| end <= self.map.len())
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` are exactly what mmap returned and nothing else
@@ -278,6 +537,7 @@ impl Drop for Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vfio_core::words;
 
     #[test]
     fn anonymous_mapping_is_zeroed_and_round_trips_every_width() {
@@ -380,5 +640,50 @@ mod tests {
         assert!(m.at::<u16>(1).is_none());
         assert!(m.at::<u64>(u64::MAX - 3).is_none());
         assert!(m.at::<u32>(4092).is_some());
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "Miri cannot mmap a file")]
+    fn a_shared_file_map_writes_what_read_sees_and_refuses_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counts");
+        std::fs::write(&path, "irq 24:          0 end\n").unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let m = SharedFileMap::new(&file).unwrap();
+        assert_eq!(m.len(), 23);
+        assert!(m.write_at(8, b"        42"));
+        // No syscall wrote it, yet a read of the file sees it.
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "irq 24:         42 end\n"
+        );
+        let mut buf = [0u8; 3];
+        assert!(m.read_at(19, &mut buf));
+        assert_eq!(&buf, b"end");
+        assert!(!m.write_at(21, b"xyz"));
+        assert!(!m.write_at(usize::MAX, b"x"));
+        assert!(!m.read_at(23, &mut buf));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 23);
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&empty)
+            .unwrap();
+        assert_eq!(
+            SharedFileMap::new(&f).unwrap_err().raw_os_error(),
+            Some(nix::libc::EINVAL)
+        );
+        let ro = std::fs::File::open(&path).unwrap();
+        assert_eq!(
+            SharedFileMap::new(&ro).unwrap_err().raw_os_error(),
+            Some(nix::libc::EACCES)
+        );
     }
 }

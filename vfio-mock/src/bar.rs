@@ -5,6 +5,8 @@
 //! well-defined results and no lock. Pages are allocated on first write, so
 //! a large 64-bit BAR costs little until it is used.
 //!
+//! A BAR of up to [`EAGER_MAX_BYTES`] (four pages) has all its words
+//! allocated up front, in one block: its registers are one pointer away.
 //! A BAR of up to [`FLAT_MAX_BYTES`] has one slot per page (8 KiB of slots
 //! at most). A larger one has a three-level directory: a top level of one
 //! slot per GiB, each allocated on first write to a 1 GiB directory of 2 MiB
@@ -34,9 +36,16 @@ type Page = Box<[AtomicU64; WORDS_PER_PAGE]>;
 type Table = [OnceLock<Page>; FANOUT];
 type Dir = [OnceLock<Box<Table>>; FANOUT];
 
+/// The largest BAR whose words are allocated up front, in one block: four
+/// pages (NVMe's BAR0 is one), cheap to allocate and one pointer closer
+/// to a register access than a page slot.
+pub(crate) const EAGER_MAX_BYTES: u64 = 4 * PAGE_BYTES;
+
 /// Where a BAR's pages hang.
 #[derive(Debug)]
 enum Pages {
+    /// Every word, for BARs of up to [`EAGER_MAX_BYTES`].
+    Eager(Box<[AtomicU64]>),
     /// One slot per page, for BARs of up to [`FLAT_MAX_BYTES`].
     Flat(Box<[OnceLock<Page>]>),
     /// One slot per GiB, then a directory per GiB and a table per 2 MiB.
@@ -79,7 +88,9 @@ impl BarMemory {
     /// allocation), and accesses past the clamped length are refused.
     pub(crate) fn new(len: u64) -> Self {
         let len = len.min(MAX_BAR_BYTES);
-        let pages = if len <= FLAT_MAX_BYTES {
+        let pages = if len <= EAGER_MAX_BYTES {
+            Pages::Eager((0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect())
+        } else if len <= FLAT_MAX_BYTES {
             Pages::Flat(slots(len.div_ceil(PAGE_BYTES)))
         } else {
             Pages::Sparse(slots(len.div_ceil(DIR_BYTES)))
@@ -107,6 +118,7 @@ impl BarMemory {
     #[inline]
     fn page(&self, offset: u64) -> Option<&Page> {
         match &self.pages {
+            Pages::Eager(_) => None,
             Pages::Flat(pages) => pages.get(usize::try_from(offset / PAGE_BYTES).ok()?)?.get(),
             Pages::Sparse(dirs) => {
                 let dir = dirs.get(usize::try_from(offset / DIR_BYTES).ok()?)?.get()?;
@@ -121,6 +133,7 @@ impl BarMemory {
     #[inline]
     fn page_or_alloc(&self, offset: u64) -> Option<&Page> {
         match &self.pages {
+            Pages::Eager(_) => None,
             Pages::Flat(pages) => {
                 let slot = pages.get(usize::try_from(offset / PAGE_BYTES).ok()?)?;
                 Some(slot.get_or_init(zeroed_page))
@@ -139,6 +152,7 @@ impl BarMemory {
     /// Every page written so far.
     fn written_pages(&self) -> Box<dyn Iterator<Item = &Page> + '_> {
         match &self.pages {
+            Pages::Eager(_) => Box::new(std::iter::empty()),
             Pages::Flat(pages) => Box::new(pages.iter().filter_map(OnceLock::get)),
             Pages::Sparse(dirs) => Box::new(
                 dirs.iter()
@@ -165,11 +179,21 @@ impl BarMemory {
         if !self.fits(offset, width) {
             return 0;
         }
-        let Some(words) = self.page(offset) else {
-            return 0;
-        };
+        self.read_fitting(offset, width)
+    }
+
+    /// [`read`](Self::read) of an access the caller has found to fit (a
+    /// mapped region's fast path, which checks its own bounds): an access
+    /// that does not is still never out of bounds, and reads as 0 or as
+    /// part of the word holding `offset`.
+    #[inline(always)]
+    pub(crate) fn read_fitting(&self, offset: u64, width: u8) -> u64 {
         let (word, shift) = Self::locate(offset);
-        words.get(word).map_or(0, |w| {
+        let w = match &self.pages {
+            Pages::Eager(words) => usize::try_from(offset / 8).ok().and_then(|i| words.get(i)),
+            _ => self.page(offset).and_then(|words| words.get(word)),
+        };
+        w.map_or(0, |w| {
             (w.load(Ordering::Acquire) >> shift) & value_mask(width)
         })
     }
@@ -181,11 +205,19 @@ impl BarMemory {
         if !self.fits(offset, width) {
             return;
         }
-        let Some(words) = self.page_or_alloc(offset) else {
-            return;
-        };
+        self.write_fitting(offset, width, value);
+    }
+
+    /// [`write`](Self::write) of an access the caller has found to fit, as
+    /// [`read_fitting`](Self::read_fitting).
+    #[inline(always)]
+    pub(crate) fn write_fitting(&self, offset: u64, width: u8, value: u64) {
         let (word, shift) = Self::locate(offset);
-        let Some(w) = words.get(word) else {
+        let w = match &self.pages {
+            Pages::Eager(words) => usize::try_from(offset / 8).ok().and_then(|i| words.get(i)),
+            _ => self.page_or_alloc(offset).and_then(|words| words.get(word)),
+        };
+        let Some(w) = w else {
             return;
         };
         if width == 8 {
@@ -203,6 +235,11 @@ impl BarMemory {
 
     /// Zeroes every byte (a device reset).
     pub(crate) fn clear(&self) {
+        if let Pages::Eager(words) = &self.pages {
+            for w in words.iter() {
+                w.store(0, Ordering::Release);
+            }
+        }
         for page in self.written_pages() {
             for w in page.iter() {
                 w.store(0, Ordering::Release);
@@ -218,16 +255,23 @@ mod tests {
 
     #[test]
     fn sub_word_writes_touch_only_their_bytes() {
-        let m = BarMemory::new(0x2000);
-        assert_eq!(m.read(0x1ff8, 8), 0);
-        m.write(0x1000, 8, 0x1122_3344_5566_7788);
-        m.write(0x1002, 2, 0xbeef);
-        m.write(0x1007, 1, 0xaa);
-        assert_eq!(m.read(0x1000, 8), 0xaa22_3344_beef_7788);
-        assert_eq!(m.read(0x1004, 4), 0xaa22_3344);
-        assert_eq!(m.read(0x1006, 2), 0xaa22);
-        m.clear();
-        assert_eq!(m.read(0x1000, 8), 0);
+        // Eager (two pages) and page slots (eight pages).
+        for len in [0x2000, 0x8000] {
+            let m = BarMemory::new(len);
+            assert_eq!(m.read(0x1ff8, 8), 0);
+            m.write(0x1000, 8, 0x1122_3344_5566_7788);
+            m.write(0x1002, 2, 0xbeef);
+            m.write(0x1007, 1, 0xaa);
+            assert_eq!(m.read(0x1000, 8), 0xaa22_3344_beef_7788);
+            assert_eq!(m.read(0x1004, 4), 0xaa22_3344);
+            assert_eq!(m.read(0x1006, 2), 0xaa22);
+            assert_eq!(m.read_fitting(0x1004, 4), 0xaa22_3344);
+            m.write_fitting(len - 4, 4, 0x0bad_cafe);
+            assert_eq!(m.read(len - 8, 8), 0x0bad_cafe_0000_0000);
+            m.clear();
+            assert_eq!(m.read(0x1000, 8), 0);
+            assert_eq!(m.read(len - 4, 4), 0);
+        }
     }
 
     #[test]
@@ -242,9 +286,11 @@ mod tests {
         assert!(!m.fits(0, 3));
     }
 
-    /// Slots allocated so far: (top-level or flat slots, directories, tables, pages).
+    /// Slots allocated so far: (top-level or flat slots, or eager words,
+    /// directories, tables, pages).
     fn footprint(m: &BarMemory) -> (usize, usize, usize, usize) {
         match &m.pages {
+            Pages::Eager(words) => (words.len(), 0, 0, 0),
             Pages::Flat(pages) => (pages.len(), 0, 0, m.written_pages().count()),
             Pages::Sparse(dirs) => {
                 let live: Vec<_> = dirs.iter().filter_map(OnceLock::get).collect();
@@ -282,7 +328,13 @@ mod tests {
 
     #[test]
     fn small_bars_stay_flat_and_large_ones_go_sparse_at_every_boundary() {
-        assert_eq!(footprint(&BarMemory::new(16)), (1, 0, 0, 0));
+        // Up to four pages: every word up front.
+        assert_eq!(footprint(&BarMemory::new(16)), (2, 0, 0, 0));
+        assert_eq!(footprint(&BarMemory::new(EAGER_MAX_BYTES)), (2048, 0, 0, 0));
+        assert!(matches!(
+            BarMemory::new(EAGER_MAX_BYTES + PAGE_BYTES).pages,
+            Pages::Flat(_)
+        ));
         assert_eq!(footprint(&BarMemory::new(FLAT_MAX_BYTES)), (512, 0, 0, 0));
         let m = BarMemory::new(4 << 30);
         assert_eq!(footprint(&m), (4, 0, 0, 0));

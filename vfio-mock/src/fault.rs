@@ -80,11 +80,18 @@ impl Faults {
     }
 
     /// The errno the current call of `operation` must fail with, if one is planned.
-    #[inline]
+    /// With nothing planned, one atomic load, inlined into hot paths
+    /// (register access); the plan itself is searched out of line.
+    #[inline(always)]
     pub(crate) fn take(&self, operation: Operation) -> Option<Errno> {
         if !self.armed.load(Ordering::Acquire) {
             return None;
         }
+        self.take_planned(operation)
+    }
+
+    #[inline(never)]
+    fn take_planned(&self, operation: Operation) -> Option<Errno> {
         let mut plan = self.plan.lock();
         let at = plan.iter().position(|p| p.operation == operation)?;
         let fault = plan.get_mut(at)?;

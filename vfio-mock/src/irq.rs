@@ -549,36 +549,37 @@ impl IrqState {
     /// asserts the line (level-triggered) until [`lower_intx`](Self::lower_intx).
     pub(crate) fn raise(&mut self, env: &IrqEnv<'_>, irq: Irq) -> (Delivery, std::io::Result<()>) {
         self.drain_unmask();
-        env.procfs.edit(|p| match irq {
-            Irq::Intx => {
+        let (Irq::Msi(v) | Irq::Msix(v)) = irq else {
+            return env.procfs.edit(|p| {
                 self.level = true;
                 self.service_intx(env, p)
+            });
+        };
+        let want = if matches!(irq, Irq::Msix(_)) {
+            Enabled::Msix
+        } else {
+            Enabled::Msi
+        };
+        if self.enabled() != want {
+            return (Delivery::NotBound, Ok(()));
+        }
+        let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &self.mode else {
+            return (Delivery::NotBound, Ok(()));
+        };
+        match vectors.get(&v) {
+            Some(Vector {
+                irq,
+                trigger: Some(t),
+            }) => {
+                // Counted (and in the file) before the eventfd is
+                // signalled, as the kernel counts the irq before its
+                // handler runs: a driver woken by the signal reads the count.
+                let counted = env.procfs.fire(*irq);
+                t.signal();
+                (Delivery::Signalled, counted)
             }
-            Irq::Msi(v) | Irq::Msix(v) => {
-                let want = if matches!(irq, Irq::Msix(_)) {
-                    Enabled::Msix
-                } else {
-                    Enabled::Msi
-                };
-                if self.enabled() != want {
-                    return Delivery::NotBound;
-                }
-                let (Mode::Msi(vectors) | Mode::Msix(vectors)) = &self.mode else {
-                    return Delivery::NotBound;
-                };
-                match vectors.get(&v) {
-                    Some(Vector {
-                        irq,
-                        trigger: Some(t),
-                    }) => {
-                        p.fire(*irq);
-                        t.signal();
-                        Delivery::Signalled
-                    }
-                    _ => Delivery::NotBound,
-                }
-            }
-        })
+            _ => (Delivery::NotBound, Ok(())),
+        }
     }
 
     /// The device deasserts its INTx line.

@@ -71,7 +71,8 @@ pub(crate) struct PciDevice {
     msi_qmax: AtomicU8,
     /// A copy of the command register, read on every BAR access.
     command: AtomicU16,
-    bars: [Option<BarMemory>; 6],
+    /// Shared with the regions mapped from them (their lock-free fast path).
+    bars: [Option<Arc<BarMemory>>; 6],
     rom: Option<BarMemory>,
     model: Option<Box<dyn DeviceModel>>,
     irqs: Mutex<IrqState>,
@@ -120,9 +121,9 @@ impl PciDevice {
         fault_log: Arc<FaultLog>,
         scheduler: Arc<Scheduler>,
     ) -> Self {
-        let mut bars: [Option<BarMemory>; 6] = Default::default();
+        let mut bars: [Option<Arc<BarMemory>>; 6] = Default::default();
         for (slot, bar) in bars.iter_mut().zip(spec.bars.iter()) {
-            *slot = bar.map(|b| BarMemory::new(b.size));
+            *slot = bar.map(|b| Arc::new(BarMemory::new(b.size)));
         }
         let rom = (spec.rom_size != 0).then(|| BarMemory::new(spec.rom_size));
         if let Some(replay) = &spec.replay {
@@ -204,6 +205,7 @@ impl PciDevice {
         }
     }
 
+    #[inline]
     pub(crate) fn is_removed(&self) -> bool {
         self.removed.load(Ordering::Acquire)
     }
@@ -307,7 +309,7 @@ impl PciDevice {
             0..=5 => Some(
                 self.bars
                     .get(index as usize)
-                    .and_then(Option::as_ref)
+                    .and_then(Option::as_deref)
                     .map_or(0, BarMemory::len),
             ),
             region::ROM => Some(self.spec.rom_size),
@@ -393,14 +395,16 @@ impl PciDevice {
 
     // ---- BAR access ----
 
-    fn bar(&self, bar: u32) -> Option<&BarMemory> {
-        self.bars.get(bar as usize).and_then(Option::as_ref)
+    pub(crate) fn bar(&self, bar: u32) -> Option<&BarMemory> {
+        self.bars.get(bar as usize).and_then(Option::as_deref)
     }
 
+    #[inline]
     pub(crate) fn plain_read(&self, bar: u32, offset: u64, width: u8) -> u64 {
         self.bar(bar).map_or(0, |b| b.read(offset, width))
     }
 
+    #[inline]
     pub(crate) fn plain_write(&self, bar: u32, offset: u64, width: u8, value: u64) {
         if let Some(b) = self.bar(bar) {
             b.write(offset, width, value);
@@ -419,12 +423,46 @@ impl PciDevice {
 
     /// True when the command register lets the BAR decode.
     pub(crate) fn decodes(&self, bar: u32) -> bool {
-        let bit = if self.is_io_bar(bar) {
+        self.command() & self.decode_bit(bar) != 0
+    }
+
+    /// The command register bit that lets `bar` decode: I/O or Memory Space.
+    pub(crate) fn decode_bit(&self, bar: u32) -> u16 {
+        if self.is_io_bar(bar) {
             reg::COMMAND_IO
         } else {
             reg::COMMAND_MEMORY
+        }
+    }
+
+    /// The command register as BAR accesses see it (one atomic load).
+    #[inline]
+    pub(crate) fn command(&self) -> u16 {
+        self.command.load(Ordering::Acquire)
+    }
+
+    /// `bar`'s memory, shared, for a mapped region's fast path.
+    pub(crate) fn bar_memory(&self, bar: u32) -> Option<Arc<BarMemory>> {
+        self.bars.get(bar as usize).and_then(Option::clone)
+    }
+
+    /// The byte ranges of `bar`, as (start, length), that no model ever
+    /// claims: the whole BAR for a device without a model, else the MSI-X
+    /// table and the PBA where they are in `bar` (see
+    /// [`in_msix_structures`](Self::in_msix_structures)); empty ranges
+    /// are (0, 0).
+    pub(crate) fn plain_ranges(&self, bar: u32) -> [(u64, u64); 2] {
+        if self.model.is_none() {
+            return [(0, u64::MAX), (0, 0)];
+        }
+        let Some((_, m)) = &self.spec.msix else {
+            return [(0, 0); 2];
         };
-        self.command.load(Ordering::Acquire) & bit != 0
+        let n = u64::from(m.table_size);
+        let table = (u32::from(m.table_bar) == bar).then(|| (u64::from(m.table_offset), n * 16));
+        let pba =
+            (u32::from(m.pba_bar) == bar).then(|| (u64::from(m.pba_offset), n.div_ceil(64) * 8));
+        [table.unwrap_or((0, 0)), pba.unwrap_or((0, 0))]
     }
 
     /// True when `offset` of `bar` is in the MSI-X table or the PBA: the

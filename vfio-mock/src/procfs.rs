@@ -6,17 +6,22 @@
 //! paths nobody asks for never writes it. From then on, binding and
 //! unbinding rewrite the file (a sibling renamed over it, so a reader
 //! never sees half a file). A fire only changes counts, which the
-//! kernel prints at a fixed width: that line is overwritten in place with one
-//! `pwrite`, so raising an interrupt stays within a few syscalls of the
-//! eventfd write itself.
+//! kernel prints at a fixed width (10 columns per CPU): the count's
+//! columns are stored in place through a shared mapping of the file
+//! ([`vfio_linux::SharedFileMap`], since mapping a file is unsafe code and
+//! vfio-mock has none), which a `read(2)` sees at once, so raising an
+//! interrupt costs no syscall but the eventfd write itself. A count that
+//! outgrows its columns, or an irq with no line yet, rewrites the file.
+//! [`ProcInterrupts::fire`] counts before it returns, so a driver woken by
+//! the eventfd signalled after it reads the new count, as on Linux, where
+//! the irq is counted before its handler signals.
 
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use vfio_core::parse::proc_interrupts::{format_header, format_line, push_line};
+use vfio_linux::SharedFileMap;
 
 /// The first irq number handed to MSI and MSI-X vectors (as on the guest,
 /// where 0-23 belong to the IO-APIC).
@@ -60,9 +65,9 @@ struct State {
     /// Counts of the timer line, to make the file look like a real one.
     timer: Vec<u64>,
     /// Where each irq's line starts in the file as last written, and the
-    /// file itself, open for in-place count updates.
+    /// file itself, mapped for in-place count updates.
     lines: BTreeMap<u32, (u64, usize)>,
-    file: Option<File>,
+    map: Option<SharedFileMap>,
 }
 
 /// The irq table behind the fake `/proc/interrupts`.
@@ -144,14 +149,21 @@ impl Edit<'_> {
         }
     }
 
-    /// Counts one hardware interrupt on `irq`, on the CPU its affinity picks.
+    /// Counts one hardware interrupt on `irq`, on the CPU its affinity
+    /// picks, and stores the count in the file at once when its line is
+    /// there (so a signal sent later in the edit is seen after the count,
+    /// as on Linux); otherwise the file is brought up to date when the
+    /// edit ends.
     pub(crate) fn fire(&mut self, irq: u32) {
         let cpus = self.state.cpus.max(1);
         if let Some(d) = self.state.descs.get_mut(&irq) {
             let cpu = usize::try_from(irq).unwrap_or(0) % cpus;
             if let Some(c) = d.counts.get_mut(cpu) {
                 *c = c.saturating_add(1);
-                self.fired.push(irq);
+                let count = *c;
+                if !ProcInterrupts::store_count(self.state, irq, cpu, count) {
+                    self.fired.push(irq);
+                }
             }
         }
     }
@@ -176,7 +188,7 @@ impl ProcInterrupts {
                 lowest_free: FIRST_DYNAMIC_IRQ,
                 timer,
                 lines: BTreeMap::new(),
-                file: None,
+                map: None,
             }),
             errors: Mutex::new(Vec::new()),
         }
@@ -280,32 +292,81 @@ impl ProcInterrupts {
         );
     }
 
-    /// The line of `irq`, as the file shows it.
-    fn line(irq: u32, d: &IrqDesc) -> String {
-        let mut s = String::new();
-        Self::push_desc(&mut s, irq, d);
-        s
-    }
-
-    /// Overwrites the lines of `fired` in place. Fails (and the caller
+    /// Overwrites the counts of `fired` in place. Fails (and the caller
     /// rewrites the whole file) when a line is not in the file or a count
     /// outgrew its column.
     fn update_in_place(state: &mut State, fired: &[u32]) -> std::io::Result<()> {
-        let stale = || std::io::Error::other("line layout changed");
-        let file = state.file.as_ref().ok_or_else(stale)?;
-        for irq in fired {
-            let (&(at, len), d) = state
-                .lines
-                .get(irq)
-                .zip(state.descs.get(irq))
-                .ok_or_else(stale)?;
-            let line = Self::line(*irq, d);
-            if line.len() != len {
-                return Err(stale());
+        for &irq in fired {
+            let counts = state.descs.get(&irq).map(|d| d.counts.as_slice());
+            for (cpu, &count) in counts.unwrap_or_default().iter().enumerate() {
+                if !Self::store_count(state, irq, cpu, count) {
+                    return Err(std::io::Error::other("line layout changed"));
+                }
             }
-            file.write_all_at(line.as_bytes(), at)?;
         }
         Ok(())
+    }
+
+    /// Stores `count` in the columns of `cpu` on the line of `irq`: false
+    /// if the line is not in the file or the count needs more than its 10
+    /// columns. The line is `push_line`'s: the irq right-aligned to 3
+    /// (wider if it needs more), `": "`, then 10 columns and a space per CPU.
+    fn store_count(state: &State, irq: u32, cpu: usize, count: u64) -> bool {
+        const WIDTH: usize = 10;
+        let (Some(map), Some(&(at, _))) = (&state.map, state.lines.get(&irq)) else {
+            return false;
+        };
+        let mut field = [b' '; WIDTH];
+        let mut rest = count;
+        for slot in field.iter_mut().rev() {
+            // A digit: below 10, so the cast cannot truncate.
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if rest != 0 {
+            return false;
+        }
+        let irq_width = irq.checked_ilog10().map_or(1, |d| d as usize + 1).max(3);
+        let Ok(at) = usize::try_from(at) else {
+            return false;
+        };
+        map.write_at(at + irq_width + 2 + cpu * (WIDTH + 1), &field)
+    }
+
+    /// Counts one interrupt on `irq` (on the CPU its affinity picks, as
+    /// [`Edit::fire`]) and, once attached, stores the count in the file
+    /// before returning: no syscall, unless the file must be rewritten.
+    /// One lock, no allocation. A failure to write is returned and also
+    /// kept for [`errors`](Self::errors).
+    pub(crate) fn fire(&self, irq: u32) -> std::io::Result<()> {
+        let mut state = self.state.lock();
+        let cpus = state.cpus.max(1);
+        let cpu = usize::try_from(irq).unwrap_or(0) % cpus;
+        let Some(count) = state
+            .descs
+            .get_mut(&irq)
+            .and_then(|d| d.counts.get_mut(cpu))
+        else {
+            return Ok(());
+        };
+        *count = count.saturating_add(1);
+        let count = *count;
+        let Some(path) = self.path.get() else {
+            return Ok(());
+        };
+        if Self::store_count(&state, irq, cpu, count) {
+            return Ok(());
+        }
+        let written = self.write_locked(&mut state);
+        if let Err(e) = &written {
+            self.errors
+                .lock()
+                .push(format!("cannot rewrite {}: {e}", path.display()));
+        }
+        written
     }
 
     /// The whole file, and where each irq's line starts and how long it is.
@@ -356,11 +417,15 @@ impl ProcInterrupts {
         // Write a sibling and rename it over, so a reader never sees half a file.
         let tmp = path.with_extension("new");
         let (text, lines) = Self::render(state);
-        state.file = None;
+        state.map = None;
         std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, path)?;
         state.lines = lines;
-        state.file = Some(std::fs::OpenOptions::new().write(true).open(path)?);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
+        state.map = Some(SharedFileMap::new(&file)?);
         Ok(())
     }
 }
@@ -477,5 +542,55 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let dmar = vfio_core::parse::proc_interrupts::find_irq(text.as_bytes(), "dmar0").unwrap();
         assert_eq!(dmar, Some(24));
+    }
+
+    /// `fire` stores a count in its columns with no rewrite (the inode
+    /// stays), at any irq width; a count that needs an eleventh column, or
+    /// an irq with no line yet, rewrites the file; and the file always
+    /// parses to the table's counts.
+    #[test]
+    fn fire_stores_counts_in_place_until_a_count_outgrows_its_columns() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("interrupts");
+        let p = ProcInterrupts::new(2, true);
+        p.attach(path.clone()).unwrap();
+        let (a, _) = p.edit(|e| {
+            let a = e.alloc("IR-PCI-MSI", "49152-edge".into());
+            e.request(a, "vfio-msix[0](0000:00:03.0)".into()).unwrap();
+            a
+        });
+        // A four-digit irq: its number is wider than the usual 3 columns.
+        p.add_fixed(1234, "IR-IO-APIC", "9-fasteoi".into());
+        p.edit(|e| e.request(1234, "wide".into()).unwrap())
+            .1
+            .unwrap();
+        let counts = |irq| {
+            let all = read_all(std::fs::read_to_string(&path).unwrap().as_bytes()).unwrap();
+            all.iter()
+                .find(|l| l.irq == IrqId::Number(irq))
+                .map(|l| l.counts.clone())
+        };
+        let ino = || std::fs::metadata(&path).unwrap().ino();
+        let before = ino();
+        for _ in 0..12 {
+            p.fire(a).unwrap();
+        }
+        p.fire(1234).unwrap();
+        assert_eq!(ino(), before, "a fire rewrote the file");
+        // Irq 24 lands on CPU 0, irq 1234 on CPU 0 too (irq % cpus).
+        assert_eq!(counts(a), Some(vec![12, 0]));
+        assert_eq!(counts(1234), Some(vec![1, 0]));
+        p.state.lock().descs.get_mut(&a).unwrap().counts[0] = 9_999_999_999;
+        p.fire(a).unwrap();
+        assert_ne!(ino(), before, "an eleven-digit count fits no column");
+        assert_eq!(counts(a), Some(vec![10_000_000_000, 0]));
+        // No action and no counts: no line, until the first fire adds one.
+        let (b, _) = p.edit(|e| e.alloc("IR-PCI-MSI", "49153-edge".into()));
+        assert_eq!(counts(b), None);
+        p.fire(b).unwrap();
+        p.fire(b).unwrap();
+        assert_eq!(counts(b), Some(vec![0, 2]));
+        assert!(p.errors().is_empty());
     }
 }
