@@ -300,7 +300,11 @@ pub(crate) fn spec(profile: &DeviceProfile) -> Result<DeviceSpec, BuildError> {
 
 /// Writes a profiled device's captured BAR contents into its BARs, all but
 /// the MSI-X table and PBA (the mock's own, as vfio-pci's are the kernel's).
-pub(crate) fn fill_bars(bars: &[Option<BarMemory>; 6], replay: &Replay, msix: Option<&MsixSpec>) {
+pub(crate) fn fill_bars(
+    bars: &[Option<Arc<BarMemory>>; 6],
+    replay: &Replay,
+    msix: Option<&MsixSpec>,
+) {
     let structures = |bar: usize| -> [(u64, u64); 2] {
         let Some(m) = msix else {
             return [(0, 0); 2];

@@ -181,7 +181,7 @@ fn a_device_not_bound_to_vfio_pci_is_refused() {
     assert_eq!(
         err,
         "vfio: open device failed for 0000:01:02.0 (not found): the device is bound to driver \
-         i6300esb, not vfio-pci: bind it with driver_override and drivers_probe first \
+         i6300ESB timer, not vfio-pci: bind it with driver_override and drivers_probe first \
          [kind: NotFound, errno: none]\n"
     );
     let (code, _, err) = vfio(&["--mock", "read", "00:1e.0", "bar0", "0"]);
