@@ -1,6 +1,9 @@
 //! The capability lists, each entry named and detailed as `lspci -vvv` does.
 
+use super::express::{self, Slot};
+use super::extended;
 use super::names::{extended_name, standard_name};
+use super::regs::{Lines, bit, flag, r8, r16, r32};
 use serde::Serialize;
 use vfio_core::parse::pci_caps::{self, id};
 
@@ -22,8 +25,17 @@ pub struct Capability {
     /// and SATA, whose sub-types are not decoded here).
     pub name_is_prefix: bool,
     /// Detail lines, each one `lspci -vvv` prints under the capability
-    /// (without its indentation). lspci may print more.
+    /// (without its indentation, and trimmed). lspci may print more, unless
+    /// `details_complete`.
     pub details: Vec<String>,
+    /// How much further than a register's first line lspci indents each of
+    /// `details`: 0 for a register's first line, 1 for the lines that
+    /// continue it (`ExtTag- RBE+ FLReset-` under `DevCap:`). As long as
+    /// `details`.
+    pub detail_indents: Vec<u8>,
+    /// `details` are all the lines `lspci -vvv` prints under the
+    /// capability, in its order: the capability is decoded in full.
+    pub details_complete: bool,
 }
 
 impl Capability {
@@ -55,8 +67,17 @@ pub struct CapabilityList {
 }
 
 /// Decodes both capability lists of `config` (any length; fields past its
-/// end are left out).
+/// end are left out) as `lspci -vvv` decodes those of a function at device
+/// 0, function 0. [`decode_at`] says where the function is.
 pub fn decode(config: &[u8]) -> CapabilityList {
+    decode_at(config, 0, 0)
+}
+
+/// Decodes both capability lists of `config`, the config space of the
+/// function at `device` and `function` of its bus: lspci leaves an
+/// endpoint's LnkCap2 and LnkCtl2 out unless it is device 0, function 0.
+pub fn decode_at(config: &[u8], device: u8, function: u8) -> CapabilityList {
+    let slot = Slot { device, function };
     let mut list = CapabilityList {
         standard: Vec::new(),
         standard_error: None,
@@ -71,17 +92,25 @@ pub fn decode(config: &[u8]) -> CapabilityList {
         }
     };
     let mut express = false;
+    // The port type of the last Express capability, which lspci words
+    // AER's root registers by.
+    let mut port_type = None;
     for cap in standard {
-        express |= cap.id == id::PCIE;
-        list.standard
-            .push(standard_cap(config, cap.id, usize::from(cap.offset)));
+        let at = usize::from(cap.offset);
+        if cap.id == id::PCIE {
+            express = true;
+            port_type = express::port_type(config, at);
+        }
+        list.standard.push(standard_cap(config, cap.id, at, slot));
     }
     if express && config.len() > pci_caps::EXTENDED_START {
         match pci_caps::extended_capabilities(config) {
             Ok(caps) => {
                 list.extended = caps
                     .into_iter()
-                    .map(|c| extended_cap(config, c.id, c.version, usize::from(c.offset)))
+                    .map(|c| {
+                        extended_cap(config, c.id, c.version, usize::from(c.offset), port_type)
+                    })
                     .collect();
             }
             Err(e) => list.extended_error = Some(e.to_string()),
@@ -90,41 +119,18 @@ pub fn decode(config: &[u8]) -> CapabilityList {
     list
 }
 
-fn r8(c: &[u8], at: usize) -> Option<u8> {
-    c.get(at).copied()
-}
-
-fn r16(c: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([
-        *c.get(at)?,
-        *c.get(at.checked_add(1)?)?,
-    ]))
-}
-
-fn r32(c: &[u8], at: usize) -> Option<u32> {
-    let b = c.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// lspci's `+`/`-` flag.
-fn flag(set: bool) -> char {
-    if set { '+' } else { '-' }
-}
-
-fn bit(value: u32, n: u32) -> char {
-    flag(value >> n & 1 == 1)
-}
-
-fn standard_cap(c: &[u8], cap_id: u8, at: usize) -> Capability {
-    let (name, details) = match standard_name(cap_id) {
-        Some(name) => (name.to_owned(), Vec::new()),
-        None => standard_fields(c, cap_id, at).unwrap_or_else(|| {
-            (
-                format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
-                Vec::new(),
-            )
-        }),
+fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
+    let decoded = match standard_name(cap_id) {
+        Some(name) => Some((name.to_owned(), Lines::default())),
+        None => standard_fields(c, cap_id, at, slot),
     };
+    let complete = decoded.is_some() && standard_complete(cap_id);
+    let (name, details) = decoded.unwrap_or_else(|| {
+        (
+            format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
+            Lines::default(),
+        )
+    });
     Capability {
         offset: at as u16,
         id: cap_id.into(),
@@ -132,73 +138,88 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize) -> Capability {
         version: None,
         name,
         name_is_prefix: matches!(cap_id, 0x07 | 0x08 | id::SATA),
-        details,
+        details: details.lines,
+        detail_indents: details.indents,
+        details_complete: complete,
     }
 }
 
+/// Whether the detail lines decoded for standard capability `cap_id` are
+/// all lspci prints under it.
+fn standard_complete(cap_id: u8) -> bool {
+    matches!(
+        cap_id,
+        id::PM
+            | id::MSI
+            | id::MSIX
+            | id::VENDOR
+            | id::PCIE
+            | id::SLOT_ID
+            | id::DEBUG
+            | id::SUBSYSTEM_VENDOR
+            // Named only, and lspci prints nothing under them.
+            | 0x00
+            | 0x06
+            | 0x0B
+            | 0x0C
+            | 0x0E
+            | 0x0F
+    )
+}
+
 /// The name line and details of the standard capabilities whose line carries fields.
-fn standard_fields(c: &[u8], cap_id: u8, at: usize) -> Option<(String, Vec<String>)> {
-    Some(match cap_id {
-        id::PM => power_management(c, at)?,
-        id::MSI => msi(c, at)?,
-        id::MSIX => msix(c, at)?,
-        id::VENDOR => vendor(c, at)?,
-        id::PCIE => express(c, at)?,
+fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(String, Lines)> {
+    let named = |name: String| Some((name, Lines::default()));
+    match cap_id {
+        id::PM => power_management(c, at),
+        id::MSI => msi(c, at),
+        id::MSIX => msix(c, at),
+        id::VENDOR => vendor(c, at),
+        id::PCIE => express::express(c, at, slot),
         id::AGP => {
             let v = r8(c, at + 2)?;
-            (
-                format!("AGP version {}.{}", v >> 4 & 0xF, v & 0xF),
-                Vec::new(),
-            )
+            named(format!("AGP version {}.{}", v >> 4 & 0xF, v & 0xF))
         }
         id::SLOT_ID => {
             let esr = r8(c, at + 2)?;
             let chassis = r8(c, at + 3)?;
-            (
-                format!(
-                    "Slot ID: {} slots, First{}, chassis {chassis:02x}",
-                    esr & 0x1F,
-                    flag(esr & 0x20 != 0)
-                ),
-                Vec::new(),
-            )
+            named(format!(
+                "Slot ID: {} slots, First{}, chassis {chassis:02x}",
+                esr & 0x1F,
+                flag(esr & 0x20 != 0)
+            ))
         }
         id::DEBUG => {
             let d = r16(c, at + 2)?;
-            (
-                format!("Debug port: BAR={} offset={:04x}", d >> 13, d & 0x1FFF),
-                Vec::new(),
-            )
+            named(format!(
+                "Debug port: BAR={} offset={:04x}",
+                d >> 13,
+                d & 0x1FFF
+            ))
         }
         id::SUBSYSTEM_VENDOR => {
             let vendor = r16(c, at + 4)?;
             let device = r16(c, at + 6)?;
-            (
-                format!("Subsystem: Device {vendor:04x}:{device:04x}"),
-                Vec::new(),
-            )
+            named(format!("Subsystem: Device {vendor:04x}:{device:04x}"))
         }
         id::EA => {
             let n = r8(c, at + 2)? & 0x3F;
-            (
-                format!("Enhanced Allocation (EA): NumEntries={n}"),
-                Vec::new(),
-            )
+            named(format!("Enhanced Allocation (EA): NumEntries={n}"))
         }
         // PCI-X, HyperTransport, SATA: named by their own sub-types, not decoded here.
-        0x07 => ("PCI-X".to_owned(), Vec::new()),
-        0x08 => ("HyperTransport".to_owned(), Vec::new()),
-        id::SATA => ("SATA HBA".to_owned(), Vec::new()),
+        0x07 => named("PCI-X".to_owned()),
+        0x08 => named("HyperTransport".to_owned()),
+        id::SATA => named("SATA HBA".to_owned()),
         other => {
             let word = r16(c, at + 2)?;
-            (format!("Capability ID {other:#x} [{word:04x}]"), Vec::new())
+            named(format!("Capability ID {other:#x} [{word:04x}]"))
         }
-    })
+    }
 }
 
 const AUX_CURRENT_MA: [u32; 8] = [0, 55, 100, 160, 220, 270, 320, 375];
 
-fn power_management(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn power_management(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let pmc = u32::from(r16(c, at + 2)?);
     let pmcsr = u32::from(r16(c, at + 4)?);
     let state = match pmcsr & 3 {
@@ -207,35 +228,41 @@ fn power_management(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
         2 => "D2",
         _ => "D3",
     };
-    Some((
-        format!("Power Management version {}", pmc & 7),
-        vec![
-            format!(
-                "Flags: PMEClk{} DSI{} D1{} D2{} AuxCurrent={}mA PME(D0{},D1{},D2{},D3hot{},D3cold{})",
-                bit(pmc, 3),
-                bit(pmc, 5),
-                bit(pmc, 9),
-                bit(pmc, 10),
-                AUX_CURRENT_MA[(pmc >> 6 & 7) as usize],
-                bit(pmc, 11),
-                bit(pmc, 12),
-                bit(pmc, 13),
-                bit(pmc, 14),
-                bit(pmc, 15),
-            ),
-            format!(
-                "Status: {state} NoSoftRst{} PME-Enable{} DSel={} DScale={} PME{}",
-                bit(pmcsr, 3),
-                bit(pmcsr, 8),
-                pmcsr >> 9 & 0xF,
-                pmcsr >> 13 & 3,
-                bit(pmcsr, 15),
-            ),
-        ],
-    ))
+    let mut out = Lines::default();
+    out.line(format!(
+        "Flags: PMEClk{} DSI{} D1{} D2{} AuxCurrent={}mA PME(D0{},D1{},D2{},D3hot{},D3cold{})",
+        bit(pmc, 3),
+        bit(pmc, 5),
+        bit(pmc, 9),
+        bit(pmc, 10),
+        AUX_CURRENT_MA[(pmc >> 6 & 7) as usize],
+        bit(pmc, 11),
+        bit(pmc, 12),
+        bit(pmc, 13),
+        bit(pmc, 14),
+        bit(pmc, 15),
+    ));
+    out.line(format!(
+        "Status: {state} NoSoftRst{} PME-Enable{} DSel={} DScale={} PME{}",
+        bit(pmcsr, 3),
+        bit(pmcsr, 8),
+        pmcsr >> 9 & 0xF,
+        pmcsr >> 13 & 3,
+        bit(pmcsr, 15),
+    ));
+    // A bridge's PCI-to-PCI bridge support extensions, when it has any.
+    let bridge = u32::from(r8(c, at + 6)?);
+    if bridge != 0 {
+        out.line(format!(
+            "Bridge: PM{} B3{}",
+            bit(bridge, 7),
+            flag(bridge & 0x40 == 0)
+        ));
+    }
+    Some((format!("Power Management version {}", pmc & 7), out))
 }
 
-fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn msi(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let ctrl = u32::from(r16(c, at + 2)?);
     let is_64 = ctrl & 0x80 != 0;
     let maskable = ctrl & 0x100 != 0;
@@ -253,12 +280,13 @@ fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     } else {
         (format!("{lo:08x}"), at + 8)
     };
-    let mut details = vec![format!(
+    let mut details = Lines::default();
+    details.line(format!(
         "Address: {address}  Data: {:04x}",
         r16(c, data_at)?
-    )];
+    ));
     if maskable {
-        details.push(format!(
+        details.line(format!(
             "Masking: {:08x}  Pending: {:08x}",
             r32(c, data_at + 4)?,
             r32(c, data_at + 8)?
@@ -267,10 +295,17 @@ fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     Some((name, details))
 }
 
-fn msix(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn msix(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let ctrl = u32::from(r16(c, at + 2)?);
     let table = r32(c, at + 4)?;
     let pba = r32(c, at + 8)?;
+    let mut out = Lines::default();
+    out.line(format!(
+        "Vector table: BAR={} offset={:08x}",
+        table & 7,
+        table & !7
+    ));
+    out.line(format!("PBA: BAR={} offset={:08x}", pba & 7, pba & !7));
     Some((
         format!(
             "MSI-X: Enable{} Count={} Masked{}",
@@ -278,16 +313,13 @@ fn msix(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
             (ctrl & 0x7FF) + 1,
             bit(ctrl, 14)
         ),
-        vec![
-            format!("Vector table: BAR={} offset={:08x}", table & 7, table & !7),
-            format!("PBA: BAR={} offset={:08x}", pba & 7, pba & !7),
-        ],
+        out,
     ))
 }
 
 /// A virtio device's vendor capability: the vendor is Red Hat's 0x1af4, the
 /// device 0x1000..=0x107f, and the capability is at least 16 bytes long.
-fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn vendor(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let len = r8(c, at + 2)?;
     let is_virtio = r16(c, 0) == Some(0x1AF4)
         && r16(c, 2).is_some_and(|d| (0x1000..=0x107F).contains(&d))
@@ -295,7 +327,7 @@ fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     if !is_virtio {
         return Some((
             format!("Vendor Specific Information: Len={len:02x} <?>"),
-            Vec::new(),
+            Lines::default(),
         ));
     }
     let cfg_type = r8(c, at + 3)?;
@@ -313,104 +345,29 @@ fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     if cfg_type == 2 && len >= 20 {
         line.push_str(&format!(" multiplier={:08x}", r32(c, at + 16)?));
     }
-    Some((
-        format!("Vendor Specific Information: VirtIO: {kind}"),
-        vec![line],
-    ))
+    let mut out = Lines::default();
+    out.line(line);
+    Some((format!("Vendor Specific Information: VirtIO: {kind}"), out))
 }
 
-const L0S_LATENCY: [&str; 8] = [
-    "<64ns",
-    "<128ns",
-    "<256ns",
-    "<512ns",
-    "<1us",
-    "<2us",
-    "<4us",
-    "unlimited",
-];
-const L1_LATENCY: [&str; 8] = [
-    "<1us",
-    "<2us",
-    "<4us",
-    "<8us",
-    "<16us",
-    "<32us",
-    "<64us",
-    "unlimited",
-];
-
-fn express(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
-    let flags = u32::from(r16(c, at + 2)?);
-    let ty = flags >> 4 & 0xF;
-    let slot = flag(flags & 0x100 != 0);
-    let kind = match ty {
-        0 => "Endpoint".to_owned(),
-        1 => "Legacy Endpoint".to_owned(),
-        4 => format!("Root Port (Slot{slot})"),
-        5 => "Upstream Port".to_owned(),
-        6 => format!("Downstream Port (Slot{slot})"),
-        7 => "PCI-Express to PCI/PCI-X Bridge".to_owned(),
-        8 => format!("PCI/PCI-X to PCI-Express Bridge (Slot{slot})"),
-        9 => "Root Complex Integrated Endpoint".to_owned(),
-        10 => "Root Complex Event Collector".to_owned(),
-        other => format!("Unknown type {other}"),
+fn extended_cap(
+    c: &[u8],
+    cap_id: u16,
+    version: u8,
+    at: usize,
+    port_type: Option<u32>,
+) -> Capability {
+    let (name, known) = match extended_name(cap_id) {
+        Some(name) => (name.to_owned(), true),
+        None => match extended::fields(c, cap_id, at) {
+            Some(name) => (name, true),
+            None => (
+                format!("<cut off: capability {cap_id:#06x} runs past the bytes read>"),
+                false,
+            ),
+        },
     };
-    let name = format!(
-        "Express (v{}) {kind}, MSI {:02x}",
-        flags & 0xF,
-        flags >> 9 & 0x1F
-    );
-    let devcap = r32(c, at + 4)?;
-    let devctl = u32::from(r16(c, at + 8)?);
-    let devsta = u32::from(r16(c, at + 10)?);
-    let mut devcap_line = format!(
-        "DevCap:\tMaxPayload {} bytes, PhantFunc {}",
-        128u32 << (devcap & 7),
-        (1u32 << (devcap >> 3 & 3)) - 1
-    );
-    // Acceptable latencies are an endpoint's (legacy or not) to state.
-    if ty <= 1 {
-        devcap_line.push_str(&format!(
-            ", Latency L0s {}, L1 {}",
-            L0S_LATENCY[(devcap >> 6 & 7) as usize],
-            L1_LATENCY[(devcap >> 9 & 7) as usize]
-        ));
-    }
-    let details = vec![
-        devcap_line,
-        format!(
-            "DevCtl:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{}",
-            bit(devctl, 0),
-            bit(devctl, 1),
-            bit(devctl, 2),
-            bit(devctl, 3)
-        ),
-        format!(
-            "MaxPayload {} bytes, MaxReadReq {} bytes",
-            128u32 << (devctl >> 5 & 7),
-            128u32 << (devctl >> 12 & 7)
-        ),
-        format!(
-            "DevSta:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{} AuxPwr{} TransPend{}",
-            bit(devsta, 0),
-            bit(devsta, 1),
-            bit(devsta, 2),
-            bit(devsta, 3),
-            bit(devsta, 4),
-            bit(devsta, 5)
-        ),
-    ];
-    Some((name, details))
-}
-
-fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
-    let name = match extended_name(cap_id) {
-        Some(name) => name.to_owned(),
-        None => extended_fields(c, cap_id, at).unwrap_or_else(|| {
-            format!("<cut off: capability {cap_id:#06x} runs past the bytes read>")
-        }),
-    };
+    let details = extended::details(c, cap_id, at, port_type);
     Capability {
         offset: at as u16,
         id: cap_id,
@@ -418,103 +375,10 @@ fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
         version: Some(version),
         name,
         name_is_prefix: false,
-        details: extended_details(c, cap_id, at).unwrap_or_default(),
+        details: details.lines,
+        detail_indents: details.indents,
+        details_complete: known && extended::complete(cap_id),
     }
-}
-
-/// The detail lines of the extended capabilities decoded here: ACS, ARI,
-/// ATS and PASID, each a capability and a control register.
-fn extended_details(c: &[u8], cap_id: u16, at: usize) -> Option<Vec<String>> {
-    let cap = u32::from(r16(c, at + 4)?);
-    let ctl = u32::from(r16(c, at + 6)?);
-    Some(match cap_id {
-        pci_caps::ext_id::ACS => {
-            let bits = |v: u32| {
-                format!(
-                    "SrcValid{} TransBlk{} ReqRedir{} CmpltRedir{} UpstreamFwd{} EgressCtrl{} DirectTrans{}",
-                    bit(v, 0),
-                    bit(v, 1),
-                    bit(v, 2),
-                    bit(v, 3),
-                    bit(v, 4),
-                    bit(v, 5),
-                    bit(v, 6)
-                )
-            };
-            vec![
-                format!("ACSCap:\t{}", bits(cap)),
-                format!("ACSCtl:\t{}", bits(ctl)),
-            ]
-        }
-        pci_caps::ext_id::ARI => vec![
-            format!(
-                "ARICap:\tMFVC{} ACS{}, Next Function: {}",
-                bit(cap, 0),
-                bit(cap, 1),
-                cap >> 8
-            ),
-            format!(
-                "ARICtl:\tMFVC{} ACS{}, Function Group: {}",
-                bit(ctl, 0),
-                bit(ctl, 1),
-                ctl >> 4 & 7
-            ),
-        ],
-        pci_caps::ext_id::ATS => vec![
-            format!("ATSCap:\tInvalidate Queue Depth: {:02x}", cap & 0x1F),
-            format!(
-                "ATSCtl:\tEnable{}, Smallest Translation Unit: {:02x}",
-                bit(ctl, 15),
-                ctl & 0x1F
-            ),
-        ],
-        pci_caps::ext_id::PASID => vec![
-            format!(
-                "PASIDCap: Exec{} Priv{}, Max PASID Width: {:02x}",
-                bit(cap, 1),
-                bit(cap, 2),
-                cap >> 8 & 0x1F
-            ),
-            format!(
-                "PASIDCtl: Enable{} Exec{} Priv{}",
-                bit(ctl, 0),
-                bit(ctl, 1),
-                bit(ctl, 2)
-            ),
-        ],
-        _ => Vec::new(),
-    })
-}
-
-fn extended_fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
-    Some(match cap_id {
-        pci_caps::ext_id::DSN => {
-            let lo = r32(c, at + 4)?.to_be_bytes();
-            let hi = r32(c, at + 8)?.to_be_bytes();
-            let bytes: Vec<String> = hi.iter().chain(&lo).map(|b| format!("{b:02x}")).collect();
-            format!("Device Serial Number {}", bytes.join("-"))
-        }
-        pci_caps::ext_id::VENDOR => {
-            let h = r32(c, at + 4)?;
-            format!(
-                "Vendor Specific Information: ID={:04x} Rev={} Len={:03x} <?>",
-                h & 0xFFFF,
-                h >> 16 & 0xF,
-                h >> 20
-            )
-        }
-        pci_caps::ext_id::DVSEC => {
-            let h1 = r32(c, at + 4)?;
-            let h2 = r16(c, at + 8)?;
-            format!(
-                "Designated Vendor-Specific: Vendor={:04x} ID={h2:04x} Rev={} Len={} <?>",
-                h1 & 0xFFFF,
-                h1 >> 16 & 0xF,
-                h1 >> 20
-            )
-        }
-        other => format!("Extended Capability ID {other:#x}"),
-    })
 }
 
 #[cfg(test)]

@@ -10,9 +10,12 @@
 //! differences are listed in the crate docs.
 
 mod caps;
+mod express;
+mod extended;
 mod header;
 mod names;
+mod regs;
 
-pub use caps::{Capability, CapabilityList, decode};
+pub use caps::{Capability, CapabilityList, decode, decode_at};
 pub use header::{Bar, Header, header};
 pub use names::{extended_name, standard_name};

@@ -1,0 +1,346 @@
+//! The detail lines of the PCI Express extended capabilities decoded here.
+
+use super::express::port;
+use super::regs::{Lines, bit, has, r8, r16, r32};
+use vfio_core::parse::pci_caps::ext_id;
+
+use ext_id::{AER, LTR, SRIOV};
+
+/// Whether the detail lines of extended capability `cap_id` are all the
+/// lines lspci prints under it.
+pub(super) fn complete(cap_id: u16) -> bool {
+    matches!(
+        cap_id,
+        AER | SRIOV
+            | LTR
+            | ext_id::ACS
+            | ext_id::ARI
+            | ext_id::ATS
+            | ext_id::PASID
+            | ext_id::DSN
+            | ext_id::VENDOR
+    )
+}
+
+/// The detail lines of extended capability `cap_id` at `at`, for a function
+/// whose Express port type is `port_type` (lspci adds AER's root registers
+/// for root ports and event collectors).
+pub(super) fn details(c: &[u8], cap_id: u16, at: usize, port_type: Option<u32>) -> Lines {
+    let mut out = Lines::default();
+    // Each block is printed only when all of its registers were read, as
+    // lspci does; a block cut off leaves only the name line.
+    let _ = match cap_id {
+        AER => aer(c, at, port_type, &mut out),
+        SRIOV => sriov(c, at, &mut out),
+        LTR => ltr(c, at, &mut out),
+        ext_id::ACS => acs(c, at, &mut out),
+        ext_id::ARI => ari(c, at, &mut out),
+        ext_id::ATS => ats(c, at, &mut out),
+        ext_id::PASID => pasid(c, at, &mut out),
+        _ => None,
+    };
+    out
+}
+
+/// The uncorrectable error bits of UESta, UEMsk and UESvrt.
+fn uncorrectable(v: u32) -> String {
+    format!(
+        "DLP{} SDES{} TLP{} FCP{} CmpltTO{} CmpltAbrt{} UnxCmplt{} RxOF{} MalfTLP{} ECRC{} UnsupReq{} ACSViol{}",
+        bit(v, 4),
+        bit(v, 5),
+        bit(v, 12),
+        bit(v, 13),
+        bit(v, 14),
+        bit(v, 15),
+        bit(v, 16),
+        bit(v, 17),
+        bit(v, 18),
+        bit(v, 19),
+        bit(v, 20),
+        bit(v, 21)
+    )
+}
+
+/// The correctable error bits of CESta and CEMsk.
+fn correctable(v: u32) -> String {
+    format!(
+        "RxErr{} BadTLP{} BadDLLP{} Rollover{} Timeout{} AdvNonFatalErr{}",
+        bit(v, 0),
+        bit(v, 6),
+        bit(v, 7),
+        bit(v, 8),
+        bit(v, 12),
+        bit(v, 13)
+    )
+}
+
+fn aer(c: &[u8], at: usize, port_type: Option<u32>, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 40) {
+        return None;
+    }
+    out.line(format!("UESta:\t{}", uncorrectable(r32(c, at + 4)?)));
+    out.line(format!("UEMsk:\t{}", uncorrectable(r32(c, at + 8)?)));
+    out.line(format!("UESvrt:\t{}", uncorrectable(r32(c, at + 12)?)));
+    out.line(format!("CESta:\t{}", correctable(r32(c, at + 16)?)));
+    out.line(format!("CEMsk:\t{}", correctable(r32(c, at + 20)?)));
+    let cap = r32(c, at + 24)?;
+    out.line(format!(
+        "AERCap:\tFirst Error Pointer: {:02x}, ECRCGenCap{} ECRCGenEn{} ECRCChkCap{} ECRCChkEn{}",
+        cap & 0x1F,
+        bit(cap, 5),
+        bit(cap, 6),
+        bit(cap, 7),
+        bit(cap, 8)
+    ));
+    out.more(format!(
+        "MultHdrRecCap{} MultHdrRecEn{} TLPPfxPres{} HdrLogCap{}",
+        bit(cap, 9),
+        bit(cap, 10),
+        bit(cap, 11),
+        bit(cap, 12)
+    ));
+    out.line(format!(
+        "HeaderLog: {:08x} {:08x} {:08x} {:08x}",
+        r32(c, at + 28)?,
+        r32(c, at + 32)?,
+        r32(c, at + 36)?,
+        r32(c, at + 40)?
+    ));
+    let root = matches!(port_type, Some(port::ROOT_PORT | port::RC_EVENT_COLLECTOR));
+    if !root || !has(c, at + 44, 12) {
+        return Some(());
+    }
+    let cmd = r32(c, at + 44)?;
+    out.line(format!(
+        "RootCmd: CERptEn{} NFERptEn{} FERptEn{}",
+        bit(cmd, 0),
+        bit(cmd, 1),
+        bit(cmd, 2)
+    ));
+    let sta = r32(c, at + 48)?;
+    out.line(format!(
+        "RootSta: CERcvd{} MultCERcvd{} UERcvd{} MultUERcvd{}",
+        bit(sta, 0),
+        bit(sta, 1),
+        bit(sta, 2),
+        bit(sta, 3)
+    ));
+    out.more(format!(
+        "FirstFatal{} NonFatalMsg{} FatalMsg{} IntMsg {}",
+        bit(sta, 4),
+        bit(sta, 5),
+        bit(sta, 6),
+        sta >> 27 & 0x1F
+    ));
+    out.line(format!(
+        "ErrorSrc: ERR_COR: {:04x} ERR_FATAL/NONFATAL: {:04x}",
+        r16(c, at + 52)?,
+        r16(c, at + 54)?
+    ));
+    Some(())
+}
+
+fn sriov(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 0x3C) {
+        return None;
+    }
+    let cap = r32(c, at + 4)?;
+    out.line(format!(
+        "IOVCap:\tMigration{} 10BitTagReq{} Interrupt Message Number: {:03x}",
+        bit(cap, 0),
+        bit(cap, 2),
+        cap >> 21
+    ));
+    let ctl = u32::from(r16(c, at + 8)?);
+    out.line(format!(
+        "IOVCtl:\tEnable{} Migration{} Interrupt{} MSE{} ARIHierarchy{} 10BitTagReq{}",
+        bit(ctl, 0),
+        bit(ctl, 1),
+        bit(ctl, 2),
+        bit(ctl, 3),
+        bit(ctl, 4),
+        bit(ctl, 5)
+    ));
+    out.line(format!(
+        "IOVSta:\tMigration{}",
+        bit(r16(c, at + 0x0A)?.into(), 0)
+    ));
+    out.line(format!(
+        "Initial VFs: {}, Total VFs: {}, Number of VFs: {}, Function Dependency Link: {:02x}",
+        r16(c, at + 0x0C)?,
+        r16(c, at + 0x0E)?,
+        r16(c, at + 0x10)?,
+        r8(c, at + 0x12)?
+    ));
+    out.line(format!(
+        "VF offset: {}, stride: {}, Device ID: {:04x}",
+        r16(c, at + 0x14)?,
+        r16(c, at + 0x16)?,
+        r16(c, at + 0x1A)?
+    ));
+    out.line(format!(
+        "Supported Page Size: {:08x}, System Page Size: {:08x}",
+        r32(c, at + 0x1C)?,
+        r32(c, at + 0x20)?
+    ));
+    // The VF BARs: memory only; all ones is read as absent, as 0 is.
+    let mut i = 0;
+    while i < 6 {
+        let mut bar = r32(c, at + 0x24 + 4 * i)?;
+        if bar == u32::MAX {
+            bar = 0;
+        }
+        if bar == 0 {
+            i += 1;
+            continue;
+        }
+        let is_64 = bar & 6 == 4;
+        let mut line = format!("Region {i}: Memory at ");
+        if is_64 {
+            // The upper half: for VF BAR5 this is the next register, as
+            // lspci reads it.
+            i += 1;
+            line.push_str(&format!("{:08x}", r32(c, at + 0x24 + 4 * i)?));
+        }
+        line.push_str(&format!(
+            "{:08x} ({}-bit, {}prefetchable)",
+            bar & !0xF,
+            if bar & 6 == 0 { 32 } else { 64 },
+            if bar & 8 != 0 { "" } else { "non-" }
+        ));
+        out.line(line);
+        i += 1;
+    }
+    let msa = r32(c, at + 0x3C)?;
+    out.line(format!(
+        "VF Migration: offset: {:08x}, BIR: {:x}",
+        msa & !7,
+        msa & 7
+    ));
+    Some(())
+}
+
+/// A latency register of LTR in ns: a 10-bit value and a 3-bit scale of
+/// 2^(5*scale) ns.
+fn ltr_ns(v: u16) -> u64 {
+    let scale = u32::from(v >> 10 & 7) * 5;
+    // Scales 6 and 7 are not allowed; lspci's 32-bit shift wraps there.
+    u64::from(v & 0x3FF) * u64::from(1u32.wrapping_shl(scale))
+}
+
+fn ltr(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 4) {
+        return None;
+    }
+    out.line(format!("Max snoop latency: {}ns", ltr_ns(r16(c, at + 4)?)));
+    out.line(format!(
+        "Max no snoop latency: {}ns",
+        ltr_ns(r16(c, at + 6)?)
+    ));
+    Some(())
+}
+
+fn acs(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let bits = |v: u32| {
+        format!(
+            "SrcValid{} TransBlk{} ReqRedir{} CmpltRedir{} UpstreamFwd{} EgressCtrl{} DirectTrans{}",
+            bit(v, 0),
+            bit(v, 1),
+            bit(v, 2),
+            bit(v, 3),
+            bit(v, 4),
+            bit(v, 5),
+            bit(v, 6)
+        )
+    };
+    let (cap, ctl) = cap_ctl(c, at)?;
+    out.line(format!("ACSCap:\t{}", bits(cap)));
+    out.line(format!("ACSCtl:\t{}", bits(ctl)));
+    Some(())
+}
+
+/// The 16-bit capability and control registers at 4 and 6 that ACS, ARI,
+/// ATS and PASID have, read together as lspci reads them.
+fn cap_ctl(c: &[u8], at: usize) -> Option<(u32, u32)> {
+    Some((r16(c, at + 4)?.into(), r16(c, at + 6)?.into()))
+}
+
+fn ari(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let (cap, ctl) = cap_ctl(c, at)?;
+    out.line(format!(
+        "ARICap:\tMFVC{} ACS{}, Next Function: {}",
+        bit(cap, 0),
+        bit(cap, 1),
+        cap >> 8
+    ));
+    out.line(format!(
+        "ARICtl:\tMFVC{} ACS{}, Function Group: {}",
+        bit(ctl, 0),
+        bit(ctl, 1),
+        ctl >> 4 & 7
+    ));
+    Some(())
+}
+
+fn ats(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let (cap, ctl) = cap_ctl(c, at)?;
+    out.line(format!(
+        "ATSCap:\tInvalidate Queue Depth: {:02x}",
+        cap & 0x1F
+    ));
+    out.line(format!(
+        "ATSCtl:\tEnable{}, Smallest Translation Unit: {:02x}",
+        bit(ctl, 15),
+        ctl & 0x1F
+    ));
+    Some(())
+}
+
+fn pasid(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let (cap, ctl) = cap_ctl(c, at)?;
+    out.line(format!(
+        "PASIDCap: Exec{} Priv{}, Max PASID Width: {:02x}",
+        bit(cap, 1),
+        bit(cap, 2),
+        cap >> 8 & 0x1F
+    ));
+    out.line(format!(
+        "PASIDCtl: Enable{} Exec{} Priv{}",
+        bit(ctl, 0),
+        bit(ctl, 1),
+        bit(ctl, 2)
+    ));
+    Some(())
+}
+
+/// The name line of the extended capabilities whose line carries fields.
+pub(super) fn fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
+    Some(match cap_id {
+        ext_id::DSN => {
+            let lo = r32(c, at + 4)?.to_be_bytes();
+            let hi = r32(c, at + 8)?.to_be_bytes();
+            let bytes: Vec<String> = hi.iter().chain(&lo).map(|b| format!("{b:02x}")).collect();
+            format!("Device Serial Number {}", bytes.join("-"))
+        }
+        ext_id::VENDOR => {
+            let h = r32(c, at + 4)?;
+            format!(
+                "Vendor Specific Information: ID={:04x} Rev={} Len={:03x} <?>",
+                h & 0xFFFF,
+                h >> 16 & 0xF,
+                h >> 20
+            )
+        }
+        ext_id::DVSEC => {
+            let h1 = r32(c, at + 4)?;
+            let h2 = r16(c, at + 8)?;
+            format!(
+                "Designated Vendor-Specific: Vendor={:04x} ID={h2:04x} Rev={} Len={} <?>",
+                h1 & 0xFFFF,
+                h1 >> 16 & 0xF,
+                h1 >> 20
+            )
+        }
+        other => format!("Extended Capability ID {other:#x}"),
+    })
+}
