@@ -119,8 +119,9 @@ pub(super) fn express(c: &[u8], at: usize, slot_at: Slot) -> Option<(String, Lin
 }
 
 /// Whether a BAR of the header decodes memory space (lspci's test for
-/// printing the AtomicOps completer bits): a BAR that is neither 0 nor all
-/// ones with bit 0 clear, the upper half of a 64-bit BAR not counted.
+/// printing the AtomicOps completer bits): a BAR that is not 0 and has
+/// bit 0 clear, of the six BARs of a type 0 header, the two of a bridge or
+/// the one of a CardBus bridge.
 fn has_memory_bar(c: &[u8]) -> bool {
     let count = match c.get(0x0E).map(|h| h & 0x7F) {
         Some(0) => 6,
@@ -132,7 +133,8 @@ fn has_memory_bar(c: &[u8]) -> bool {
         let Some(x) = r32(c, 0x10 + 4 * i) else {
             return false;
         };
-        if x == 0 || x == u32::MAX || x & 1 == 1 {
+        // Not there (0), or I/O space (bit 0, which all ones has too).
+        if x == 0 || x & 1 == 1 {
             continue;
         }
         // A 64-bit BAR in the last slot has no upper half: lspci leaves
