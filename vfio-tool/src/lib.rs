@@ -90,23 +90,50 @@
 //!
 //! Each capability's line and each detail line `info` prints is one that
 //! `lspci -vvv` (pciutils 3.9) prints for the same config bytes, word for
-//! word; the test `lspci_agreement` checks it on every PCI device of the
-//! machine it runs on, on the mock's devices, and on any dumps named by
+//! word, and a capability decoded in full (`details_complete` in the JSON)
+//! has all of lspci's detail lines, in lspci's order; the test
+//! `lspci_agreement` checks it on every PCI device of the machine it runs
+//! on, on the mock's devices, on the committed device profiles, on the
+//! synthetic dumps of `tests/config-dumps/`, and on any dumps named by
 //! `VFIO_TOOL_CONFIG_DUMPS`. By design:
 //!
-//! - Fewer detail lines. Power Management (Flags, Status), MSI (Address and
-//!   Data, Masking and Pending), MSI-X (Vector table, PBA) and virtio's
-//!   vendor capabilities (BAR, offset, size, multiplier) are detailed in
-//!   full. Of PCI Express: the capability line, DevCap's first line
-//!   (MaxPayload, PhantFunc, and an endpoint's acceptable latencies),
-//!   DevCtl's error-reporting bits and its MaxPayload and MaxReadReq, and
-//!   DevSta; not DevCap's and DevCtl's other flags (which lspci words
-//!   differently per port type), nor the link, slot, root and
-//!   second-generation registers. Extended capabilities are all named
-//!   (with the serial number, and the vendor-specific and designated
-//!   vendor-specific headers); the capability and control registers of
-//!   ACS, ARI, ATS and PASID are detailed, the registers of the others
-//!   (AER, SR-IOV, LTR, L1 PM Substates, Resizable BAR, ...) are not.
+//! - Decoded in full: Power Management (with the bridge extensions), MSI,
+//!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
+//!   subsystem IDs, the named-only capabilities lspci prints nothing under,
+//!   and PCI Express: DevCap, DevCtl and DevSta with the flags of each port
+//!   type; LnkCap, LnkCtl and LnkSta where there is a link (not for
+//!   root-complex integrated endpoints and event collectors); SltCap,
+//!   SltCtl and SltSta for root and downstream ports with a slot;
+//!   RootCap, RootCtl and RootSta for root ports and event collectors; and
+//!   from version 2 DevCap2, DevCtl2, LnkCap2, LnkCtl2 and LnkSta2. Of the
+//!   extended capabilities: Advanced Error Reporting (with RootCmd,
+//!   RootSta and ErrorSrc for root ports and event collectors), Device
+//!   Serial Number, Latency Tolerance Reporting, SR-IOV (with its VF
+//!   BARs), ACS, ARI, ATS, PASID, and the vendor-specific header.
+//! - Fewer detail lines for the rest: VPD, PCI Advanced Features,
+//!   Enhanced Allocation and AGP are named (with the fields on their
+//!   line) and not detailed; the other extended capabilities (Virtual
+//!   Channel, Resizable BAR, L1 PM Substates, PTM, DPC, PRI, Secondary
+//!   PCI Express, designated vendor-specific, ...) are named only.
+//! - Where the function is matters, as in lspci: an endpoint's LnkCap2
+//!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
+//!   for the device's address ([`pci::decode_at`]); [`pci::decode`]
+//!   decodes as for 00.0.
+//! - DevCap2's AtomicOps completer bits are printed for a function with a
+//!   memory BAR, which lspci judges from the BAR registers when it reads a
+//!   dump, and from sysfs's BAR sizes too on a live system: a memory BAR
+//!   whose register reads 0 counts for lspci on the host, not here.
+//! - LTR's reserved latency scales 6 and 7 are multiplied out as lspci on
+//!   x86-64 prints them (its 32-bit shift wraps at scale 7).
+//! - A register block that runs past the bytes read is left out whole,
+//!   as lspci leaves it out.
+//! - The link, slot and root blocks are held to lspci on the synthetic
+//!   dumps only: the devices the tests reach (this machine's and the QEMU
+//!   guest's, e1000e and xhci among them) are integrated endpoints, with no
+//!   link. Integrated endpoints' device registers, DevCap2 and DevCtl2 and
+//!   AER are also held to lspci on those real devices.
+//! - In the text output, a line continuing a register is indented four
+//!   spaces further, where lspci indents it with a tab.
 //! - PCI-X, HyperTransport and SATA capabilities are named by their kind
 //!   only; lspci goes on with the sub-type (`PCI-X non-bridge device`,
 //!   `HyperTransport: Slave or Primary Interface`, `SATA HBA v1.0 ...`).
