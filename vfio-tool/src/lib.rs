@@ -99,7 +99,8 @@
 //!
 //! - Decoded in full: Power Management (with the bridge extensions), MSI,
 //!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
-//!   subsystem IDs, the named-only capabilities lspci prints nothing under,
+//!   subsystem IDs, PCI Advanced Features, the named-only capabilities
+//!   lspci prints nothing under,
 //!   and PCI Express: DevCap, DevCtl and DevSta with the flags of each port
 //!   type; LnkCap, LnkCtl and LnkSta where there is a link (not for
 //!   root-complex integrated endpoints and event collectors); SltCap,
@@ -109,12 +110,14 @@
 //!   extended capabilities: Advanced Error Reporting (with RootCmd,
 //!   RootSta and ErrorSrc for root ports and event collectors), Device
 //!   Serial Number, Latency Tolerance Reporting, SR-IOV (with its VF
-//!   BARs), ACS, ARI, ATS, PASID, and the vendor-specific header.
-//! - Fewer detail lines for the rest: VPD, PCI Advanced Features,
-//!   Enhanced Allocation and AGP are named (with the fields on their
-//!   line) and not detailed; the other extended capabilities (Virtual
-//!   Channel, Resizable BAR, L1 PM Substates, PTM, DPC, PRI, Secondary
-//!   PCI Express, designated vendor-specific, ...) are named only.
+//!   BARs), ACS, ARI, ATS, PASID, Page Request Interface, Secondary PCI
+//!   Express, Downstream Port Containment, L1 PM Substates, Precision Time
+//!   Measurement, and the vendor-specific header.
+//! - Fewer detail lines for the rest: VPD, Enhanced Allocation and AGP are
+//!   named (with the fields on their line) and not detailed; the other
+//!   extended capabilities (Virtual Channel, Resizable BAR, Multicast,
+//!   TPH, Root Complex Link, designated vendor-specific, Data Object
+//!   Exchange, ...) are named only.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]

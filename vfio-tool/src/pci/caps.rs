@@ -157,6 +157,7 @@ fn standard_complete(cap_id: u8) -> bool {
             | id::SLOT_ID
             | id::DEBUG
             | id::SUBSYSTEM_VENDOR
+            | id::AF
             // Named only, and lspci prints nothing under them.
             | 0x00
             | 0x06
@@ -202,6 +203,7 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             let device = r16(c, at + 6)?;
             named(format!("Subsystem: Device {vendor:04x}:{device:04x}"))
         }
+        id::AF => advanced_features(c, at),
         id::EA => {
             let n = r8(c, at + 2)? & 0x3F;
             named(format!("Enhanced Allocation (EA): NumEntries={n}"))
@@ -215,6 +217,18 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             named(format!("Capability ID {other:#x} [{word:04x}]"))
         }
     }
+}
+
+/// PCI Advanced Features: transactions pending and function-level reset.
+fn advanced_features(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let mut out = Lines::default();
+    if let (Some(cap), Some(ctl), Some(sta)) = (r8(c, at + 3), r8(c, at + 4), r8(c, at + 5)) {
+        let (cap, ctl, sta) = (u32::from(cap), u32::from(ctl), u32::from(sta));
+        out.line(format!("AFCap: TP{} FLR{}", bit(cap, 0), bit(cap, 1)));
+        out.line(format!("AFCtrl: FLR{}", bit(ctl, 0)));
+        out.line(format!("AFStatus: TP{}", bit(sta, 0)));
+    }
+    Some(("PCI Advanced Features".to_owned(), out))
 }
 
 const AUX_CURRENT_MA: [u32; 8] = [0, 55, 100, 160, 220, 270, 320, 375];

@@ -4,7 +4,11 @@ use super::express::port;
 use super::regs::{Lines, bit, has, r8, r16, r32};
 use vfio_core::parse::pci_caps::ext_id;
 
-use ext_id::{AER, LTR, SRIOV};
+use ext_id::{AER, L1SS, LTR, PRI, SECONDARY_PCIE, SRIOV};
+/// Downstream Port Containment.
+const DPC: u16 = 0x001D;
+/// Precision Time Measurement.
+const PTM: u16 = 0x001F;
 
 /// Whether the detail lines of extended capability `cap_id` are all the
 /// lines lspci prints under it.
@@ -13,6 +17,11 @@ pub(super) fn complete(cap_id: u16) -> bool {
         cap_id,
         AER | SRIOV
             | LTR
+            | PRI
+            | SECONDARY_PCIE
+            | DPC
+            | L1SS
+            | PTM
             | ext_id::ACS
             | ext_id::ARI
             | ext_id::ATS
@@ -33,6 +42,11 @@ pub(super) fn details(c: &[u8], cap_id: u16, at: usize, port_type: Option<u32>) 
         AER => aer(c, at, port_type, &mut out),
         SRIOV => sriov(c, at, &mut out),
         LTR => ltr(c, at, &mut out),
+        PRI => pri(c, at, &mut out),
+        SECONDARY_PCIE => secondary(c, at, &mut out),
+        DPC => dpc(c, at, &mut out),
+        L1SS => l1_substates(c, at, &mut out),
+        PTM => ptm(c, at, &mut out),
         ext_id::ACS => acs(c, at, &mut out),
         ext_id::ARI => ari(c, at, &mut out),
         ext_id::ATS => ats(c, at, &mut out),
@@ -236,6 +250,203 @@ fn ltr(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
     out.line(format!(
         "Max no snoop latency: {}ns",
         ltr_ns(r16(c, at + 6)?)
+    ));
+    Some(())
+}
+
+fn pri(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 0x0C) {
+        return None;
+    }
+    let ctl = u32::from(r16(c, at + 4)?);
+    out.line(format!(
+        "PRICtl: Enable{} Reset{}",
+        bit(ctl, 0),
+        bit(ctl, 1)
+    ));
+    let sta = u32::from(r16(c, at + 6)?);
+    out.line(format!(
+        "PRISta: RF{} UPRGI{} Stopped{}",
+        bit(sta, 0),
+        bit(sta, 1),
+        bit(sta, 8)
+    ));
+    out.line(format!(
+        "Page Request Capacity: {:08x}, Page Request Allocation: {:08x}",
+        r32(c, at + 8)?,
+        r32(c, at + 12)?
+    ));
+    Some(())
+}
+
+fn secondary(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 12) {
+        return None;
+    }
+    let ctl3 = u32::from(r16(c, at + 4)?);
+    out.line(format!(
+        "LnkCtl3: LnkEquIntrruptEn{} PerformEqu{}",
+        bit(ctl3, 1),
+        bit(ctl3, 0)
+    ));
+    // lspci reads the lane error status as a word: lanes 0 to 15.
+    let lanes = r16(c, at + 8)?;
+    let mut line = "LaneErrStat: ".to_owned();
+    if lanes == 0 {
+        line.push('0');
+    } else {
+        line.push_str("LaneErr at lane:");
+        for lane in (0..16).filter(|l| lanes >> l & 1 == 1) {
+            line.push_str(&format!(" {lane}"));
+        }
+    }
+    out.line(line);
+    Some(())
+}
+
+fn dpc(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 8) {
+        return None;
+    }
+    let cap = u32::from(r16(c, at + 4)?);
+    out.line(format!(
+        "DpcCap:\tINT Msg #{}, RPExt{} PoisonedTLP{} SwTrigger{} RP PIO Log {}, DL_ActiveErr{}",
+        cap & 0x1F,
+        bit(cap, 5),
+        bit(cap, 6),
+        bit(cap, 7),
+        cap >> 8 & 0xF,
+        bit(cap, 12)
+    ));
+    let ctl = u32::from(r16(c, at + 6)?);
+    out.line(format!(
+        "DpcCtl:\tTrigger:{:x} Cmpl{} INT{} ErrCor{} PoisonedTLP{} SwTrigger{} DL_ActiveErr{}",
+        ctl & 3,
+        bit(ctl, 2),
+        bit(ctl, 3),
+        bit(ctl, 4),
+        bit(ctl, 5),
+        bit(ctl, 6),
+        bit(ctl, 7)
+    ));
+    let sta = u32::from(r16(c, at + 8)?);
+    out.line(format!(
+        "DpcSta:\tTrigger{} Reason:{:02x} INT{} RPBusy{} TriggerExt:{:02x} RP PIO ErrPtr:{:02x}",
+        bit(sta, 0),
+        sta >> 1 & 3,
+        bit(sta, 3),
+        bit(sta, 4),
+        sta >> 5 & 3,
+        sta >> 8 & 0x1F
+    ));
+    out.line(format!("Source:\t{:04x}", r16(c, at + 10)?));
+    Some(())
+}
+
+/// An L1 PM Substates power-on time: a 5-bit value at a scale of 2, 10 or
+/// 100 us (3 is not a scale).
+fn power_on_time(scale: u32, value: u32) -> String {
+    match scale {
+        0 => format!("{}us", 2 * value),
+        1 => format!("{}us", 10 * value),
+        2 => format!("{}us", 100 * value),
+        _ => "<error>".to_owned(),
+    }
+}
+
+fn l1_substates(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 12) {
+        out.line("<unreadable>".to_owned());
+        return None;
+    }
+    let cap = r32(c, at + 4)?;
+    out.line(format!(
+        "L1SubCap: PCI-PM_L1.2{} PCI-PM_L1.1{} ASPM_L1.2{} ASPM_L1.1{} L1_PM_Substates{}",
+        bit(cap, 0),
+        bit(cap, 1),
+        bit(cap, 2),
+        bit(cap, 3),
+        bit(cap, 4)
+    ));
+    // The L1.2 timings mean something only where L1.2 is supported.
+    let l12 = cap & 0b101 != 0;
+    if l12 {
+        out.more(format!(
+            "PortCommonModeRestoreTime={}us PortTPowerOnTime={}",
+            cap >> 8 & 0xFF,
+            power_on_time(cap >> 16 & 3, cap >> 19 & 0x1F)
+        ));
+    }
+    let ctl1 = r32(c, at + 8)?;
+    out.line(format!(
+        "L1SubCtl1: PCI-PM_L1.2{} PCI-PM_L1.1{} ASPM_L1.2{} ASPM_L1.1{}",
+        bit(ctl1, 0),
+        bit(ctl1, 1),
+        bit(ctl1, 2),
+        bit(ctl1, 3)
+    ));
+    if l12 {
+        let mut more = format!("T_CommonMode={}us", ctl1 >> 8 & 0xFF);
+        if cap & 0b100 != 0 {
+            let scale = ctl1 >> 29 & 7;
+            if scale > 5 {
+                more.push_str(" LTR1.2_Threshold=<error>");
+            } else {
+                more.push_str(&format!(
+                    " LTR1.2_Threshold={}ns",
+                    u64::from(ctl1 >> 16 & 0x3FF) << (5 * scale)
+                ));
+            }
+        }
+        out.more(more);
+    }
+    let ctl2 = r32(c, at + 12)?;
+    let mut line = "L1SubCtl2:".to_owned();
+    if l12 {
+        line.push_str(&format!(
+            " T_PwrOn={}",
+            power_on_time(ctl2 & 3, ctl2 >> 3 & 0x1F)
+        ));
+    }
+    out.line(line);
+    Some(())
+}
+
+/// A PTM clock granularity in ns: 0 is not implemented (or not known, for
+/// the effective one), 0xFF more than 254 ns.
+fn granularity(v: u32, zero: &str) -> String {
+    match v {
+        0 => zero.to_owned(),
+        0xFF => "Greater than 254ns".to_owned(),
+        ns => format!("{ns}ns"),
+    }
+}
+
+fn ptm(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 8) {
+        out.line("<unreadable>".to_owned());
+        return None;
+    }
+    let cap = r32(c, at + 4)?;
+    out.line(format!(
+        "PTMCap: Requester:{} Responder:{} Root:{}",
+        bit(cap, 0),
+        bit(cap, 1),
+        bit(cap, 2)
+    ));
+    out.line(format!(
+        "PTMClockGranularity: {}",
+        granularity(cap >> 8 & 0xFF, "Unimplemented")
+    ));
+    let ctl = r32(c, at + 8)?;
+    out.line(format!(
+        "PTMControl: Enabled:{} RootSelected:{}",
+        bit(ctl, 0),
+        bit(ctl, 1)
+    ));
+    out.line(format!(
+        "PTMEffectiveGranularity: {}",
+        granularity(ctl >> 8 & 0xFF, "Unknown")
     ));
     Some(())
 }

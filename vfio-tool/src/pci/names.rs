@@ -14,7 +14,6 @@ pub fn standard_name(id: u8) -> Option<&'static str> {
         0x0C => "Hot-plug capable",
         0x0E => "AGP3 <?>",
         0x0F => "Secure device <?>",
-        0x13 => "PCI Advanced Features",
         _ => return None,
     })
 }
