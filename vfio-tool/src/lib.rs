@@ -99,8 +99,8 @@
 //!
 //! - Decoded in full: Power Management (with the bridge extensions), MSI,
 //!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
-//!   subsystem IDs, PCI Advanced Features, the named-only capabilities
-//!   lspci prints nothing under,
+//!   subsystem IDs, PCI Advanced Features, SATA HBA, the named-only
+//!   capabilities lspci prints nothing under,
 //!   and PCI Express: DevCap, DevCtl and DevSta with the flags of each port
 //!   type; LnkCap, LnkCtl and LnkSta where there is a link (not for
 //!   root-complex integrated endpoints and event collectors); SltCap,
@@ -112,12 +112,13 @@
 //!   Serial Number, Latency Tolerance Reporting, SR-IOV (with its VF
 //!   BARs), ACS, ARI, ATS, PASID, Page Request Interface, Secondary PCI
 //!   Express, Downstream Port Containment, L1 PM Substates, Precision Time
-//!   Measurement, and the vendor-specific header.
+//!   Measurement, Resizable BAR (physical and VF), and the vendor-specific
+//!   and designated vendor-specific headers (their `<unreadable>` too).
 //! - Fewer detail lines for the rest: VPD, Enhanced Allocation and AGP are
 //!   named (with the fields on their line) and not detailed; the other
-//!   extended capabilities (Virtual Channel, Resizable BAR, Multicast,
-//!   TPH, Root Complex Link, designated vendor-specific, Data Object
-//!   Exchange, ...) are named only.
+//!   extended capabilities (Virtual Channel, Multicast, TPH, Root Complex
+//!   Link, Data Object Exchange, CXL's designated vendor-specific
+//!   structures, ...) are named only.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]
@@ -137,9 +138,9 @@
 //!   AER are also held to lspci on those real devices.
 //! - In the text output, a line continuing a register is indented four
 //!   spaces further, where lspci indents it with a tab.
-//! - PCI-X, HyperTransport and SATA capabilities are named by their kind
-//!   only; lspci goes on with the sub-type (`PCI-X non-bridge device`,
-//!   `HyperTransport: Slave or Primary Interface`, `SATA HBA v1.0 ...`).
+//! - PCI-X and HyperTransport capabilities are named by their kind only;
+//!   lspci goes on with the sub-type (`PCI-X non-bridge device`,
+//!   `HyperTransport: Slave or Primary Interface`).
 //! - Vendor-specific capabilities are decoded for virtio only (as lspci
 //!   does for Red Hat's 1af4:1000..107f); others are `Len=.. <?>`, as
 //!   lspci has them.

@@ -21,8 +21,8 @@ pub struct Capability {
     /// What `lspci -vvv` prints after `Capabilities: [offset]` (and the
     /// version, for an extended capability).
     pub name: String,
-    /// `name` is only the start of what lspci prints (PCI-X, HyperTransport
-    /// and SATA, whose sub-types are not decoded here).
+    /// `name` is only the start of what lspci prints (PCI-X and
+    /// HyperTransport, whose sub-types are not decoded here).
     pub name_is_prefix: bool,
     /// Detail lines, each one `lspci -vvv` prints under the capability
     /// (without its indentation, and trimmed). lspci may print more, unless
@@ -44,7 +44,10 @@ impl Capability {
     /// `Capabilities: [100 v2] Advanced Error Reporting`.
     pub fn header_line(&self) -> String {
         match self.version {
-            Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name),
+            // A serial number cut off leaves lspci's line with no name.
+            Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name)
+                .trim_end()
+                .to_owned(),
             None => format!("Capabilities: [{:02x}] {}", self.offset, self.name),
         }
     }
@@ -137,7 +140,7 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
         extended: false,
         version: None,
         name,
-        name_is_prefix: matches!(cap_id, 0x07 | 0x08 | id::SATA),
+        name_is_prefix: matches!(cap_id, 0x07 | 0x08),
         details: details.lines,
         detail_indents: details.indents,
         details_complete: complete,
@@ -158,6 +161,7 @@ fn standard_complete(cap_id: u8) -> bool {
             | id::DEBUG
             | id::SUBSYSTEM_VENDOR
             | id::AF
+            | id::SATA
             // Named only, and lspci prints nothing under them.
             | 0x00
             | 0x06
@@ -208,10 +212,26 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             let n = r8(c, at + 2)? & 0x3F;
             named(format!("Enhanced Allocation (EA): NumEntries={n}"))
         }
-        // PCI-X, HyperTransport, SATA: named by their own sub-types, not decoded here.
+        // PCI-X and HyperTransport: named by their own sub-types, not decoded here.
         0x07 => named("PCI-X".to_owned()),
         0x08 => named("HyperTransport".to_owned()),
-        id::SATA => named("SATA HBA".to_owned()),
+        id::SATA => {
+            let rev = r8(c, at + 2)?;
+            let mut name = format!("SATA HBA v{}.{}", rev >> 4 & 0xF, rev & 0xF);
+            if let Some(bars) = r32(c, at + 4) {
+                let bar = bars & 0xF;
+                match bar {
+                    4..=9 => name.push_str(&format!(
+                        " BAR{} Offset={:08x}",
+                        bar - 4,
+                        bars >> 4 & 0xF_FFFF
+                    )),
+                    15 => name.push_str(" InCfgSpace"),
+                    _ => name.push_str(&format!(" BAR??{bar}")),
+                }
+            }
+            named(name)
+        }
         other => {
             let word = r16(c, at + 2)?;
             named(format!("Capability ID {other:#x} [{word:04x}]"))
@@ -371,16 +391,9 @@ fn extended_cap(
     at: usize,
     port_type: Option<u32>,
 ) -> Capability {
-    let (name, known) = match extended_name(cap_id) {
-        Some(name) => (name.to_owned(), true),
-        None => match extended::fields(c, cap_id, at) {
-            Some(name) => (name, true),
-            None => (
-                format!("<cut off: capability {cap_id:#06x} runs past the bytes read>"),
-                false,
-            ),
-        },
-    };
+    let name = extended_name(cap_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| extended::fields(c, cap_id, at));
     let details = extended::details(c, cap_id, at, port_type);
     Capability {
         offset: at as u16,
@@ -391,7 +404,8 @@ fn extended_cap(
         name_is_prefix: false,
         details: details.lines,
         detail_indents: details.indents,
-        details_complete: known && extended::complete(cap_id),
+        details_complete: extended::complete(cap_id)
+            && !(cap_id == pci_caps::ext_id::DVSEC && extended::is_cxl(c, at)),
     }
 }
 

@@ -9,6 +9,8 @@ use ext_id::{AER, L1SS, LTR, PRI, SECONDARY_PCIE, SRIOV};
 const DPC: u16 = 0x001D;
 /// Precision Time Measurement.
 const PTM: u16 = 0x001F;
+/// Virtual (VF) Resizable BAR.
+const VF_RESIZABLE_BAR: u16 = 0x0024;
 
 /// Whether the detail lines of extended capability `cap_id` are all the
 /// lines lspci prints under it.
@@ -22,6 +24,9 @@ pub(super) fn complete(cap_id: u16) -> bool {
             | DPC
             | L1SS
             | PTM
+            | ext_id::RESIZABLE_BAR
+            | VF_RESIZABLE_BAR
+            | ext_id::DVSEC
             | ext_id::ACS
             | ext_id::ARI
             | ext_id::ATS
@@ -47,6 +52,7 @@ pub(super) fn details(c: &[u8], cap_id: u16, at: usize, port_type: Option<u32>) 
         DPC => dpc(c, at, &mut out),
         L1SS => l1_substates(c, at, &mut out),
         PTM => ptm(c, at, &mut out),
+        ext_id::RESIZABLE_BAR | VF_RESIZABLE_BAR => resizable_bar(c, at, &mut out),
         ext_id::ACS => acs(c, at, &mut out),
         ext_id::ARI => ari(c, at, &mut out),
         ext_id::ATS => ats(c, at, &mut out),
@@ -412,6 +418,62 @@ fn l1_substates(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
     Some(())
 }
 
+/// A resizable BAR size, log2 of MiB, in lspci's units.
+fn bar_size(log2_mib: u32) -> String {
+    match log2_mib {
+        0..=9 => format!("{}MB", 1u32 << log2_mib),
+        10..=19 => format!("{}GB", 1u32 << (log2_mib - 10)),
+        20..=29 => format!("{}TB", 1u32 << (log2_mib - 20)),
+        30..=39 => format!("{}PB", 1u32 << (log2_mib - 30)),
+        40..=43 => format!("{}EB", 1u32 << (log2_mib - 40)),
+        _ => "<unknown>".to_owned(),
+    }
+}
+
+/// Resizable BAR (physical or VF): one capability and control register
+/// pair per BAR, the first control register giving how many.
+fn resizable_bar(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let mut count = 1;
+    let mut n = 0;
+    while n < count {
+        let reg = at + 4 + 8 * n;
+        if !has(c, reg, 8) {
+            out.line("<unreadable>".to_owned());
+            return None;
+        }
+        let sizes = r32(c, reg)? >> 4;
+        let ctl = r32(c, reg + 4)?;
+        if n == 0 {
+            count = (ctl >> 5 & 7) as usize;
+            if !(1..=6).contains(&count) {
+                out.line(format!(
+                    "<error in resizable BAR: num_bars={count} is out of specification>"
+                ));
+                return None;
+            }
+        }
+        let ext_sizes = ctl >> 16;
+        let mut line = format!(
+            "BAR {}: current size: {}",
+            ctl & 7,
+            bar_size(ctl >> 8 & 0x3F)
+        );
+        if sizes != 0 || ext_sizes != 0 {
+            line.push_str(", supported:");
+            let supported = (0..28)
+                .filter(|i| sizes >> i & 1 == 1)
+                .chain((0..16).filter(|i| ext_sizes >> i & 1 == 1).map(|i| i + 28));
+            for size in supported {
+                line.push(' ');
+                line.push_str(&bar_size(size));
+            }
+        }
+        out.line(line);
+        n += 1;
+    }
+    Some(())
+}
+
 /// A PTM clock granularity in ns: 0 is not implemented (or not known, for
 /// the effective one), 0xFF more than 254 ns.
 fn granularity(v: u32, zero: &str) -> String {
@@ -525,33 +587,56 @@ fn pasid(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
 }
 
 /// The name line of the extended capabilities whose line carries fields.
-pub(super) fn fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
-    Some(match cap_id {
-        ext_id::DSN => {
-            let lo = r32(c, at + 4)?.to_be_bytes();
-            let hi = r32(c, at + 8)?.to_be_bytes();
-            let bytes: Vec<String> = hi.iter().chain(&lo).map(|b| format!("{b:02x}")).collect();
-            format!("Device Serial Number {}", bytes.join("-"))
-        }
-        ext_id::VENDOR => {
-            let h = r32(c, at + 4)?;
-            format!(
+/// lspci words a header it cannot read whole as `<unreadable>` (the
+/// serial number as nothing).
+pub(super) fn fields(c: &[u8], cap_id: u16, at: usize) -> String {
+    match cap_id {
+        ext_id::DSN => match (r32(c, at + 4), r32(c, at + 8)) {
+            (Some(lo), Some(hi)) => {
+                let bytes: Vec<String> = hi
+                    .to_be_bytes()
+                    .iter()
+                    .chain(&lo.to_be_bytes())
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("Device Serial Number {}", bytes.join("-"))
+            }
+            _ => String::new(),
+        },
+        ext_id::VENDOR => match r32(c, at + 4) {
+            Some(h) => format!(
                 "Vendor Specific Information: ID={:04x} Rev={} Len={:03x} <?>",
                 h & 0xFFFF,
                 h >> 16 & 0xF,
                 h >> 20
-            )
-        }
-        ext_id::DVSEC => {
-            let h1 = r32(c, at + 4)?;
-            let h2 = r16(c, at + 8)?;
-            format!(
-                "Designated Vendor-Specific: Vendor={:04x} ID={h2:04x} Rev={} Len={} <?>",
-                h1 & 0xFFFF,
-                h1 >> 16 & 0xF,
-                h1 >> 20
-            )
-        }
+            ),
+            None => "Vendor Specific Information: <unreadable>".to_owned(),
+        },
+        ext_id::DVSEC => match (r32(c, at + 4), r16(c, at + 8)) {
+            (Some(h1), Some(h2)) if has(c, at + 4, 8) => {
+                let (vendor, len) = (h1 & 0xFFFF, h1 >> 20);
+                // CXL's structures are named so and not decoded here.
+                let tail = if vendor == CXL_VENDOR && len >= 16 {
+                    ": CXL"
+                } else {
+                    " <?>"
+                };
+                format!(
+                    "Designated Vendor-Specific: Vendor={vendor:04x} ID={h2:04x} Rev={} Len={len}{tail}",
+                    h1 >> 16 & 0xF
+                )
+            }
+            _ => "Designated Vendor-Specific: <unreadable>".to_owned(),
+        },
         other => format!("Extended Capability ID {other:#x}"),
-    })
+    }
+}
+
+/// The CXL consortium's vendor id in a designated vendor-specific header.
+const CXL_VENDOR: u32 = 0x1E98;
+
+/// Whether the designated vendor-specific capability at `at` is one whose
+/// detail lspci decodes (CXL's) and this does not.
+pub(super) fn is_cxl(c: &[u8], at: usize) -> bool {
+    r32(c, at + 4).is_some_and(|h| h & 0xFFFF == CXL_VENDOR && h >> 20 >= 16)
 }
