@@ -497,4 +497,73 @@ mod tests {
             "<cut off: capability 0x11 runs past the bytes read>"
         );
     }
+
+    /// A v2 root port with a slot: 0x40 holds the Express capability.
+    fn root_port() -> Vec<u8> {
+        let mut body = vec![0u8; 0x3A];
+        let mut put = |at: usize, v: u32, n: usize| {
+            body[at - 2..at - 2 + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        };
+        put(2, 0x0142, 2); // v2, root port, slot implemented
+        put(0x0C, 0x0303_6C43, 4); // port 3, 8GT/s x4, ASPM L0s L1
+        put(0x12, 0x2043, 2); // 8GT/s x4, DLActive
+        put(0x14, 0x0028_0C8A, 4); // slot 5, 25W
+        put(0x20, 0x0001_0018, 4); // PME from 00:03.0, status
+        put(0x2C, 0x0000_000E, 4); // 2.5 to 8 GT/s
+        config(&[(0x40, 0x10, &body)])
+    }
+
+    #[test]
+    fn a_root_port_has_its_link_slot_and_root_registers() {
+        let c = root_port();
+        let list = decode(&c);
+        let express = &list.standard[0];
+        assert_eq!(express.name, "Express (v2) Root Port (Slot+), MSI 00");
+        assert!(express.details_complete);
+        let has = |line: &str| express.details.iter().any(|d| d == line);
+        assert!(has(
+            "LnkCap:\tPort #3, Speed 8GT/s, Width x4, ASPM L0s L1, Exit Latency L0s <4us, L1 <64us"
+        ));
+        // A root port is never said to be downgraded.
+        assert!(has("LnkSta:\tSpeed 8GT/s, Width x4"));
+        assert!(has(
+            "SltCap:\tAttnBtn- PwrCtrl+ MRL- AttnInd+ PwrInd- HotPlug- Surprise-"
+        ));
+        assert!(has("Slot #5, PowerLimit 25W; Interlock- NoCompl-"));
+        assert!(has("RootSta: PME ReqID 0018, PMEStatus+ PMEPending-"));
+        assert!(has(
+            "LnkCap2: Supported Link Speeds: 2.5-8GT/s, Crosslink- Retimer- 2Retimers- DRS-"
+        ));
+        assert_eq!(express.details.len(), express.detail_indents.len());
+        let at = |prefix: &str| {
+            let i = express.details.iter().position(|d| d.starts_with(prefix));
+            express.detail_indents[i.unwrap()]
+        };
+        assert_eq!(at("LnkCap:"), 0);
+        assert_eq!(at("ClockPM-"), 1);
+    }
+
+    #[test]
+    fn an_endpoint_away_from_function_0_has_no_lnkcap2() {
+        let mut c = root_port();
+        // The same registers as an endpoint.
+        c[0x42] = 0x02;
+        let lines = |l: CapabilityList| l.standard[0].details.clone();
+        let at_0 = lines(decode_at(&c, 0, 0));
+        let at_1 = lines(decode_at(&c, 1, 0));
+        assert!(at_0.iter().any(|d| d.starts_with("LnkCap2:")));
+        assert!(at_0.iter().any(|d| d.starts_with("LnkCtl2:")));
+        assert!(
+            !at_1
+                .iter()
+                .any(|d| d.starts_with("LnkCap2:") || d.starts_with("LnkCtl2:"))
+        );
+        assert!(at_1.iter().any(|d| d.starts_with("LnkSta2:")));
+        // No slot or root registers for an endpoint.
+        assert!(
+            !at_0
+                .iter()
+                .any(|d| d.starts_with("SltCap:") || d.starts_with("RootSta:"))
+        );
+    }
 }
