@@ -138,6 +138,10 @@
 //!   AER are also held to lspci on those real devices.
 //! - In the text output, a line continuing a register is indented four
 //!   spaces further, where lspci indents it with a tab.
+//! - No ID database: the Subsystem capability names its IDs as lspci does
+//!   when it has no names (`Subsystem: Device 8086:7000`), where lspci
+//!   with pci.ids or udev's hwdb says `Intel Corporation Device 7000`. The
+//!   agreement test runs lspci with neither.
 //! - PCI-X and HyperTransport capabilities are named by their kind only;
 //!   lspci goes on with the sub-type (`PCI-X non-bridge device`,
 //!   `HyperTransport: Slave or Primary Interface`).

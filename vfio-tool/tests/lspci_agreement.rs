@@ -26,6 +26,10 @@
 //! and at 00:01.0 (lspci words an endpoint's link registers by where it
 //! is), and decoded for the same place each time.
 //!
+//! lspci runs with no ID database (an empty `-i` file, and udev's hwdb
+//! off where it has one), as `info` names no vendors: the Subsystem
+//! capability's line then names IDs as both print them.
+//!
 //! lspci must be installed (Debian's `pciutils`; `cargo xtask ci` installs it).
 
 use std::path::{Path, PathBuf};
@@ -79,10 +83,28 @@ fn parse_lspci(text: &str) -> LspciDevice {
 /// bus 0.
 const PLACES: [(u8, &str); 2] = [(0, "00:00.0"), (1, "00:01.0")];
 
+/// Whether this lspci can be told not to look names up in udev's hwdb
+/// (pciutils built with hwdb support knows the `hwdb.disable` parameter).
+fn lspci_has_hwdb() -> bool {
+    Command::new("lspci")
+        .args(["-O", "help"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hwdb.disable"))
+}
+
 fn run_lspci(dir: &Path, config: &[u8], place: &str) -> String {
     let file = dir.join("dump.txt");
     std::fs::write(&file, dump::device_dump(place, "checked device", config)).unwrap();
-    let out = Command::new("lspci")
+    // No ID database: `info` names no vendors or devices, and lspci words
+    // IDs it has no names for as `Device 8086:7000`.
+    let no_names = dir.join("empty.ids");
+    std::fs::write(&no_names, "").unwrap();
+    let mut lspci = Command::new("lspci");
+    lspci.arg("-i").arg(&no_names);
+    if lspci_has_hwdb() {
+        lspci.args(["-O", "hwdb.disable=1"]);
+    }
+    let out = lspci
         .arg("-vvv")
         .arg("-F")
         .arg(&file)
