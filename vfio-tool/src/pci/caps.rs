@@ -3,7 +3,7 @@
 use super::express::{self, Slot};
 use super::extended;
 use super::names::{extended_name, standard_name};
-use super::regs::{Lines, bit, flag, r8, r16, r32};
+use super::regs::{Lines, bit, flag, has, r8, r16, r32};
 use serde::Serialize;
 use vfio_core::parse::pci_caps::{self, id};
 
@@ -162,6 +162,7 @@ fn standard_complete(cap_id: u8) -> bool {
             | id::SUBSYSTEM_VENDOR
             | id::AF
             | id::SATA
+            | id::EA
             // Named only, and lspci prints nothing under them.
             | 0x00
             | 0x06
@@ -208,10 +209,7 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             named(format!("Subsystem: Device {vendor:04x}:{device:04x}"))
         }
         id::AF => advanced_features(c, at),
-        id::EA => {
-            let n = r8(c, at + 2)? & 0x3F;
-            named(format!("Enhanced Allocation (EA): NumEntries={n}"))
-        }
+        id::EA => enhanced_allocation(c, at),
         // PCI-X and HyperTransport: named by their own sub-types, not decoded here.
         0x07 => named("PCI-X".to_owned()),
         0x08 => named("HyperTransport".to_owned()),
@@ -237,6 +235,96 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             named(format!("Capability ID {other:#x} [{word:04x}]"))
         }
     }
+}
+
+/// What an Enhanced Allocation entry's properties byte says, if lspci
+/// knows the value.
+fn ea_property(p: u32, secondary: bool) -> Option<&'static str> {
+    Some(match p {
+        0x00 => "memory space, non-prefetchable",
+        0x01 => "memory space, prefetchable",
+        0x02 => "I/O space",
+        0x03 => "VF memory space, prefetchable",
+        0x04 => "VF memory space, non-prefetchable",
+        0x05 => "allocation behind bridge, non-prefetchable memory",
+        0x06 => "allocation behind bridge, prefetchable memory",
+        0x07 => "allocation behind bridge, I/O space",
+        0xFD => "memory space resource unavailable for use",
+        0xFE => "I/O space resource unavailable for use",
+        0xFF if secondary => "entry unavailable for use, PrimaryProperties should be used",
+        0xFF => "entry unavailable for use",
+        _ => return None,
+    })
+}
+
+/// Enhanced Allocation: the entry count (and a bridge's fixed bus
+/// numbers) on the name line, then each entry's header, BAR equivalent,
+/// properties, base and max offset.
+fn enhanced_allocation(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let count = u32::from(r8(c, at + 2)? & 0x3F);
+    let mut name = format!("Enhanced Allocation (EA): NumEntries={count}");
+    let mut entry_at = at + 4;
+    let mut out = Lines::default();
+    if r8(c, 0x0E).is_some_and(|h| h & 0x7F == 1) {
+        entry_at += 4;
+        match (r8(c, at + 4), r8(c, at + 5)) {
+            (Some(secondary), Some(subordinate)) => name.push_str(&format!(
+                ", secondary={secondary}, subordinate={subordinate}"
+            )),
+            _ => return Some((name, out)),
+        }
+    }
+    for entry in 0..count {
+        let Some(header) = r32(c, entry_at) else {
+            break;
+        };
+        let size = header & 7;
+        if !has(c, entry_at + 4, 4 * size as usize) {
+            break;
+        }
+        out.line(format!(
+            "Entry {entry}: Enable{} Writable{} EntrySize={size}",
+            bit(header, 31),
+            bit(header, 30)
+        ));
+        let bei = header >> 4 & 0xF;
+        let equivalent = match bei {
+            0..=5 => format!("BAR {bei}"),
+            6 => "resource behind function".to_owned(),
+            7 => "not indicated".to_owned(),
+            8 => "expansion ROM".to_owned(),
+            9..=14 => format!("VF-BAR {}", bei - 9),
+            _ => "reserved".to_owned(),
+        };
+        out.more(format!("BAR Equivalent Indicator: {equivalent}"));
+        for (label, p, secondary) in [
+            ("PrimaryProperties", header >> 8 & 0xFF, false),
+            ("SecondaryProperties", header >> 16 & 0xFF, true),
+        ] {
+            let text =
+                ea_property(p, secondary).map_or_else(|| format!("[{p:02x}]"), str::to_owned);
+            out.more(format!("{label}: {text}"));
+        }
+        // Bit 1 of the base and of the max offset says a high dword follows.
+        let base = r32(c, entry_at + 4)?;
+        let max = r32(c, entry_at + 8)?;
+        let mut high_at = entry_at + 12;
+        let mut line = "Base: ".to_owned();
+        if base & 2 != 0 {
+            line.push_str(&format!("{:x}", r32(c, entry_at + 12)?));
+            high_at += 4;
+        }
+        line.push_str(&format!("{:08x}", base & !3));
+        out.more(line);
+        let mut line = "MaxOffset: ".to_owned();
+        if max & 2 != 0 {
+            line.push_str(&format!("{:x}", r32(c, high_at)?));
+        }
+        line.push_str(&format!("{:08x}", max | 3));
+        out.more(line);
+        entry_at += 4 + 4 * size as usize;
+    }
+    Some((name, out))
 }
 
 /// PCI Advanced Features: transactions pending and function-level reset.
