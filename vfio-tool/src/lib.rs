@@ -101,25 +101,27 @@
 //!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
 //!   subsystem IDs, PCI Advanced Features, SATA HBA, Enhanced Allocation
 //!   (with a bridge's fixed bus numbers and every entry), the named-only
-//!   capabilities lspci prints nothing under,
-//!   and PCI Express: DevCap, DevCtl and DevSta with the flags of each port
-//!   type; LnkCap, LnkCtl and LnkSta where there is a link (not for
-//!   root-complex integrated endpoints and event collectors); SltCap,
-//!   SltCtl and SltSta for root and downstream ports with a slot;
-//!   RootCap, RootCtl and RootSta for root ports and event collectors; and
-//!   from version 2 DevCap2, DevCtl2, LnkCap2, LnkCtl2 and LnkSta2. Of the
+//!   capabilities lspci prints nothing under, and PCI Express: DevCap,
+//!   DevCtl and DevSta with the flags of each port type; LnkCap, LnkCtl
+//!   and LnkSta where there is a link (not for root-complex integrated
+//!   endpoints and event collectors); SltCap, SltCtl and SltSta for root
+//!   ports, downstream ports and PCI-to-PCIe bridges with a slot; RootCap,
+//!   RootCtl and RootSta for root ports and event collectors; and from
+//!   version 2 DevCap2, DevCtl2, LnkCap2, LnkCtl2 and LnkSta2. Of the
 //!   extended capabilities: Advanced Error Reporting (with RootCmd,
 //!   RootSta and ErrorSrc for root ports and event collectors), Device
 //!   Serial Number, Latency Tolerance Reporting, SR-IOV (with its VF
 //!   BARs), ACS, ARI, ATS, PASID, Page Request Interface, Secondary PCI
 //!   Express, Downstream Port Containment, L1 PM Substates, Precision Time
-//!   Measurement, Resizable BAR (physical and VF), and the vendor-specific
-//!   and designated vendor-specific headers (their `<unreadable>` too).
+//!   Measurement, Resizable BAR (physical and VF), Virtual Channel (the
+//!   port and each VC resource), Transaction Processing Hints, and the
+//!   vendor-specific and designated vendor-specific headers (their
+//!   `<unreadable>` too).
 //! - Fewer detail lines for the rest: VPD and AGP are named (with the
 //!   fields on their line) and not detailed; the other
-//!   extended capabilities (Virtual Channel, Multicast, TPH, Root Complex
-//!   Link, Data Object Exchange, CXL's designated vendor-specific
-//!   structures, ...) are named only.
+//!   extended capabilities (Multicast, Root Complex Link, Root Complex
+//!   Event Collector association, Data Object Exchange, CXL's designated
+//!   vendor-specific structures, ...) are named only.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]

@@ -9,6 +9,11 @@ use ext_id::{AER, L1SS, LTR, PRI, SECONDARY_PCIE, SRIOV};
 const DPC: u16 = 0x001D;
 /// Precision Time Measurement.
 const PTM: u16 = 0x001F;
+/// Virtual Channel, and the second Virtual Channel id (MFVC functions).
+const VC: u16 = ext_id::VC;
+const VC2: u16 = 0x0009;
+/// Transaction Processing Hints.
+const TPH: u16 = 0x0017;
 /// Virtual (VF) Resizable BAR.
 const VF_RESIZABLE_BAR: u16 = 0x0024;
 
@@ -27,6 +32,9 @@ pub(super) fn complete(cap_id: u16) -> bool {
             | ext_id::RESIZABLE_BAR
             | VF_RESIZABLE_BAR
             | ext_id::DVSEC
+            | VC
+            | VC2
+            | TPH
             | ext_id::ACS
             | ext_id::ARI
             | ext_id::ATS
@@ -48,6 +56,8 @@ pub(super) fn details(c: &[u8], cap_id: u16, at: usize, port_type: Option<u32>) 
         SRIOV => sriov(c, at, &mut out),
         LTR => ltr(c, at, &mut out),
         PRI => pri(c, at, &mut out),
+        VC | VC2 => virtual_channel(c, at, &mut out),
+        TPH => tph(c, at, &mut out),
         SECONDARY_PCIE => secondary(c, at, &mut out),
         DPC => dpc(c, at, &mut out),
         L1SS => l1_substates(c, at, &mut out),
@@ -257,6 +267,119 @@ fn ltr(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
         "Max no snoop latency: {}ns",
         ltr_ns(r16(c, at + 6)?)
     ));
+    Some(())
+}
+
+/// A table entry by index, or lspci's `??N` past the table's end.
+fn entry(table: &[&str], i: u32) -> String {
+    table
+        .get(i as usize)
+        .map_or_else(|| format!("??{i}"), |s| (*s).to_owned())
+}
+
+/// The arbitration capability bits of a port or VC resource: the named
+/// schemes always, the reserved ones only when set.
+fn arbitration(names: &[&str; 8], reserved_from: usize, bits: u32) -> String {
+    let mut line = "Arb:".to_owned();
+    for (i, name) in names.iter().enumerate() {
+        if i < reserved_from || bits >> i & 1 == 1 {
+            line.push(if i == 0 { '\t' } else { ' ' });
+            line.push_str(name);
+            line.push(bit(bits, i as u32));
+        }
+    }
+    line
+}
+
+fn virtual_channel(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    const PORT_ARB: [&str; 8] = [
+        "Fixed", "WRR32", "WRR64", "WRR128", "??4", "??5", "??6", "??7",
+    ];
+    const VC_ARB: [&str; 8] = [
+        "Fixed", "WRR32", "WRR64", "WRR128", "TWRR128", "WRR256", "??6", "??7",
+    ];
+    if !has(c, at + 4, 0x18) {
+        return None;
+    }
+    let cr1 = r32(c, at + 4)?;
+    let cr2 = r32(c, at + 8)?;
+    let ctrl = u32::from(r16(c, at + 12)?);
+    let status = u32::from(r16(c, at + 14)?);
+    out.line(format!(
+        "Caps:\tLPEVC={} RefClk={} PATEntryBits={}",
+        cr1 >> 4 & 7,
+        entry(&["100ns"], cr1 >> 8 & 3),
+        1u32 << (cr1 >> 10 & 3)
+    ));
+    out.line(arbitration(&PORT_ARB, 4, cr2));
+    out.line(format!(
+        "Ctrl:\tArbSelect={}",
+        entry(&PORT_ARB, ctrl >> 1 & 7)
+    ));
+    out.line(format!("Status:\tInProgress{}", bit(status, 0)));
+    let table = (cr2 >> 24) as usize;
+    if table != 0 {
+        out.line(format!(
+            "Port Arbitration Table [{:x}] <?>",
+            at + 16 * table
+        ));
+    }
+    // The extended VC count: VC0 and as many more.
+    for i in 0..=(cr1 & 7) as usize {
+        let pos = at + 16 + 12 * i;
+        if !has(c, pos, 12) {
+            out.line(format!("VC{i}:\t<unreadable>"));
+            continue;
+        }
+        let rcap = r32(c, pos)?;
+        let rctrl = r32(c, pos + 4)?;
+        let rstatus = u32::from(r16(c, pos + 10)?);
+        let pat = rcap >> 24;
+        out.line(format!(
+            "VC{i}:\tCaps:\tPATOffset={pat:02x} MaxTimeSlots={} RejSnoopTrans{}",
+            (rcap >> 16 & 0x7F) + 1,
+            bit(rcap, 15)
+        ));
+        out.more(arbitration(&VC_ARB, 6, rcap));
+        out.more(format!(
+            "Ctrl:\tEnable{} ID={} ArbSelect={} TC/VC={:02x}",
+            bit(rctrl, 31),
+            rctrl >> 24 & 7,
+            entry(&VC_ARB, rctrl >> 17 & 7),
+            rctrl & 0xFF
+        ));
+        out.more(format!(
+            "Status:\tNegoPending{} InProgress{}",
+            bit(rstatus, 1),
+            bit(rstatus, 0)
+        ));
+        if pat != 0 {
+            out.more("Port Arbitration Table <?>".to_owned());
+        }
+    }
+    Some(())
+}
+
+fn tph(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    let cap = r32(c, at + 4)?;
+    for (n, text) in [
+        (1, "Interrupt vector mode supported"),
+        (2, "Device specific mode supported"),
+        (8, "Extended requester support"),
+    ] {
+        if cap >> n & 1 == 1 {
+            out.line(text.to_owned());
+        }
+    }
+    out.line(
+        [
+            "No steering table available",
+            "Steering table in TPH capability structure",
+            "Steering table in MSI-X table",
+            "Reserved steering table location",
+        ][(cap >> 9 & 3) as usize]
+            .to_owned(),
+    );
     Some(())
 }
 
