@@ -114,13 +114,14 @@
 //!   BARs), ACS, ARI, ATS, PASID, Page Request Interface, Secondary PCI
 //!   Express, Downstream Port Containment, L1 PM Substates, Precision Time
 //!   Measurement, Resizable BAR (physical and VF), Virtual Channel (the
-//!   port and each VC resource), Transaction Processing Hints, and the
-//!   vendor-specific and designated vendor-specific headers (their
+//!   port and each VC resource), Transaction Processing Hints, Multicast,
+//!   Root Complex Link, Root Complex Event Collector endpoint association,
+//!   and the vendor-specific and designated vendor-specific headers (their
 //!   `<unreadable>` too).
 //! - Fewer detail lines for the rest: VPD and AGP are named (with the
 //!   fields on their line) and not detailed; the other
-//!   extended capabilities (Multicast, Root Complex Link, Root Complex
-//!   Event Collector association, Data Object Exchange, CXL's designated
+//!   extended capabilities (Data Object Exchange, Data Link Feature, the
+//!   16 GT/s physical layer, lane margining, CXL's designated
 //!   vendor-specific structures, ...) are named only.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
@@ -130,8 +131,13 @@
 //!   memory BAR, which lspci judges from the BAR registers when it reads a
 //!   dump, and from sysfs's BAR sizes too on a live system: a memory BAR
 //!   whose register reads 0 counts for lspci on the host, not here.
-//! - LTR's reserved latency scales 6 and 7 are multiplied out as lspci on
-//!   x86-64 prints them (its 32-bit shift wraps at scale 7).
+//! - LTR's reserved latency scales 6 and 7, and Multicast's window and
+//!   overlay sizes of 2^31 bytes and more, are worked out as lspci on
+//!   x86-64 prints them (its 32-bit shifts wrap). Where lspci leaves a
+//!   line unended (Multicast's McastCap of a function other than a port)
+//!   the next line's text is on the same line here too, and an RCEC
+//!   bitmap's run of devices that reaches device 31 is shown by its first
+//!   device, as lspci shows it.
 //! - A register block that runs past the bytes read is left out whole,
 //!   as lspci leaves it out. An Enhanced Allocation entry whose size is
 //!   smaller than the fields its flags call for is read on past its end

@@ -12,6 +12,12 @@ const PTM: u16 = 0x001F;
 /// Virtual Channel, and the second Virtual Channel id (MFVC functions).
 const VC: u16 = ext_id::VC;
 const VC2: u16 = 0x0009;
+/// Root Complex Link declaration.
+const RC_LINK: u16 = 0x0005;
+/// Root Complex Event Collector endpoint association.
+const RCEC: u16 = 0x0007;
+/// Multicast.
+const MULTICAST: u16 = 0x0012;
 /// Transaction Processing Hints.
 const TPH: u16 = 0x0017;
 /// Virtual (VF) Resizable BAR.
@@ -35,6 +41,9 @@ pub(super) fn complete(cap_id: u16) -> bool {
             | VC
             | VC2
             | TPH
+            | RC_LINK
+            | RCEC
+            | MULTICAST
             | ext_id::ACS
             | ext_id::ARI
             | ext_id::ATS
@@ -58,6 +67,9 @@ pub(super) fn details(c: &[u8], cap_id: u16, at: usize, port_type: Option<u32>) 
         PRI => pri(c, at, &mut out),
         VC | VC2 => virtual_channel(c, at, &mut out),
         TPH => tph(c, at, &mut out),
+        RC_LINK => rc_link(c, at, &mut out),
+        RCEC => rcec(c, at, &mut out),
+        MULTICAST => multicast(c, at, port_type, &mut out),
         SECONDARY_PCIE => secondary(c, at, &mut out),
         DPC => dpc(c, at, &mut out),
         L1SS => l1_substates(c, at, &mut out),
@@ -357,6 +369,166 @@ fn virtual_channel(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
             out.more("Port Arbitration Table <?>".to_owned());
         }
     }
+    Some(())
+}
+
+fn rc_link(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 12) {
+        return None;
+    }
+    let esd = r32(c, at + 4)?;
+    out.line(format!(
+        "Desc:\tPortNumber={:02x} ComponentID={:02x} EltType={}",
+        esd >> 24,
+        esd >> 16 & 0xFF,
+        entry(&["Config", "Egress", "Internal"], esd & 0xFF)
+    ));
+    for i in 0..(esd >> 8 & 0xFF) as usize {
+        let pos = at + 16 + 16 * i;
+        if !has(c, pos, 16) {
+            out.line(format!("Link{i}:\t<unreadable>"));
+            return None;
+        }
+        let desc = r32(c, pos)?;
+        let lo = r32(c, pos + 8)?;
+        let hi = r32(c, pos + 12)?;
+        let config = desc & 2 != 0;
+        out.line(format!(
+            "Link{i}:\tDesc:\tTargetPort={:02x} TargetComponent={:02x} AssocRCRB{} LinkType={} LinkValid{}",
+            desc >> 24,
+            desc >> 16 & 0xFF,
+            bit(desc, 2),
+            if config { "Config" } else { "MemMapped" },
+            bit(desc, 0)
+        ));
+        if config {
+            // The low 3 bits give how many bus-number bits the address
+            // carries (0 for 8).
+            let n = match lo & 7 {
+                0 => 8,
+                n => n,
+            };
+            out.more(format!(
+                "Addr:\t{:02x}:{:02x}.{}  CfgSpace={hi:08x}{lo:08x}",
+                lo >> 20 & ((1 << n) - 1),
+                lo >> 15 & 0x1F,
+                lo >> 12 & 7
+            ));
+        } else {
+            out.more(format!("Addr:\t{hi:08x}{lo:08x}"));
+        }
+    }
+    Some(())
+}
+
+fn rcec(c: &[u8], at: usize, out: &mut Lines) -> Option<()> {
+    if !has(c, at, 12) {
+        return None;
+    }
+    let version = r32(c, at)? >> 16 & 0xF;
+    let bitmap = r32(c, at + 4)?;
+    let mut line = "RCiEPBitmap: ".to_owned();
+    if bitmap == 0 {
+        // lspci -vvv shows the empty bitmap's value too.
+        line.push_str("00000000 [none]");
+    } else {
+        // Runs of devices as `first-last`, as lspci lists them (a run
+        // that reaches device 31 is shown by its first device only).
+        line.push_str("RCiEP at Device(s):");
+        let (mut run, mut last, mut any) = (0, 0, false);
+        for dev in 0..32 {
+            if bitmap >> dev & 1 == 1 {
+                if run == 0 {
+                    line.push_str(&format!("{} {dev}", if any { "," } else { "" }));
+                }
+                run += 1;
+                last = dev;
+                any = true;
+            } else {
+                if run > 1 {
+                    line.push_str(&format!("-{last}"));
+                }
+                run = 0;
+            }
+        }
+    }
+    out.line(line);
+    // The bus number register came with version 2.
+    if version < 2 {
+        return Some(());
+    }
+    let busn = r32(c, at + 8)?;
+    let (next, last) = (busn >> 8 & 0xFF, busn >> 16 & 0xFF);
+    if last == 0 && next == 0xFF {
+        out.line("AssociatedBusNumbers: ff-00 [none]".to_owned());
+    } else {
+        out.line(format!("AssociatedBusNumbers: {next:02x}-{last:02x}"));
+    }
+    Some(())
+}
+
+/// `1 << shift` as lspci computes it, in a C `int` on x86-64: the shift
+/// count wraps at 32 and bit 31 makes it negative.
+fn c_int_shift(shift: u32) -> i32 {
+    1i32.wrapping_shl(shift)
+}
+
+fn multicast(c: &[u8], at: usize, port_type: Option<u32>, out: &mut Lines) -> Option<()> {
+    if !has(c, at + 4, 0x30) {
+        return None;
+    }
+    let endpoint = matches!(port_type, Some(port::ENDPOINT | port::RC_INTEGRATED));
+    let switch_or_root = matches!(
+        port_type,
+        Some(port::ROOT_PORT | port::UPSTREAM | port::DOWNSTREAM)
+    );
+    let cap = u32::from(r16(c, at + 4)?);
+    let mut line = format!("McastCap: MaxGroups {}", (cap & 0x3F) + 1);
+    if endpoint {
+        let size = cap >> 8 & 0x3F;
+        line.push_str(&format!(", WindowSz {size} ({} bytes)", c_int_shift(size)));
+    }
+    let ctl = u32::from(r16(c, at + 6)?);
+    let ctl_text = format!(
+        "McastCtl: NumGroups {}, Enable{}",
+        (ctl & 0x3F) + 1,
+        bit(ctl, 15)
+    );
+    if switch_or_root {
+        line.push_str(&format!(", ECRCRegen{}", bit(cap, 15)));
+        out.line(line);
+        out.line(ctl_text);
+    } else {
+        // lspci ends the McastCap line only for ports: for the others the
+        // McastCtl text follows on the same line.
+        out.line(format!("{line}\t\t{ctl_text}"));
+    }
+    let r64 = |off: usize| -> Option<u64> {
+        Some(u64::from(r32(c, at + off)?) | u64::from(r32(c, at + off + 4)?) << 32)
+    };
+    let bar = r64(0x08)?;
+    out.line(format!(
+        "McastBAR: IndexPos {}, BaseAddr {:016x}",
+        bar & 0x3F,
+        bar & !0xFFF
+    ));
+    out.line(format!("McastReceiveVec:      {:016x}", r64(0x10)?));
+    out.line(format!("McastBlockAllVec:     {:016x}", r64(0x18)?));
+    out.line(format!("McastBlockUntransVec: {:016x}", r64(0x20)?));
+    if endpoint {
+        return Some(());
+    }
+    let overlay = r64(0x28)?;
+    let size = (overlay & 0x3F) as u32;
+    let bytes = if size >= 6 {
+        format!("({} bytes)", c_int_shift(size))
+    } else {
+        "(disabled)".to_owned()
+    };
+    out.line(format!(
+        "McastOverlayBAR: OverlaySize {size} {bytes}, BaseAddr {:016x}",
+        overlay & !0x3F
+    ));
     Some(())
 }
 
