@@ -118,11 +118,14 @@
 //!   Root Complex Link, Root Complex Event Collector endpoint association,
 //!   and the vendor-specific and designated vendor-specific headers (their
 //!   `<unreadable>` too).
+//!   The extended capabilities lspci 3.9 names with `<?>` (Power
+//!   Budgeting, Data Link Feature, the 16 GT/s physical layer, lane
+//!   margining, ...), `Null` and ids it does not know have no detail lines
+//!   there or here: they are complete too. Data Object Exchange is
+//!   decoded in full.
 //! - Fewer detail lines for the rest: VPD and AGP are named (with the
-//!   fields on their line) and not detailed; the other
-//!   extended capabilities (Data Object Exchange, Data Link Feature, the
-//!   16 GT/s physical layer, lane margining, CXL's designated
-//!   vendor-specific structures, ...) are named only.
+//!   fields on their line) and not detailed, and the structures of CXL's
+//!   designated vendor-specific capabilities are not decoded.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]
@@ -131,6 +134,9 @@
 //!   memory BAR, which lspci judges from the BAR registers when it reads a
 //!   dump, and from sysfs's BAR sizes too on a live system: a memory BAR
 //!   whose register reads 0 counts for lspci on the host, not here.
+//! - Where lspci 3.9 has a slip, it is followed: DOE's `Error` flag is
+//!   set by the busy or interrupt status bits (lspci tests the status
+//!   against 0x3, not bit 2).
 //! - LTR's reserved latency scales 6 and 7, and Multicast's window and
 //!   overlay sizes of 2^31 bytes and more, are worked out as lspci on
 //!   x86-64 prints them (its 32-bit shifts wrap). Where lspci leaves a
@@ -168,7 +174,9 @@
 //! - A malformed list (a loop, a pointer below 0x40, a capability past
 //!   the bytes read) is reported as an error naming where it broke
 //!   (vfio-core's walker), where lspci prints what it walked and
-//!   `<chain looped>` or `<chain broken>`.
+//!   `<chain looped>` or `<chain broken>`. An extended header of 0 or all
+//!   ones ends the list wherever it is, as in lspci; when the walker then
+//!   finds a loop past it (all ones points at 0xffc), that is reported.
 //! - `Region` lines and the other header lines lspci prints are not
 //!   capability lines; `config` prints the Command and Status registers
 //!   in lspci's `Control:` and `Status:` words, and `info` gives region

@@ -3,7 +3,7 @@
 use super::express::{self, Slot};
 use super::extended;
 use super::names::{extended_name, standard_name};
-use super::regs::{Lines, bit, flag, has, r8, r16, r32};
+use super::regs::{self, Lines, bit, flag, has, r8, r16, r32};
 use serde::Serialize;
 use vfio_core::parse::pci_caps::{self, id};
 
@@ -111,6 +111,11 @@ pub fn decode_at(config: &[u8], device: u8, function: u8) -> CapabilityList {
             Ok(caps) => {
                 list.extended = caps
                     .into_iter()
+                    // lspci ends the list at a header of 0 or all ones
+                    // wherever it is; the walker only at 0x100.
+                    .take_while(|c| {
+                        !matches!(regs::r32(config, usize::from(c.offset)), Some(0 | u32::MAX))
+                    })
                     .map(|c| {
                         extended_cap(config, c.id, c.version, usize::from(c.offset), port_type)
                     })
@@ -148,29 +153,11 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
 }
 
 /// Whether the detail lines decoded for standard capability `cap_id` are
-/// all lspci prints under it.
+/// all lspci prints under it: all but VPD (whose contents lspci reads
+/// through the kernel), AGP's registers, and the sub-types of PCI-X and
+/// HyperTransport.
 fn standard_complete(cap_id: u8) -> bool {
-    matches!(
-        cap_id,
-        id::PM
-            | id::MSI
-            | id::MSIX
-            | id::VENDOR
-            | id::PCIE
-            | id::SLOT_ID
-            | id::DEBUG
-            | id::SUBSYSTEM_VENDOR
-            | id::AF
-            | id::SATA
-            | id::EA
-            // Named only, and lspci prints nothing under them.
-            | 0x00
-            | 0x06
-            | 0x0B
-            | 0x0C
-            | 0x0E
-            | 0x0F
-    )
+    !matches!(cap_id, id::AGP | id::VPD | 0x07 | 0x08)
 }
 
 /// The name line and details of the standard capabilities whose line carries fields.
@@ -492,8 +479,7 @@ fn extended_cap(
         name_is_prefix: false,
         details: details.lines,
         detail_indents: details.indents,
-        details_complete: extended::complete(cap_id)
-            && !(cap_id == pci_caps::ext_id::DVSEC && extended::is_cxl(c, at)),
+        details_complete: extended::complete(c, cap_id, at),
     }
 }
 

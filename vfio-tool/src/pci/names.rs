@@ -24,6 +24,7 @@ pub fn standard_name(id: u8) -> Option<&'static str> {
 /// (serial number, vendor specific, designated vendor-specific).
 pub fn extended_name(id: u16) -> Option<&'static str> {
     Some(match id {
+        0x00 => "Null",
         0x01 => "Advanced Error Reporting",
         0x02 | 0x09 => "Virtual Channel",
         0x04 => "Power Budgeting <?>",
