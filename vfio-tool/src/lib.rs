@@ -99,7 +99,8 @@
 //!
 //! - Decoded in full: Power Management (with the bridge extensions), MSI,
 //!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
-//!   subsystem IDs, PCI Advanced Features, SATA HBA, Enhanced Allocation
+//!   subsystem IDs, AGP, PCI-X (device and bridge), PCI Advanced
+//!   Features, SATA HBA, Enhanced Allocation
 //!   (with a bridge's fixed bus numbers and every entry), the named-only
 //!   capabilities lspci prints nothing under, and PCI Express: DevCap,
 //!   DevCtl and DevSta with the flags of each port type; LnkCap, LnkCtl
@@ -123,9 +124,10 @@
 //!   margining, ...), `Null` and ids it does not know have no detail lines
 //!   there or here: they are complete too. Data Object Exchange is
 //!   decoded in full.
-//! - Fewer detail lines for the rest: VPD and AGP are named (with the
-//!   fields on their line) and not detailed, and the structures of CXL's
-//!   designated vendor-specific capabilities are not decoded.
+//! - Fewer detail lines for the rest: VPD is named and its contents (which
+//!   lspci reads through the kernel's `vpd` file) not shown, and the
+//!   structures of CXL's designated vendor-specific capabilities are not
+//!   decoded.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]
@@ -160,9 +162,12 @@
 //!   when it has no names (`Subsystem: Device 8086:7000`), where lspci
 //!   with pci.ids or udev's hwdb says `Intel Corporation Device 7000`. The
 //!   agreement test runs lspci with neither.
-//! - PCI-X and HyperTransport capabilities are named by their kind only;
-//!   lspci goes on with the sub-type (`PCI-X non-bridge device`,
-//!   `HyperTransport: Slave or Primary Interface`).
+//! - HyperTransport capabilities are named by their kind only; lspci goes
+//!   on with the sub-type (`HyperTransport: Slave or Primary Interface`)
+//!   and its registers.
+//! - A CardBus header (type 2) keeps its capability pointer at 0x14,
+//!   where lspci looks; vfio-core's walker reads 0x34 for every header
+//!   type, and no dump compares the two.
 //! - Vendor-specific capabilities are decoded for virtio only (as lspci
 //!   does for Red Hat's 1af4:1000..107f); others are `Len=.. <?>`, as
 //!   lspci has them.

@@ -21,8 +21,8 @@ pub struct Capability {
     /// What `lspci -vvv` prints after `Capabilities: [offset]` (and the
     /// version, for an extended capability).
     pub name: String,
-    /// `name` is only the start of what lspci prints (PCI-X and
-    /// HyperTransport, whose sub-types are not decoded here).
+    /// `name` is only the start of what lspci prints (HyperTransport, whose
+    /// sub-types are not decoded here).
     pub name_is_prefix: bool,
     /// Detail lines, each one `lspci -vvv` prints under the capability
     /// (without its indentation, and trimmed). lspci may print more, unless
@@ -44,11 +44,14 @@ impl Capability {
     /// `Capabilities: [100 v2] Advanced Error Reporting`.
     pub fn header_line(&self) -> String {
         match self.version {
-            // A serial number cut off leaves lspci's line with no name.
+            // A serial number cut off (or a PCI-X capability in a CardBus
+            // header) leaves lspci's line with no name.
             Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name)
                 .trim_end()
                 .to_owned(),
-            None => format!("Capabilities: [{:02x}] {}", self.offset, self.name),
+            None => format!("Capabilities: [{:02x}] {}", self.offset, self.name)
+                .trim_end()
+                .to_owned(),
         }
     }
 }
@@ -145,7 +148,7 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
         extended: false,
         version: None,
         name,
-        name_is_prefix: matches!(cap_id, 0x07 | 0x08),
+        name_is_prefix: cap_id == 0x08,
         details: details.lines,
         detail_indents: details.indents,
         details_complete: complete,
@@ -154,10 +157,9 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
 
 /// Whether the detail lines decoded for standard capability `cap_id` are
 /// all lspci prints under it: all but VPD (whose contents lspci reads
-/// through the kernel), AGP's registers, and the sub-types of PCI-X and
-/// HyperTransport.
+/// through the kernel) and HyperTransport's sub-types.
 fn standard_complete(cap_id: u8) -> bool {
-    !matches!(cap_id, id::AGP | id::VPD | 0x07 | 0x08)
+    !matches!(cap_id, id::VPD | 0x08)
 }
 
 /// The name line and details of the standard capabilities whose line carries fields.
@@ -169,10 +171,8 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
         id::MSIX => msix(c, at),
         id::VENDOR => vendor(c, at),
         id::PCIE => express::express(c, at, slot),
-        id::AGP => {
-            let v = r8(c, at + 2)?;
-            named(format!("AGP version {}.{}", v >> 4 & 0xF, v & 0xF))
-        }
+        id::AGP => agp(c, at),
+        PCI_X => pci_x(c, at),
         id::SLOT_ID => {
             let esr = r8(c, at + 2)?;
             let chassis = r8(c, at + 3)?;
@@ -197,8 +197,7 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
         }
         id::AF => advanced_features(c, at),
         id::EA => enhanced_allocation(c, at),
-        // PCI-X and HyperTransport: named by their own sub-types, not decoded here.
-        0x07 => named("PCI-X".to_owned()),
+        // HyperTransport: named by its own sub-types, not decoded here.
         0x08 => named("HyperTransport".to_owned()),
         id::SATA => {
             let rev = r8(c, at + 2)?;
@@ -221,6 +220,147 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
             let word = r16(c, at + 2)?;
             named(format!("Capability ID {other:#x} [{word:04x}]"))
         }
+    }
+}
+
+/// PCI-X (0x07).
+const PCI_X: u8 = 0x07;
+
+/// AGP's transfer rates from a rate field: 1x, 2x, 4x, or in AGP3 mode 4x
+/// and 8x.
+fn agp_rate(rate: u32, agp3: bool) -> String {
+    let shift = if agp3 { 2 } else { 0 };
+    let rates: Vec<String> = (0..3)
+        .filter(|i| rate >> i & 1 == 1)
+        .map(|i| format!("x{}", 1 << (i + shift)))
+        .collect();
+    if rates.is_empty() {
+        "<none>".to_owned()
+    } else {
+        rates.join(",")
+    }
+}
+
+fn agp(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let v = u32::from(r8(c, at + 2)?);
+    let (major, minor) = (v >> 4 & 0xF, v & 0xF);
+    let name = format!("AGP version {major:x}.{minor:x}");
+    let mut out = Lines::default();
+    if !has(c, at + 4, 8) {
+        return Some((name, out));
+    }
+    let sta = r32(c, at + 4)?;
+    let agp3 = major >= 3 && sta & 8 != 0;
+    out.line(format!(
+        "Status: RQ={} Iso{} ArqSz={} Cal={} SBA{} ITACoh{} GART64{} HTrans{} 64bit{} FW{} AGP3{} Rate={}",
+        (sta >> 24) + 1,
+        bit(sta, 16),
+        sta >> 13 & 7,
+        sta >> 10 & 7,
+        bit(sta, 9),
+        bit(sta, 8),
+        bit(sta, 7),
+        bit(sta, 6),
+        bit(sta, 5),
+        bit(sta, 4),
+        bit(sta, 3),
+        agp_rate(sta & 7, agp3)
+    ));
+    let cmd = r32(c, at + 8)?;
+    out.line(format!(
+        "Command: RQ={} ArqSz={} Cal={} SBA{} AGP{} GART64{} 64bit{} FW{} Rate={}",
+        (cmd >> 24) + 1,
+        cmd >> 13 & 7,
+        cmd >> 10 & 7,
+        bit(cmd, 9),
+        bit(cmd, 8),
+        bit(cmd, 7),
+        bit(cmd, 5),
+        bit(cmd, 4),
+        agp_rate(cmd & 7, agp3)
+    ));
+    Some((name, out))
+}
+
+/// PCI-X's outstanding split transactions, by their 3-bit code.
+const MAX_OUTSTANDING: [u32; 8] = [1, 2, 3, 4, 8, 12, 16, 32];
+
+/// PCI-X: a device's or a bridge's registers, by the header type; lspci
+/// names it nothing in other headers.
+fn pci_x(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let mut out = Lines::default();
+    let requester = |s: u32| format!("Dev={:02x}:{:02x}.{}", s >> 8 & 0xFF, s >> 3 & 0x1F, s & 7);
+    match r8(c, 0x0E)? & 0x7F {
+        0 => {
+            let name = "PCI-X non-bridge device".to_owned();
+            if !has(c, at + 4, 4) {
+                return Some((name, out));
+            }
+            let cmd = u32::from(r16(c, at + 2)?);
+            let sta = r32(c, at + 4)?;
+            out.line(format!(
+                "Command: DPERE{} ERO{} RBC={} OST={}",
+                bit(cmd, 0),
+                bit(cmd, 1),
+                1u32 << (9 + (cmd >> 2 & 3)),
+                MAX_OUTSTANDING[(cmd >> 4 & 7) as usize]
+            ));
+            out.line(format!(
+                "Status: {} 64bit{} 133MHz{} SCD{} USC{} DC={} DMMRBC={} DMOST={} DMCRS={} RSCEM{} 266MHz{} 533MHz{}",
+                requester(sta),
+                bit(sta, 16),
+                bit(sta, 17),
+                bit(sta, 18),
+                bit(sta, 19),
+                if sta & 1 << 20 != 0 { "bridge" } else { "simple" },
+                1u32 << (9 + (sta >> 21 & 3)),
+                MAX_OUTSTANDING[(sta >> 23 & 7) as usize],
+                1u32 << (3 + (sta >> 26 & 7)),
+                bit(sta, 29),
+                bit(sta, 30),
+                bit(sta, 31)
+            ));
+            Some((name, out))
+        }
+        1 => {
+            let name = "PCI-X bridge device".to_owned();
+            if !has(c, at + 4, 12) {
+                return Some((name, out));
+            }
+            const FREQ: [&str; 8] = ["conv", "66MHz", "100MHz", "133MHz", "?4", "?5", "?6", "?7"];
+            let sec = u32::from(r16(c, at + 2)?);
+            out.line(format!(
+                "Secondary Status: 64bit{} 133MHz{} SCD{} USC{} SCO{} SRD{} Freq={}",
+                bit(sec, 0),
+                bit(sec, 1),
+                bit(sec, 2),
+                bit(sec, 3),
+                bit(sec, 4),
+                bit(sec, 5),
+                FREQ[(sec >> 6 & 7) as usize]
+            ));
+            let sta = r32(c, at + 4)?;
+            out.line(format!(
+                "Status: {} 64bit{} 133MHz{} SCD{} USC{} SCO{} SRD{}",
+                requester(sta),
+                bit(sta, 16),
+                bit(sta, 17),
+                bit(sta, 18),
+                bit(sta, 19),
+                bit(sta, 20),
+                bit(sta, 21)
+            ));
+            for (label, off) in [("Upstream", 8), ("Downstream", 12)] {
+                let v = r32(c, at + off)?;
+                out.line(format!(
+                    "{label}: Capacity={} CommitmentLimit={}",
+                    v & 0xFFFF,
+                    v >> 16
+                ));
+            }
+            Some((name, out))
+        }
+        _ => Some((String::new(), out)),
     }
 }
 
