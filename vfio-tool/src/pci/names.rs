@@ -3,8 +3,9 @@
 
 /// The name of standard capability `id` when it has a fixed one, as
 /// `lspci -vvv` prints it after the offset. `None` for the ids whose line
-/// carries fields (power management, MSI, MSI-X, PCI Express, vendor
-/// specific, ...), which [`decode`](super::decode) words itself.
+/// carries fields or that have detail lines (power management, MSI,
+/// MSI-X, PCI Express, vendor specific, PCI Advanced Features, ...), which
+/// [`decode`](super::decode) words itself.
 pub fn standard_name(id: u8) -> Option<&'static str> {
     Some(match id {
         0x00 => "Null",
