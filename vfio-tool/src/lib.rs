@@ -162,9 +162,9 @@
 //!   when it has no names (`Subsystem: Device 8086:7000`), where lspci
 //!   with pci.ids or udev's hwdb says `Intel Corporation Device 7000`. The
 //!   agreement test runs lspci with neither.
-//! - HyperTransport capabilities are named by their kind only; lspci goes
-//!   on with the sub-type (`HyperTransport: Slave or Primary Interface`)
-//!   and its registers.
+//! - HyperTransport capabilities are named by their type, and MSI Mapping
+//!   decoded in full; the link registers lspci prints under a Slave or
+//!   Primary and a Host or Secondary Interface are not decoded.
 //! - A CardBus header (type 2) keeps its capability pointer at 0x14,
 //!   where lspci looks; vfio-core's walker reads 0x34 for every header
 //!   type, and no dump compares the two.

@@ -21,8 +21,8 @@ pub struct Capability {
     /// What `lspci -vvv` prints after `Capabilities: [offset]` (and the
     /// version, for an extended capability).
     pub name: String,
-    /// `name` is only the start of what lspci prints (HyperTransport, whose
-    /// sub-types are not decoded here).
+    /// `name` is only the start of what lspci prints. Every name is whole
+    /// now; the field stays for the JSON output's users.
     pub name_is_prefix: bool,
     /// Detail lines, each one `lspci -vvv` prints under the capability
     /// (without its indentation, and trimmed). lspci may print more, unless
@@ -135,7 +135,7 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
         Some(name) => Some((name.to_owned(), Lines::default())),
         None => standard_fields(c, cap_id, at, slot),
     };
-    let complete = decoded.is_some() && standard_complete(cap_id);
+    let complete = decoded.is_some() && standard_complete(c, cap_id, at);
     let (name, details) = decoded.unwrap_or_else(|| {
         (
             format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
@@ -148,7 +148,7 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
         extended: false,
         version: None,
         name,
-        name_is_prefix: cap_id == 0x08,
+        name_is_prefix: false,
         details: details.lines,
         detail_indents: details.indents,
         details_complete: complete,
@@ -157,9 +157,14 @@ fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
 
 /// Whether the detail lines decoded for standard capability `cap_id` are
 /// all lspci prints under it: all but VPD (whose contents lspci reads
-/// through the kernel) and HyperTransport's sub-types.
-fn standard_complete(cap_id: u8) -> bool {
-    !matches!(cap_id, id::VPD | 0x08)
+/// through the kernel) and HyperTransport's primary and secondary
+/// interfaces (whose link registers are not decoded here).
+fn standard_complete(c: &[u8], cap_id: u8, at: usize) -> bool {
+    match cap_id {
+        id::VPD => false,
+        HYPERTRANSPORT => r16(c, at + 2).is_some_and(|cmd| cmd & 0xC000 != 0),
+        _ => true,
+    }
 }
 
 /// The name line and details of the standard capabilities whose line carries fields.
@@ -197,8 +202,7 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
         }
         id::AF => advanced_features(c, at),
         id::EA => enhanced_allocation(c, at),
-        // HyperTransport: named by its own sub-types, not decoded here.
-        0x08 => named("HyperTransport".to_owned()),
+        HYPERTRANSPORT => hypertransport(c, at),
         id::SATA => {
             let rev = r8(c, at + 2)?;
             let mut name = format!("SATA HBA v{}.{}", rev >> 4 & 0xF, rev & 0xF);
@@ -225,6 +229,43 @@ fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(Strin
 
 /// PCI-X (0x07).
 const PCI_X: u8 = 0x07;
+/// HyperTransport (0x08).
+const HYPERTRANSPORT: u8 = 0x08;
+
+/// HyperTransport: named by its capability type (bits 15:11 of its
+/// command register, or 15:13 for the interface blocks); MSI Mapping with
+/// its flags and, where the address is not fixed, the mapping base.
+fn hypertransport(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let cmd = u32::from(r16(c, at + 2)?);
+    let mut out = Lines::default();
+    let kind = match cmd & 0xE000 {
+        0x0000 => "Slave or Primary Interface".to_owned(),
+        0x2000 => "Host or Secondary Interface".to_owned(),
+        _ => match cmd & 0xF800 {
+            0x4000 => "Switch".to_owned(),
+            0x8000 => "Interrupt Discovery and Configuration".to_owned(),
+            0x8800 => format!("Revision ID: {}.{:02}", cmd >> 5 & 7, cmd & 0x1F),
+            0x9000 => "UnitID Clumping".to_owned(),
+            0x9800 => "Extended Configuration Space Access".to_owned(),
+            0xA000 => "Address Mapping".to_owned(),
+            0xA800 => {
+                let fixed = cmd & 2 != 0;
+                if !fixed && has(c, at + 4, 8) {
+                    let base =
+                        u64::from(r32(c, at + 8)?) << 32 | u64::from(r32(c, at + 4)? & 0xFFF0_0000);
+                    out.line(format!("Mapping Address Base: {base:016x}"));
+                }
+                format!("MSI Mapping Enable{} Fixed{}", bit(cmd, 0), flag(fixed))
+            }
+            0xB000 => "DirectRoute".to_owned(),
+            0xB800 => "VCSet".to_owned(),
+            0xC000 => "Retry Mode".to_owned(),
+            0xC800 => "X86 (reserved)".to_owned(),
+            other => format!("#{:02x}", other >> 11),
+        },
+    };
+    Some((format!("HyperTransport: {kind}"), out))
+}
 
 /// AGP's transfer rates from a rate field: 1x, 2x, 4x, or in AGP3 mode 4x
 /// and 8x.
