@@ -99,35 +99,35 @@
 //!
 //! - Decoded in full: Power Management (with the bridge extensions), MSI,
 //!   MSI-X, vendor-specific capabilities, Slot ID, Debug port, the
-//!   subsystem IDs, AGP, PCI-X (device and bridge), PCI Advanced
-//!   Features, SATA HBA, Enhanced Allocation
-//!   (with a bridge's fixed bus numbers and every entry), the named-only
-//!   capabilities lspci prints nothing under, and PCI Express: DevCap,
-//!   DevCtl and DevSta with the flags of each port type; LnkCap, LnkCtl
-//!   and LnkSta where there is a link (not for root-complex integrated
-//!   endpoints and event collectors); SltCap, SltCtl and SltSta for root
-//!   ports, downstream ports and PCI-to-PCIe bridges with a slot; RootCap,
-//!   RootCtl and RootSta for root ports and event collectors; and from
-//!   version 2 DevCap2, DevCtl2, LnkCap2, LnkCtl2 and LnkSta2. Of the
-//!   extended capabilities: Advanced Error Reporting (with RootCmd,
-//!   RootSta and ErrorSrc for root ports and event collectors), Device
-//!   Serial Number, Latency Tolerance Reporting, SR-IOV (with its VF
-//!   BARs), ACS, ARI, ATS, PASID, Page Request Interface, Secondary PCI
-//!   Express, Downstream Port Containment, L1 PM Substates, Precision Time
-//!   Measurement, Resizable BAR (physical and VF), Virtual Channel (the
-//!   port and each VC resource), Transaction Processing Hints, Multicast,
-//!   Root Complex Link, Root Complex Event Collector endpoint association,
-//!   and the vendor-specific and designated vendor-specific headers (their
-//!   `<unreadable>` too).
-//!   The extended capabilities lspci 3.9 names with `<?>` (Power
-//!   Budgeting, Data Link Feature, the 16 GT/s physical layer, lane
-//!   margining, ...), `Null` and ids it does not know have no detail lines
-//!   there or here: they are complete too. Data Object Exchange is
-//!   decoded in full.
+//!   subsystem IDs, AGP, PCI-X (device and bridge), PCI Advanced Features,
+//!   SATA HBA, Enhanced Allocation (with a bridge's fixed bus numbers and
+//!   every entry), HyperTransport's MSI Mapping and other types but the
+//!   two interface blocks, the named-only capabilities lspci prints
+//!   nothing under, and PCI Express: DevCap, DevCtl and DevSta with the
+//!   flags of each port type; LnkCap, LnkCtl and LnkSta where there is a
+//!   link (not for root-complex integrated endpoints and event
+//!   collectors); SltCap, SltCtl and SltSta for root ports, downstream
+//!   ports and PCI-to-PCIe bridges with a slot; RootCap, RootCtl and
+//!   RootSta for root ports and event collectors; and from version 2
+//!   DevCap2, DevCtl2, LnkCap2, LnkCtl2 and LnkSta2. Of the extended
+//!   capabilities: Advanced Error Reporting (with RootCmd, RootSta and
+//!   ErrorSrc for root ports and event collectors), Device Serial Number,
+//!   Latency Tolerance Reporting, SR-IOV (with its VF BARs), ACS, ARI,
+//!   ATS, PASID, Page Request Interface, Secondary PCI Express, Downstream
+//!   Port Containment, L1 PM Substates, Precision Time Measurement,
+//!   Resizable BAR (physical and VF), Virtual Channel (the port and each
+//!   VC resource), Transaction Processing Hints, Multicast, Root Complex
+//!   Link, Root Complex Event Collector endpoint association, Data Object
+//!   Exchange, and the vendor-specific and designated vendor-specific
+//!   headers (their `<unreadable>` too). The extended capabilities lspci
+//!   names with `<?>` (Power Budgeting, Data Link Feature, the 16 GT/s
+//!   physical layer, lane margining, ...), `Null` and the ids it does not
+//!   know have no detail lines there or here, and are complete too.
 //! - Fewer detail lines for the rest: VPD is named and its contents (which
-//!   lspci reads through the kernel's `vpd` file) not shown, and the
-//!   structures of CXL's designated vendor-specific capabilities are not
-//!   decoded.
+//!   lspci reads through the kernel's `vpd` file) not shown; the link
+//!   registers lspci prints under HyperTransport's Slave or Primary and
+//!   Host or Secondary Interface are not decoded; and the structures of
+//!   CXL's designated vendor-specific capabilities are not decoded.
 //! - Where the function is matters, as in lspci: an endpoint's LnkCap2
 //!   and LnkCtl2 are printed only at device 0, function 0. `info` decodes
 //!   for the device's address ([`pci::decode_at`]); [`pci::decode`]
@@ -162,9 +162,6 @@
 //!   when it has no names (`Subsystem: Device 8086:7000`), where lspci
 //!   with pci.ids or udev's hwdb says `Intel Corporation Device 7000`. The
 //!   agreement test runs lspci with neither.
-//! - HyperTransport capabilities are named by their type, and MSI Mapping
-//!   decoded in full; the link registers lspci prints under a Slave or
-//!   Primary and a Host or Secondary Interface are not decoded.
 //! - A CardBus header (type 2) keeps its capability pointer at 0x14,
 //!   where lspci looks; vfio-core's walker reads 0x34 for every header
 //!   type, and no dump compares the two.
