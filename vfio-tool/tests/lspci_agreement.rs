@@ -6,7 +6,9 @@
 //! - the capability lines (offset, id, name and the fields on that line)
 //!   are lspci's, in lspci's order, standard then extended;
 //! - every detail line printed under a capability is one lspci prints
-//!   under it;
+//!   under it, and where the capability is decoded in full
+//!   (`details_complete`), the detail lines are lspci's, all of them, in
+//!   lspci's order;
 //! - the `Control:` and `Status:` lines are lspci's.
 //!
 //! The config spaces: every PCI device of this machine
@@ -21,6 +23,14 @@
 //! file is a dump in `lspci -xxx` format (one or more devices), a `.json`
 //! file a device profile (vfio-profile's format, from `vfio capture`),
 //! whose config bytes are checked.
+//!
+//! Each config space is given to lspci twice, as the function at 00:00.0
+//! and at 00:01.0 (lspci words an endpoint's link registers by where it
+//! is), and decoded for the same place each time.
+//!
+//! lspci runs with no ID database (an empty `-i` file, and udev's hwdb
+//! off where it has one), as `info` names no vendors: the Subsystem
+//! capability's line then names IDs as both print them.
 //!
 //! lspci must be installed (Debian's `pciutils`; `cargo xtask ci` installs it).
 
@@ -71,14 +81,32 @@ fn parse_lspci(text: &str) -> LspciDevice {
     dev
 }
 
-fn run_lspci(dir: &Path, config: &[u8]) -> String {
+/// Where lspci is told each config space is: device 0 and device 1 of
+/// bus 0.
+const PLACES: [(u8, &str); 2] = [(0, "00:00.0"), (1, "00:01.0")];
+
+/// Whether this lspci can be told not to look names up in udev's hwdb
+/// (pciutils built with hwdb support knows the `hwdb.disable` parameter).
+fn lspci_has_hwdb() -> bool {
+    Command::new("lspci")
+        .args(["-O", "help"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hwdb.disable"))
+}
+
+fn run_lspci(dir: &Path, config: &[u8], place: &str) -> String {
     let file = dir.join("dump.txt");
-    std::fs::write(
-        &file,
-        dump::device_dump("00:01.0", "checked device", config),
-    )
-    .unwrap();
-    let out = Command::new("lspci")
+    std::fs::write(&file, dump::device_dump(place, "checked device", config)).unwrap();
+    // No ID database: `info` names no vendors or devices, and lspci words
+    // IDs it has no names for as `Device 8086:7000`.
+    let no_names = dir.join("empty.ids");
+    std::fs::write(&no_names, "").unwrap();
+    let mut lspci = Command::new("lspci");
+    lspci.arg("-i").arg(&no_names);
+    if lspci_has_hwdb() {
+        lspci.args(["-O", "hwdb.disable=1"]);
+    }
+    let out = lspci
         .arg("-vvv")
         .arg("-F")
         .arg(&file)
@@ -90,10 +118,11 @@ fn run_lspci(dir: &Path, config: &[u8]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// What differs between our decoding and lspci's for one config space.
-fn disagreements(config: &[u8], lspci: &LspciDevice) -> Vec<String> {
+/// What differs between our decoding and lspci's for one config space, the
+/// function at `device`.0 of its bus.
+fn disagreements(config: &[u8], device: u8, lspci: &LspciDevice) -> Vec<String> {
     let mut problems = Vec::new();
-    let list = pci::decode(config);
+    let list = pci::decode_at(config, device, 0);
     if let Some(e) = &list.standard_error {
         problems.push(format!("our standard list did not walk: {e}"));
     }
@@ -119,6 +148,20 @@ fn disagreements(config: &[u8], lspci: &LspciDevice) -> Vec<String> {
         };
         if !same {
             problems.push(format!("capability line `{line}`, lspci `{their_line}`"));
+            continue;
+        }
+        if cap.details.len() != cap.detail_indents.len() {
+            problems.push(format!(
+                "under `{line}`: details and indents differ in length"
+            ));
+        }
+        if cap.details_complete {
+            if cap.details != *their_details {
+                problems.push(format!(
+                    "under `{line}`, decoded in full: {:?}, lspci {their_details:?}",
+                    cap.details
+                ));
+            }
             continue;
         }
         for d in &cap.details {
@@ -266,11 +309,15 @@ fn capability_lists_agree_with_lspci() {
     assert!(dumps > 0, "tests/config-dumps holds dumps");
     let mut failures = Vec::new();
     let mut caps_checked = 0;
+    let mut lines_checked = 0;
     for s in &sources {
-        let lspci = parse_lspci(&run_lspci(dir.path(), &s.config));
-        caps_checked += lspci.caps.len();
-        for p in disagreements(&s.config, &lspci) {
-            failures.push(format!("{}: {p}", s.origin));
+        for (device, place) in PLACES {
+            let lspci = parse_lspci(&run_lspci(dir.path(), &s.config, place));
+            caps_checked += lspci.caps.len();
+            lines_checked += lspci.caps.iter().map(|c| c.1.len()).sum::<usize>();
+            for p in disagreements(&s.config, device, &lspci) {
+                failures.push(format!("{} at {place}: {p}", s.origin));
+            }
         }
     }
     for s in &skipped {
@@ -278,7 +325,7 @@ fn capability_lists_agree_with_lspci() {
     }
     eprintln!(
         "checked {} config spaces ({machine} of this machine, {mock} of the mock, {dumps} from dumps), \
-         {caps_checked} capabilities",
+         {caps_checked} capabilities with {lines_checked} detail lines (each at two places)",
         sources.len()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -294,11 +341,11 @@ fn a_tampered_capability_is_caught() {
         .unwrap()
         .config;
     let dir = tempfile::tempdir().unwrap();
-    let mut lspci = parse_lspci(&run_lspci(dir.path(), &config));
-    assert!(disagreements(&config, &lspci).is_empty());
+    let mut lspci = parse_lspci(&run_lspci(dir.path(), &config, "00:01.0"));
+    assert!(disagreements(&config, 1, &lspci).is_empty());
     lspci.caps[0].0.push('!');
-    assert_eq!(disagreements(&config, &lspci).len(), 1);
+    assert_eq!(disagreements(&config, 1, &lspci).len(), 1);
     lspci.caps[0].1.clear();
     lspci.caps[0].0.pop();
-    assert!(!disagreements(&config, &lspci).is_empty());
+    assert!(!disagreements(&config, 1, &lspci).is_empty());
 }

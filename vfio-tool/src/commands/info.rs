@@ -289,7 +289,7 @@ pub fn info<B: VfioBackend>(
         regions,
         irqs,
         header: pci::header(&config),
-        capabilities: pci::decode(&config),
+        capabilities: pci::decode_at(&config, address.device(), address.function()),
     })
 }
 
@@ -302,8 +302,15 @@ pub fn write_capabilities(
 ) -> io::Result<()> {
     for cap in caps.standard.iter().chain(&caps.extended) {
         writeln!(out, "{indent}{}", cap.header_line())?;
-        for line in &cap.details {
-            writeln!(out, "{indent}    {line}")?;
+        for (i, line) in cap.details.iter().enumerate() {
+            // A line continuing a register goes one step further in, as
+            // lspci sets it.
+            let more = if cap.detail_indents.get(i).is_some_and(|&d| d > 0) {
+                "    "
+            } else {
+                ""
+            };
+            writeln!(out, "{indent}    {more}{line}")?;
         }
     }
     if let Some(e) = &caps.standard_error {

@@ -1,6 +1,9 @@
 //! The capability lists, each entry named and detailed as `lspci -vvv` does.
 
+use super::express::{self, Slot};
+use super::extended;
 use super::names::{extended_name, standard_name};
+use super::regs::{self, Lines, bit, flag, has, r8, r16, r32};
 use serde::Serialize;
 use vfio_core::parse::pci_caps::{self, id};
 
@@ -18,12 +21,21 @@ pub struct Capability {
     /// What `lspci -vvv` prints after `Capabilities: [offset]` (and the
     /// version, for an extended capability).
     pub name: String,
-    /// `name` is only the start of what lspci prints (PCI-X, HyperTransport
-    /// and SATA, whose sub-types are not decoded here).
+    /// `name` is only the start of what lspci prints. Every name is whole
+    /// now; the field stays for the JSON output's users.
     pub name_is_prefix: bool,
     /// Detail lines, each one `lspci -vvv` prints under the capability
-    /// (without its indentation). lspci may print more.
+    /// (without its indentation, and trimmed). lspci may print more, unless
+    /// `details_complete`.
     pub details: Vec<String>,
+    /// How much further than a register's first line lspci indents each of
+    /// `details`: 0 for a register's first line, 1 for the lines that
+    /// continue it (`ExtTag- RBE+ FLReset-` under `DevCap:`). As long as
+    /// `details`.
+    pub detail_indents: Vec<u8>,
+    /// `details` are all the lines `lspci -vvv` prints under the
+    /// capability, in its order: the capability is decoded in full.
+    pub details_complete: bool,
 }
 
 impl Capability {
@@ -32,8 +44,14 @@ impl Capability {
     /// `Capabilities: [100 v2] Advanced Error Reporting`.
     pub fn header_line(&self) -> String {
         match self.version {
-            Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name),
-            None => format!("Capabilities: [{:02x}] {}", self.offset, self.name),
+            // A serial number cut off (or a PCI-X capability in a CardBus
+            // header) leaves lspci's line with no name.
+            Some(v) => format!("Capabilities: [{:03x} v{v}] {}", self.offset, self.name)
+                .trim_end()
+                .to_owned(),
+            None => format!("Capabilities: [{:02x}] {}", self.offset, self.name)
+                .trim_end()
+                .to_owned(),
         }
     }
 }
@@ -55,8 +73,17 @@ pub struct CapabilityList {
 }
 
 /// Decodes both capability lists of `config` (any length; fields past its
-/// end are left out).
+/// end are left out) as `lspci -vvv` decodes those of a function at device
+/// 0, function 0. [`decode_at`] says where the function is.
 pub fn decode(config: &[u8]) -> CapabilityList {
+    decode_at(config, 0, 0)
+}
+
+/// Decodes both capability lists of `config`, the config space of the
+/// function at `device` and `function` of its bus: lspci leaves an
+/// endpoint's LnkCap2 and LnkCtl2 out unless it is device 0, function 0.
+pub fn decode_at(config: &[u8], device: u8, function: u8) -> CapabilityList {
+    let slot = Slot { device, function };
     let mut list = CapabilityList {
         standard: Vec::new(),
         standard_error: None,
@@ -71,17 +98,30 @@ pub fn decode(config: &[u8]) -> CapabilityList {
         }
     };
     let mut express = false;
+    // The port type of the last Express capability, which lspci words
+    // AER's root registers by.
+    let mut port_type = None;
     for cap in standard {
-        express |= cap.id == id::PCIE;
-        list.standard
-            .push(standard_cap(config, cap.id, usize::from(cap.offset)));
+        let at = usize::from(cap.offset);
+        if cap.id == id::PCIE {
+            express = true;
+            port_type = express::port_type(config, at);
+        }
+        list.standard.push(standard_cap(config, cap.id, at, slot));
     }
     if express && config.len() > pci_caps::EXTENDED_START {
         match pci_caps::extended_capabilities(config) {
             Ok(caps) => {
                 list.extended = caps
                     .into_iter()
-                    .map(|c| extended_cap(config, c.id, c.version, usize::from(c.offset)))
+                    // lspci ends the list at a header of 0 or all ones
+                    // wherever it is; the walker only at 0x100.
+                    .take_while(|c| {
+                        !matches!(regs::r32(config, usize::from(c.offset)), Some(0 | u32::MAX))
+                    })
+                    .map(|c| {
+                        extended_cap(config, c.id, c.version, usize::from(c.offset), port_type)
+                    })
                     .collect();
             }
             Err(e) => list.extended_error = Some(e.to_string()),
@@ -90,115 +130,386 @@ pub fn decode(config: &[u8]) -> CapabilityList {
     list
 }
 
-fn r8(c: &[u8], at: usize) -> Option<u8> {
-    c.get(at).copied()
-}
-
-fn r16(c: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes([
-        *c.get(at)?,
-        *c.get(at.checked_add(1)?)?,
-    ]))
-}
-
-fn r32(c: &[u8], at: usize) -> Option<u32> {
-    let b = c.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// lspci's `+`/`-` flag.
-fn flag(set: bool) -> char {
-    if set { '+' } else { '-' }
-}
-
-fn bit(value: u32, n: u32) -> char {
-    flag(value >> n & 1 == 1)
-}
-
-fn standard_cap(c: &[u8], cap_id: u8, at: usize) -> Capability {
-    let (name, details) = match standard_name(cap_id) {
-        Some(name) => (name.to_owned(), Vec::new()),
-        None => standard_fields(c, cap_id, at).unwrap_or_else(|| {
-            (
-                format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
-                Vec::new(),
-            )
-        }),
+fn standard_cap(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Capability {
+    let decoded = match standard_name(cap_id) {
+        Some(name) => Some((name.to_owned(), Lines::default())),
+        None => standard_fields(c, cap_id, at, slot),
     };
+    let complete = decoded.is_some() && standard_complete(c, cap_id, at);
+    let (name, details) = decoded.unwrap_or_else(|| {
+        (
+            format!("<cut off: capability {cap_id:#04x} runs past the bytes read>"),
+            Lines::default(),
+        )
+    });
     Capability {
         offset: at as u16,
         id: cap_id.into(),
         extended: false,
         version: None,
         name,
-        name_is_prefix: matches!(cap_id, 0x07 | 0x08 | id::SATA),
-        details,
+        name_is_prefix: false,
+        details: details.lines,
+        detail_indents: details.indents,
+        details_complete: complete,
+    }
+}
+
+/// Whether the detail lines decoded for standard capability `cap_id` are
+/// all lspci prints under it: all but VPD (whose contents lspci reads
+/// through the kernel) and HyperTransport's primary and secondary
+/// interfaces (whose link registers are not decoded here).
+fn standard_complete(c: &[u8], cap_id: u8, at: usize) -> bool {
+    match cap_id {
+        id::VPD => false,
+        HYPERTRANSPORT => r16(c, at + 2).is_some_and(|cmd| cmd & 0xC000 != 0),
+        _ => true,
     }
 }
 
 /// The name line and details of the standard capabilities whose line carries fields.
-fn standard_fields(c: &[u8], cap_id: u8, at: usize) -> Option<(String, Vec<String>)> {
-    Some(match cap_id {
-        id::PM => power_management(c, at)?,
-        id::MSI => msi(c, at)?,
-        id::MSIX => msix(c, at)?,
-        id::VENDOR => vendor(c, at)?,
-        id::PCIE => express(c, at)?,
-        id::AGP => {
-            let v = r8(c, at + 2)?;
-            (
-                format!("AGP version {}.{}", v >> 4 & 0xF, v & 0xF),
-                Vec::new(),
-            )
-        }
+fn standard_fields(c: &[u8], cap_id: u8, at: usize, slot: Slot) -> Option<(String, Lines)> {
+    let named = |name: String| Some((name, Lines::default()));
+    match cap_id {
+        id::PM => power_management(c, at),
+        id::MSI => msi(c, at),
+        id::MSIX => msix(c, at),
+        id::VENDOR => vendor(c, at),
+        id::PCIE => express::express(c, at, slot),
+        id::AGP => agp(c, at),
+        PCI_X => pci_x(c, at),
         id::SLOT_ID => {
             let esr = r8(c, at + 2)?;
             let chassis = r8(c, at + 3)?;
-            (
-                format!(
-                    "Slot ID: {} slots, First{}, chassis {chassis:02x}",
-                    esr & 0x1F,
-                    flag(esr & 0x20 != 0)
-                ),
-                Vec::new(),
-            )
+            named(format!(
+                "Slot ID: {} slots, First{}, chassis {chassis:02x}",
+                esr & 0x1F,
+                flag(esr & 0x20 != 0)
+            ))
         }
         id::DEBUG => {
             let d = r16(c, at + 2)?;
-            (
-                format!("Debug port: BAR={} offset={:04x}", d >> 13, d & 0x1FFF),
-                Vec::new(),
-            )
+            named(format!(
+                "Debug port: BAR={} offset={:04x}",
+                d >> 13,
+                d & 0x1FFF
+            ))
         }
         id::SUBSYSTEM_VENDOR => {
             let vendor = r16(c, at + 4)?;
             let device = r16(c, at + 6)?;
-            (
-                format!("Subsystem: Device {vendor:04x}:{device:04x}"),
-                Vec::new(),
-            )
+            named(format!("Subsystem: Device {vendor:04x}:{device:04x}"))
         }
-        id::EA => {
-            let n = r8(c, at + 2)? & 0x3F;
-            (
-                format!("Enhanced Allocation (EA): NumEntries={n}"),
-                Vec::new(),
-            )
+        id::AF => advanced_features(c, at),
+        id::EA => enhanced_allocation(c, at),
+        HYPERTRANSPORT => hypertransport(c, at),
+        id::SATA => {
+            let rev = r8(c, at + 2)?;
+            let mut name = format!("SATA HBA v{}.{}", rev >> 4 & 0xF, rev & 0xF);
+            if let Some(bars) = r32(c, at + 4) {
+                let bar = bars & 0xF;
+                match bar {
+                    4..=9 => name.push_str(&format!(
+                        " BAR{} Offset={:08x}",
+                        bar - 4,
+                        bars >> 4 & 0xF_FFFF
+                    )),
+                    15 => name.push_str(" InCfgSpace"),
+                    _ => name.push_str(&format!(" BAR??{bar}")),
+                }
+            }
+            named(name)
         }
-        // PCI-X, HyperTransport, SATA: named by their own sub-types, not decoded here.
-        0x07 => ("PCI-X".to_owned(), Vec::new()),
-        0x08 => ("HyperTransport".to_owned(), Vec::new()),
-        id::SATA => ("SATA HBA".to_owned(), Vec::new()),
         other => {
             let word = r16(c, at + 2)?;
-            (format!("Capability ID {other:#x} [{word:04x}]"), Vec::new())
+            named(format!("Capability ID {other:#x} [{word:04x}]"))
         }
+    }
+}
+
+/// PCI-X (0x07).
+const PCI_X: u8 = 0x07;
+/// HyperTransport (0x08).
+const HYPERTRANSPORT: u8 = 0x08;
+
+/// HyperTransport: named by its capability type (bits 15:11 of its
+/// command register, or 15:13 for the interface blocks); MSI Mapping with
+/// its flags and, where the address is not fixed, the mapping base.
+fn hypertransport(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let cmd = u32::from(r16(c, at + 2)?);
+    let mut out = Lines::default();
+    let kind = match cmd & 0xE000 {
+        0x0000 => "Slave or Primary Interface".to_owned(),
+        0x2000 => "Host or Secondary Interface".to_owned(),
+        _ => match cmd & 0xF800 {
+            0x4000 => "Switch".to_owned(),
+            0x8000 => "Interrupt Discovery and Configuration".to_owned(),
+            0x8800 => format!("Revision ID: {}.{:02}", cmd >> 5 & 7, cmd & 0x1F),
+            0x9000 => "UnitID Clumping".to_owned(),
+            0x9800 => "Extended Configuration Space Access".to_owned(),
+            0xA000 => "Address Mapping".to_owned(),
+            0xA800 => {
+                let fixed = cmd & 2 != 0;
+                if !fixed && has(c, at + 4, 8) {
+                    let base =
+                        u64::from(r32(c, at + 8)?) << 32 | u64::from(r32(c, at + 4)? & 0xFFF0_0000);
+                    out.line(format!("Mapping Address Base: {base:016x}"));
+                }
+                format!("MSI Mapping Enable{} Fixed{}", bit(cmd, 0), flag(fixed))
+            }
+            0xB000 => "DirectRoute".to_owned(),
+            0xB800 => "VCSet".to_owned(),
+            0xC000 => "Retry Mode".to_owned(),
+            0xC800 => "X86 (reserved)".to_owned(),
+            other => format!("#{:02x}", other >> 11),
+        },
+    };
+    Some((format!("HyperTransport: {kind}"), out))
+}
+
+/// AGP's transfer rates from a rate field: 1x, 2x, 4x, or in AGP3 mode 4x
+/// and 8x.
+fn agp_rate(rate: u32, agp3: bool) -> String {
+    let shift = if agp3 { 2 } else { 0 };
+    let rates: Vec<String> = (0..3)
+        .filter(|i| rate >> i & 1 == 1)
+        .map(|i| format!("x{}", 1 << (i + shift)))
+        .collect();
+    if rates.is_empty() {
+        "<none>".to_owned()
+    } else {
+        rates.join(",")
+    }
+}
+
+fn agp(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let v = u32::from(r8(c, at + 2)?);
+    let (major, minor) = (v >> 4 & 0xF, v & 0xF);
+    let name = format!("AGP version {major:x}.{minor:x}");
+    let mut out = Lines::default();
+    if !has(c, at + 4, 8) {
+        return Some((name, out));
+    }
+    let sta = r32(c, at + 4)?;
+    let agp3 = major >= 3 && sta & 8 != 0;
+    out.line(format!(
+        "Status: RQ={} Iso{} ArqSz={} Cal={} SBA{} ITACoh{} GART64{} HTrans{} 64bit{} FW{} AGP3{} Rate={}",
+        (sta >> 24) + 1,
+        bit(sta, 16),
+        sta >> 13 & 7,
+        sta >> 10 & 7,
+        bit(sta, 9),
+        bit(sta, 8),
+        bit(sta, 7),
+        bit(sta, 6),
+        bit(sta, 5),
+        bit(sta, 4),
+        bit(sta, 3),
+        agp_rate(sta & 7, agp3)
+    ));
+    let cmd = r32(c, at + 8)?;
+    out.line(format!(
+        "Command: RQ={} ArqSz={} Cal={} SBA{} AGP{} GART64{} 64bit{} FW{} Rate={}",
+        (cmd >> 24) + 1,
+        cmd >> 13 & 7,
+        cmd >> 10 & 7,
+        bit(cmd, 9),
+        bit(cmd, 8),
+        bit(cmd, 7),
+        bit(cmd, 5),
+        bit(cmd, 4),
+        agp_rate(cmd & 7, agp3)
+    ));
+    Some((name, out))
+}
+
+/// PCI-X's outstanding split transactions, by their 3-bit code.
+const MAX_OUTSTANDING: [u32; 8] = [1, 2, 3, 4, 8, 12, 16, 32];
+
+/// PCI-X: a device's or a bridge's registers, by the header type; lspci
+/// names it nothing in other headers.
+fn pci_x(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let mut out = Lines::default();
+    let requester = |s: u32| format!("Dev={:02x}:{:02x}.{}", s >> 8 & 0xFF, s >> 3 & 0x1F, s & 7);
+    match r8(c, 0x0E)? & 0x7F {
+        0 => {
+            let name = "PCI-X non-bridge device".to_owned();
+            if !has(c, at + 4, 4) {
+                return Some((name, out));
+            }
+            let cmd = u32::from(r16(c, at + 2)?);
+            let sta = r32(c, at + 4)?;
+            out.line(format!(
+                "Command: DPERE{} ERO{} RBC={} OST={}",
+                bit(cmd, 0),
+                bit(cmd, 1),
+                1u32 << (9 + (cmd >> 2 & 3)),
+                MAX_OUTSTANDING[(cmd >> 4 & 7) as usize]
+            ));
+            out.line(format!(
+                "Status: {} 64bit{} 133MHz{} SCD{} USC{} DC={} DMMRBC={} DMOST={} DMCRS={} RSCEM{} 266MHz{} 533MHz{}",
+                requester(sta),
+                bit(sta, 16),
+                bit(sta, 17),
+                bit(sta, 18),
+                bit(sta, 19),
+                if sta & 1 << 20 != 0 { "bridge" } else { "simple" },
+                1u32 << (9 + (sta >> 21 & 3)),
+                MAX_OUTSTANDING[(sta >> 23 & 7) as usize],
+                1u32 << (3 + (sta >> 26 & 7)),
+                bit(sta, 29),
+                bit(sta, 30),
+                bit(sta, 31)
+            ));
+            Some((name, out))
+        }
+        1 => {
+            let name = "PCI-X bridge device".to_owned();
+            if !has(c, at + 4, 12) {
+                return Some((name, out));
+            }
+            const FREQ: [&str; 8] = ["conv", "66MHz", "100MHz", "133MHz", "?4", "?5", "?6", "?7"];
+            let sec = u32::from(r16(c, at + 2)?);
+            out.line(format!(
+                "Secondary Status: 64bit{} 133MHz{} SCD{} USC{} SCO{} SRD{} Freq={}",
+                bit(sec, 0),
+                bit(sec, 1),
+                bit(sec, 2),
+                bit(sec, 3),
+                bit(sec, 4),
+                bit(sec, 5),
+                FREQ[(sec >> 6 & 7) as usize]
+            ));
+            let sta = r32(c, at + 4)?;
+            out.line(format!(
+                "Status: {} 64bit{} 133MHz{} SCD{} USC{} SCO{} SRD{}",
+                requester(sta),
+                bit(sta, 16),
+                bit(sta, 17),
+                bit(sta, 18),
+                bit(sta, 19),
+                bit(sta, 20),
+                bit(sta, 21)
+            ));
+            for (label, off) in [("Upstream", 8), ("Downstream", 12)] {
+                let v = r32(c, at + off)?;
+                out.line(format!(
+                    "{label}: Capacity={} CommitmentLimit={}",
+                    v & 0xFFFF,
+                    v >> 16
+                ));
+            }
+            Some((name, out))
+        }
+        _ => Some((String::new(), out)),
+    }
+}
+
+/// What an Enhanced Allocation entry's properties byte says, if lspci
+/// knows the value.
+fn ea_property(p: u32, secondary: bool) -> Option<&'static str> {
+    Some(match p {
+        0x00 => "memory space, non-prefetchable",
+        0x01 => "memory space, prefetchable",
+        0x02 => "I/O space",
+        0x03 => "VF memory space, prefetchable",
+        0x04 => "VF memory space, non-prefetchable",
+        0x05 => "allocation behind bridge, non-prefetchable memory",
+        0x06 => "allocation behind bridge, prefetchable memory",
+        0x07 => "allocation behind bridge, I/O space",
+        0xFD => "memory space resource unavailable for use",
+        0xFE => "I/O space resource unavailable for use",
+        0xFF if secondary => "entry unavailable for use, PrimaryProperties should be used",
+        0xFF => "entry unavailable for use",
+        _ => return None,
     })
+}
+
+/// Enhanced Allocation: the entry count (and a bridge's fixed bus
+/// numbers) on the name line, then each entry's header, BAR equivalent,
+/// properties, base and max offset.
+fn enhanced_allocation(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let count = u32::from(r8(c, at + 2)? & 0x3F);
+    let mut name = format!("Enhanced Allocation (EA): NumEntries={count}");
+    let mut entry_at = at + 4;
+    let mut out = Lines::default();
+    if r8(c, 0x0E).is_some_and(|h| h & 0x7F == 1) {
+        entry_at += 4;
+        match (r8(c, at + 4), r8(c, at + 5)) {
+            (Some(secondary), Some(subordinate)) => name.push_str(&format!(
+                ", secondary={secondary}, subordinate={subordinate}"
+            )),
+            _ => return Some((name, out)),
+        }
+    }
+    for entry in 0..count {
+        let Some(header) = r32(c, entry_at) else {
+            break;
+        };
+        let size = header & 7;
+        if !has(c, entry_at + 4, 4 * size as usize) {
+            break;
+        }
+        out.line(format!(
+            "Entry {entry}: Enable{} Writable{} EntrySize={size}",
+            bit(header, 31),
+            bit(header, 30)
+        ));
+        let bei = header >> 4 & 0xF;
+        let equivalent = match bei {
+            0..=5 => format!("BAR {bei}"),
+            6 => "resource behind function".to_owned(),
+            7 => "not indicated".to_owned(),
+            8 => "expansion ROM".to_owned(),
+            9..=14 => format!("VF-BAR {}", bei - 9),
+            _ => "reserved".to_owned(),
+        };
+        out.more(format!("BAR Equivalent Indicator: {equivalent}"));
+        for (label, p, secondary) in [
+            ("PrimaryProperties", header >> 8 & 0xFF, false),
+            ("SecondaryProperties", header >> 16 & 0xFF, true),
+        ] {
+            let text =
+                ea_property(p, secondary).map_or_else(|| format!("[{p:02x}]"), str::to_owned);
+            out.more(format!("{label}: {text}"));
+        }
+        // Bit 1 of the base and of the max offset says a high dword follows.
+        let base = r32(c, entry_at + 4)?;
+        let max = r32(c, entry_at + 8)?;
+        let mut high_at = entry_at + 12;
+        let mut line = "Base: ".to_owned();
+        if base & 2 != 0 {
+            line.push_str(&format!("{:x}", r32(c, entry_at + 12)?));
+            high_at += 4;
+        }
+        line.push_str(&format!("{:08x}", base & !3));
+        out.more(line);
+        let mut line = "MaxOffset: ".to_owned();
+        if max & 2 != 0 {
+            line.push_str(&format!("{:x}", r32(c, high_at)?));
+        }
+        line.push_str(&format!("{:08x}", max | 3));
+        out.more(line);
+        entry_at += 4 + 4 * size as usize;
+    }
+    Some((name, out))
+}
+
+/// PCI Advanced Features: transactions pending and function-level reset.
+fn advanced_features(c: &[u8], at: usize) -> Option<(String, Lines)> {
+    let mut out = Lines::default();
+    if let (Some(cap), Some(ctl), Some(sta)) = (r8(c, at + 3), r8(c, at + 4), r8(c, at + 5)) {
+        let (cap, ctl, sta) = (u32::from(cap), u32::from(ctl), u32::from(sta));
+        out.line(format!("AFCap: TP{} FLR{}", bit(cap, 0), bit(cap, 1)));
+        out.line(format!("AFCtrl: FLR{}", bit(ctl, 0)));
+        out.line(format!("AFStatus: TP{}", bit(sta, 0)));
+    }
+    Some(("PCI Advanced Features".to_owned(), out))
 }
 
 const AUX_CURRENT_MA: [u32; 8] = [0, 55, 100, 160, 220, 270, 320, 375];
 
-fn power_management(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn power_management(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let pmc = u32::from(r16(c, at + 2)?);
     let pmcsr = u32::from(r16(c, at + 4)?);
     let state = match pmcsr & 3 {
@@ -207,35 +518,41 @@ fn power_management(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
         2 => "D2",
         _ => "D3",
     };
-    Some((
-        format!("Power Management version {}", pmc & 7),
-        vec![
-            format!(
-                "Flags: PMEClk{} DSI{} D1{} D2{} AuxCurrent={}mA PME(D0{},D1{},D2{},D3hot{},D3cold{})",
-                bit(pmc, 3),
-                bit(pmc, 5),
-                bit(pmc, 9),
-                bit(pmc, 10),
-                AUX_CURRENT_MA[(pmc >> 6 & 7) as usize],
-                bit(pmc, 11),
-                bit(pmc, 12),
-                bit(pmc, 13),
-                bit(pmc, 14),
-                bit(pmc, 15),
-            ),
-            format!(
-                "Status: {state} NoSoftRst{} PME-Enable{} DSel={} DScale={} PME{}",
-                bit(pmcsr, 3),
-                bit(pmcsr, 8),
-                pmcsr >> 9 & 0xF,
-                pmcsr >> 13 & 3,
-                bit(pmcsr, 15),
-            ),
-        ],
-    ))
+    let mut out = Lines::default();
+    out.line(format!(
+        "Flags: PMEClk{} DSI{} D1{} D2{} AuxCurrent={}mA PME(D0{},D1{},D2{},D3hot{},D3cold{})",
+        bit(pmc, 3),
+        bit(pmc, 5),
+        bit(pmc, 9),
+        bit(pmc, 10),
+        AUX_CURRENT_MA[(pmc >> 6 & 7) as usize],
+        bit(pmc, 11),
+        bit(pmc, 12),
+        bit(pmc, 13),
+        bit(pmc, 14),
+        bit(pmc, 15),
+    ));
+    out.line(format!(
+        "Status: {state} NoSoftRst{} PME-Enable{} DSel={} DScale={} PME{}",
+        bit(pmcsr, 3),
+        bit(pmcsr, 8),
+        pmcsr >> 9 & 0xF,
+        pmcsr >> 13 & 3,
+        bit(pmcsr, 15),
+    ));
+    // A bridge's PCI-to-PCI bridge support extensions, when it has any.
+    let bridge = u32::from(r8(c, at + 6)?);
+    if bridge != 0 {
+        out.line(format!(
+            "Bridge: PM{} B3{}",
+            bit(bridge, 7),
+            flag(bridge & 0x40 == 0)
+        ));
+    }
+    Some((format!("Power Management version {}", pmc & 7), out))
 }
 
-fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn msi(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let ctrl = u32::from(r16(c, at + 2)?);
     let is_64 = ctrl & 0x80 != 0;
     let maskable = ctrl & 0x100 != 0;
@@ -253,12 +570,13 @@ fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     } else {
         (format!("{lo:08x}"), at + 8)
     };
-    let mut details = vec![format!(
+    let mut details = Lines::default();
+    details.line(format!(
         "Address: {address}  Data: {:04x}",
         r16(c, data_at)?
-    )];
+    ));
     if maskable {
-        details.push(format!(
+        details.line(format!(
             "Masking: {:08x}  Pending: {:08x}",
             r32(c, data_at + 4)?,
             r32(c, data_at + 8)?
@@ -267,10 +585,17 @@ fn msi(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     Some((name, details))
 }
 
-fn msix(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn msix(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let ctrl = u32::from(r16(c, at + 2)?);
     let table = r32(c, at + 4)?;
     let pba = r32(c, at + 8)?;
+    let mut out = Lines::default();
+    out.line(format!(
+        "Vector table: BAR={} offset={:08x}",
+        table & 7,
+        table & !7
+    ));
+    out.line(format!("PBA: BAR={} offset={:08x}", pba & 7, pba & !7));
     Some((
         format!(
             "MSI-X: Enable{} Count={} Masked{}",
@@ -278,16 +603,13 @@ fn msix(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
             (ctrl & 0x7FF) + 1,
             bit(ctrl, 14)
         ),
-        vec![
-            format!("Vector table: BAR={} offset={:08x}", table & 7, table & !7),
-            format!("PBA: BAR={} offset={:08x}", pba & 7, pba & !7),
-        ],
+        out,
     ))
 }
 
 /// A virtio device's vendor capability: the vendor is Red Hat's 0x1af4, the
 /// device 0x1000..=0x107f, and the capability is at least 16 bytes long.
-fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
+fn vendor(c: &[u8], at: usize) -> Option<(String, Lines)> {
     let len = r8(c, at + 2)?;
     let is_virtio = r16(c, 0) == Some(0x1AF4)
         && r16(c, 2).is_some_and(|d| (0x1000..=0x107F).contains(&d))
@@ -295,7 +617,7 @@ fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     if !is_virtio {
         return Some((
             format!("Vendor Specific Information: Len={len:02x} <?>"),
-            Vec::new(),
+            Lines::default(),
         ));
     }
     let cfg_type = r8(c, at + 3)?;
@@ -313,104 +635,22 @@ fn vendor(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
     if cfg_type == 2 && len >= 20 {
         line.push_str(&format!(" multiplier={:08x}", r32(c, at + 16)?));
     }
-    Some((
-        format!("Vendor Specific Information: VirtIO: {kind}"),
-        vec![line],
-    ))
+    let mut out = Lines::default();
+    out.line(line);
+    Some((format!("Vendor Specific Information: VirtIO: {kind}"), out))
 }
 
-const L0S_LATENCY: [&str; 8] = [
-    "<64ns",
-    "<128ns",
-    "<256ns",
-    "<512ns",
-    "<1us",
-    "<2us",
-    "<4us",
-    "unlimited",
-];
-const L1_LATENCY: [&str; 8] = [
-    "<1us",
-    "<2us",
-    "<4us",
-    "<8us",
-    "<16us",
-    "<32us",
-    "<64us",
-    "unlimited",
-];
-
-fn express(c: &[u8], at: usize) -> Option<(String, Vec<String>)> {
-    let flags = u32::from(r16(c, at + 2)?);
-    let ty = flags >> 4 & 0xF;
-    let slot = flag(flags & 0x100 != 0);
-    let kind = match ty {
-        0 => "Endpoint".to_owned(),
-        1 => "Legacy Endpoint".to_owned(),
-        4 => format!("Root Port (Slot{slot})"),
-        5 => "Upstream Port".to_owned(),
-        6 => format!("Downstream Port (Slot{slot})"),
-        7 => "PCI-Express to PCI/PCI-X Bridge".to_owned(),
-        8 => format!("PCI/PCI-X to PCI-Express Bridge (Slot{slot})"),
-        9 => "Root Complex Integrated Endpoint".to_owned(),
-        10 => "Root Complex Event Collector".to_owned(),
-        other => format!("Unknown type {other}"),
-    };
-    let name = format!(
-        "Express (v{}) {kind}, MSI {:02x}",
-        flags & 0xF,
-        flags >> 9 & 0x1F
-    );
-    let devcap = r32(c, at + 4)?;
-    let devctl = u32::from(r16(c, at + 8)?);
-    let devsta = u32::from(r16(c, at + 10)?);
-    let mut devcap_line = format!(
-        "DevCap:\tMaxPayload {} bytes, PhantFunc {}",
-        128u32 << (devcap & 7),
-        (1u32 << (devcap >> 3 & 3)) - 1
-    );
-    // Acceptable latencies are an endpoint's (legacy or not) to state.
-    if ty <= 1 {
-        devcap_line.push_str(&format!(
-            ", Latency L0s {}, L1 {}",
-            L0S_LATENCY[(devcap >> 6 & 7) as usize],
-            L1_LATENCY[(devcap >> 9 & 7) as usize]
-        ));
-    }
-    let details = vec![
-        devcap_line,
-        format!(
-            "DevCtl:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{}",
-            bit(devctl, 0),
-            bit(devctl, 1),
-            bit(devctl, 2),
-            bit(devctl, 3)
-        ),
-        format!(
-            "MaxPayload {} bytes, MaxReadReq {} bytes",
-            128u32 << (devctl >> 5 & 7),
-            128u32 << (devctl >> 12 & 7)
-        ),
-        format!(
-            "DevSta:\tCorrErr{} NonFatalErr{} FatalErr{} UnsupReq{} AuxPwr{} TransPend{}",
-            bit(devsta, 0),
-            bit(devsta, 1),
-            bit(devsta, 2),
-            bit(devsta, 3),
-            bit(devsta, 4),
-            bit(devsta, 5)
-        ),
-    ];
-    Some((name, details))
-}
-
-fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
-    let name = match extended_name(cap_id) {
-        Some(name) => name.to_owned(),
-        None => extended_fields(c, cap_id, at).unwrap_or_else(|| {
-            format!("<cut off: capability {cap_id:#06x} runs past the bytes read>")
-        }),
-    };
+fn extended_cap(
+    c: &[u8],
+    cap_id: u16,
+    version: u8,
+    at: usize,
+    port_type: Option<u32>,
+) -> Capability {
+    let name = extended_name(cap_id)
+        .map(str::to_owned)
+        .unwrap_or_else(|| extended::fields(c, cap_id, at));
+    let details = extended::details(c, cap_id, at, port_type);
     Capability {
         offset: at as u16,
         id: cap_id,
@@ -418,103 +658,10 @@ fn extended_cap(c: &[u8], cap_id: u16, version: u8, at: usize) -> Capability {
         version: Some(version),
         name,
         name_is_prefix: false,
-        details: extended_details(c, cap_id, at).unwrap_or_default(),
+        details: details.lines,
+        detail_indents: details.indents,
+        details_complete: extended::complete(c, cap_id, at),
     }
-}
-
-/// The detail lines of the extended capabilities decoded here: ACS, ARI,
-/// ATS and PASID, each a capability and a control register.
-fn extended_details(c: &[u8], cap_id: u16, at: usize) -> Option<Vec<String>> {
-    let cap = u32::from(r16(c, at + 4)?);
-    let ctl = u32::from(r16(c, at + 6)?);
-    Some(match cap_id {
-        pci_caps::ext_id::ACS => {
-            let bits = |v: u32| {
-                format!(
-                    "SrcValid{} TransBlk{} ReqRedir{} CmpltRedir{} UpstreamFwd{} EgressCtrl{} DirectTrans{}",
-                    bit(v, 0),
-                    bit(v, 1),
-                    bit(v, 2),
-                    bit(v, 3),
-                    bit(v, 4),
-                    bit(v, 5),
-                    bit(v, 6)
-                )
-            };
-            vec![
-                format!("ACSCap:\t{}", bits(cap)),
-                format!("ACSCtl:\t{}", bits(ctl)),
-            ]
-        }
-        pci_caps::ext_id::ARI => vec![
-            format!(
-                "ARICap:\tMFVC{} ACS{}, Next Function: {}",
-                bit(cap, 0),
-                bit(cap, 1),
-                cap >> 8
-            ),
-            format!(
-                "ARICtl:\tMFVC{} ACS{}, Function Group: {}",
-                bit(ctl, 0),
-                bit(ctl, 1),
-                ctl >> 4 & 7
-            ),
-        ],
-        pci_caps::ext_id::ATS => vec![
-            format!("ATSCap:\tInvalidate Queue Depth: {:02x}", cap & 0x1F),
-            format!(
-                "ATSCtl:\tEnable{}, Smallest Translation Unit: {:02x}",
-                bit(ctl, 15),
-                ctl & 0x1F
-            ),
-        ],
-        pci_caps::ext_id::PASID => vec![
-            format!(
-                "PASIDCap: Exec{} Priv{}, Max PASID Width: {:02x}",
-                bit(cap, 1),
-                bit(cap, 2),
-                cap >> 8 & 0x1F
-            ),
-            format!(
-                "PASIDCtl: Enable{} Exec{} Priv{}",
-                bit(ctl, 0),
-                bit(ctl, 1),
-                bit(ctl, 2)
-            ),
-        ],
-        _ => Vec::new(),
-    })
-}
-
-fn extended_fields(c: &[u8], cap_id: u16, at: usize) -> Option<String> {
-    Some(match cap_id {
-        pci_caps::ext_id::DSN => {
-            let lo = r32(c, at + 4)?.to_be_bytes();
-            let hi = r32(c, at + 8)?.to_be_bytes();
-            let bytes: Vec<String> = hi.iter().chain(&lo).map(|b| format!("{b:02x}")).collect();
-            format!("Device Serial Number {}", bytes.join("-"))
-        }
-        pci_caps::ext_id::VENDOR => {
-            let h = r32(c, at + 4)?;
-            format!(
-                "Vendor Specific Information: ID={:04x} Rev={} Len={:03x} <?>",
-                h & 0xFFFF,
-                h >> 16 & 0xF,
-                h >> 20
-            )
-        }
-        pci_caps::ext_id::DVSEC => {
-            let h1 = r32(c, at + 4)?;
-            let h2 = r16(c, at + 8)?;
-            format!(
-                "Designated Vendor-Specific: Vendor={:04x} ID={h2:04x} Rev={} Len={} <?>",
-                h1 & 0xFFFF,
-                h1 >> 16 & 0xF,
-                h1 >> 20
-            )
-        }
-        other => format!("Extended Capability ID {other:#x}"),
-    })
 }
 
 #[cfg(test)]
@@ -603,6 +750,75 @@ mod tests {
         assert_eq!(
             decode(&c).standard[0].name,
             "<cut off: capability 0x11 runs past the bytes read>"
+        );
+    }
+
+    /// A v2 root port with a slot: 0x40 holds the Express capability.
+    fn root_port() -> Vec<u8> {
+        let mut body = vec![0u8; 0x3A];
+        let mut put = |at: usize, v: u32, n: usize| {
+            body[at - 2..at - 2 + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        };
+        put(2, 0x0142, 2); // v2, root port, slot implemented
+        put(0x0C, 0x0303_6C43, 4); // port 3, 8GT/s x4, ASPM L0s L1
+        put(0x12, 0x2043, 2); // 8GT/s x4, DLActive
+        put(0x14, 0x0028_0C8A, 4); // slot 5, 25W
+        put(0x20, 0x0001_0018, 4); // PME from 00:03.0, status
+        put(0x2C, 0x0000_000E, 4); // 2.5 to 8 GT/s
+        config(&[(0x40, 0x10, &body)])
+    }
+
+    #[test]
+    fn a_root_port_has_its_link_slot_and_root_registers() {
+        let c = root_port();
+        let list = decode(&c);
+        let express = &list.standard[0];
+        assert_eq!(express.name, "Express (v2) Root Port (Slot+), MSI 00");
+        assert!(express.details_complete);
+        let has = |line: &str| express.details.iter().any(|d| d == line);
+        assert!(has(
+            "LnkCap:\tPort #3, Speed 8GT/s, Width x4, ASPM L0s L1, Exit Latency L0s <4us, L1 <64us"
+        ));
+        // A root port is never said to be downgraded.
+        assert!(has("LnkSta:\tSpeed 8GT/s, Width x4"));
+        assert!(has(
+            "SltCap:\tAttnBtn- PwrCtrl+ MRL- AttnInd+ PwrInd- HotPlug- Surprise-"
+        ));
+        assert!(has("Slot #5, PowerLimit 25W; Interlock- NoCompl-"));
+        assert!(has("RootSta: PME ReqID 0018, PMEStatus+ PMEPending-"));
+        assert!(has(
+            "LnkCap2: Supported Link Speeds: 2.5-8GT/s, Crosslink- Retimer- 2Retimers- DRS-"
+        ));
+        assert_eq!(express.details.len(), express.detail_indents.len());
+        let at = |prefix: &str| {
+            let i = express.details.iter().position(|d| d.starts_with(prefix));
+            express.detail_indents[i.unwrap()]
+        };
+        assert_eq!(at("LnkCap:"), 0);
+        assert_eq!(at("ClockPM-"), 1);
+    }
+
+    #[test]
+    fn an_endpoint_away_from_function_0_has_no_lnkcap2() {
+        let mut c = root_port();
+        // The same registers as an endpoint.
+        c[0x42] = 0x02;
+        let lines = |l: CapabilityList| l.standard[0].details.clone();
+        let at_0 = lines(decode_at(&c, 0, 0));
+        let at_1 = lines(decode_at(&c, 1, 0));
+        assert!(at_0.iter().any(|d| d.starts_with("LnkCap2:")));
+        assert!(at_0.iter().any(|d| d.starts_with("LnkCtl2:")));
+        assert!(
+            !at_1
+                .iter()
+                .any(|d| d.starts_with("LnkCap2:") || d.starts_with("LnkCtl2:"))
+        );
+        assert!(at_1.iter().any(|d| d.starts_with("LnkSta2:")));
+        // No slot or root registers for an endpoint.
+        assert!(
+            !at_0
+                .iter()
+                .any(|d| d.starts_with("SltCap:") || d.starts_with("RootSta:"))
         );
     }
 }

@@ -3,8 +3,9 @@
 
 /// The name of standard capability `id` when it has a fixed one, as
 /// `lspci -vvv` prints it after the offset. `None` for the ids whose line
-/// carries fields (power management, MSI, MSI-X, PCI Express, vendor
-/// specific, ...), which [`decode`](super::decode) words itself.
+/// carries fields or that have detail lines (power management, MSI,
+/// MSI-X, PCI Express, vendor specific, PCI Advanced Features, ...), which
+/// [`decode`](super::decode) words itself.
 pub fn standard_name(id: u8) -> Option<&'static str> {
     Some(match id {
         0x00 => "Null",
@@ -14,7 +15,6 @@ pub fn standard_name(id: u8) -> Option<&'static str> {
         0x0C => "Hot-plug capable",
         0x0E => "AGP3 <?>",
         0x0F => "Secure device <?>",
-        0x13 => "PCI Advanced Features",
         _ => return None,
     })
 }
@@ -25,6 +25,7 @@ pub fn standard_name(id: u8) -> Option<&'static str> {
 /// (serial number, vendor specific, designated vendor-specific).
 pub fn extended_name(id: u16) -> Option<&'static str> {
     Some(match id {
+        0x00 => "Null",
         0x01 => "Advanced Error Reporting",
         0x02 | 0x09 => "Virtual Channel",
         0x04 => "Power Budgeting <?>",
