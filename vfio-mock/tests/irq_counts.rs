@@ -10,6 +10,17 @@ use vfio_core::parse::proc_interrupts::{IrqId, read_all};
 use vfio_core::{Device, Interrupt, IrqIndex, VfioBackend};
 use vfio_mock::{Delivery, Irq, profiles};
 
+/// Linux irq `number`'s count over every CPU, as the fake
+/// `/proc/interrupts` says now (`None` while it has no line).
+fn count_of(paths: &vfio_core::HostPaths, number: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(paths.interrupts_path()).unwrap();
+    read_all(text.as_bytes())
+        .unwrap()
+        .into_iter()
+        .find(|l| l.irq == IrqId::Number(number))
+        .map(|l| l.counts.iter().sum::<u64>())
+}
+
 #[test]
 fn a_driver_woken_by_the_eventfd_reads_the_count_of_that_interrupt() {
     let (host, b) = guest();
@@ -20,14 +31,7 @@ fn a_driver_woken_by_the_eventfd_reads_the_count_of_that_interrupt() {
     o.device.enable_interrupts(IrqIndex::MSIX, &[&irq]).unwrap();
     let paths = b.host_paths();
     let number = paths.vector_irq(&nvme, IrqIndex::MSIX, 0).unwrap();
-    let count = || {
-        let text = std::fs::read_to_string(paths.interrupts_path()).unwrap();
-        read_all(text.as_bytes())
-            .unwrap()
-            .into_iter()
-            .find(|l| l.irq == IrqId::Number(number))
-            .map(|l| l.counts.iter().sum::<u64>())
-    };
+    let count = || count_of(paths, number);
     let rounds = 200u64;
     let (ack, acked) = std::sync::mpsc::channel::<()>();
     let host = &host;
@@ -64,14 +68,7 @@ fn a_driver_woken_by_intx_reads_the_count_of_that_interrupt() {
     o.device.enable_interrupts(IrqIndex::INTX, &[&irq]).unwrap();
     let paths = b.host_paths();
     let number = paths.vector_irq(&edu, IrqIndex::INTX, 0).unwrap();
-    let count = || {
-        let text = std::fs::read_to_string(paths.interrupts_path()).unwrap();
-        read_all(text.as_bytes())
-            .unwrap()
-            .into_iter()
-            .find(|l| l.irq == IrqId::Number(number))
-            .map(|l| l.counts.iter().sum::<u64>())
-    };
+    let count = || count_of(paths, number);
     let before = count().unwrap_or(0);
     let rounds = 100u64;
     let (ack, acked) = std::sync::mpsc::channel::<()>();
